@@ -1,0 +1,792 @@
+"""Project store: one SQLite file per project (WAL mode).
+
+Holds the task, every generated example with full provenance, relabels, review decisions,
+background jobs with their progress, training runs and their metrics, and the LLM response cache.
+Every write is one transaction; the app and background workers use the same file at once.
+API keys are never written here (see :func:`scrub_secrets`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from .task import Task, TaskError
+
+APP_ID = 0x504D5853  # "PMXS" stored in SQLite's application_id header field
+SCHEMA_VERSION = 1
+
+REVIEW_STATUSES = ("pending", "accepted", "overridden", "rejected")
+RELABEL_STATUSES = ("agree", "changed", "unparseable")
+JOB_ACTIVE = ("queued", "running")
+JOB_FINAL = ("done", "failed", "cancelled")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS task (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    name TEXT NOT NULL,
+    body TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    config TEXT NOT NULL DEFAULT '{}',
+    progress TEXT NOT NULL DEFAULT '{}',
+    message TEXT NOT NULL DEFAULT '',
+    pid INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    heartbeat_at REAL
+);
+CREATE TABLE IF NOT EXISTS examples (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id INTEGER NOT NULL,
+    slot TEXT NOT NULL,
+    text TEXT NOT NULL,
+    norm_text TEXT NOT NULL,
+    label TEXT NOT NULL,
+    intended_label TEXT NOT NULL,
+    mixed_with TEXT,
+    alpha REAL,
+    mixup INTEGER NOT NULL DEFAULT 1,
+    prompt TEXT NOT NULL DEFAULT '',
+    raw_response TEXT NOT NULL DEFAULT '',
+    model TEXT NOT NULL DEFAULT '',
+    endpoint TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    llm_label TEXT,
+    llm_raw TEXT,
+    relabel_status TEXT,
+    relabel_prompt TEXT,
+    relabeled_at REAL,
+    review_status TEXT NOT NULL DEFAULT 'pending',
+    review_label TEXT,
+    reviewed_at REAL,
+    reviewed_by TEXT,
+    version INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (job_id, norm_text),
+    UNIQUE (job_id, slot)
+);
+CREATE INDEX IF NOT EXISTS examples_by_job ON examples(job_id);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id INTEGER,
+    name TEXT NOT NULL DEFAULT '',
+    method TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL,
+    config TEXT NOT NULL DEFAULT '{}',
+    device TEXT NOT NULL DEFAULT '',
+    model_dir TEXT,
+    final_metrics TEXT NOT NULL DEFAULT '{}',
+    error TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    epoch REAL,
+    name TEXT NOT NULL,
+    value REAL NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics(run_id, id);
+CREATE TABLE IF NOT EXISTS llm_cache (
+    key TEXT PRIMARY KEY,
+    response TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    model TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL
+);
+"""
+
+_SECRET_PATTERNS = [
+    re.compile(r"sk-[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-\.]{8,}"),
+]
+_SECRET_KEYS = {"api_key", "apikey", "key", "authorization", "token", "secret", "password"}
+
+
+def scrub_secrets(value: Any, secrets: Sequence[str] = ()) -> Any:
+    """Remove API keys from a value before it is stored, logged or shown."""
+    if isinstance(value, str):
+        out = value
+        for s in secrets:
+            if s and len(s) >= 4:
+                out = out.replace(s, "***")
+        for pat in _SECRET_PATTERNS:
+            out = pat.sub(lambda m: (m.group(1) if m.groups() else "") + "***", out)
+        return out
+    if isinstance(value, Mapping):
+        return {
+            k: ("***" if str(k).lower() in _SECRET_KEYS and v else scrub_secrets(v, secrets))
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [scrub_secrets(v, secrets) for v in value]
+    return value
+
+
+def _env_secrets() -> list[str]:
+    return [v for k, v in os.environ.items() if k.endswith("API_KEY") and v]
+
+
+class StoreError(RuntimeError):
+    """The file is not a usable PromptMix project."""
+
+
+class ConflictError(RuntimeError):
+    """A review decision was made on a stale version of an example (someone else changed it)."""
+
+
+@dataclass
+class Example:
+    id: int
+    job_id: int
+    slot: str
+    text: str
+    label: str
+    intended_label: str
+    mixed_with: str | None
+    alpha: float | None
+    mixup: bool
+    prompt: str
+    raw_response: str
+    model: str
+    endpoint: str
+    created_at: float
+    llm_label: str | None = None
+    llm_raw: str | None = None
+    relabel_status: str | None = None
+    relabel_prompt: str | None = None
+    relabeled_at: float | None = None
+    review_status: str = "pending"
+    review_label: str | None = None
+    reviewed_at: float | None = None
+    reviewed_by: str | None = None
+    version: int = 0
+    norm_text: str = ""
+
+    @property
+    def final_label(self) -> str | None:
+        """The label after human review (None when rejected); the current label when not reviewed."""
+        if self.review_status == "rejected":
+            return None
+        if self.review_status == "overridden" and self.review_label:
+            return self.review_label
+        return self.label
+
+    def to_record(self) -> dict[str, Any]:
+        """A flat, export-ready dict (no prompt/raw response)."""
+        return {
+            "id": self.id,
+            "text": self.text,
+            "label": self.label,
+            "intended_label": self.intended_label,
+            "mixed_with": self.mixed_with,
+            "alpha": self.alpha,
+            "llm_label": self.llm_label,
+            "relabel_status": self.relabel_status,
+            "review_status": self.review_status,
+            "review_label": self.review_label,
+            "final_label": self.final_label,
+            "model": self.model,
+            "job_id": self.job_id,
+        }
+
+
+@dataclass
+class Job:
+    id: int
+    kind: str
+    status: str
+    config: dict[str, Any]
+    progress: dict[str, Any]
+    message: str
+    pid: int | None
+    cancel_requested: bool
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    heartbeat_at: float | None
+
+    @property
+    def active(self) -> bool:
+        return self.status in JOB_ACTIVE
+
+
+@dataclass
+class Run:
+    id: int
+    job_id: int | None
+    name: str
+    method: str
+    status: str
+    config: dict[str, Any]
+    device: str
+    model_dir: str | None
+    final_metrics: dict[str, Any]
+    error: str
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+
+@dataclass
+class MetricPoint:
+    run_id: int
+    step: int
+    epoch: float | None
+    name: str
+    value: float
+    created_at: float = field(default_factory=time.time)
+
+
+def _row_to(cls, row: sqlite3.Row, json_fields: Iterable[str] = (), bool_fields: Iterable[str] = ()):
+    d = dict(row)
+    for f in json_fields:
+        d[f] = json.loads(d[f]) if d.get(f) else {}
+    for f in bool_fields:
+        d[f] = bool(d[f])
+    names = cls.__dataclass_fields__.keys()
+    return cls(**{k: v for k, v in d.items() if k in names})
+
+
+class ProjectStore:
+    """A PromptMix project in one SQLite file. Safe to use from several threads and processes."""
+
+    def __init__(self, path: str | Path, *, create: bool = True):
+        self.path = Path(path).expanduser()
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a folder, not a project file")
+        exists = self.path.exists() and self.path.stat().st_size > 0
+        if not exists and not create:
+            raise StoreError(f"no project at {self.path}")
+        if exists:
+            self._check_header()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._init_schema(new=not exists)
+
+    # ------------------------------------------------------------------ plumbing
+    def _check_header(self) -> None:
+        with open(self.path, "rb") as fh:
+            head = fh.read(100)
+        if not head.startswith(b"SQLite format 3\x00"):
+            raise StoreError(f"{self.path.name} is not a PromptMix project (not an SQLite database)")
+        app_id = int.from_bytes(head[68:72], "big")
+        if app_id not in (0, APP_ID):
+            raise StoreError(f"{self.path.name} is an SQLite file of another application, not a project")
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._local.conn = conn
+            self._local.pid = os.getpid()
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT, rolled back on error)."""
+        conn = self._connect()
+        if conn.in_transaction:  # nested use joins the outer transaction
+            yield conn
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return self._connect().execute(sql, params).fetchall()
+
+    def _init_schema(self, new: bool) -> None:
+        conn = self._connect()
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            if new:
+                conn.execute(f"PRAGMA application_id = {APP_ID}")
+            else:
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+                if app_id != APP_ID and tables and "meta" not in tables:
+                    raise StoreError(
+                        f"{self.path.name} is an SQLite database of another application, not a project"
+                    )
+            with self.transaction() as c:
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        c.execute(stmt)
+                c.execute(
+                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+                c.execute(
+                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('created_at', ?)", (str(time.time()),)
+                )
+            conn.execute(f"PRAGMA application_id = {APP_ID}")
+            version = int(self.get_meta("schema_version", "0"))
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path.name} was written by a newer PromptMix (schema {version}); upgrade first"
+                )
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise StoreError(f"{self.path.name} is not a usable project file: {exc}") from None
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def integrity_ok(self) -> bool:
+        return self._query("PRAGMA integrity_check")[0][0] == "ok"
+
+    # ---------------------------------------------------------------------- meta
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, scrub_secrets(value, _env_secrets())),
+            )
+
+    def get_settings(self) -> dict[str, Any]:
+        """Non-secret settings saved with the project (endpoint, model, generation options)."""
+        raw = self.get_meta("settings")
+        return json.loads(raw) if raw else {}
+
+    def save_settings(self, settings: Mapping[str, Any]) -> None:
+        clean = {k: v for k, v in settings.items() if str(k).lower() not in _SECRET_KEYS}
+        self.set_meta("settings", json.dumps(scrub_secrets(clean, _env_secrets())))
+
+    # ---------------------------------------------------------------------- task
+    def save_task(self, task: Task) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO task(id, name, body, updated_at) VALUES (1, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET name = excluded.name, body = excluded.body, "
+                "updated_at = excluded.updated_at",
+                (task.name, task.to_json(), time.time()),
+            )
+
+    def load_task(self) -> Task | None:
+        rows = self._query("SELECT body FROM task WHERE id = 1")
+        if not rows:
+            return None
+        try:
+            return Task.from_dict(json.loads(rows[0][0]), validate_task=False)
+        except (json.JSONDecodeError, TaskError) as exc:
+            raise StoreError(f"the task stored in {self.path.name} is unreadable: {exc}") from None
+
+    # ---------------------------------------------------------------------- jobs
+    def create_job(self, kind: str, config: Mapping[str, Any], *, status: str = "queued") -> int:
+        cfg = scrub_secrets(dict(config), _env_secrets())
+        with self.transaction() as c:
+            cur = c.execute(
+                "INSERT INTO jobs(kind, status, config, created_at) VALUES (?, ?, ?, ?)",
+                (kind, status, json.dumps(cfg), time.time()),
+            )
+            return int(cur.lastrowid)
+
+    def get_job(self, job_id: int) -> Job | None:
+        rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return _row_to(Job, rows[0], ("config", "progress"), ("cancel_requested",)) if rows else None
+
+    def list_jobs(self, kind: str | None = None, limit: int = 100) -> list[Job]:
+        if kind:
+            rows = self._query("SELECT * FROM jobs WHERE kind = ? ORDER BY id DESC LIMIT ?", (kind, limit))
+        else:
+            rows = self._query("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
+        return [_row_to(Job, r, ("config", "progress"), ("cancel_requested",)) for r in rows]
+
+    def update_job(
+        self,
+        job_id: int,
+        *,
+        status: str | None = None,
+        progress: Mapping[str, Any] | None = None,
+        message: str | None = None,
+        pid: int | None = None,
+        heartbeat: bool = True,
+    ) -> None:
+        sets, params = [], []
+        now = time.time()
+        if status is not None:
+            sets.append("status = ?")
+            params.append(status)
+            if status == "running":
+                sets.append("started_at = COALESCE(started_at, ?)")
+                params.append(now)
+            if status in JOB_FINAL:
+                sets.append("finished_at = ?")
+                params.append(now)
+        if progress is not None:
+            sets.append("progress = ?")
+            params.append(json.dumps(dict(progress)))
+        if message is not None:
+            sets.append("message = ?")
+            params.append(scrub_secrets(message, _env_secrets()))
+        if pid is not None:
+            sets.append("pid = ?")
+            params.append(pid)
+        if heartbeat:
+            sets.append("heartbeat_at = ?")
+            params.append(now)
+        if not sets:
+            return
+        with self.transaction() as c:
+            c.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*params, job_id))
+
+    def request_cancel(self, job_id: int) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+
+    def cancel_requested(self, job_id: int) -> bool:
+        rows = self._query("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,))
+        return bool(rows and rows[0][0])
+
+    def reap_stale_jobs(self, stale_after: float = 60.0) -> list[int]:
+        """Mark jobs whose worker died (process gone, or no heartbeat for a while) as failed."""
+        reaped = []
+        now = time.time()
+        for job in self.list_jobs(limit=1000):
+            if not job.active:
+                continue
+            alive = _pid_alive(job.pid) if job.pid else None
+            last = job.heartbeat_at or job.started_at or job.created_at
+            dead = alive is False or (alive is None and now - last > stale_after and job.status == "running")
+            if alive and now - last > max(stale_after * 10, 600):
+                dead = True  # pid reused by another process, or the worker hung
+            if dead:
+                self.update_job(
+                    job.id, status="failed", message="the worker stopped unexpectedly", heartbeat=False
+                )
+                with self.transaction() as c:
+                    c.execute(
+                        "UPDATE runs SET status = 'failed', finished_at = ?, "
+                        "error = CASE WHEN error = '' THEN 'the worker stopped unexpectedly' ELSE error END "
+                        "WHERE job_id = ? AND status IN ('queued', 'running')",
+                        (now, job.id),
+                    )
+                reaped.append(job.id)
+        return reaped
+
+    # ------------------------------------------------------------------ examples
+    def add_examples(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Insert generated examples; duplicates (same job and normalised text, or same slot) are ignored.
+
+        Returns the number inserted.
+        """
+        now = time.time()
+        n = 0
+        with self.transaction() as c:
+            for r in rows:
+                cur = c.execute(
+                    "INSERT OR IGNORE INTO examples(job_id, slot, text, norm_text, label, intended_label, "
+                    "mixed_with, alpha, mixup, prompt, raw_response, model, endpoint, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        r["job_id"],
+                        r["slot"],
+                        r["text"],
+                        r["norm_text"],
+                        r.get("label", r["intended_label"]),
+                        r["intended_label"],
+                        r.get("mixed_with"),
+                        r.get("alpha"),
+                        int(bool(r.get("mixup", True))),
+                        r.get("prompt", ""),
+                        r.get("raw_response", ""),
+                        r.get("model", ""),
+                        scrub_secrets(r.get("endpoint", ""), _env_secrets()),
+                        r.get("created_at", now),
+                    ),
+                )
+                n += cur.rowcount
+        return n
+
+    def list_examples(
+        self,
+        *,
+        job_id: int | None = None,
+        review_status: str | Sequence[str] | None = None,
+        label: str | None = None,
+        relabel_status: str | Sequence[str] | None = None,
+        search: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Example]:
+        where, params = [], []
+        if job_id is not None:
+            where.append("job_id = ?")
+            params.append(job_id)
+        for col, val in (("review_status", review_status), ("relabel_status", relabel_status)):
+            if val is None:
+                continue
+            vals = [val] if isinstance(val, str) else list(val)
+            if "none" in vals:
+                vals = [v for v in vals if v != "none"]
+                clause = f"({col} IS NULL" + (f" OR {col} IN ({','.join('?' * len(vals))})" if vals else "") + ")"
+            else:
+                clause = f"{col} IN ({','.join('?' * len(vals))})"
+            where.append(clause)
+            params.extend(vals)
+        if label is not None:
+            where.append("(intended_label = ? OR llm_label = ? OR mixed_with = ?)")
+            params.extend([label, label, label])
+        if search:
+            where.append("instr(lower(text), lower(?)) > 0")
+            params.append(search)
+        sql = "SELECT * FROM examples"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            params.extend([limit, offset])
+        return [_row_to(Example, r, (), ("mixup",)) for r in self._query(sql, params)]
+
+    def get_example(self, example_id: int) -> Example | None:
+        rows = self._query("SELECT * FROM examples WHERE id = ?", (example_id,))
+        return _row_to(Example, rows[0], (), ("mixup",)) if rows else None
+
+    def count_examples(self, job_id: int | None = None) -> dict[str, int]:
+        """Counts for the sidebar and the review page."""
+        cond, params = ("WHERE job_id = ?", (job_id,)) if job_id is not None else ("", ())
+        row = self._query(
+            "SELECT COUNT(*) AS total, "
+            "SUM(relabel_status IS NOT NULL) AS relabelled, "
+            "SUM(relabel_status = 'agree') AS agree, "
+            "SUM(relabel_status = 'changed') AS changed, "
+            "SUM(relabel_status = 'unparseable') AS unparseable, "
+            "SUM(review_status != 'pending') AS reviewed, "
+            "SUM(review_status = 'accepted') AS accepted, "
+            "SUM(review_status = 'overridden') AS overridden, "
+            "SUM(review_status = 'rejected') AS rejected "
+            f"FROM examples {cond}",
+            params,
+        )[0]
+        return {k: int(row[k] or 0) for k in row.keys()}
+
+    def set_relabel(
+        self,
+        example_id: int,
+        *,
+        llm_label: str | None,
+        status: str,
+        raw: str = "",
+        prompt: str = "",
+    ) -> None:
+        if status not in RELABEL_STATUSES:
+            raise ValueError(f"unknown relabel status {status!r}")
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE examples SET llm_label = ?, relabel_status = ?, llm_raw = ?, relabel_prompt = ?, "
+                "relabeled_at = ?, label = CASE WHEN ? IS NOT NULL THEN ? ELSE label END "
+                "WHERE id = ?",
+                (llm_label, status, raw, prompt, time.time(), llm_label, llm_label, example_id),
+            )
+
+    def review(
+        self,
+        example_id: int,
+        decision: str,
+        *,
+        label: str | None = None,
+        expected_version: int | None = None,
+        reviewer: str | None = None,
+    ) -> int:
+        """Record a review decision: accepted, overridden (with ``label``), rejected or pending (undo).
+
+        With ``expected_version`` the write succeeds only if nobody changed the example since it was
+        read; otherwise :class:`ConflictError` is raised and nothing is written. Returns the new version.
+        """
+        if decision not in REVIEW_STATUSES:
+            raise ValueError(f"unknown review decision {decision!r}")
+        if decision == "overridden" and not label:
+            raise ValueError("an override needs a class")
+        if decision != "overridden":
+            label = None
+        with self.transaction() as c:
+            row = c.execute("SELECT version FROM examples WHERE id = ?", (example_id,)).fetchone()
+            if row is None:
+                raise KeyError(example_id)
+            if expected_version is not None and row[0] != expected_version:
+                raise ConflictError(
+                    f"example {example_id} was changed by someone else since you loaded it; reload to see it"
+                )
+            c.execute(
+                "UPDATE examples SET review_status = ?, review_label = ?, reviewed_at = ?, reviewed_by = ?, "
+                "version = version + 1 WHERE id = ?",
+                (decision, label, time.time() if decision != "pending" else None, reviewer, example_id),
+            )
+            return int(row[0]) + 1
+
+    def bulk_review(self, example_ids: Sequence[int], decision: str, *, only_pending: bool = True) -> int:
+        """Apply one decision (accepted or rejected) to many examples; returns how many changed."""
+        if decision not in ("accepted", "rejected", "pending"):
+            raise ValueError("bulk review takes accepted, rejected or pending")
+        if not example_ids:
+            return 0
+        n = 0
+        with self.transaction() as c:
+            for i in range(0, len(example_ids), 500):
+                chunk = list(example_ids[i : i + 500])
+                cond = " AND review_status = 'pending'" if only_pending else ""
+                cur = c.execute(
+                    f"UPDATE examples SET review_status = ?, review_label = NULL, reviewed_at = ?, "
+                    f"version = version + 1 WHERE id IN ({','.join('?' * len(chunk))}){cond}",
+                    (decision, time.time(), *chunk),
+                )
+                n += cur.rowcount
+        return n
+
+    def delete_examples(self, job_id: int) -> int:
+        with self.transaction() as c:
+            return c.execute("DELETE FROM examples WHERE job_id = ?", (job_id,)).rowcount
+
+    # ---------------------------------------------------------------------- runs
+    def create_run(
+        self, config: Mapping[str, Any], *, name: str = "", method: str = "", job_id: int | None = None
+    ) -> int:
+        with self.transaction() as c:
+            cur = c.execute(
+                "INSERT INTO runs(job_id, name, method, status, config, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (job_id, name, method, "queued", json.dumps(scrub_secrets(dict(config))), time.time()),
+            )
+            return int(cur.lastrowid)
+
+    def update_run(
+        self,
+        run_id: int,
+        *,
+        status: str | None = None,
+        device: str | None = None,
+        model_dir: str | None = None,
+        final_metrics: Mapping[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        sets, params = [], []
+        now = time.time()
+        if status is not None:
+            sets.append("status = ?")
+            params.append(status)
+            if status == "running":
+                sets.append("started_at = COALESCE(started_at, ?)")
+                params.append(now)
+            if status in JOB_FINAL:
+                sets.append("finished_at = ?")
+                params.append(now)
+        for col, val in (("device", device), ("model_dir", model_dir)):
+            if val is not None:
+                sets.append(f"{col} = ?")
+                params.append(val)
+        if final_metrics is not None:
+            sets.append("final_metrics = ?")
+            params.append(json.dumps(dict(final_metrics)))
+        if error is not None:
+            sets.append("error = ?")
+            params.append(scrub_secrets(error, _env_secrets()))
+        if sets:
+            with self.transaction() as c:
+                c.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*params, run_id))
+
+    def get_run(self, run_id: int) -> Run | None:
+        rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return _row_to(Run, rows[0], ("config", "final_metrics")) if rows else None
+
+    def list_runs(self, limit: int = 200) -> list[Run]:
+        rows = self._query("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
+        return [_row_to(Run, r, ("config", "final_metrics")) for r in rows]
+
+    def log_metrics(self, run_id: int, step: int, values: Mapping[str, float], epoch: float | None = None) -> None:
+        now = time.time()
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT INTO metrics(run_id, step, epoch, name, value, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, int(step), epoch, k, float(v), now) for k, v in values.items()],
+            )
+
+    def get_metrics(self, run_id: int, *, after_id: int = 0) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT id, run_id, step, epoch, name, value, created_at FROM metrics "
+            "WHERE run_id = ? AND id > ? ORDER BY id",
+            (run_id, after_id),
+        )
+        return [dict(r) for r in rows]
+
+    # ------------------------------------------------------------------- summary
+    def summary(self) -> dict[str, Any]:
+        task = self.load_task()
+        counts = self.count_examples()
+        runs = self.list_runs()
+        return {
+            "name": task.name if task else self.path.stem,
+            "classes": len(task.classes) if task else 0,
+            "seeds": sum(len(c.examples) for c in task.classes) if task else 0,
+            "generated": counts["total"],
+            "relabelled": counts["relabelled"],
+            "reviewed": counts["reviewed"],
+            "runs": len(runs),
+            "runs_done": sum(r.status == "done" for r in runs),
+            "active_jobs": [j.id for j in self.list_jobs() if j.active],
+        }
+
+
+def _pid_alive(pid: int | None) -> bool | None:
+    if not pid:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child still answers kill(0); look at its state where /proc exists
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists():
+        try:
+            return stat.read_text().split(")")[-1].split()[0] != "Z"
+        except OSError:
+            return True
+    return True
+
+
+def open_project(path: str | Path, *, create: bool = False) -> ProjectStore:
+    """Open an existing project (or create it with ``create=True``); clear error for bad files."""
+    p = Path(path).expanduser()
+    if not create and not p.exists():
+        raise StoreError(f"no project at {p}")
+    return ProjectStore(p, create=create)
