@@ -1,0 +1,254 @@
+"""The ``promptmix`` command line: a thin face on the same core as the app."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from .task import TaskError, load_task
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class _Bar:
+    """A tqdm progress bar on a terminal; silent otherwise."""
+
+    def __init__(self, desc: str):
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=0, desc=desc, unit="ex", file=sys.stderr, leave=False)
+
+    def __call__(self, p: dict[str, Any]) -> None:
+        if self.bar is None:
+            return
+        self.bar.total = p.get("total", 0)
+        self.bar.n = p.get("done", 0)
+        self.bar.set_postfix(calls=p.get("calls", 0), hits=p.get("cache_hits", 0), retries=p.get("retries", 0))
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _add_llm_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("LLM endpoint (default: OPENAI_BASE_URL, else the bundled local model)")
+    g.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+    g.add_argument("--model", help="model name at the endpoint")
+    g.add_argument("--concurrency", type=int, default=8, help="calls in flight at once (default 8)")
+    g.add_argument("--timeout", type=float, default=60.0, help="seconds per call (default 60)")
+    g.add_argument("--retries", type=int, default=4, help="retries per call (default 4)")
+    g.add_argument("--cache", help="response cache file (default $PROMPTMIX_CACHE or ~/.cache/promptmix)")
+
+
+def _llm(args: argparse.Namespace):
+    from .llm import LLMClient, default_cache_path, resolve_llm_config
+
+    config = resolve_llm_config(
+        base_url=args.base_url, model=args.model, concurrency=args.concurrency, timeout=args.timeout,
+        max_retries=args.retries,
+    )
+    return LLMClient(config, cache_path=args.cache or default_cache_path())
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+            n += 1
+    os.replace(tmp, path)
+    return n
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    from .task import decode_bytes
+
+    if not path.exists():
+        raise TaskError(f"file not found: {path}")
+    rows = []
+    for i, line in enumerate(decode_bytes(path.read_bytes(), path.name).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise TaskError(f"{path.name}: line {i} is not valid JSON") from None
+        if not isinstance(row, dict) or not str(row.get("text") or "").strip():
+            raise TaskError(f"{path.name}: line {i} has no 'text'")
+        rows.append(row)
+    return rows
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .generate import GenerationConfig, GenerationFailed, generate
+
+    task = load_task(args.task, k=args.k, seed=args.task_seed)
+    config = GenerationConfig(
+        per_class=args.per_class, group_size=args.group_size, mixup=not args.no_mixup, seed=args.seed,
+        examples_per_call=args.examples_per_call, max_calls_per_class=args.max_calls,
+    )
+    llm = _llm(args)
+    bar = _Bar("generate")
+    t0 = time.perf_counter()
+    store = job_id = None
+    if args.project:
+        from .store import ProjectStore
+
+        store = ProjectStore(args.project)
+        if store.load_task() is None:
+            store.save_task(task)
+        job_id = args.job or store.create_job("generate", {**vars(args), "per_class": args.per_class})
+    try:
+        result = generate(task, config, llm, progress=bar, store=store, job_id=job_id)
+    except GenerationFailed as exc:
+        bar.close()
+        partial = Path(str(args.out) + ".partial.jsonl")
+        n = _write_jsonl(partial, (e.to_row() for e in exc.result.examples))
+        print(f"error: {exc}", file=sys.stderr)
+        print(f"kept {n} examples in {partial}; finished calls stay in the cache; "
+              f"{llm.stats.summary()}", file=sys.stderr)
+        return EXIT_FAIL
+    bar.close()
+    rows = [e.to_row() for e in result.examples]
+    if args.relabel:
+        from .relabel import RelabelConfig, relabel
+
+        rel = relabel(task, result.examples, llm, RelabelConfig(nearest=args.nearest), progress=_Bar("relabel"))
+        for row, r in zip(rows, rel):
+            row.update(llm_label=r.llm_label, relabel_status=r.status)
+            if r.llm_label:
+                row["label"] = r.llm_label
+    _write_jsonl(Path(args.out), rows)
+    dt = time.perf_counter() - t0
+    print(
+        f"kept {result.kept}/{result.requested} examples in {dt:.1f} s; {llm.stats.summary()}; "
+        f"{result.calls_per_kept:.2f} calls and {result.tokens_per_kept:.0f} tokens per kept example"
+    )
+    return EXIT_OK
+
+
+def cmd_relabel(args: argparse.Namespace) -> int:
+    from .relabel import RelabelConfig, relabel, relabel_summary
+
+    task = load_task(args.task)
+    rows = _read_jsonl(Path(args.input))
+    for r in rows:
+        r.setdefault("intended_label", r.get("label"))
+    llm = _llm(args)
+    bar = _Bar("relabel")
+    t0 = time.perf_counter()
+    results = relabel(task, rows, llm, RelabelConfig(nearest=args.nearest), progress=bar)
+    bar.close()
+    for row, r in zip(rows, results):
+        row["llm_label"] = r.llm_label
+        row["relabel_status"] = r.status
+        if r.llm_label:
+            row["label"] = r.llm_label
+    _write_jsonl(Path(args.out), rows)
+    s = relabel_summary(results)
+    print(
+        f"relabelled {s['relabelled']} in {time.perf_counter() - t0:.1f} s: {s['share_changed']:.0%} changed, "
+        f"{s['share_unparseable']:.0%} unparseable; {llm.stats.summary()}"
+    )
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .task import validate
+
+    task = load_task(args.task, k=args.k, seed=args.task_seed)
+    warnings = validate(task)
+    print(f"{task.name}: {len(task.classes)} classes, {sum(len(c.examples) for c in task.classes)} seeds")
+    for w in warnings:
+        print(f"warning: {w}")
+    if args.out:
+        from .task import save_task
+
+        save_task(task, args.out)
+        print(f"saved {args.out}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="promptmix", description="PromptMix Studio command line")
+    ap.add_argument("--version", action="version", version="promptmix 0.1.0")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="step 1: generate borderline examples (A1 labels)")
+    g.add_argument("task", help="task file (JSON/YAML) or labelled CSV/JSONL (text,label)")
+    g.add_argument("--out", required=True, help="output JSONL")
+    g.add_argument("--per-class", type=int, required=True, help="examples per class (exactly)")
+    g.add_argument("--group-size", type=int, default=4, help="classes per prompt group (default 4)")
+    g.add_argument("--no-mixup", action="store_true", help="plain examples of Ci, no mixup")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--examples-per-call", type=int, default=5, help="examples asked for per call (default 5)")
+    g.add_argument("--max-calls", type=int, help="most calls per class (default 4 per example + 5)")
+    g.add_argument("--k", type=int, help="draw k seeds per class from a larger labelled file")
+    g.add_argument("--task-seed", type=int, default=0, help="seed for drawing the k seeds")
+    g.add_argument("--relabel", action="store_true", help="also relabel (step 2) before writing")
+    g.add_argument("--nearest", type=int, default=5, help="classes shown to the relabeler")
+    g.add_argument("--project", help="also record into this project file (resumable)")
+    g.add_argument("--job", type=int, help="with --project: resume this job id")
+    _add_llm_args(g)
+    g.set_defaults(func=cmd_generate)
+
+    r = sub.add_parser("relabel", help="step 2: relabel generated examples with an LLM classifier (A2)")
+    r.add_argument("input", help="generated examples (JSONL with text and label)")
+    r.add_argument("--task", required=True, help="task file the examples belong to")
+    r.add_argument("--out", required=True, help="output JSONL")
+    r.add_argument("--nearest", type=int, default=5, help="classes shown per example (default 5)")
+    _add_llm_args(r)
+    r.set_defaults(func=cmd_relabel)
+
+    c = sub.add_parser("check", help="validate a task file or labelled file (and optionally convert it)")
+    c.add_argument("task")
+    c.add_argument("--k", type=int)
+    c.add_argument("--task-seed", type=int, default=0)
+    c.add_argument("--out", help="write the task as JSON or YAML")
+    c.set_defaults(func=cmd_check)
+
+    for module in ("promptmix_core.llm.local", "promptmix_core.experiment", "promptmix_core.training.cli"):
+        try:
+            mod = __import__(module, fromlist=["register_cli"])
+        except ImportError:
+            continue
+        if hasattr(mod, "register_cli"):
+            mod.register_cli(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .llm import LLMConfigError, LLMError
+    from .store import StoreError
+
+    try:
+        return int(args.func(args) or 0)
+    except TaskError as exc:
+        for p in exc.problems:
+            print(f"error: {p}", file=sys.stderr)
+        return EXIT_USAGE
+    except (LLMConfigError, ValueError, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except LLMError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        print("interrupted; finished calls stay in the cache", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

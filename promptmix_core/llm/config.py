@@ -1,0 +1,134 @@
+"""LLM endpoint configuration: flags > environment > project settings > the bundled local model."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+# USD per million tokens (prompt, completion) for models whose price is public; cost is shown
+# only where a price is known. Local models cost nothing.
+KNOWN_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-3.5-turbo": (0.50, 1.50),
+}
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+
+
+class LLMConfigError(ValueError):
+    """The endpoint settings are unusable (bad URL, out-of-range option, ...)."""
+
+
+@dataclass
+class LLMConfig:
+    base_url: str
+    model: str
+    api_key: str = field(default="", repr=False)
+    concurrency: int = 8
+    timeout: float = 60.0
+    max_retries: int = 4
+    backoff_base: float = 0.5
+    backoff_max: float = 20.0
+    max_retry_after: float = 120.0
+    price_prompt_per_1m: float | None = None
+    price_completion_per_1m: float | None = None
+    local: bool = False
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.base_url or not str(self.base_url).startswith(("http://", "https://")):
+            problems.append(f"the endpoint URL must start with http:// or https:// (got {self.base_url!r})")
+        if not self.model or not str(self.model).strip():
+            problems.append("a model name is needed")
+        if not 1 <= int(self.concurrency) <= 256:
+            problems.append("concurrency must be between 1 and 256")
+        if not 0 < float(self.timeout) <= 3600:
+            problems.append("the timeout must be between 0 and 3600 seconds")
+        if not 0 <= int(self.max_retries) <= 20:
+            problems.append("retries must be between 0 and 20")
+        if problems:
+            raise LLMConfigError("; ".join(problems))
+        self.base_url = str(self.base_url).rstrip("/")
+        self.concurrency = int(self.concurrency)
+        if self.price_prompt_per_1m is None and self.price_completion_per_1m is None:
+            if self.local:
+                self.price_prompt_per_1m = self.price_completion_per_1m = 0.0
+            else:
+                price = KNOWN_PRICES.get(self.model)
+                if price and "openai.com" in self.base_url:
+                    self.price_prompt_per_1m, self.price_completion_per_1m = price
+
+    @property
+    def has_price(self) -> bool:
+        return self.price_prompt_per_1m is not None and self.price_completion_per_1m is not None
+
+    def public_dict(self) -> dict[str, Any]:
+        """Everything but the key: safe to store, log and show."""
+        d = asdict(self)
+        d.pop("api_key", None)
+        return d
+
+
+def resolve_llm_config(
+    base_url: str | None = None,
+    model: str | None = None,
+    api_key: str | None = None,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    start_local: bool = True,
+    **options: Any,
+) -> LLMConfig:
+    """Pick the endpoint: explicit arguments, then ``OPENAI_BASE_URL``/``OPENAI_API_KEY``/
+    ``PROMPTMIX_MODEL``, then saved settings; with no endpoint anywhere, the bundled SmolLM2 served
+    on 127.0.0.1 (started on first use)."""
+    settings = dict(settings or {})
+    base_url = base_url or os.environ.get("OPENAI_BASE_URL") or settings.get("base_url") or None
+    model = model or os.environ.get("PROMPTMIX_MODEL") or settings.get("model") or None
+    api_key = api_key or os.environ.get("OPENAI_API_KEY") or ""
+    for key in ("concurrency", "timeout", "max_retries"):
+        if key not in options and settings.get(key) is not None:
+            options[key] = settings[key]
+    options = {k: v for k, v in options.items() if v is not None}
+    if not base_url:
+        if api_key and model:
+            base_url = OPENAI_BASE_URL
+        elif api_key:
+            base_url, model = OPENAI_BASE_URL, DEFAULT_OPENAI_MODEL
+        else:
+            if not start_local:
+                raise LLMConfigError("no LLM endpoint configured")
+            from .local import ensure_local_server
+
+            local_url, local_model = ensure_local_server()
+            return LLMConfig(
+                base_url=local_url, model=model or local_model, api_key="local", local=True, **options
+            )
+    if not model:
+        if "openai.com" in base_url:
+            model = DEFAULT_OPENAI_MODEL
+        else:
+            model = _first_served_model(base_url, api_key) or ""
+            if not model:
+                raise LLMConfigError(
+                    f"no model name given and {base_url} lists none; pass --model or set PROMPTMIX_MODEL"
+                )
+    local = base_url.startswith(("http://127.0.0.1", "http://localhost")) and not api_key
+    return LLMConfig(base_url=base_url, model=model, api_key=api_key or "not-needed", local=local, **options)
+
+
+def _first_served_model(base_url: str, api_key: str) -> str | None:
+    """Ask an OpenAI-compatible server which models it serves (vLLM, Ollama, llama.cpp answer)."""
+    import openai
+
+    try:
+        client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=10, max_retries=0)
+        models = client.models.list()
+        data = list(models.data)
+        return data[0].id if data else None
+    except Exception:  # noqa: BLE001 - any failure means "unknown", reported by the caller
+        return None

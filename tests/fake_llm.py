@@ -1,0 +1,311 @@
+"""A scripted OpenAI-compatible server on 127.0.0.1 (real HTTP, real sockets) for tests.
+
+It answers ``POST /v1/chat/completions`` and ``GET /v1/models``. Generation prompts (from
+``promptmix_core.generate``) get numbered examples that mention the class asked for; classifier
+prompts get a class name. Faults are scripted per request (``script``) or drawn at random
+(``fault_rate``): 429 with or without Retry-After, 500/502/503, slow answers, dropped connections,
+empty, truncated, garbage or very long content. The server serves at most ``max_requests`` and
+shuts itself down after ``lifetime`` seconds, so nothing outlives a test.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import re
+import socket
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+FAULTS = ("429", "429-retry", "500", "502", "503", "slow", "drop", "drop-mid", "empty", "truncated", "garbage", "long")
+
+_GEN = re.compile(r"Generate a diverse set of (\d+) short examples")
+_MIX = re.compile(r'belongs (\d+)% to category "([^"]+)" and (\d+)% to category "([^"]+)"')
+_PLAIN = re.compile(r'that belong to category "([^"]+)"')
+_TEXT = re.compile(r"^Text: (.*)$", re.MULTILINE)
+_CATS = re.compile(r"^Category: (.+)$", re.MULTILINE)
+
+_OPENERS = [
+    "Can you help me, {a}",
+    "I have a question: {a}",
+    "Quick one about {a}",
+    "Not sure if this is {a} or {b}",
+    "Something about {a}, maybe {b}",
+    "Please check {a} for me",
+    "Why is {a} happening",
+    "Is this {a}",
+]
+
+
+def _words(name: str) -> str:
+    return name.replace("_", " ").replace("-", " ")
+
+
+class FakeLLM:
+    def __init__(
+        self,
+        *,
+        model: str = "fake-model",
+        latency: float = 0.0,
+        fault_rate: float = 0.0,
+        faults: tuple[str, ...] = FAULTS,
+        seed: int = 0,
+        api_key: str | None = None,
+        max_requests: int = 20_000,
+        lifetime: float = 900.0,
+        slow_seconds: float = 5.0,
+        retry_after: float = 0.05,
+        responder: Callable[[dict[str, Any]], str] | None = None,
+        classify: Callable[[str, list[str]], str] | None = None,
+    ):
+        self.model = model
+        self.latency = latency
+        self.fault_rate = fault_rate
+        self.faults = faults
+        self.api_key = api_key
+        self.max_requests = max_requests
+        self.lifetime = lifetime
+        self.slow_seconds = slow_seconds
+        self.retry_after = retry_after
+        self.responder = responder
+        self.classify = classify
+        self.script: deque[str] = deque()
+        self.requests: list[dict[str, Any]] = []
+        self.outcomes: list[str] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._rng = random.Random(seed)
+        self._counter = itertools.count(1)
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._timer: threading.Timer | None = None
+        self.down = False  # when True every request gets 503
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def calls(self) -> int:
+        return len(self.requests)
+
+    def start(self) -> "FakeLLM":
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                if self.path.rstrip("/").endswith("/models"):
+                    fake._send_json(self, 200, {"object": "list", "data": [{"id": fake.model, "object": "model"}]})
+                elif self.path.rstrip("/").endswith("/health"):
+                    fake._send_json(self, 200, {"status": "ok"})
+                else:
+                    fake._send_json(self, 404, {"error": {"message": "not found"}})
+
+            def do_POST(self) -> None:  # noqa: N802
+                fake._handle_post(self)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="fake-llm")
+        self._thread.start()
+        self._timer = threading.Timer(self.lifetime, self.stop)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "FakeLLM":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------- answers
+    @staticmethod
+    def _send_json(handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            handler.send_header(k, v)
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _completion(self, content: str, body: dict[str, Any], finish: str = "stop") -> dict[str, Any]:
+        prompt_chars = sum(len(m.get("content", "")) for m in body.get("messages", []))
+        return {
+            "id": f"chatcmpl-{next(self._counter)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
+            "usage": {
+                "prompt_tokens": prompt_chars // 4 + 1,
+                "completion_tokens": len(content) // 4 + 1,
+                "total_tokens": prompt_chars // 4 + len(content) // 4 + 2,
+            },
+        }
+
+    def default_answer(self, body: dict[str, Any]) -> str:
+        prompt = body.get("messages", [{}])[-1].get("content", "")
+        gen = _GEN.search(prompt)
+        if gen:
+            n = int(gen.group(1))
+            mix = _MIX.search(prompt)
+            if mix:
+                ci, cj = mix.group(2), mix.group(4)
+            else:
+                plain = _PLAIN.search(prompt)
+                ci = plain.group(1) if plain else "something"
+                cj = ci
+            lines = []
+            for i in range(1, n + 1):
+                k = next(self._counter)
+                opener = self._rng.choice(_OPENERS).format(a=_words(ci), b=_words(cj))
+                lines.append(f"{i}. {opener} (case {k})")
+            return "Here are the examples:\n" + "\n".join(lines)
+        text = _TEXT.search(prompt)
+        cats = _CATS.findall(prompt)
+        if text and cats:
+            if self.classify is not None:
+                return self.classify(text.group(1), cats)
+            lowered = text.group(1).lower()
+            # the first category named in the text wins; borderline ones ("Not sure if this is A or B")
+            # name two, and the later-listed one is picked, giving some "changed" relabels
+            named = [c for c in cats if _words(c).lower() in lowered]
+            if named:
+                return named[-1] if lowered.startswith("not sure") else named[0]
+            return cats[0]
+        return "OK"
+
+    def _pick_action(self) -> str:
+        with self._lock:
+            if self.script:
+                return self.script.popleft()
+            if self.fault_rate and self._rng.random() < self.fault_rate:
+                return self._rng.choice(self.faults)
+        return "ok"
+
+    def _handle_post(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            self._send_json(handler, 400, {"error": {"message": "invalid JSON"}})
+            return
+        if not handler.path.rstrip("/").endswith("/chat/completions"):
+            self._send_json(handler, 404, {"error": {"message": f"no route {handler.path}"}})
+            return
+        with self._lock:
+            if len(self.requests) >= self.max_requests:
+                over = True
+            else:
+                over = False
+                self.requests.append(body)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if over:
+                self.outcomes.append("over-limit")
+                self._send_json(handler, 503, {"error": {"message": "request limit reached"}})
+                return
+            if self.api_key is not None:
+                auth = handler.headers.get("Authorization", "")
+                if auth != f"Bearer {self.api_key}":
+                    self.outcomes.append("401")
+                    self._send_json(handler, 401, {"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}})
+                    return
+            if body.get("model") != self.model:
+                self.outcomes.append("404")
+                self._send_json(
+                    handler, 404,
+                    {"error": {"message": f"The model `{body.get('model')}` does not exist", "code": "model_not_found"}},
+                )
+                return
+            action = "503" if self.down else self._pick_action()
+            self.outcomes.append(action)
+            if self.latency:
+                time.sleep(self.latency)
+            self._act(handler, action, body)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _act(self, handler: BaseHTTPRequestHandler, action: str, body: dict[str, Any]) -> None:
+        if action == "ok":
+            content = self.responder(body) if self.responder else self.default_answer(body)
+            self._send_json(handler, 200, self._completion(content, body))
+        elif action == "429":
+            self._send_json(handler, 429, {"error": {"message": "Rate limit reached", "type": "rate_limit"}})
+        elif action.startswith("429-retry"):
+            secs = action.split(":", 1)[1] if ":" in action else f"{self.retry_after:g}"
+            self._send_json(handler, 429, {"error": {"message": "Rate limit reached"}}, {"Retry-After": secs})
+        elif action in ("500", "502", "503"):
+            self._send_json(handler, int(action), {"error": {"message": f"server error {action}"}})
+        elif action.startswith("slow"):
+            secs = float(action.split(":", 1)[1]) if ":" in action else self.slow_seconds
+            time.sleep(secs)
+            try:
+                self._send_json(handler, 200, self._completion(self.default_answer(body), body))
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        elif action == "drop":
+            handler.close_connection = True
+            try:
+                handler.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        elif action == "drop-mid":
+            data = json.dumps(self._completion(self.default_answer(body), body)).encode()
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data[: len(data) // 2])
+            handler.wfile.flush()
+            handler.close_connection = True
+            try:
+                handler.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        elif action == "empty":
+            self._send_json(handler, 200, self._completion("", body))
+        elif action == "truncated":
+            full = self.default_answer(body)
+            self._send_json(handler, 200, self._completion(full[: max(1, len(full) * 2 // 3)], body, finish="length"))
+        elif action == "garbage":
+            data = b"<html>\x00\xff not json at all"
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+        elif action == "long":
+            self._send_json(handler, 200, self._completion("lorem ipsum " * 20_000, body))
+        else:
+            raise ValueError(f"unknown action {action}")
