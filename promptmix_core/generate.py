@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from .llm.client import Completion, LLMClient, LLMError
+from .llm.client import CallSkipped, Completion, LLMClient, LLMError
 from .task import Task, normalize_name, normalize_text
 
 
@@ -199,7 +199,7 @@ _LEADING_PCT = re.compile(r"^\s*[\(\[\{][^\(\)\[\]\{\}]*\d+(?:\.\d+)?\s*%[^\(\)\
 _DASH_PCT = re.compile(r"\s+[\-\u2013\u2014]+\s*\d+(?:\.\d+)?\s*%.*$")
 _QUOTES = "\"'\u201c\u201d\u2018\u2019\u00ab\u00bb`"
 _CHATTER = re.compile(
-    r"^(?:sure|certainly|of course|here (?:are|is)|below (?:are|is)|i hope|note:|these examples|"
+    r"^(?:sure|certainly|of course|sorry|i(?:'m| am) sorry|i can(?:'|no)t|as an ai|here (?:are|is)|below (?:are|is)|i hope|note:|these examples|"
     r"generate a diverse|consider the task|category:|description:|examples?:|okay|ok[,.!])",
     re.IGNORECASE,
 )
@@ -322,7 +322,8 @@ async def agenerate(
 
     async def call(spec: RequestSpec) -> Completion:
         return await llm.achat(
-            spec.messages, temperature=config.temperature, max_tokens=config.max_tokens, sample_index=spec.r
+            spec.messages, temperature=config.temperature, max_tokens=config.max_tokens, sample_index=spec.r,
+            abort=stop_now,
         )
 
     async def run_class(ci: str) -> None:
@@ -336,12 +337,14 @@ async def agenerate(
             specs = [plan_request(task, groups, config, ci, r + i) for i in range(n_req)]
             r += n_req
             requests_made[ci] += n_req
-            results = await asyncio.gather(*(call(s) for s in specs), return_exceptions=True)
-            for spec, res in zip(specs, results):
-                if isinstance(res, BaseException):
-                    if not isinstance(res, (LLMError, asyncio.CancelledError)):
-                        res = LLMError(f"{type(res).__name__}: {res}")
-                    errors.append(res)
+            tasks = [asyncio.ensure_future(call(s)) for s in specs]
+            for spec, fut in zip(specs, tasks):  # in request order, each as soon as it is in
+                try:
+                    res = await fut
+                except CallSkipped:
+                    continue
+                except Exception as exc:  # noqa: BLE001 - kept, reported once all in flight are done
+                    errors.append(exc if isinstance(exc, LLMError) else LLMError(f"{type(exc).__name__}: {exc}"))
                     continue
                 texts = parse_examples(
                     res.text, task=task, truncated=res.finish_reason == "length", max_chars=config.max_example_chars
@@ -366,7 +369,7 @@ async def agenerate(
                     store.add_examples(
                         [{**asdict(e), "job_id": job_id, "norm_text": normalize_text(e.text)} for e in new]
                     )
-            report()
+                report()
 
     report()
     await asyncio.gather(*(run_class(c) for c in task.class_names))

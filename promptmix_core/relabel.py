@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from .generate import Cancelled
-from .llm.client import LLMClient, LLMError
+from .llm.client import CallSkipped, LLMClient, LLMError
 from .task import Task, normalize_name
 
 
@@ -174,7 +174,10 @@ async def arelabel(
             return
         messages = build_classifier_prompt(task, cands[i], texts[i])
         try:
-            comp = await llm.achat(messages, temperature=0.0, max_tokens=config.max_tokens, sample_index=0)
+            comp = await llm.achat(messages, temperature=0.0, max_tokens=config.max_tokens, sample_index=0,
+                                   abort=lambda: bool(errors) or (should_stop is not None and should_stop()))
+        except CallSkipped:
+            return
         except LLMError as exc:
             errors.append(exc)
             return

@@ -147,6 +147,10 @@ def _env_secrets() -> list[str]:
     return [v for k, v in os.environ.items() if k.endswith("API_KEY") and v]
 
 
+_VERIFIED: set[str] = set()
+_VERIFIED_LOCK = threading.Lock()
+
+
 class StoreError(RuntimeError):
     """The file is not a usable PromptMix project."""
 
@@ -277,11 +281,22 @@ class ProjectStore:
             raise StoreError(f"{self.path} is a folder, not a project file")
         exists = self.path.exists() and self.path.stat().st_size > 0
         if not exists and not create:
+            if self.path.exists():
+                raise StoreError(f"{self.path.name} is an empty file, not a PromptMix project")
             raise StoreError(f"no project at {self.path}")
         if exists:
-            self._check_header()
+            key = str(self.path.resolve())
+            with _VERIFIED_LOCK:
+                if key not in _VERIFIED:
+                    # Read the raw header once per process, before any SQLite connection to the file
+                    # exists here: closing a second descriptor on an open SQLite file drops every POSIX
+                    # lock this process holds on it, which breaks WAL readers (SQLite's own warning).
+                    self._check_header()
+                    _VERIFIED.add(key)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            with _VERIFIED_LOCK:  # made here: a later open in this process must not read it raw either
+                _VERIFIED.add(str(self.path.resolve()))
         self._local = threading.local()
         self._init_schema(new=not exists)
 
@@ -294,6 +309,20 @@ class ProjectStore:
         app_id = int.from_bytes(head[68:72], "big")
         if app_id not in (0, APP_ID):
             raise StoreError(f"{self.path.name} is an SQLite file of another application, not a project")
+        # A cut-off file (an interrupted copy or download) is refused before SQLite reads a missing page.
+        page_size = int.from_bytes(head[16:18], "big")
+        page_size = 65536 if page_size == 1 else page_size
+        size = self.path.stat().st_size
+        wal = self.path.with_name(self.path.name + "-wal")
+        header_pages = int.from_bytes(head[28:32], "big")
+        header_valid = head[24:28] == head[92:96] and header_pages > 0
+        if page_size and (
+            size % page_size
+            or (header_valid and header_pages * page_size > size and not (wal.exists() and wal.stat().st_size))
+        ):
+            raise StoreError(
+                f"{self.path.name} is damaged: the file is cut off ({size:,} bytes); restore it from a copy"
+            )
 
     def _connect(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -328,34 +357,41 @@ class ProjectStore:
     def _init_schema(self, new: bool) -> None:
         conn = self._connect()
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            if new:
-                conn.execute(f"PRAGMA application_id = {APP_ID}")
-            else:
+            tables: set[str] = set()
+            app_id = 0
+            if not new:  # look before writing anything: another application's file is left untouched
                 tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
                 app_id = conn.execute("PRAGMA application_id").fetchone()[0]
                 if app_id != APP_ID and tables and "meta" not in tables:
                     raise StoreError(
                         f"{self.path.name} is an SQLite database of another application, not a project"
                     )
-            with self.transaction() as c:
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        c.execute(stmt)
-                c.execute(
-                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-                c.execute(
-                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('created_at', ?)", (str(time.time()),)
-                )
-            conn.execute(f"PRAGMA application_id = {APP_ID}")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            # An existing, complete project is only read here: opening never writes (many processes
+            # open the same file at once: the app, workers, the CLI).
+            if new or app_id != APP_ID or not {"meta", "examples", "jobs", "runs", "metrics"} <= tables:
+                with self.transaction() as c:
+                    for stmt in _SCHEMA.split(";"):
+                        if stmt.strip():
+                            c.execute(stmt)
+                    c.execute(
+                        "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                        (str(SCHEMA_VERSION),),
+                    )
+                    c.execute(
+                        "INSERT OR IGNORE INTO meta(key, value) VALUES ('created_at', ?)", (str(time.time()),)
+                    )
+                    c.execute(f"PRAGMA application_id = {APP_ID}")
             version = int(self.get_meta("schema_version", "0"))
             if version > SCHEMA_VERSION:
                 raise StoreError(
                     f"{self.path.name} was written by a newer PromptMix (schema {version}); upgrade first"
                 )
+        except StoreError:
+            self.close()
+            raise
         except sqlite3.DatabaseError as exc:
             self.close()
             raise StoreError(f"{self.path.name} is not a usable project file: {exc}") from None

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..store import scrub_secrets
 from .cache import ResponseCache, cache_key
@@ -32,6 +32,10 @@ class LLMFatalError(LLMError):
 
 class LLMUnavailableError(LLMError):
     """The endpoint kept failing after every retry."""
+
+
+class CallSkipped(Exception):
+    """The caller's ``abort`` check said stop before the call was sent (nothing was spent)."""
 
 
 @dataclass
@@ -142,6 +146,11 @@ class LLMClient:
         self._sleep = sleep
         self._per_loop: dict[int, tuple[Any, asyncio.Semaphore]] = {}
         self._lock = threading.Lock()
+        # Until the endpoint has answered once, one call goes out at a time (the others wait), and
+        # an error that no retry can fix (key, model) or an endpoint that kept failing is remembered:
+        # calls begun before it fail at once with the same message instead of hitting the endpoint.
+        self._healthy = False
+        self._failure: tuple[float, LLMError] | None = None
 
     # ------------------------------------------------------------------ plumbing
     def _loop_state(self):
@@ -158,9 +167,28 @@ class LLMClient:
                     timeout=self.config.timeout,
                     max_retries=0,  # retries are ours: they honour Retry-After and are counted
                 )
-                state = (client, asyncio.Semaphore(self.config.concurrency), loop)
+                state = (client, asyncio.Semaphore(self.config.concurrency), loop, asyncio.Lock())
                 self._per_loop[key] = state
-        return state[0], state[1]
+        return state[0], state[1], state[3]
+
+    def _raise_if_failed(self, started: float) -> None:
+        failure = self._failure
+        if failure is not None and failure[0] >= started:
+            raise type(failure[1])(str(failure[1]))
+
+    async def _network_call(self, client, messages, params, started: float, abort=None) -> Completion:
+        self._raise_if_failed(started)
+        if abort is not None and abort():  # checked once a slot is free, so a stop is quick
+            raise CallSkipped()
+        try:
+            completion = await self._call_with_retries(client, messages, params)
+        except (LLMFatalError, LLMUnavailableError) as exc:
+            if getattr(exc, "endpoint_wide", True):
+                self._failure = (time.monotonic(), exc)
+                self._healthy = False
+            raise
+        self._healthy = True
+        return completion
 
     def _clean(self, text: str) -> str:
         return scrub_secrets(str(text), [self.config.api_key])
@@ -175,6 +203,7 @@ class LLMClient:
         top_p: float | None = None,
         sample_index: int = 0,
         use_cache: bool = True,
+        abort: Callable[[], bool] | None = None,
     ) -> Completion:
         params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
         if top_p is not None:
@@ -185,9 +214,20 @@ class LLMClient:
             if hit is not None:
                 self.stats.add(cache_hits=1)
                 return Completion(hit["text"], hit["prompt_tokens"], hit["completion_tokens"], cached=True)
-        client, semaphore = self._loop_state()
+        started = time.monotonic()
+        client, semaphore, probe = self._loop_state()
+        if not self._healthy:  # the first call probes the endpoint alone
+            async with probe:
+                self._raise_if_failed(started)
+                if not self._healthy:
+                    async with semaphore:
+                        completion = await self._network_call(client, messages, params, started, abort)
+                    if use_cache and self.cache is not None:
+                        self.cache.put(key, completion.text, completion.prompt_tokens,
+                                       completion.completion_tokens, self.config.model)
+                    return completion
         async with semaphore:
-            completion = await self._call_with_retries(client, messages, params)
+            completion = await self._network_call(client, messages, params, started, abort)
         if use_cache and self.cache is not None:
             self.cache.put(key, completion.text, completion.prompt_tokens, completion.completion_tokens, self.config.model)
         return completion
@@ -225,7 +265,9 @@ class LLMClient:
                 self.stats.add(failures=1)
                 msg = self._clean(_error_message(exc))
                 hint = f" (model '{self.config.model}')" if "model" in msg.lower() else ""
-                raise LLMFatalError(f"the endpoint rejected the request{hint}: {msg}") from None
+                err = LLMFatalError(f"the endpoint rejected the request{hint}: {msg}")
+                err.endpoint_wide = False  # this request only; other calls may still succeed
+                raise err from None
             except openai.APIStatusError as exc:
                 last_error = f"HTTP {exc.status_code}: {self._clean(_error_message(exc))[:200]}"
                 retry_after = _retry_after_seconds(exc.response.headers if exc.response is not None else None)

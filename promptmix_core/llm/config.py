@@ -105,9 +105,11 @@ def resolve_llm_config(
             from .local import ensure_local_server
 
             local_url, local_model = ensure_local_server()
-            return LLMConfig(
-                base_url=local_url, model=model or local_model, api_key="local", local=True, **options
-            )
+            # The bundled server answers one request at a time on the CPU and a client timeout does
+            # not cancel a request there: few calls in flight and a generous timeout.
+            options["concurrency"] = min(int(options.get("concurrency", 2)), 2)
+            options["timeout"] = max(float(options.get("timeout", 300.0)), 300.0)
+            return LLMConfig(base_url=local_url, model=local_model, api_key="local", local=True, **options)
     if not model:
         if "openai.com" in base_url:
             model = DEFAULT_OPENAI_MODEL
