@@ -407,4 +407,4 @@ class GenerationCancelled(Cancelled):
 
 def generate(task: Task, config: GenerationConfig, llm: LLMClient, **kwargs: Any) -> GenerationResult:
     """Synchronous entry point; see :func:`agenerate`."""
-    return asyncio.run(agenerate(task, config, llm, **kwargs))
+    return llm.run_sync(agenerate(task, config, llm, **kwargs))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any, Callable
 
@@ -85,7 +84,7 @@ def run_generation_job(store: ProjectStore, job: Job, api_key: str | None = None
         return summary
 
     try:
-        return asyncio.run(run())
+        return llm.run_sync(run())
     except (GenerationFailed, Cancelled):
         progress({"phase": "stopped", **llm.stats.as_dict(),
                   "done": store.count_examples(job.id)["total"]}, force=True)
@@ -126,7 +125,7 @@ def run_relabel_job(store: ProjectStore, job: Job, api_key: str | None = None) -
     def on_result(i: int, res) -> None:
         store.set_relabel(pending[i].id, llm_label=res.llm_label, status=res.status, raw=res.raw, prompt=res.prompt)
 
-    asyncio.run(arelabel(task, pending, llm, RelabelConfig(nearest=int(cfg.get("nearest", 5))),
+    llm.run_sync(arelabel(task, pending, llm, RelabelConfig(nearest=int(cfg.get("nearest", 5))),
                          progress=progress, should_stop=lambda: bool(stop_check()), on_result=on_result))
     progress({"phase": "done", "done": len(pending), "total": len(pending), **llm.stats.as_dict()}, force=True)
     return f"relabelled {len(pending)} examples; {llm.stats.summary()}"

@@ -207,7 +207,7 @@ async def arelabel(
 
 def relabel(task: Task, items: Sequence[Any], llm: LLMClient, config: RelabelConfig | None = None, **kw: Any):
     """Synchronous entry point; see :func:`arelabel`."""
-    return asyncio.run(arelabel(task, items, llm, config, **kw))
+    return llm.run_sync(arelabel(task, items, llm, config, **kw))
 
 
 def classify_texts(

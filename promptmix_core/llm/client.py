@@ -234,7 +234,26 @@ class LLMClient:
 
     def chat(self, messages: Sequence[Mapping[str, str]], **kwargs: Any) -> Completion:
         """Synchronous convenience wrapper (not for use inside a running event loop)."""
-        return asyncio.run(self.achat(messages, **kwargs))
+        return self.run_sync(self.achat(messages, **kwargs))
+
+    async def aclose(self) -> None:
+        """Close the HTTP client of the running event loop (call before the loop ends)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            state = self._per_loop.pop(id(loop), None)
+        if state is not None:
+            await state[0].close()
+
+    def run_sync(self, coro):
+        """Run ``coro`` in a fresh event loop and close this client's connections before it ends."""
+
+        async def runner():
+            try:
+                return await coro
+            finally:
+                await self.aclose()
+
+        return asyncio.run(runner())
 
     async def _call_with_retries(self, client, messages, params) -> Completion:
         import openai
