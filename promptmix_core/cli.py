@@ -107,11 +107,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
         store = ProjectStore(args.project)
         if store.load_task() is None:
             store.save_task(task)
-        job_id = args.job or store.create_job("generate", {**vars(args), "per_class": args.per_class})
+        job_cfg = {k: v for k, v in vars(args).items() if k != "func"}  # plain options only, never a key
+        job_id = args.job or store.create_job("generate", job_cfg, status="running")
+        # this process is the job's worker: a crash is found by pid, so the job never blocks the app
+        store.update_job(job_id, status="running", pid=os.getpid(), message="running from the command line")
     try:
         result = generate(task, config, llm, progress=bar, store=store, job_id=job_id)
     except GenerationFailed as exc:
         bar.close()
+        if store is not None:
+            store.update_job(job_id, status="failed", message=str(exc))
         partial = Path(str(args.out) + ".partial.jsonl")
         n = _write_jsonl(partial, (e.to_row() for e in exc.result.examples))
         print(f"error: {exc}", file=sys.stderr)
@@ -130,6 +135,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 row["label"] = r.llm_label
     _write_jsonl(Path(args.out), rows)
     dt = time.perf_counter() - t0
+    if store is not None:
+        store.update_job(job_id, status="done", message=f"kept {result.kept}/{result.requested} examples",
+                         progress={"phase": "done", "done": result.kept, "total": result.requested,
+                                   **llm.stats.as_dict()})
     print(
         f"kept {result.kept}/{result.requested} examples in {dt:.1f} s; {llm.stats.summary()}; "
         f"{result.calls_per_kept:.2f} calls and {result.tokens_per_kept:.0f} tokens per kept example"

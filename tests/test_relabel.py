@@ -57,8 +57,12 @@ def test_relabel_statuses_and_temperature_zero(fake_llm, tmp_path, small_task):
     for ex, r in zip(res.examples, out):
         assert (r.status == "agree") == (r.llm_label == ex.intended_label)
     # the intended class is always among the candidates shown
-    for ex, req in zip(res.examples, fake_llm.requests[before:]):
-        assert f"Category: {ex.intended_label}" in req["messages"][-1]["content"]
+    prompts = {}
+    for req in fake_llm.requests[before:]:  # requests arrive in any order: match them by text
+        user = req["messages"][-1]["content"]
+        prompts[user.split("\nText: ", 1)[1].split("\n", 1)[0]] = user
+    for ex in res.examples:
+        assert f"Category: {ex.intended_label}" in prompts[ex.text]
     s = relabel_summary(out)
     assert s["relabelled"] == len(out) and 0 <= s["share_changed"] <= 1
 
