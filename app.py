@@ -1,0 +1,213 @@
+"""PromptMix Studio: the Streamlit app.
+
+Registers the five workflow pages and draws the sidebar (current project, where it stands,
+create/switch/delete projects). All state lives in the project store; the current project's name
+is kept in the URL (``?project=...``) so a refresh or a second tab opens the same project.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages._ui import (
+    PAGE_FILES,
+    active_job,
+    current_project,
+    forget_store,
+    get_store,
+    md_escape,
+    projects_folder,
+    set_current_project,
+)
+from promptmix_core import projects
+from promptmix_core.demo import DEMO_NAME, create_demo
+
+st.set_page_config(
+    page_title="PromptMix Studio",
+    page_icon="🧪",
+    layout="wide",
+    initial_sidebar_state="expanded",
+)
+
+folder = projects_folder()
+try:
+    projects.ensure_demo(folder)
+except OSError as exc:
+    st.error(f"The projects folder {folder} cannot be used: {exc}")
+    st.stop()
+
+
+def _resolve_project() -> str | None:
+    names = [p.name for p in projects.list_projects(folder)]
+    wanted = st.query_params.get("project")
+    if wanted and wanted in names:
+        if wanted != current_project():
+            set_current_project(wanted)
+        return wanted
+    if wanted and wanted not in names and "_bad_project" not in st.session_state:
+        st.session_state["_bad_project"] = wanted
+    cur = current_project()
+    if cur in names:
+        st.query_params["project"] = cur
+        return cur
+    if names:
+        preferred = DEMO_NAME if DEMO_NAME in names and not cur else names[0]
+        set_current_project(preferred)
+        return preferred
+    set_current_project(None)
+    return None
+
+
+project = _resolve_project()
+
+
+# registered first, so the sidebar can link to the pages
+pages = [
+    st.Page(PAGE_FILES["task"], title="1 · Task", icon=":material/edit_note:", url_path="task", default=True),
+    st.Page(PAGE_FILES["generate"], title="2 · Generate", icon=":material/auto_awesome:", url_path="generate"),
+    st.Page(PAGE_FILES["review"], title="3 · Review", icon=":material/fact_check:", url_path="review"),
+    st.Page(PAGE_FILES["train"], title="4 · Train", icon=":material/model_training:", url_path="train"),
+    st.Page(PAGE_FILES["results"], title="5 · Results", icon=":material/insights:", url_path="results"),
+]
+nav = st.navigation(pages, position="sidebar")
+
+
+# --------------------------------------------------------------------------- sidebar callbacks
+def _switch() -> None:
+    set_current_project(st.session_state["sb_project"])
+
+
+def _create() -> None:
+    raw = st.session_state.get("sb_new_name", "")
+    template = st.session_state.get("sb_new_template", "Empty")
+    try:
+        name = projects.check_name(raw)
+        if projects.project_exists(name, folder):
+            raise projects.ProjectError(f"a project called '{name}' already exists")
+        if template.startswith("Copy of the banking demo"):
+            path = projects.project_path(name, folder)
+            create_demo(path, with_examples=False)
+        else:
+            projects.create_project(name, folder)
+    except projects.ProjectError as exc:
+        st.session_state["sb_flash"] = ("error", f"Could not create the project: {exc}.")
+        return
+    st.session_state["sb_new_name"] = ""
+    set_current_project(name)
+    st.session_state["sb_flash"] = ("success", f"Created project “{md_escape(name)}”.")
+
+
+def _delete() -> None:
+    name = current_project()
+    if not name:
+        return
+    if not st.session_state.get("sb_delete_confirm"):
+        st.session_state["sb_flash"] = ("warning", "Tick the box to confirm the deletion first.")
+        return
+    try:
+        forget_store(projects.project_path(name, folder))
+        projects.delete_project(name, folder)
+    except projects.ProjectError as exc:
+        st.session_state["sb_flash"] = ("error", f"Could not delete: {exc}.")
+        return
+    st.session_state["sb_delete_confirm"] = False
+    remaining = [p.name for p in projects.list_projects(folder)]
+    set_current_project(remaining[0] if remaining else None)
+    st.session_state["sb_flash"] = ("success", f"Deleted project “{md_escape(name)}”.")
+
+
+def _job_status() -> None:
+    """The running job, live on every page; the whole page refreshes when it ends."""
+    store = get_store()
+    job = active_job(store) if store is not None else None
+    if job is None:
+        if st.session_state.pop("_sb_watch_job", None):
+            st.rerun()
+        return
+    st.session_state["_sb_watch_job"] = job.id
+    p = job.progress or {}
+    done = p.get("done", p.get("step"))
+    total = p.get("total", p.get("total_steps"))
+    frac = f" · {done}/{total}" if done is not None and total else ""
+    st.info(f"{job.kind.capitalize()} job #{job.id} is {job.status}{frac}", icon=":material/autorenew:")
+
+
+def _restore_demo() -> None:
+    name = projects.unique_name(DEMO_NAME, folder)
+    create_demo(projects.project_path(name, folder))
+    set_current_project(name)
+
+
+# --------------------------------------------------------------------------- sidebar
+with st.sidebar:
+    st.markdown("## :material/science: PromptMix Studio")
+    st.caption("A few labelled examples in, a small trained classifier out.")
+    names = [p.name for p in projects.list_projects(folder)]
+    msg = st.session_state.pop("sb_flash", None)
+    if msg:
+        getattr(st, msg[0])(msg[1])
+    bad = st.session_state.pop("_bad_project", None)
+    if bad:
+        st.warning(f"There is no project called “{md_escape(bad)}”; opened another one.")
+
+    if names:
+        if st.session_state.get("sb_project") != project:
+            st.session_state["sb_project"] = project
+        st.selectbox("Project", names, key="sb_project", on_change=_switch,
+                     help=f"Projects are files in {folder}")
+    else:
+        st.info("No projects yet. Create one below, or restore the demo.")
+        st.button("Restore the banking demo", on_click=_restore_demo, width="stretch")
+
+    store = get_store()
+    if store is not None:
+        s = store.summary()
+
+        def _step(done: bool, text: str) -> str:
+            icon = ":green[:material/check_circle:]" if done else ":gray[:material/radio_button_unchecked:]"
+            return f"{icon} {text}"
+
+        def plural(n: int, one: str, many: str | None = None) -> str:
+            return f"{n} {one if n == 1 else (many or one + 's')}"
+
+        with st.container(border=True):
+            st.markdown("  \n".join([
+                _step(s["classes"] >= 2 and s["seeds"] > 0,
+                      f"**Task** · {plural(s['classes'], 'class', 'classes')}, "
+                      f"{plural(s['seeds'], 'seed')}"),
+                _step(s["generated"] > 0, f"**Generated** · {plural(s['generated'], 'example')}"
+                      + (f", {s['relabelled']} relabelled" if s["relabelled"] < s["generated"] else "")),
+                _step(s["generated"] > 0 and s["reviewed"] >= s["generated"],
+                      f"**Reviewed** · {s['reviewed']} of {s['generated']}"),
+                _step(s["runs_done"] > 0,
+                      f"**Trained** · {s['runs_done']} of {plural(s['runs'], 'run')} finished"
+                      if s["runs"] > s["runs_done"] else f"**Trained** · {plural(s['runs_done'], 'run')}"),
+            ]))
+        running = active_job(store)
+        st.fragment(_job_status, run_every=2.0 if running is not None else None)()
+        # where the project stands: the next useful step
+        if s["classes"] < 2 or s["seeds"] == 0:
+            nxt, page = "define the task", "task"
+        elif s["generated"] == 0:
+            nxt, page = "generate examples", "generate"
+        elif s["reviewed"] < s["generated"] and s["runs"] == 0:
+            nxt, page = "review examples", "review"
+        elif s["runs_done"] == 0:
+            nxt, page = "train a classifier", "train"
+        else:
+            nxt, page = "results and export", "results"
+        st.page_link(PAGE_FILES[page], label=f"Next: {nxt}", icon=":material/arrow_forward:")
+
+    with st.expander("New project", icon=":material/add:"):
+        st.text_input("Name", key="sb_new_name", placeholder="e.g. support-tickets",
+                      help="Letters, digits, spaces, - _ and . (up to 64 characters)")
+        st.radio("Start from", ["Empty", "Copy of the banking demo task"], key="sb_new_template")
+        st.button("Create project", on_click=_create, type="primary", width="stretch")
+
+    if project:
+        with st.expander("Delete this project", icon=":material/delete:"):
+            st.caption("Deletes the project file with its examples, reviews and runs. This cannot be undone.")
+            st.checkbox(f"Yes, delete “{md_escape(project)}”", key="sb_delete_confirm")
+            st.button("Delete project", on_click=_delete, width="stretch")
+
+nav.run()

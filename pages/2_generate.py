@@ -1,0 +1,341 @@
+"""2 · Generate: LLM endpoint, generation settings, the alpha distribution, the background job."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages._ui import (
+    EngineMissing,
+    current_project,
+    ensure_app_shell,
+    flash,
+    fmt_cost,
+    fmt_duration,
+    fmt_int,
+    fmt_time,
+    header,
+    latest_job,
+    md_escape,
+    resume_job,
+    start_job,
+    status_badge,
+    store_or_stop,
+    task_or_stop,
+)
+from promptmix_core.task import TaskError, validate
+
+ensure_app_shell()
+header(
+    "2 · Generate",
+    "An LLM writes borderline examples that are mostly one class (α) and partly another (1 − α), then an "
+    "LLM classifier relabels each one. Runs in the background: you can leave this page or close the tab.",
+)
+store = store_or_stop()
+task = task_or_stop(store)
+project = current_project()
+try:
+    validate(task)
+except TaskError as exc:
+    st.error("The task is not complete yet, so nothing can be generated:")
+    for p in exc.problems:
+        st.markdown(f"- {md_escape(p)}")
+    st.page_link("pages/1_task.py", label="Fix it on 1 · Task", icon=":material/arrow_forward:")
+    st.stop()
+
+PROVIDERS = {
+    "local": "Bundled local model (no key, runs on this machine)",
+    "openai": "OpenAI",
+    "compatible": "Any OpenAI-compatible URL (vLLM, Ollama, LM Studio, ...)",
+}
+OPENAI_URL = "https://api.openai.com/v1"
+settings = store.get_settings()
+K = f"gen::{project}::"
+
+
+def _secret_key() -> tuple[str | None, str | None]:
+    """An API key from st.secrets or the environment, and where it came from."""
+    for name in ("OPENAI_API_KEY", "PROMPTMIX_API_KEY"):
+        try:
+            val = st.secrets.get(name)
+        except Exception:  # noqa: BLE001 - no secrets file is fine
+            val = None
+        if val:
+            return str(val), f"secrets ({name})"
+    for name in ("OPENAI_API_KEY", "PROMPTMIX_API_KEY"):
+        if os.environ.get(name):
+            return os.environ[name], f"environment ({name})"
+    return None, None
+
+
+def alpha_samples(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.round((0.5 + 0.5 * rng.beta(5, 2, size=n)) * 20) / 20
+
+
+def alpha_chart(preview: np.ndarray | None, actual: list[float] | None) -> go.Figure:
+    bins = [round(0.5 + 0.05 * i, 2) for i in range(11)]
+    fig = go.Figure()
+    if preview is not None and len(preview):
+        counts = [int(np.isclose(preview, b).sum()) for b in bins]
+        fig.add_bar(x=bins, y=[c / len(preview) for c in counts], name="expected (preview)",
+                    marker_color="#9db4ff", hovertemplate="α=%{x:.2f}: %{y:.0%}<extra>expected</extra>")
+    if actual:
+        arr = np.array(actual, dtype=float)
+        counts = [int(np.isclose(arr, b).sum()) for b in bins]
+        fig.add_bar(x=bins, y=[c / len(arr) for c in counts], name=f"generated ({len(arr)})",
+                    marker_color="#3b5bdb", hovertemplate="α=%{x:.2f}: %{y:.0%}<extra>generated</extra>")
+    fig.update_layout(
+        barmode="group", height=260, margin=dict(l=10, r=10, t=30, b=10),
+        xaxis=dict(title="α (share of the intended class)", tickformat=".2f", dtick=0.05, range=[0.47, 1.03]),
+        yaxis=dict(title="share of prompts", tickformat=".0%"),
+        legend=dict(orientation="h", y=1.15, x=0), bargap=0.15,
+    )
+    return fig
+
+
+# --------------------------------------------------------------------------- callbacks
+def _cancel(job_id: int) -> None:
+    store.request_cancel(job_id)
+    st.session_state["gen_flash"] = ("info", f"Asked job #{job_id} to stop; it stops after the calls in flight.")
+
+
+def _resume(job_id: int, api_key: str | None) -> None:
+    try:
+        resume_job(store, job_id, api_key)
+    except Exception as exc:  # noqa: BLE001 - shown to the user
+        st.session_state["gen_flash"] = ("error", f"Could not resume job #{job_id}: {md_escape(exc)}")
+        return
+    st.session_state["gen_flash"] = ("success", f"Resumed job #{job_id}; it continues where it stopped.")
+
+
+# --------------------------------------------------------------------------- live progress
+current = latest_job(store, "generate")
+flash("gen_flash")
+
+
+def render_progress(job_id: int) -> None:
+    job = store.get_job(job_id)
+    if job is None:
+        return
+    p = job.progress or {}
+    with st.container(border=True):
+        top = st.columns([3, 1], vertical_alignment="center")
+        with top[0]:
+            st.markdown(f"#### Job #{job.id}")
+        with top[1]:
+            status_badge(job.status)
+        phase = p.get("phase") or ("queued" if job.status == "queued" else "")
+        done, total = int(p.get("done") or 0), int(p.get("total") or 0)
+        label = {"generate": "Generating", "relabel": "Relabelling", "done": "Finished", "starting": "Starting",
+                 "stopped": "Stopped"}.get(phase, phase.capitalize() or "Waiting")
+        st.progress(min(done / total, 1.0) if total else 0.0,
+                    text=f"{label}: {done} / {total}" if total else f"{label}…")
+        c = st.columns(6)
+        c[0].metric("LLM calls", fmt_int(p.get("calls", 0)))
+        c[1].metric("Cache hits", fmt_int(p.get("cache_hits", 0)))
+        c[2].metric("Retries", fmt_int(p.get("retries", 0)))
+        c[3].metric("Failures", fmt_int(p.get("failures", 0)))
+        tokens = int(p.get("prompt_tokens") or 0) + int(p.get("completion_tokens") or 0)
+        c[4].metric("Tokens", fmt_int(tokens), help=f"prompt {fmt_int(p.get('prompt_tokens', 0))} · "
+                                                    f"completion {fmt_int(p.get('completion_tokens', 0))}")
+        c[5].metric("Cost", fmt_cost(p.get("cost")), help="n/a when the endpoint has no known prices")
+        cfg = job.config
+        st.caption(
+            f"Started {fmt_time(job.started_at or job.created_at)} · "
+            f"{'running for' if job.active else 'took'} {fmt_duration(job.started_at, job.finished_at)} · "
+            f"{cfg.get('per_class', '?')} per class · "
+            f"group size {cfg.get('group_size', '?')} · mixup {'on' if cfg.get('mixup', True) else 'off'} · "
+            f"model {md_escape(cfg.get('model') or 'default')}"
+        )
+        if job.message and job.status != "running":
+            (st.error if job.status == "failed" else st.caption)(md_escape(job.message))
+        if job.active:
+            st.button("Stop", icon=":material/stop_circle:", key=f"gen_stop_{job.id}", on_click=_cancel, args=(job.id,),
+                      disabled=job.cancel_requested, help="Stops after the calls in flight; resume later.")
+            if job.cancel_requested:
+                st.caption("Stopping…")
+            recent = store.list_examples(job_id=job.id)[-8:]
+            if recent:
+                st.markdown("**Latest examples**")
+                st.dataframe(
+                    pd.DataFrame([{"text": e.text, "written for": e.intended_label, "mixed with": e.mixed_with,
+                                   "α": e.alpha, "LLM relabel": e.llm_label} for e in reversed(recent)]),
+                    hide_index=True, width="stretch",
+                )
+    if not job.active and st.session_state.get(f"gen_watch_{job_id}"):
+        # the job just finished: refresh the whole page (counts, chart, table)
+        st.session_state.pop(f"gen_watch_{job_id}")
+        st.rerun()
+
+
+if current is not None and current.active:
+    st.session_state[f"gen_watch_{current.id}"] = True
+    st.fragment(render_progress, run_every=1.0)(current.id)
+elif current is not None and current.config.get("demo") is not True:
+    render_progress(current.id)
+
+# --------------------------------------------------------------------------- settings
+busy = current is not None and current.active
+left, right = st.columns([1, 1], gap="large")
+with left:
+    st.subheader("LLM endpoint")
+    provider_keys = list(PROVIDERS)
+    provider = st.radio(
+        "Where the LLM runs", provider_keys, format_func=PROVIDERS.get, key=K + "provider",
+        index=provider_keys.index(settings.get("provider", "local")) if settings.get("provider") in PROVIDERS else 0,
+    )
+    base_url = model = None
+    if provider == "local":
+        st.caption("SmolLM2-135M-Instruct runs on this machine: free and private, but small, so expect "
+                   "simpler examples. The first use prepares the model (a minute).")
+    elif provider == "openai":
+        base_url = OPENAI_URL
+        model = st.text_input("Model", value=settings.get("model_openai", "gpt-4o-mini"), key=K + "model_openai")
+    else:
+        base_url = st.text_input("Base URL", value=settings.get("base_url", ""), key=K + "base_url",
+                                 placeholder="http://127.0.0.1:8000/v1")
+        model = st.text_input("Model", value=settings.get("model", ""), key=K + "model",
+                              placeholder="empty: the first model the server lists")
+    found_key, key_source = _secret_key()
+    typed_key = ""
+    if provider != "local":
+        typed_key = st.text_input(
+            "API key", type="password", key=K + "api_key",
+            placeholder=f"using the key from {key_source}" if found_key else "paste your key",
+            help="Used for this session's jobs only. Never saved in the project, logs or exports.",
+        )
+        if found_key and not typed_key:
+            st.caption(f":material/key: A key was found in {key_source}.")
+        elif not found_key and not typed_key and provider == "openai":
+            st.caption(":material/key: OpenAI needs a key: paste it above, or set OPENAI_API_KEY / st.secrets.")
+    api_key = typed_key or found_key
+
+with right:
+    st.subheader("Generation")
+    c1, c2 = st.columns(2)
+    per_class = c1.number_input("Examples per class", 1, 1000, int(settings.get("per_class", 10)), key=K + "per_class",
+                                help="How many generated examples to keep for each class")
+    group_size = c2.number_input("Group size", 2, max(2, min(10, len(task.classes))),
+                                 min(int(settings.get("group_size", 4)), max(2, min(10, len(task.classes)))),
+                                 key=K + "group_size",
+                                 help="Classes described together in one prompt (the paper uses 4)")
+    c3, c4 = st.columns(2)
+    mixup = c3.toggle("Mixup", value=bool(settings.get("mixup", True)), key=K + "mixup",
+                      help="On: borderline examples that mix two classes. Off: plain examples of each class (α = 1)")
+    relabel = c4.toggle("LLM relabel", value=bool(settings.get("relabel", True)), key=K + "relabel",
+                        help="Step 2: an LLM classifier checks each example's class")
+    with st.expander("More settings"):
+        d1, d2, d3 = st.columns(3)
+        seed = d1.number_input("Random seed", 0, 2**31 - 1, int(settings.get("seed", 0)), key=K + "seed")
+        concurrency = d2.number_input("Parallel calls", 1, 64, int(settings.get("concurrency", 4)),
+                                      key=K + "concurrency")
+        nearest = d3.number_input("Classes shown to the relabeller", 2, max(2, len(task.classes)),
+                                  min(int(settings.get("nearest", 5)), max(2, len(task.classes))), key=K + "nearest",
+                                  help="The nearest classes by embedding (the paper uses 5)")
+    n_prompts = max(1, int(per_class) * len(task.classes) // 5)
+    st.markdown("**α distribution** · α = 0.5 + 0.5 · Beta(5, 2), rounded to 0.05")
+    actual = [e.alpha for e in store.list_examples() if e.alpha is not None and e.mixup]
+    preview = alpha_samples(max(200, n_prompts), int(seed)) if mixup else np.ones(max(200, n_prompts))
+    st.plotly_chart(alpha_chart(preview, actual), width="stretch", config={"displayModeBar": False},
+                    key="gen_alpha_chart")
+    st.caption("Most prompts ask for examples that are about 80–90 % the intended class; the bars in dark blue "
+               "are the α of the examples generated so far." if mixup else
+               "Mixup is off: every example is written purely for its class (α = 1).")
+
+# remember the non-secret settings in the project (the key is never saved)
+new_settings = {
+    **settings, "provider": provider, "per_class": int(per_class), "group_size": int(group_size),
+    "mixup": bool(mixup), "relabel": bool(relabel), "seed": int(seed), "concurrency": int(concurrency),
+    "nearest": int(nearest),
+}
+if provider == "openai":
+    new_settings["model_openai"] = model
+elif provider == "compatible":
+    new_settings["base_url"] = base_url or ""
+    new_settings["model"] = model or ""
+if new_settings != settings:
+    store.save_settings(new_settings)
+
+config = {
+    "per_class": int(per_class), "group_size": int(group_size), "mixup": bool(mixup), "seed": int(seed),
+    "base_url": (base_url or "").strip() or None, "model": (model or "").strip() or None,
+    "concurrency": int(concurrency), "relabel": bool(relabel), "nearest": int(nearest),
+}
+problems = []
+if provider == "compatible" and not config["base_url"]:
+    problems.append("Give the base URL of the OpenAI-compatible server.")
+elif provider == "compatible" and not str(config["base_url"]).startswith(("http://", "https://")):
+    problems.append("The base URL must start with http:// or https://.")
+if provider == "openai" and not api_key:
+    problems.append("OpenAI needs an API key.")
+
+st.divider()
+start_cols = st.columns([1.3, 1.3, 3])
+total_new = int(per_class) * len(task.classes)
+start = start_cols[0].button(
+    "Start generating", icon=":material/auto_awesome:", type="primary", disabled=busy or bool(problems), width="stretch", key="gen_start",
+    help=f"Generates {total_new} examples ({int(per_class)} × {len(task.classes)} classes)",
+)
+resumable = current is not None and current.status in ("cancelled", "failed") and not current.config.get("demo")
+if resumable:
+    start_cols[1].button(f"Resume job #{current.id}", icon=":material/replay:", on_click=_resume, args=(current.id, api_key),
+                         disabled=busy, width="stretch", key="gen_resume",
+                         help="Continue the stopped job: what it already generated is kept")
+for p in problems:
+    st.warning(p)
+if busy:
+    st.caption("A generation job is running; its progress is shown above.")
+if start:
+    try:
+        job_id = start_job(store, "generate", config, api_key=api_key)
+    except EngineMissing as exc:
+        st.error(f"Cannot start: {exc}.")
+    except Exception as exc:  # noqa: BLE001 - shown to the user
+        st.error(f"Could not start the job: {md_escape(exc)}")
+    else:
+        st.session_state["gen_flash"] = ("success", f"Started job #{job_id}: {total_new} examples to generate.")
+        st.rerun()
+
+# --------------------------------------------------------------------------- results so far
+st.subheader("Generated examples")
+examples = store.list_examples()
+if not examples and busy:
+    st.info("The job is running: its newest examples appear in the panel above, and all of them here when it "
+            "finishes.")
+elif not examples:
+    st.info("No examples yet. Choose an endpoint and press **Start generating**; examples appear here while "
+            "the job runs.")
+else:
+    per = pd.DataFrame([{"class": e.intended_label, "relabel": e.relabel_status or "pending"} for e in examples])
+    summary = per.groupby("class").size().reindex(task.class_names, fill_value=0)
+    cols = st.columns(min(len(summary), 6))
+    for i, (name, n) in enumerate(summary.items()):
+        cols[i % len(cols)].metric(md_escape(name), int(n))
+    st.dataframe(
+        pd.DataFrame([{"id": e.id, "text": e.text, "written for": e.intended_label, "mixed with": e.mixed_with,
+                       "α": e.alpha, "LLM relabel": e.llm_label, "relabel": e.relabel_status,
+                       "job": e.job_id} for e in reversed(examples)]),
+        hide_index=True, width="stretch", height=320,
+        column_config={"text": st.column_config.TextColumn("text", width="large"),
+                       "α": st.column_config.NumberColumn("α", format="%.2f")},
+    )
+    st.page_link("pages/3_review.py", label="Next: review the examples", icon=":material/arrow_forward:")
+
+jobs = store.list_jobs(kind="generate", limit=50)
+if jobs:
+    with st.expander(f"Job history ({len(jobs)})"):
+        st.dataframe(
+            pd.DataFrame([{
+                "job": j.id, "status": j.status, "started": fmt_time(j.started_at or j.created_at),
+                "duration": fmt_duration(j.started_at, j.finished_at) if j.started_at else "–",
+                "per class": j.config.get("per_class"), "model": j.config.get("model") or "default",
+                "kept": (j.progress or {}).get("kept", (j.progress or {}).get("done")),
+                "calls": (j.progress or {}).get("calls"), "message": j.message,
+            } for j in jobs]),
+            hide_index=True, width="stretch",
+        )

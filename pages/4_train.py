@@ -1,0 +1,319 @@
+"""4 · Train: fine-tune the student on seeds + generated examples in a background worker; live charts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages._ui import (
+    EngineMissing,
+    current_project,
+    device_info,
+    ensure_app_shell,
+    flash,
+    fmt_duration,
+    fmt_time,
+    header,
+    latest_job,
+    md_escape,
+    quote,
+    run_scores,
+    start_job,
+    status_badge,
+    store_or_stop,
+    task_or_stop,
+)
+from promptmix_core.training.data import build_training_data
+
+ensure_app_shell()
+header(
+    "4 · Train",
+    "Fine-tune a small, fast classifier (the student) on your seeds plus the generated examples. Training "
+    "runs in the background; the charts update while it runs and you can leave the page.",
+)
+store = store_or_stop()
+task = task_or_stop(store)
+project = current_project()
+settings = store.get_settings()
+K = f"train::{project}::"
+examples = store.list_examples()
+
+SOURCES = {
+    "a2": "A2 · LLM relabel (the paper's choice)",
+    "a1": "A1 · the class each example was written for",
+    "reviewed": "Reviewed · your decisions on the Review page",
+}
+MODELS = {"bundled": "Bundled MiniLM (all-MiniLM-L6-v2, 22 M parameters)", "other": "Another model"}
+
+
+def _cancel(job_id: int) -> None:
+    store.request_cancel(job_id)
+    st.session_state["train_flash"] = ("info", f"Asked training job #{job_id} to stop after the current step.")
+
+
+def _run_for_job(job_id: int):
+    for r in store.list_runs(limit=50):
+        if r.job_id == job_id:
+            return r
+    return None
+
+
+def metric_figure(points: list[dict], names: list[str], title: str, yfmt: str | None = None) -> go.Figure:
+    fig = go.Figure()
+    pretty = {"train_loss": "training loss", "val_loss": "validation loss", "val_accuracy": "validation accuracy",
+              "val_macro_f1": "validation macro-F1"}
+    for name in names:
+        pts = [p for p in points if p["name"] == name]
+        if pts:
+            fig.add_scatter(x=[p["step"] for p in pts], y=[p["value"] for p in pts], mode="lines+markers",
+                            name=pretty.get(name, name), marker=dict(size=5))
+    fig.update_layout(
+        title=dict(text=title, x=0, font=dict(size=15)), height=300, margin=dict(l=10, r=10, t=40, b=10),
+        xaxis=dict(title="step"), yaxis=dict(tickformat=yfmt) if yfmt else {},
+        legend=dict(orientation="h", y=-0.25, x=0),
+    )
+    return fig
+
+
+def render_charts(run_id: int | None, key: str) -> None:
+    points = store.get_metrics(run_id) if run_id else []
+    c1, c2 = st.columns(2)
+    if not points:
+        with c1:
+            st.info("The loss curve appears after the first logged steps.")
+        return
+    with c1:
+        st.plotly_chart(metric_figure(points, ["train_loss", "val_loss"], "Loss"), width="stretch",
+                        config={"displayModeBar": False}, key=f"{key}_loss")
+    with c2:
+        if any(p["name"] in ("val_accuracy", "val_macro_f1") for p in points):
+            st.plotly_chart(metric_figure(points, ["val_accuracy", "val_macro_f1"], "Validation accuracy", ".0%"),
+                            width="stretch", config={"displayModeBar": False}, key=f"{key}_acc")
+        else:
+            st.info("Accuracy on held-out examples appears after the first evaluation (end of an epoch).")
+    n = len({p["step"] for p in points})
+    st.caption(f"{n} logged step{'' if n == 1 else 's'}")
+
+
+def render_job(job_id: int) -> None:
+    job = store.get_job(job_id)
+    if job is None:
+        return
+    p = job.progress or {}
+    run = _run_for_job(job_id)
+    with st.container(border=True):
+        top = st.columns([3, 1], vertical_alignment="center")
+        top[0].markdown(f"#### Training job #{job.id}" + (f" · run #{run.id}" if run else ""))
+        with top[1]:
+            status_badge(job.status)
+        step, total = int(p.get("step") or 0), int(p.get("total_steps") or 0)
+        phase = p.get("phase") or job.status
+        if total and not job.active:
+            st.progress(min(step / total, 1.0), text=f"{job.status.capitalize()} after {step} of {total} steps")
+        elif total:
+            st.progress(min(step / total, 1.0),
+                        text=f"Step {step} / {total} · epoch {float(p.get('epoch') or 0):.1f} of {p.get('epochs', '?')}")
+        else:
+            st.progress(0.0, text={"preparing": "Preparing the data…", "queued": "Waiting for the worker…"}.get(
+                phase, "Loading the model…"))
+        st.caption(f"Started {fmt_time(job.started_at or job.created_at)} · "
+                   f"{'running for ' if job.active else 'took '}{fmt_duration(job.started_at, job.finished_at)}"
+                   + (f" · device {md_escape(run.device)}" if run and run.device else ""))
+        render_charts(run.id if run else None, key=f"live_{job.id}")
+        if job.active:
+            st.button("Cancel training", icon=":material/stop_circle:", key=f"train_cancel_{job.id}", on_click=_cancel, args=(job.id,),
+                      disabled=job.cancel_requested)
+        elif job.status == "failed":
+            st.error(f"Training failed: {md_escape(job.message or (run.error if run else ''))}")
+        elif job.status == "done" and run is not None and run.final_metrics:
+            fm = run.final_metrics
+            sc = run_scores(fm)
+            m = st.columns(4)
+            m[0].metric("Accuracy", f"{sc['accuracy']:.1%}" if sc["accuracy"] is not None else "–")
+            m[1].metric("Macro-F1", f"{sc['macro_f1']:.1%}" if sc["macro_f1"] is not None else "–")
+            data = fm.get("data") or {}
+            m[2].metric("Trained on", data.get("train", fm.get("n_train", "–")))
+            m[3].metric("Validated on", data.get("val", sc["n"] or "–"))
+            if sc["eval"]:
+                st.caption(f"Scores on {sc['eval']}.")
+            st.page_link("pages/5_results.py", label="See the results and export", icon=":material/arrow_forward:")
+    if not job.active and st.session_state.get(f"train_watch_{job_id}"):
+        st.session_state.pop(f"train_watch_{job_id}")
+        st.rerun()
+
+
+flash("train_flash")
+current = latest_job(store, "train")
+busy = current is not None and current.active
+if current is not None and current.active:
+    st.session_state[f"train_watch_{current.id}"] = True
+    st.fragment(render_job, run_every=1.5)(current.id)
+elif current is not None:
+    render_job(current.id)
+
+# --------------------------------------------------------------------------- settings
+dev = device_info()
+left, right = st.columns([1, 1], gap="large")
+with left:
+    st.subheader("Student model")
+    mkeys = list(MODELS)
+    model_choice = st.radio("Model", mkeys, format_func=MODELS.get, key=K + "model_choice",
+                            index=mkeys.index(settings.get("train_model_choice", "bundled"))
+                            if settings.get("train_model_choice") in MODELS else 0)
+    model_name = None
+    model_problem = None
+    if model_choice == "other":
+        model_name = st.text_input("Local folder or Hugging Face name", value=settings.get("train_model", ""),
+                                   key=K + "model", placeholder="/path/to/model or distilbert-base-uncased")
+        raw = (model_name or "").strip()
+        if not raw:
+            model_problem = "Give a local model folder or a Hugging Face model name."
+        elif raw.startswith(("/", ".", "~")) or "\\" in raw:
+            p = Path(raw).expanduser()
+            if not p.is_dir():
+                model_problem = f"No folder at {raw}."
+            else:
+                try:
+                    from promptmix_core.training.model_io import check_safetensors_folder
+
+                    check_safetensors_folder(p)
+                except Exception as exc:  # noqa: BLE001 - ModelLoadError says what is wrong
+                    model_problem = str(exc)
+        else:
+            st.caption("A name that is not a local folder is downloaded from the Hugging Face Hub (needs internet).")
+        if model_problem:
+            st.error(md_escape(model_problem), icon=":material/error:")
+    icon = {"cuda": ":green[:material/memory:]", "mps": ":green[:material/memory:]"}.get(dev["device"], ":orange[:material/memory:]")
+    st.markdown(f"**Device:** {icon} {md_escape(dev['name'])}")
+    if dev["device"] == "cpu":
+        st.caption("No GPU found: MiniLM trains on the CPU in a minute or two for a few hundred examples.")
+
+    st.subheader("Labels")
+    skeys = list(SOURCES)
+    counts = {}
+    for s in skeys:
+        ts = build_training_data(task, examples, label_source=s, pending="drop")
+        counts[s] = ts.summary()
+    source = st.radio(
+        "Label source", skeys, key=K + "label_source",
+        format_func=lambda s: f"{SOURCES[s]} · {counts[s]['generated']} generated",
+        index=skeys.index(settings.get("train_label_source", "a2")) if settings.get("train_label_source") in SOURCES else 0,
+    )
+    pending_rule = "drop"
+    if source == "reviewed":
+        pending_n = sum(e.review_status == "pending" for e in examples)
+        pend = st.radio("Examples you have not reviewed", ["drop", "a2"], key=K + "pending",
+                        format_func={"drop": "Leave them out", "a2": "Use the LLM relabel"}.get, horizontal=True,
+                        help=f"{pending_n} examples are still pending")
+        pending_rule = pend
+    summary = counts[source]
+    if source == "reviewed" and pending_rule == "a2":
+        summary = build_training_data(task, examples, label_source="reviewed", pending="a2").summary()
+    per_class = summary["per_class"]
+    st.caption(f"Training data: {summary['seeds']} seeds + {summary['generated']} generated examples. Per class: "
+               + " · ".join(f"{quote(k)} {v}" for k, v in per_class.items()))
+    empty = [k for k, v in per_class.items() if v == 0]
+    if empty:
+        st.warning("No training examples for " + ", ".join(quote(e) for e in empty) + ".")
+
+with right:
+    st.subheader("Training")
+    c1, c2 = st.columns(2)
+    epochs = c1.number_input("Epochs", min_value=1, max_value=1000, value=int(settings.get("train_epochs", 5)),
+                             key=K + "epochs", help="Passes over the training data")
+    lr_text = c2.text_input("Learning rate", value=str(settings.get("train_lr", "4e-5")), key=K + "lr",
+                            help="Typical: 1e-5 to 1e-4. The paper uses 4e-5 (6e-5 for 50+ classes).")
+    lr = None
+    lr_problem = None
+    try:
+        lr = float(lr_text.strip())
+        if not (0 < lr <= 1):
+            lr_problem = "The learning rate must be above 0 and at most 1 (e.g. 4e-5)."
+        elif lr > 1e-2:
+            c2.caption(":material/warning: Unusually high for fine-tuning; 1e-5 to 1e-4 is typical.")
+    except ValueError:
+        lr_problem = "Write the learning rate as a number, e.g. 4e-5 or 0.00004."
+    if lr_problem:
+        c2.error(lr_problem, icon=":material/error:")
+    c3, c4 = st.columns(2)
+    batch = c3.selectbox("Batch size", [4, 8, 16, 32, 64], index=[4, 8, 16, 32, 64].index(
+        int(settings.get("train_batch", 8))) if int(settings.get("train_batch", 8)) in [4, 8, 16, 32, 64] else 1,
+        key=K + "batch")
+    min_steps = c4.number_input("Minimum steps", 0, 100000, int(settings.get("train_min_steps", 100)),
+                                key=K + "min_steps",
+                                help="With few examples an epoch is a step or two; epochs are added until this "
+                                     "many optimiser steps are taken (0: exactly the epochs above)")
+    with st.expander("More settings"):
+        e1, e2, e3 = st.columns(3)
+        val_fraction = e1.slider("Held out for validation", 0.0, 0.5, float(settings.get("train_val", 0.2)), 0.05,
+                                 key=K + "val", help="Share of generated examples per class kept for validation")
+        seed = e2.number_input("Seed", 0, 2**31 - 1, int(settings.get("train_seed", 0)), key=K + "seed")
+        max_length = e3.number_input("Max tokens per text", 16, 512, int(settings.get("train_max_length", 64)),
+                                     key=K + "max_length")
+        max_steps = st.number_input("Stop after at most this many steps (0: no limit)", 0, 1_000_000,
+                                    int(settings.get("train_max_steps", 0)), key=K + "max_steps")
+    run_name = st.text_input("Run name", key=K + "name", placeholder="optional, e.g. a2-5-epochs")
+
+new_settings = {**settings, "train_model_choice": model_choice, "train_model": (model_name or "").strip(),
+                "train_label_source": source, "train_epochs": int(epochs), "train_lr": lr_text.strip(),
+                "train_batch": int(batch), "train_min_steps": int(min_steps), "train_val": float(val_fraction),
+                "train_seed": int(seed), "train_max_length": int(max_length), "train_max_steps": int(max_steps)}
+if new_settings != settings:
+    store.save_settings(new_settings)
+
+problems = [p for p in (model_problem, lr_problem) if p]
+if summary["total"] == 0:
+    problems.append("There are no training examples for this label source.")
+st.divider()
+go_cols = st.columns([1.3, 4])
+start = go_cols[0].button("Start training", icon=":material/model_training:", type="primary", disabled=busy or bool(problems), width="stretch",
+                          key="train_start")
+if busy:
+    go_cols[1].caption("A training job is running; its progress is shown above.")
+elif problems:
+    go_cols[1].caption("Fix the marked settings to start.")
+else:
+    go_cols[1].caption(f"{summary['total']} training examples · {len(task.classes)} classes · on {dev['device']}")
+if start:
+    train_cfg = {"model": (model_name or "").strip() or None, "epochs": int(epochs), "learning_rate": lr,
+                 "batch_size": int(batch), "min_steps": int(min_steps), "seed": int(seed),
+                 "max_length": int(max_length)}
+    if int(max_steps):
+        train_cfg["max_steps"] = int(max_steps)
+    cfg = {"label_source": source, "pending": pending_rule, "val_fraction": float(val_fraction),
+           "train": train_cfg, "name": run_name.strip() or f"{source} · {int(epochs)} epoch{'' if int(epochs) == 1 else 's'}"}
+    try:
+        job_id = start_job(store, "train", cfg)
+    except EngineMissing as exc:
+        st.error(f"Cannot start: {exc}.")
+    except Exception as exc:  # noqa: BLE001 - shown to the user
+        st.error(f"Could not start training: {md_escape(exc)}")
+    else:
+        st.session_state["train_flash"] = ("success", f"Started training job #{job_id}.")
+        st.rerun()
+
+# --------------------------------------------------------------------------- history
+runs = store.list_runs()
+st.subheader("Run history")
+if not runs:
+    st.info("No training runs yet. Pick the settings above and press **Start training**.")
+else:
+    rows = []
+    for r in runs:
+        fm = run_scores(r.final_metrics)
+        tc = (r.config or {}).get("train") or {}
+        rows.append({
+            "run": r.id, "name": r.name, "status": r.status, "labels": (r.config or {}).get("label_source", r.method),
+            "epochs": tc.get("epochs"), "learning rate": tc.get("learning_rate"),
+            "accuracy": fm.get("accuracy"), "macro-F1": fm.get("macro_f1"), "device": r.device,
+            "started": fmt_time(r.started_at or r.created_at),
+            "duration": fmt_duration(r.started_at, r.finished_at) if r.started_at else "–",
+            "error": r.error,
+        })
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
+                                "macro-F1": st.column_config.NumberColumn(format="percent"),
+                                "learning rate": st.column_config.NumberColumn(format="%.0e")})

@@ -1,0 +1,275 @@
+"""5 · Results: compare runs, confusion matrices, per-class scores, the embedding map, exports."""
+
+from __future__ import annotations
+
+import html
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages._ui import (
+    current_project,
+    empty_state,
+    ensure_app_shell,
+    header,
+    md_escape,
+    run_scores,
+    store_or_stop,
+    task_or_stop,
+)
+from promptmix_core.export import curated_records, dataset_bytes, safe_filename, zip_folder_bytes
+
+ensure_app_shell()
+header(
+    "5 · Results",
+    "Compare training runs, see which classes get confused, look at where the generated examples fall "
+    "between the classes, and export the curated data set or a trained model.",
+)
+store = store_or_stop()
+task = task_or_stop(store)
+project = current_project() or "project"
+PALETTE = ["#3b5bdb", "#f08c00", "#2f9e44", "#e03131", "#7048e8", "#0c8599", "#d6336c", "#5c940d", "#868e96",
+           "#1098ad", "#f59f00", "#ae3ec9"]
+
+runs = store.list_runs()
+scored = [(r, run_scores(r.final_metrics)) for r in runs]
+scored = [(r, s) for r, s in scored if s["accuracy"] is not None]
+
+# --------------------------------------------------------------------------- run comparison
+st.subheader("Compare runs")
+if not scored:
+    running = [r for r in runs if r.status in ("queued", "running")]
+    empty_state(
+        "No finished runs yet" if not running else f"Run #{running[0].id} is still training",
+        "Train a classifier first; finished runs with their scores appear here side by side.",
+        page="train",
+        link_label="Go to 4 · Train",
+    )
+else:
+    labels_for = {r.id: f"#{r.id} · {r.name or r.method}" for r, _ in scored}
+    chosen = st.multiselect("Runs to compare", [r.id for r, _ in scored], default=[r.id for r, _ in scored[:3]],
+                            format_func=labels_for.get, key=f"res_runs::{project}")
+    picked = [(r, s) for r, s in scored if r.id in chosen]
+    if not picked:
+        st.info("Pick at least one run above.")
+    else:
+        cols = st.columns(len(picked))
+        base = picked[-1][1]
+        for col, (r, s) in zip(cols, picked):
+            with col.container(border=True):
+                st.markdown(f"**{md_escape(labels_for[r.id])}**")
+                st.caption(f"labels {md_escape((r.config or {}).get('label_source', r.method))} · "
+                           f"{md_escape(r.device or 'device ?')}")
+                a, b = st.columns(2)
+                delta_a = s["accuracy"] - base["accuracy"] if (r, s) != picked[-1] else None
+                a.metric("Accuracy", f"{s['accuracy']:.1%}",
+                         delta=f"{delta_a * 100:+.1f} pts" if delta_a is not None else None)
+                f1 = s["macro_f1"]
+                delta_f = (f1 - base["macro_f1"]) if (r, s) != picked[-1] and f1 is not None and base["macro_f1"] is not None else None
+                b.metric("Macro-F1", f"{f1:.1%}" if f1 is not None else "–",
+                         delta=f"{delta_f * 100:+.1f} pts" if delta_f is not None else None)
+                st.caption(f"on {s['n'] or '?'} {s['eval'] or 'examples'}")
+        if len(picked) > 1:
+            st.caption("Deltas compare each run with the oldest one selected (the right-most card).")
+        if any(s["eval"] == "held-out generated examples" for _, s in picked):
+            st.caption(":material/info: Scores on held-out *generated* examples measure agreement with the generated labels; "
+                       "they are optimistic compared with real test data.")
+
+        fig = go.Figure()
+        for i, (r, s) in enumerate(picked):
+            fig.add_bar(name=html.escape(labels_for[r.id]), x=["Accuracy", "Macro-F1"], y=[s["accuracy"], s["macro_f1"] or 0],
+                        marker_color=PALETTE[i % len(PALETTE)], texttemplate="%{y:.1%}", textposition="outside")
+        fig.update_layout(barmode="group", height=300, yaxis=dict(range=[0, 1.1], tickformat=".0%"),
+                          margin=dict(l=10, r=10, t=20, b=10), legend=dict(orientation="h", y=-0.15))
+        pc_fig = go.Figure()
+        classes = task.class_names
+        for i, (r, s) in enumerate(picked):
+            pc = s["per_class"]
+            pc_fig.add_bar(name=html.escape(labels_for[r.id]), x=[html.escape(c) for c in classes], y=[(pc.get(c) or {}).get("f1", 0) for c in classes],
+                           marker_color=PALETTE[i % len(PALETTE)])
+        pc_fig.update_layout(barmode="group", height=300, yaxis=dict(range=[0, 1.05], tickformat=".0%", title="F1"),
+                             margin=dict(l=10, r=10, t=20, b=10), legend=dict(orientation="h", y=-0.35))
+        g1, g2 = st.columns(2)
+        with g1:
+            st.markdown("**Overall**")
+            st.plotly_chart(fig, width="stretch", config={"displayModeBar": False}, key="res_overall")
+        with g2:
+            st.markdown("**F1 per class**")
+            st.plotly_chart(pc_fig, width="stretch", config={"displayModeBar": False}, key="res_per_class")
+
+        st.markdown("**Confusion matrix and per-class scores**")
+        tabs = st.tabs([md_escape(labels_for[r.id]) for r, _ in picked])
+        for tab, (r, s) in zip(tabs, picked):
+            with tab:
+                left, right = st.columns([3, 2])
+                with left:
+                    if s["matrix"]:
+                        z = np.array(s["matrix"], dtype=float)
+                        rowsum = z.sum(axis=1, keepdims=True)
+                        share = np.divide(z, rowsum, out=np.zeros_like(z), where=rowsum > 0)
+                        hm = go.Figure(go.Heatmap(
+                            z=share, x=[html.escape(str(c)) for c in s["columns"]], y=[html.escape(str(c)) for c in s["labels"]], colorscale="Blues", zmin=0, zmax=1,
+                            text=z.astype(int), texttemplate="%{text}", showscale=False,
+                            hovertemplate="true %{y}<br>predicted %{x}<br>%{text} examples (%{z:.0%})<extra></extra>",
+                        ))
+                        hm.update_layout(height=120 + 45 * len(s["labels"]), margin=dict(l=10, r=10, t=10, b=10),
+                                         xaxis=dict(title="predicted", side="bottom"),
+                                         yaxis=dict(title="true", autorange="reversed"))
+                        st.plotly_chart(hm, width="stretch", config={"displayModeBar": False}, key=f"res_cm_{r.id}")
+                    else:
+                        st.info("This run recorded no confusion matrix.")
+                with right:
+                    pc = s["per_class"]
+                    if pc:
+                        st.dataframe(
+                            pd.DataFrame([{"class": c, "precision": v.get("precision"), "recall": v.get("recall"),
+                                           "F1": v.get("f1"), "support": v.get("support")} for c, v in pc.items()]),
+                            hide_index=True, width="stretch",
+                            column_config={k: st.column_config.NumberColumn(format="%.2f")
+                                           for k in ("precision", "recall", "F1")},
+                        )
+                    fm = r.final_metrics or {}
+                    data = fm.get("data") or {}
+                    st.caption(
+                        f"Trained on {data.get('train', fm.get('n_train', '?'))} examples"
+                        f" ({data.get('seeds', '?')} seeds) for {fm.get('epochs', '?')} epochs, "
+                        f"{fm.get('steps', '?')} steps, in {fm.get('train_time_s', '?')} s."
+                    )
+
+# --------------------------------------------------------------------------- the embedding map
+st.divider()
+st.subheader("Where the examples fall")
+st.caption("Seeds and generated examples embedded with MiniLM and projected to 2-D (PCA). Borderline examples "
+           "(low α) should sit between their class and the class mixed in.")
+examples = store.list_examples()
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def project_2d(texts: tuple[str, ...]) -> np.ndarray:
+    from promptmix_core.embed import embed_texts
+
+    emb = np.asarray(embed_texts(list(texts)), dtype=float)
+    centred = emb - emb.mean(axis=0, keepdims=True)
+    _u, _s, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:2].T
+
+
+def _hover(text: str) -> str:
+    return "<br>".join(textwrap.wrap(html.escape(text), 60)[:6])
+
+
+seeds = task.seed_rows()
+texts = tuple([r["text"] for r in seeds] + [e.text for e in examples])
+MAP_KEY = f"res_map::{project}"
+if len(texts) < 3:
+    st.info("The map needs at least three texts.")
+elif not st.session_state.get(MAP_KEY):
+    st.button(f"Draw the map ({len(texts)} texts)", key="res_map_btn", icon=":material/scatter_plot:",
+              on_click=lambda: st.session_state.__setitem__(MAP_KEY, True),
+              help="Loads the MiniLM embedding model (a few seconds the first time)")
+else:
+    try:
+        with st.spinner("Embedding the texts…"):
+            xy = project_2d(texts)
+    except Exception as exc:  # noqa: BLE001 - the map is optional
+        st.info(f"The map is not available: {md_escape(exc)}")
+    else:
+        color_by = st.radio("Colour generated examples by", ["written for", "final label"], horizontal=True,
+                            key="res_map_color")
+        colour = {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(task.class_names)}
+        fig = go.Figure()
+        n_seed = len(seeds)
+        gen_xy = xy[n_seed:]
+        for c in task.class_names:
+            idx = [i for i, e in enumerate(examples)
+                   if (e.intended_label if color_by == "written for" else e.final_label) == c]
+            if idx:
+                alphas = [examples[i].alpha if examples[i].alpha is not None else 1.0 for i in idx]
+                fig.add_scatter(
+                    x=gen_xy[idx, 0], y=gen_xy[idx, 1], mode="markers", name=f"{html.escape(c)} (generated)",
+                    legendgroup=c, marker=dict(color=colour[c], size=[6 + 10 * (1 - a) * 2 for a in alphas],
+                                               opacity=0.65, line=dict(width=0)),
+                    hovertext=[f"{_hover(examples[i].text)}<br><b>written for</b> {html.escape(examples[i].intended_label)}"
+                               f"<br><b>mixed with</b> {html.escape(examples[i].mixed_with or '–')}"
+                               f"<br><b>α</b> {alphas[k]:.2f}<br><b>final</b> {html.escape(examples[i].final_label or 'rejected')}"
+                               for k, i in enumerate(idx)],
+                    hoverinfo="text",
+                )
+            sidx = [i for i, r in enumerate(seeds) if r["label"] == c]
+            if sidx:
+                fig.add_scatter(
+                    x=xy[sidx, 0], y=xy[sidx, 1], mode="markers", name=f"{html.escape(c)} (seed)", legendgroup=c,
+                    marker=dict(color=colour[c], size=16, symbol="star", line=dict(width=1.5, color="white")),
+                    hovertext=[f"{_hover(seeds[i]['text'])}<br><b>seed of</b> {html.escape(c)}" for i in sidx],
+                    hoverinfo="text",
+                )
+        fig.update_layout(height=520, margin=dict(l=10, r=10, t=10, b=10),
+                          xaxis=dict(title="PC 1", zeroline=False, showticklabels=False),
+                          yaxis=dict(title="PC 2", zeroline=False, showticklabels=False),
+                          legend=dict(orientation="v", x=1.01, y=1))
+        st.plotly_chart(fig, width="stretch", key="res_map")
+        st.caption("Stars: seeds · dots: generated examples; bigger dots are more borderline (lower α). Hover for the text.")
+
+# --------------------------------------------------------------------------- export
+st.divider()
+st.subheader("Export")
+exp_l, exp_r = st.columns(2, gap="large")
+with exp_l:
+    st.markdown("**Curated data set**")
+    src_opts = {"reviewed": "Reviewed (your decisions)", "a2": "A2 · LLM relabel", "a1": "A1 · written-for class"}
+    default_src = "reviewed" if any(e.review_status != "pending" for e in examples) else "a2"
+    src = st.selectbox("Labels", list(src_opts), format_func=src_opts.get, index=list(src_opts).index(default_src),
+                       key="res_exp_src")
+    pending = "drop"
+    if src == "reviewed":
+        pending = st.radio("Examples not reviewed yet", ["a2", "drop"], horizontal=True, key="res_exp_pending",
+                           format_func={"a2": "Include with the LLM relabel", "drop": "Leave out"}.get)
+    with_seeds = st.checkbox("Include the seed examples", value=True, key="res_exp_seeds")
+    records = curated_records(task, examples, label_source=src, pending=pending, include_seeds=with_seeds)
+    n_gen = sum(r["source"] == "generated" for r in records)
+    st.caption(f"{len(records)} rows: {len(records) - n_gen} seeds, {n_gen} generated. Rejected examples are "
+               "always left out.")
+    if records:
+        st.dataframe(pd.DataFrame(records)[["text", "label", "source"]].head(6), hide_index=True, width="stretch")
+    d1, d2, d3 = st.columns(3)
+    stem = f"{project}-dataset"
+    d1.download_button("CSV", icon=":material/download:", data=lambda: dataset_bytes(records, "csv"), file_name=safe_filename(stem, "csv"),
+                       mime="text/csv", disabled=not records, width="stretch", key="res_dl_csv",
+                       help="Cells starting with = + - @ get a leading ' so spreadsheets do not run them")
+    d2.download_button("JSONL", icon=":material/download:", data=lambda: dataset_bytes(records, "jsonl"),
+                       file_name=safe_filename(stem, "jsonl"), mime="application/jsonl", disabled=not records,
+                       width="stretch", key="res_dl_jsonl")
+    d3.download_button("Parquet", icon=":material/download:", data=lambda: dataset_bytes(records, "parquet"),
+                       file_name=safe_filename(stem, "parquet"), mime="application/vnd.apache.parquet",
+                       disabled=not records, width="stretch", key="res_dl_parquet")
+
+with exp_r:
+    st.markdown("**Trained model**")
+
+
+    def _model_dir(run) -> Path | None:
+        cand = [run.model_dir] if run.model_dir else []
+        cand.append(str(store.path.with_name(store.path.stem + ".models") / f"run-{run.id}"))
+        for c in cand:
+            if c and Path(c).is_dir():
+                return Path(c)
+        return None
+
+    with_models = [(r, _model_dir(r)) for r in runs if r.status == "done"]
+    with_models = [(r, d) for r, d in with_models if d is not None]
+    if not with_models:
+        st.info("No saved model yet: a finished training run's model folder can be downloaded here as a zip.")
+    else:
+        names = {r.id: f"#{r.id} · {r.name or r.method}" for r, _ in with_models}
+        rid = st.selectbox("Run", [r.id for r, _ in with_models], format_func=names.get, key=f"res_model_run::{project}")
+        folder = dict((r.id, d) for r, d in with_models)[rid]
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        st.caption(f"{len(list(folder.rglob('*')))} files, {size / 1e6:.1f} MB before compression. Load it with "
+                   "`promptmix predict` or transformers' `AutoModelForSequenceClassification`.")
+        st.download_button("Model (zip)", icon=":material/download:", data=lambda: zip_folder_bytes(folder, root_name=f"run-{rid}"),
+                           file_name=safe_filename(f"{project}-run-{rid}-model", "zip"), mime="application/zip",
+                           width="stretch", key="res_dl_model")

@@ -1,0 +1,362 @@
+"""Shared helpers for the app's pages: the current project, safe text rendering, job-engine access.
+
+Pages stay thin: they read state through these helpers, call ``promptmix_core`` and render.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from promptmix_core import projects
+from promptmix_core.store import ProjectStore, StoreError
+from promptmix_core.task import Task
+
+PAGE_FILES = {
+    "task": "pages/1_task.py",
+    "generate": "pages/2_generate.py",
+    "review": "pages/3_review.py",
+    "train": "pages/4_train.py",
+    "results": "pages/5_results.py",
+}
+STATUS_ICONS = {
+    "queued": ":material/schedule:",
+    "running": ":material/autorenew:",
+    "done": ":material/check_circle:",
+    "failed": ":material/error:",
+    "cancelled": ":material/stop_circle:",
+}
+STATUS_COLORS = {"queued": "gray", "running": "blue", "done": "green", "failed": "red", "cancelled": "orange"}
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$=:])")
+
+
+# --------------------------------------------------------------------------- app shell
+def ensure_app_shell() -> None:
+    """Make sure the page runs inside ``app.py`` (sidebar, project, navigation).
+
+    Streamlit treats a folder named ``pages/`` beside the main script as a v1 multipage app until
+    ``st.navigation`` has been called in the process, so the first request after a server start
+    that is a deep link (``/review`` after a restart, a refreshed tab) runs the page file alone
+    (AppTest does so on every run). Then run ``app.py`` here: its ``st.navigation`` switches the
+    process to v2 and runs this page inside the shell; afterwards stop this outer run. Unlike a
+    rerun, this keeps the button clicks of the current run.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - internal module moved
+        return
+    if not PagesManager.uses_pages_directory:
+        return
+    app = Path(__file__).resolve().parent.parent / "app.py"
+    code = compile(app.read_text("utf-8"), str(app), "exec")
+    exec(code, {"__name__": "__main__", "__file__": str(app)})  # noqa: S102 - our own app script
+    st.stop()
+
+
+# --------------------------------------------------------------------------- text safety
+def md_escape(text: Any) -> str:
+    """Escape user or LLM text so Markdown shows it literally (no links, images, HTML, LaTeX)."""
+    s = "" if text is None else str(text)
+    s = _MD_SPECIAL.sub(r"\\\1", s)
+    # keep line breaks as line breaks
+    return s.replace("\r\n", "\n").replace("\n", "  \n")
+
+
+def quote(text: Any) -> str:
+    """A short label (a class name) in bold, escaped so Markdown shows it verbatim."""
+    s = "" if text is None else str(text).replace("\n", " ").strip()
+    return f"**{md_escape(s)}**" if s else "–"
+
+
+# --------------------------------------------------------------------------- projects
+def projects_folder() -> Path:
+    return projects.projects_dir()
+
+
+def current_project() -> str | None:
+    return st.session_state.get("project")
+
+
+def set_current_project(name: str | None) -> None:
+    st.session_state["project"] = name
+    if name:
+        st.query_params["project"] = name
+    elif "project" in st.query_params:
+        del st.query_params["project"]
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _shared_store(path: str, inode: int) -> ProjectStore:
+    """One store per project file and server process, shared by every session (its SQLite
+    connections are per thread). Keyed on the inode too, so a deleted and re-created project
+    never reuses a connection to the old file."""
+    return ProjectStore(path, create=False)
+
+
+def forget_store(path: str | Path) -> None:
+    """Close and drop the shared store of a project (before deleting its file)."""
+    _shared_store.clear()
+
+
+def get_store() -> ProjectStore | None:
+    """The open project's store, or None when there is none (or it cannot be opened)."""
+    name = current_project()
+    if not name:
+        return None
+    try:
+        path = projects.project_path(name, projects_folder())
+        inode = path.stat().st_ino
+        store = _shared_store(str(path), inode)
+    except (projects.ProjectError, StoreError, OSError):
+        return None
+    try:
+        store.reap_stale_jobs()  # a worker that died shows as failed, never as running for ever
+    except Exception:  # noqa: BLE001 - reaping is best effort, never blocks the page
+        pass
+    return store
+
+
+def store_or_stop() -> ProjectStore:
+    store = get_store()
+    if store is None:
+        empty_state(
+            "No project is open",
+            "Create a project in the sidebar (or open the banking demo) to start.",
+        )
+        st.stop()
+    return store
+
+
+def task_or_stop(store: ProjectStore) -> Task:
+    try:
+        task = store.load_task()
+    except StoreError as exc:
+        st.error(str(exc))
+        st.stop()
+    if task is None or not task.classes:
+        empty_state(
+            "This project has no task yet",
+            "Define the classes and a few seed examples first.",
+            page="task",
+            link_label="Go to 1 · Task",
+        )
+        st.stop()
+    return task
+
+
+# --------------------------------------------------------------------------- layout helpers
+def header(title: str, subtitle: str) -> None:
+    st.title(title)
+    st.caption(subtitle)
+
+
+def empty_state(title: str, body: str, *, page: str | None = None, link_label: str | None = None) -> None:
+    with st.container(border=True):
+        st.markdown(f"#### {title}")
+        st.markdown(body)
+        if page:
+            st.page_link(PAGE_FILES[page], label=link_label or f"Go to {page}", icon=":material/arrow_forward:")
+
+
+def flash(key: str) -> None:
+    """Show (once) a message a callback left in ``st.session_state[key]`` as (kind, text)."""
+    msg = st.session_state.pop(key, None)
+    if msg:
+        kind, text = msg
+        getattr(st, kind, st.info)(text)
+
+
+def status_badge(status: str) -> None:
+    st.badge(status, icon=STATUS_ICONS.get(status), color=STATUS_COLORS.get(status, "gray"))
+
+
+def fmt_int(n: Any) -> str:
+    try:
+        return f"{int(n):,}"
+    except (TypeError, ValueError):
+        return "–"
+
+
+def fmt_cost(cost: Any) -> str:
+    if cost is None:
+        return "n/a"
+    try:
+        c = float(cost)
+    except (TypeError, ValueError):
+        return "n/a"
+    if c == 0:
+        return "$0.00"
+    return f"${c:,.4f}" if c < 1 else f"${c:,.2f}"
+
+
+def fmt_time(ts: float | None) -> str:
+    if not ts:
+        return "–"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def fmt_duration(start: float | None, end: float | None) -> str:
+    if not start:
+        return "–"
+    secs = int((end or time.time()) - start)
+    if secs < 60:
+        return f"{secs}s"
+    if secs < 3600:
+        return f"{secs // 60}m {secs % 60:02d}s"
+    return f"{secs // 3600}h {secs % 3600 // 60:02d}m"
+
+
+# --------------------------------------------------------------------------- job engine access
+class EngineMissing(RuntimeError):
+    pass
+
+
+#: Start and resume jobs from a short-lived helper process instead of this one. ``jobs.start_job``
+#: opens the project file with a new ProjectStore, whose header check open()s and close()s the file;
+#: on POSIX that drops the SQLite locks of the connections this server process already holds on it,
+#: after which a finishing worker deletes the WAL under them (lost writes, "disk I/O error").
+#: See /work/shared/notes/sqlite-posix-lock-trap.md. Tests switch it off to call a fake in-process.
+LAUNCH_IN_SUBPROCESS = True
+
+_LAUNCHER = """
+import json, os, sys
+from promptmix_core import jobs
+req = json.loads(sys.stdin.read())
+key = os.environ.pop("PROMPTMIX_LAUNCH_API_KEY", None) or None
+try:
+    if req["action"] == "start":
+        out = jobs.start_job(req["path"], req["kind"], req["config"], api_key=key)
+    else:
+        jobs.resume_job(req["path"], req["job_id"], api_key=key)
+        out = req["job_id"]
+except Exception as exc:
+    print(json.dumps({"error": str(exc) or type(exc).__name__}))
+else:
+    print(json.dumps({"job_id": int(out)}))
+"""
+
+
+def _launch(request: dict[str, Any], api_key: str | None) -> int:
+    import json
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PROMPTMIX_LAUNCH_API_KEY"}
+    if api_key:
+        env["PROMPTMIX_LAUNCH_API_KEY"] = api_key
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    proc = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER], input=json.dumps(request), capture_output=True, text=True,
+        env=env, cwd=root, timeout=120,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        if any("No module named" in ln and "jobs" in ln for ln in detail):
+            raise EngineMissing("the background job engine is not available")
+        raise RuntimeError(detail[-1] if detail else f"the job launcher exited with code {proc.returncode}")
+    answer = json.loads(lines[-1])
+    if "error" in answer:
+        raise RuntimeError(answer["error"])
+    return int(answer["job_id"])
+
+
+def start_job(store: ProjectStore, kind: str, config: dict[str, Any], api_key: str | None = None) -> int:
+    """Launch a background worker through ``promptmix_core.jobs.start_job``; returns the job id."""
+    if LAUNCH_IN_SUBPROCESS:
+        return _launch({"action": "start", "path": str(store.path), "kind": kind, "config": config}, api_key)
+    try:
+        from promptmix_core import jobs
+    except ImportError as exc:  # the engine is an optional part in development checkouts
+        raise EngineMissing(f"the background job engine is not available ({exc})") from None
+    if api_key:
+        return int(jobs.start_job(str(store.path), kind, config, api_key=api_key))
+    return int(jobs.start_job(str(store.path), kind, config))
+
+
+def resume_job(store: ProjectStore, job_id: int, api_key: str | None = None) -> None:
+    """Start a stopped or failed job again (``promptmix_core.jobs.resume_job``); it continues from the store."""
+    if LAUNCH_IN_SUBPROCESS:
+        _launch({"action": "resume", "path": str(store.path), "job_id": int(job_id)}, api_key)
+        return
+    from promptmix_core import jobs
+
+    jobs.resume_job(str(store.path), job_id, api_key=api_key or None)
+
+
+@st.cache_resource(show_spinner=False)
+def device_info() -> dict[str, str]:
+    """Where training will run: ``{"device": "cuda"|"mps"|"cpu", "name": ...}``."""
+    try:
+        from promptmix_core import jobs
+
+        info = jobs.device_info()
+        if isinstance(info, dict) and info.get("device"):
+            return {"device": str(info["device"]), "name": str(info.get("name") or info["device"])}
+    except Exception:  # noqa: BLE001 - fall back to asking torch directly
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return {"device": "cuda", "name": torch.cuda.get_device_name(0)}
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return {"device": "mps", "name": "Apple GPU (Metal)"}
+    except Exception:  # noqa: BLE001
+        pass
+    import platform
+
+    return {"device": "cpu", "name": f"CPU ({os.cpu_count() or 1} cores, {platform.machine() or 'unknown'})"}
+
+
+def latest_job(store: ProjectStore, kind: str):
+    jobs = store.list_jobs(kind=kind, limit=1)
+    return jobs[0] if jobs else None
+
+
+def active_job(store: ProjectStore, kind: str | None = None):
+    for job in store.list_jobs(kind=kind, limit=50):
+        if job.active:
+            return job
+    return None
+
+
+# --------------------------------------------------------------------------- run metrics
+def run_scores(final_metrics: dict[str, Any] | None) -> dict[str, Any]:
+    """Scores of a run in one shape, whichever evaluation it recorded.
+
+    Accepts flat keys (``accuracy``, ``macro_f1``, ``per_class``, ``confusion_matrix`` + ``labels``)
+    and the trainer's prefixed ones (``test_*`` preferred, then ``val_*``; confusion as
+    ``{"labels", "matrix"}``). Returns accuracy, macro_f1, per_class, labels (rows), columns, matrix,
+    n and where the scores come from (``eval``).
+    """
+    fm = dict(final_metrics or {})
+    for prefix, where in (("test_", "test set"), ("", "evaluation set"), ("val_", "held-out generated examples")):
+        acc = fm.get(f"{prefix}accuracy")
+        if acc is None:
+            continue
+        per_class = fm.get(f"{prefix}per_class") or {}
+        conf = fm.get(f"{prefix}confusion") or {}
+        matrix = fm.get(f"{prefix}confusion_matrix") or (conf.get("matrix") if isinstance(conf, dict) else None)
+        cols = fm.get(f"{prefix}labels") or fm.get("labels") or (conf.get("labels") if isinstance(conf, dict) else None)
+        cols = list(cols or per_class.keys())
+        rows = cols[: len(matrix)] if matrix else list(per_class.keys())
+        return {
+            "accuracy": float(acc),
+            "macro_f1": float(fm[f"{prefix}macro_f1"]) if fm.get(f"{prefix}macro_f1") is not None else None,
+            "per_class": per_class,
+            "labels": rows,
+            "columns": cols,
+            "matrix": matrix,
+            "n": fm.get(f"{prefix}n"),
+            "eval": where,
+        }
+    return {"accuracy": None, "macro_f1": None, "per_class": {}, "labels": [], "columns": [], "matrix": None,
+            "n": None, "eval": None}

@@ -1,0 +1,319 @@
+"""Projects folder: list, create, open and delete projects (one SQLite ``.pmx`` file each).
+
+The folder is ``$PROMPTMIX_PROJECTS_DIR`` or ``./projects``. Project names come from users, so every
+name is checked and every path is confirmed to stay inside the folder before it is touched.
+Also holds the small pure helpers the Task page needs: field-level validation of a task being
+edited and decoding of uploaded task / labelled files.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from .store import ProjectStore, StoreError
+from .task import (
+    MAX_TEXT_CHARS,
+    Task,
+    TaskError,
+    decode_bytes,
+    normalize_name,
+    normalize_text,
+    parse_task_text,
+    read_labelled_rows,
+    task_from_rows,
+)
+
+SUFFIX = ".pmx"
+ENV_DIR = "PROMPTMIX_PROJECTS_DIR"
+DEMO_MARKER = ".demo-created"
+MAX_NAME_CHARS = 64
+_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+_NAME_RE = re.compile(r"^[\w][\w .\-]*$", re.UNICODE)
+
+
+class ProjectError(ValueError):
+    """A project name or path was refused, or the project could not be created/opened/deleted."""
+
+
+@dataclass
+class ProjectInfo:
+    name: str
+    path: Path
+    size_bytes: int
+    modified: float
+
+
+def projects_dir(path: str | os.PathLike | None = None) -> Path:
+    """The projects folder: ``path``, else ``$PROMPTMIX_PROJECTS_DIR``, else ``./projects``."""
+    raw = path if path is not None else (os.environ.get(ENV_DIR) or "projects")
+    return Path(raw).expanduser().resolve()
+
+
+def check_name(name: str) -> str:
+    """Return the cleaned project name or raise :class:`ProjectError` saying what is wrong."""
+    clean = unicodedata.normalize("NFC", str(name or "")).strip()
+    if not clean:
+        raise ProjectError("give the project a name")
+    if len(clean) > MAX_NAME_CHARS:
+        raise ProjectError(f"a project name may have at most {MAX_NAME_CHARS} characters")
+    if clean in (".", "..") or "/" in clean or "\\" in clean or "\x00" in clean:
+        raise ProjectError("a project name may not contain / or \\ or be . or ..")
+    if not _NAME_RE.match(clean):
+        raise ProjectError("use letters, digits, spaces, '-', '_' and '.' only, starting with a letter or digit")
+    if clean.endswith(".") or clean.endswith(" "):
+        raise ProjectError("a project name may not end with '.' or a space")
+    if clean.lower().split(".")[0] in _RESERVED:
+        raise ProjectError(f"'{clean}' is a reserved file name; choose another")
+    return clean
+
+
+def project_path(name: str, folder: str | os.PathLike | None = None) -> Path:
+    """The file of project ``name``, guaranteed to lie directly inside the projects folder."""
+    base = projects_dir(folder)
+    clean = check_name(name)
+    path = (base / f"{clean}{SUFFIX}").resolve()
+    if path.parent != base:
+        raise ProjectError("that name points outside the projects folder")
+    return path
+
+
+def list_projects(folder: str | os.PathLike | None = None) -> list[ProjectInfo]:
+    """Projects in the folder, most recently changed first (unreadable names are skipped)."""
+    base = projects_dir(folder)
+    if not base.is_dir():
+        return []
+    out = []
+    for p in base.glob(f"*{SUFFIX}"):
+        if not p.is_file() or p.is_symlink():
+            continue
+        try:
+            check_name(p.stem)
+        except ProjectError:
+            continue
+        wal = p.with_name(p.name + "-wal")
+        mtime = max(p.stat().st_mtime, wal.stat().st_mtime if wal.exists() else 0)
+        out.append(ProjectInfo(name=p.stem, path=p, size_bytes=p.stat().st_size, modified=mtime))
+    out.sort(key=lambda i: (-i.modified, i.name.lower()))
+    return out
+
+
+def project_exists(name: str, folder: str | os.PathLike | None = None) -> bool:
+    try:
+        return project_path(name, folder).is_file()
+    except ProjectError:
+        return False
+
+
+def create_project(name: str, folder: str | os.PathLike | None = None, task: Task | None = None) -> ProjectStore:
+    """Create a new, empty project (optionally with a task); refuses an existing name."""
+    path = project_path(name, folder)
+    if path.exists():
+        raise ProjectError(f"a project called '{path.stem}' already exists")
+    for other in list_projects(folder):
+        if other.name.casefold() == path.stem.casefold():
+            raise ProjectError(f"a project called '{other.name}' already exists")
+    store = ProjectStore(path, create=True)
+    if task is not None:
+        store.save_task(task)
+    return store
+
+
+def open_project(name: str, folder: str | os.PathLike | None = None) -> ProjectStore:
+    path = project_path(name, folder)
+    if not path.is_file():
+        raise ProjectError(f"there is no project called '{path.stem}'")
+    try:
+        return ProjectStore(path, create=False)
+    except StoreError as exc:
+        raise ProjectError(str(exc)) from None
+
+
+def project_side_dirs(path: str | os.PathLike) -> list[Path]:
+    """Folders that belong to a project file: trained models (``NAME.models``) and job logs
+    (``NAME.pmx.logs``)."""
+    p = Path(path)
+    return [p.with_name(p.stem + ".models"), p.with_name(p.name + ".logs")]
+
+
+def delete_project(name: str, folder: str | os.PathLike | None = None, *, force: bool = False) -> None:
+    """Delete a project file with its WAL/SHM side files, its models and its job logs.
+
+    Refuses while a background job of the project is running unless ``force``.
+    """
+    path = project_path(name, folder)
+    if not path.is_file():
+        raise ProjectError(f"there is no project called '{path.stem}'")
+    if not force:
+        try:
+            store = ProjectStore(path, create=False)
+            store.reap_stale_jobs()
+            active = [j.id for j in store.list_jobs() if j.active]
+            store.close()
+        except StoreError:
+            active = []
+        if active:
+            raise ProjectError(
+                f"'{path.stem}' has a job running (#{active[0]}); stop it before deleting the project"
+            )
+    for side in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            side.unlink()
+        except FileNotFoundError:
+            pass
+    for side_dir in project_side_dirs(path):
+        if side_dir.is_symlink():
+            side_dir.unlink()
+        elif side_dir.is_dir() and side_dir.resolve().parent == path.parent:
+            shutil.rmtree(side_dir, ignore_errors=True)
+
+
+def unique_name(base: str, folder: str | os.PathLike | None = None) -> str:
+    """``base``, or ``base 2``, ``base 3``... whichever is free."""
+    name = check_name(base)
+    if not project_exists(name, folder):
+        return name
+    for i in range(2, 1000):
+        cand = f"{name[: MAX_NAME_CHARS - 5]} {i}"
+        if not project_exists(cand, folder):
+            return cand
+    raise ProjectError("too many projects with that name")
+
+
+def ensure_demo(folder: str | os.PathLike | None = None) -> str | None:
+    """On first start (folder without projects and never seeded) create the demo project.
+
+    Returns the demo's name when it was created, else None.
+    """
+    from .demo import DEMO_NAME, create_demo
+
+    base = projects_dir(folder)
+    base.mkdir(parents=True, exist_ok=True)
+    marker = base / DEMO_MARKER
+    if marker.exists() or list_projects(base):
+        return None
+    create_demo(base / f"{DEMO_NAME}{SUFFIX}")
+    marker.write_text(f"demo project created {time.strftime('%Y-%m-%d %H:%M:%S')}\n", "utf-8")
+    return DEMO_NAME
+
+
+# --------------------------------------------------------------------------- task editing helpers
+def lines_to_examples(text: str) -> list[str]:
+    """One example per non-blank line."""
+    return [ln.strip() for ln in str(text or "").splitlines() if ln.strip()]
+
+
+def field_problems(task: Task, *, min_classes: int = 2) -> tuple[list[str], dict[tuple[int, str], list[str]]]:
+    """Problems of a task being edited, placed at the field at fault.
+
+    Returns ``(task_level, per_field)`` where ``per_field`` maps ``(class_index, field)`` with field
+    ``"name"`` or ``"examples"`` to messages. Empty lists mean the task can be saved.
+    """
+    task_level: list[str] = []
+    per: dict[tuple[int, str], list[str]] = {}
+
+    def add(i: int, f: str, msg: str) -> None:
+        per.setdefault((i, f), []).append(msg)
+
+    if len(task.classes) < min_classes:
+        task_level.append(f"A task needs at least {min_classes} classes; it has {len(task.classes)}.")
+    seen: dict[str, int] = {}
+    for i, c in enumerate(task.classes):
+        if not c.name.strip():
+            add(i, "name", "Give this class a name.")
+        else:
+            key = normalize_name(c.name)
+            if key in seen:
+                other = task.classes[seen[key]].name
+                if other == c.name:
+                    add(i, "name", f"The name '{c.name}' is used by another class.")
+                else:
+                    add(i, "name", f"'{c.name}' and '{other}' differ only in case, spaces or punctuation.")
+            else:
+                seen[key] = i
+            if len(c.name) > 200:
+                add(i, "name", "A class name may have at most 200 characters.")
+        if not c.examples:
+            add(i, "examples", "Add at least one seed example (one per line).")
+        long = [e for e in c.examples if len(e) > MAX_TEXT_CHARS]
+        if long:
+            add(i, "examples", f"An example has {len(long[0]):,} characters; the limit is {MAX_TEXT_CHARS:,}.")
+    return task_level, per
+
+
+def field_warnings(task: Task) -> dict[tuple[int, str], list[str]]:
+    """Non-blocking advice per field (missing description, duplicate seeds)."""
+    out: dict[tuple[int, str], list[str]] = {}
+    for i, c in enumerate(task.classes):
+        if c.name and not c.description.strip():
+            out.setdefault((i, "description"), []).append(
+                "No description: the prompts will use the class name only. One sentence helps a lot."
+            )
+        norm = [normalize_text(e) for e in c.examples]
+        if len(set(norm)) != len(norm):
+            out.setdefault((i, "examples"), []).append("Some seed examples are duplicates.")
+    return out
+
+
+IMPORT_TYPES = ("csv", "jsonl", "json", "yaml", "yml")
+
+
+def import_task_bytes(data: bytes, filename: str, *, k: int | None = None, seed: int = 0) -> Task:
+    """Turn an uploaded file into a task.
+
+    CSV/JSONL need ``text`` and ``label`` columns (with ``k``: keep k seeds per class, seeded);
+    JSON/YAML are task files (``name`` and ``classes``). Raises :class:`TaskError` listing problems.
+    """
+    name = Path(filename or "upload").name
+    stem = Path(name).stem or "imported"
+    suffix = Path(name).suffix.lower().lstrip(".")
+    if suffix not in IMPORT_TYPES:
+        raise TaskError(f"{name}: use a .csv or .jsonl file with text,label columns, or a .json/.yaml task file")
+    text = decode_bytes(data, name)
+    if suffix in ("csv", "jsonl"):
+        rows = read_labelled_rows(text, suffix, name)
+        if k is not None:
+            if k < 1:
+                raise TaskError("keep at least 1 seed per class")
+            rng = random.Random(seed)
+            by_label: dict[str, list[str]] = {}
+            for r in rows:
+                by_label.setdefault(r["label"], []).append(r["text"])
+            rows = []
+            for label in sorted(by_label):
+                texts = sorted(dict.fromkeys(by_label[label]))
+                if len(texts) > k:
+                    texts = rng.sample(texts, k)
+                rows.extend({"text": t, "label": label} for t in texts)
+        return task_from_rows(rows, name=stem)
+    task = parse_task_text(text, name)
+    if task.name == "untitled":
+        task.name = stem
+    return task
+
+
+__all__ = [
+    "ProjectError",
+    "ProjectInfo",
+    "check_name",
+    "create_project",
+    "delete_project",
+    "ensure_demo",
+    "field_problems",
+    "field_warnings",
+    "import_task_bytes",
+    "lines_to_examples",
+    "list_projects",
+    "open_project",
+    "project_exists",
+    "project_side_dirs",
+    "project_path",
+    "projects_dir",
+    "unique_name",
+]

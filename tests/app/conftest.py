@@ -1,0 +1,67 @@
+"""AppTest fixtures: the app in a temporary projects folder, plus helpers to reach widgets by key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from promptmix_core import projects
+from promptmix_core.demo import DEMO_NAME
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "app.py")
+
+
+@pytest.fixture
+def projects_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "projects"
+    monkeypatch.setenv(projects.ENV_DIR, str(folder))
+    monkeypatch.chdir(tmp_path)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _jobs_in_process(monkeypatch):
+    """Let tests replace promptmix_core.jobs functions with fakes (the app normally launches jobs
+    from a helper process)."""
+    import pages._ui as ui
+
+    monkeypatch.setattr(ui, "LAUNCH_IN_SUBPROCESS", False)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    import streamlit as st
+
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def make_app(projects_dir):
+    """``make_app(page=None, project=None)``: a fresh session, already run once."""
+
+    def make(page: str | None = None, project: str | None = None) -> AppTest:
+        at = AppTest.from_file(APP, default_timeout=90)
+        if project:
+            at.query_params["project"] = project
+        at.run()
+        assert not at.exception, at.exception
+        if page:
+            at.switch_page(page)
+            at.run()
+            assert not at.exception, at.exception
+        return at
+
+    return make
+
+
+@pytest.fixture
+def demo_store(projects_dir):
+    projects.ensure_demo(projects_dir)
+    store = projects.open_project(DEMO_NAME, projects_dir)
+    yield store
+    store.close()

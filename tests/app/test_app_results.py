@@ -1,0 +1,120 @@
+"""5 · Results: run comparison, confusion matrix, per-class scores, the embedding map, exports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from app_helpers import by_key, texts
+
+RESULTS = "pages/5_results.py"
+LABELS = ["card_lost_or_stolen", "declined_card_payment", "transfer_not_received", "exchange_rate",
+          "refund_not_showing"]
+
+
+def _per_class(f1s):
+    return {lab: {"precision": f, "recall": f, "f1": f, "support": 2} for lab, f in zip(LABELS, f1s)}
+
+
+def _add_run(store, name, acc, f1, *, flat=False, model_dir=None):
+    run = store.create_run({"label_source": "a2", "train": {"epochs": 3}}, name=name)
+    matrix = [[2 if i == j else 0 for j in range(5)] for i in range(5)]
+    matrix[0][1] = 1
+    if flat:
+        fm = {"accuracy": acc, "macro_f1": f1, "per_class": _per_class([f1] * 5), "confusion_matrix": matrix,
+              "labels": LABELS}
+    else:
+        fm = {"val_accuracy": acc, "val_macro_f1": f1, "val_n": 11, "val_per_class": _per_class([f1] * 5),
+              "val_confusion": {"labels": LABELS, "matrix": matrix}, "n_train": 30, "epochs": 3, "steps": 12,
+              "train_time_s": 4.2, "data": {"train": 30, "seeds": 10, "val": 11}}
+    store.update_run(run, status="done", device="cpu", final_metrics=fm, model_dir=model_dir)
+    return run
+
+
+def test_empty_state_without_runs(make_app, demo_store):
+    at = make_app(RESULTS)
+    assert "No finished runs yet" in texts(at)
+    assert "No saved model yet" in texts(at)
+    # the export works before any training
+    assert "30 rows: 10 seeds, 20 generated" in texts(at)
+    assert len(at.get("download_button")) == 3
+
+
+def test_compare_two_runs(make_app, demo_store):
+    _add_run(demo_store, "a1 baseline", 0.6, 0.55)
+    _add_run(demo_store, "a2 relabel", 0.8, 0.78, flat=True)
+    at = make_app(RESULTS)
+    assert not at.exception
+    metrics = [(m.label, m.value) for m in at.metric]
+    assert ("Accuracy", "80.0%") in metrics and ("Accuracy", "60.0%") in metrics
+    assert ("Macro-F1", "78.0%") in metrics
+    deltas = [m.proto.delta for m in at.metric if m.label == "Accuracy"]
+    assert "+20.0 pts" in deltas
+    # overall bars, per-class bars and one confusion matrix per run
+    assert len(at.get("plotly_chart")) == 4
+    assert len(at.tabs) == 2
+    per_class_tables = [df.value for df in at.dataframe if "precision" in df.value.columns]
+    assert len(per_class_tables) == 2 and list(per_class_tables[0]["class"]) == LABELS
+    assert "held-out" in texts(at)
+    # drop one run from the comparison
+    sel = by_key(at.multiselect, "res_runs::Banking support demo")
+    sel.unselect(sel.value[0])
+    at.run()
+    assert len(at.tabs) == 1 and len(at.get("plotly_chart")) == 3
+
+
+def test_embedding_map(make_app, demo_store, monkeypatch):
+    import promptmix_core.embed as embed
+
+    monkeypatch.setattr(embed, "embed_texts", lambda texts: np.random.default_rng(0).normal(size=(len(texts), 8)))
+    at = make_app(RESULTS)
+    by_key(at.button, "res_map_btn").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert len(at.get("plotly_chart")) == 1
+    assert "Stars: seeds" in texts(at)
+    by_key(at.radio, "res_map_color").set_value("final label")
+    at.run()
+    assert len(at.get("plotly_chart")) == 1
+
+
+def test_embedding_map_falls_back_gracefully(make_app, demo_store, monkeypatch):
+    import promptmix_core.embed as embed
+
+    def broken(texts):
+        raise RuntimeError("the bundled MiniLM model is missing")
+
+    monkeypatch.setattr(embed, "embed_texts", broken)
+    at = make_app(RESULTS)
+    by_key(at.button, "res_map_btn").click()
+    at.run()
+    assert not at.exception
+    assert "The map is not available: the bundled MiniLM model is missing" in texts(at)
+
+
+@pytest.mark.parametrize("source, pending, rows", [("a1", None, 30), ("a2", None, 30), ("reviewed", "drop", 11),
+                                                   ("reviewed", "a2", 29)])
+def test_export_options(make_app, demo_store, source, pending, rows):
+    ex = demo_store.list_examples()
+    demo_store.review(ex[0].id, "accepted")
+    demo_store.review(ex[1].id, "rejected")
+    at = make_app(RESULTS)
+    by_key(at.selectbox, "res_exp_src").select(source)
+    at.run()
+    if pending:
+        by_key(at.radio, "res_exp_pending").set_value(pending)
+        at.run()
+    assert f"{rows} rows" in texts(at)
+    by_key(at.checkbox, "res_exp_seeds").uncheck()
+    at.run()
+    assert f"{rows - 10} rows" in texts(at)
+
+
+def test_model_download_offered_for_a_saved_model(make_app, demo_store, tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"0" * 1000)
+    _add_run(demo_store, "saved", 0.7, 0.7, model_dir=str(folder))
+    at = make_app(RESULTS)
+    assert len(at.get("download_button")) == 4
+    assert "2 files" in texts(at)

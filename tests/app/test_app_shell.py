@@ -1,0 +1,112 @@
+"""The app shell: first start with the demo, the sidebar, project create/switch/delete, the URL."""
+
+from __future__ import annotations
+
+from app_helpers import by_key, texts
+
+from promptmix_core import projects
+from promptmix_core.demo import DEMO_NAME
+
+
+def test_first_start_creates_and_opens_the_demo(make_app, projects_dir):
+    at = make_app()
+    assert [p.name for p in projects.list_projects(projects_dir)] == [DEMO_NAME]
+    assert at.title[0].value == "1 · Task"
+    assert by_key(at.sidebar.selectbox, "sb_project").value == DEMO_NAME
+    assert at.query_params["project"] == [DEMO_NAME] or at.query_params["project"] == DEMO_NAME
+    side = "\n".join(m.value for m in at.sidebar.markdown)
+    assert "5 classes, 10 seeds" in side and "Generated" in side and "0 of 20" in side
+
+
+def test_every_page_renders_for_the_demo(make_app):
+    at = make_app()
+    for page, title in [("pages/2_generate.py", "2 · Generate"), ("pages/3_review.py", "3 · Review"),
+                        ("pages/4_train.py", "4 · Train"), ("pages/5_results.py", "5 · Results"),
+                        ("pages/1_task.py", "1 · Task")]:
+        at.switch_page(page)
+        at.run()
+        assert not at.exception, (page, at.exception)
+        assert at.title[0].value == title
+
+
+def test_create_switch_and_delete_projects(make_app, projects_dir):
+    at = make_app()
+    by_key(at.sidebar.text_input, "sb_new_name").input("tickets")
+    next(b for b in at.sidebar.button if b.label == "Create project").click()
+    at.run()
+    assert not at.exception
+    assert "Created project" in texts(at) or any("Created project" in s.value for s in at.sidebar.success)
+    assert by_key(at.sidebar.selectbox, "sb_project").value == "tickets"
+    assert at.query_params["project"] in ("tickets", ["tickets"])
+    # a new empty project: the task page starts with two blank classes
+    assert at.metric[0].value == "0"
+
+    # switch back to the demo
+    by_key(at.sidebar.selectbox, "sb_project").select(DEMO_NAME)
+    at.run()
+    assert by_key(at.sidebar.selectbox, "sb_project").value == DEMO_NAME
+    assert at.metric[0].value == "5"
+
+    # delete needs the confirmation box
+    next(b for b in at.sidebar.button if b.label == "Delete project").click()
+    at.run()
+    assert any("Tick the box" in w.value for w in at.sidebar.warning)
+    assert projects.project_exists(DEMO_NAME, projects_dir)
+    by_key(at.sidebar.checkbox, "sb_delete_confirm").check()
+    next(b for b in at.sidebar.button if b.label == "Delete project").click()
+    at.run()
+    assert not at.exception
+    assert not projects.project_exists(DEMO_NAME, projects_dir)
+    assert by_key(at.sidebar.selectbox, "sb_project").value == "tickets"
+
+
+def test_bad_project_names_are_refused(make_app, projects_dir):
+    at = make_app()
+    for bad, words in [("../escape", "may not contain"), ("", "give the project a name"),
+                       (DEMO_NAME, "already exists")]:
+        by_key(at.sidebar.text_input, "sb_new_name").input(bad)
+        next(b for b in at.sidebar.button if b.label == "Create project").click()
+        at.run()
+        assert any(words in e.value for e in at.sidebar.error), (bad, [e.value for e in at.sidebar.error])
+    assert [p.name for p in projects.list_projects(projects_dir)] == [DEMO_NAME]
+    assert not (projects_dir.parent / "escape.pmx").exists()
+
+
+def test_new_project_from_the_demo_template(make_app):
+    at = make_app()
+    by_key(at.sidebar.text_input, "sb_new_name").input("copy")
+    by_key(at.sidebar.radio, "sb_new_template").set_value("Copy of the banking demo task")
+    next(b for b in at.sidebar.button if b.label == "Create project").click()
+    at.run()
+    assert by_key(at.sidebar.selectbox, "sb_project").value == "copy"
+    assert at.metric[0].value == "5"  # 5 classes, but no generated examples
+    assert "Generated** · 0" in "\n".join(m.value for m in at.sidebar.markdown)
+
+
+def test_project_in_the_url_is_opened(make_app, projects_dir):
+    projects.ensure_demo(projects_dir)
+    projects.create_project("other", projects_dir).close()
+    at = make_app(project="other")
+    assert by_key(at.sidebar.selectbox, "sb_project").value == "other"
+    at2 = make_app(project="does-not-exist")
+    assert any("no project called" in w.value for w in at2.sidebar.warning)
+
+
+def test_all_projects_deleted_shows_a_way_back(make_app, projects_dir):
+    at = make_app()
+    projects.delete_project(DEMO_NAME, projects_dir)
+    at.run()
+    assert not at.exception
+    assert "No project is open" in texts(at)
+    next(b for b in at.sidebar.button if b.label == "Restore the banking demo").click()
+    at.run()
+    assert projects.project_exists(DEMO_NAME, projects_dir)
+
+
+def test_running_job_is_shown_in_the_sidebar(make_app, demo_store):
+    import os
+
+    job = demo_store.create_job("generate", {"per_class": 3}, status="running")
+    demo_store.update_job(job, pid=os.getpid(), progress={"done": 4, "total": 15})
+    at = make_app()
+    assert any(f"job #{job} is running · 4/15" in i.value for i in at.sidebar.info)

@@ -1,0 +1,146 @@
+"""4 · Train: settings and their validation, starting a job, live charts, cancel, run history."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from app_helpers import by_key, texts
+
+from promptmix_core import jobs
+from promptmix_core.demo import DEMO_NAME
+
+TRAIN = "pages/4_train.py"
+K = f"train::{DEMO_NAME}::"
+
+
+@pytest.fixture
+def started(monkeypatch, demo_store):
+    calls = []
+
+    def fake_start(store_path, kind, config, *, api_key=None):
+        calls.append({"kind": kind, "config": dict(config)})
+        return demo_store.create_job(kind, config)
+
+    monkeypatch.setattr(jobs, "start_job", fake_start)
+    return calls
+
+
+def test_train_page_renders(make_app):
+    at = make_app(TRAIN)
+    assert by_key(at.radio, K + "model_choice").value == "bundled"
+    assert by_key(at.radio, K + "label_source").value == "a2"
+    assert "Device:" in texts(at)
+    assert "No training runs yet" in texts(at)
+    assert not by_key(at.button, "train_start").disabled
+    # counts per label source are shown in the choices
+    assert "20 generated" in by_key(at.radio, K + "label_source").options[0]
+    assert "Training data: 10 seeds + 20 generated examples" in texts(at)
+
+
+@pytest.mark.parametrize("lr, words", [("abc", "as a number"), ("0", "above 0"), ("2", "at most 1"), ("-1e-5", "above 0")])
+def test_learning_rate_is_validated(make_app, lr, words):
+    at = make_app(TRAIN)
+    by_key(at.text_input, K + "lr").input(lr)
+    at.run()
+    assert any(words in e.value for e in at.error)
+    assert by_key(at.button, "train_start").disabled
+
+
+def test_other_model_folder_is_checked(make_app, tmp_path):
+    at = make_app(TRAIN)
+    by_key(at.radio, K + "model_choice").set_value("other")
+    at.run()
+    assert by_key(at.button, "train_start").disabled  # nothing given yet
+    by_key(at.text_input, K + "model").input(str(tmp_path / "nope"))
+    at.run()
+    assert any("No folder at" in e.value for e in at.error)
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "pytorch_model.bin").write_bytes(b"x")
+    by_key(at.text_input, K + "model").input(str(pickled))
+    at.run()
+    assert any("pickled" in e.value for e in at.error)
+    by_key(at.text_input, K + "model").input("distilbert-base-uncased")
+    at.run()
+    assert "Hugging Face Hub" in texts(at)
+    assert not by_key(at.button, "train_start").disabled
+
+
+def test_start_training(make_app, started, demo_store):
+    at = make_app(TRAIN)
+    by_key(at.radio, K + "label_source").set_value("reviewed")
+    at.run()
+    # nothing reviewed yet: the reviewed source has only the seeds unless pending ones use the relabel
+    assert "0 generated" in by_key(at.radio, K + "label_source").options[2]
+    by_key(at.radio, K + "pending").set_value("a2")
+    at.run()
+    assert "Training data: 10 seeds + 20 generated examples" in texts(at)
+    by_key(at.number_input, K + "epochs").set_value(2)
+    by_key(at.text_input, K + "lr").input("5e-5")
+    by_key(at.number_input, K + "min_steps").set_value(0)
+    by_key(at.number_input, K + "max_steps").set_value(3)
+    by_key(at.text_input, K + "name").input("quick look")
+    at.run()
+    by_key(at.button, "train_start").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert len(started) == 1
+    cfg = started[0]["config"]
+    assert started[0]["kind"] == "train"
+    assert cfg["label_source"] == "reviewed" and cfg["pending"] == "a2" and cfg["name"] == "quick look"
+    assert cfg["train"] == {"model": None, "epochs": 2, "learning_rate": 5e-5, "batch_size": 8, "min_steps": 0,
+                            "seed": 0, "max_length": 64, "max_steps": 3}
+    # the config is one the training job accepts
+    from promptmix_core.training.config import TrainConfig
+    from promptmix_core.training.jobs import JOB_KEYS
+
+    assert set(cfg) <= JOB_KEYS
+    TrainConfig.from_dict(cfg["train"])
+    assert demo_store.get_settings()["train_epochs"] == 2
+    assert by_key(at.button, "train_start").disabled  # the job is now active
+
+
+def test_live_charts_and_cancel(make_app, demo_store):
+    job = demo_store.create_job("train", {"label_source": "a2"}, status="running")
+    demo_store.update_job(job, pid=os.getpid(), progress={"phase": "training", "step": 6, "total_steps": 20,
+                                                           "epoch": 1.5, "epochs": 5})
+    run = demo_store.create_run({"label_source": "a2"}, name="live", job_id=job)
+    demo_store.update_run(run, status="running", device="cpu")
+    at = make_app(TRAIN)
+    assert "The loss curve appears" in texts(at)
+    for step in (1, 2, 3):
+        demo_store.log_metrics(run, step, {"train_loss": 2.0 / step, "lr": 1e-5})
+    at.run()  # the fragment's timer would do this in the browser
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1 and "Accuracy on held-out examples appears" in texts(at)
+    demo_store.log_metrics(run, 3, {"val_accuracy": 0.6, "val_macro_f1": 0.55, "val_loss": 1.1})
+    at.run()
+    assert len(at.get("plotly_chart")) == 2
+    assert at.get("progress")[0].proto.text.startswith("Step 6 / 20")
+    by_key(at.button, f"train_cancel_{job}").click()
+    at.run()
+    assert demo_store.get_job(job).cancel_requested
+
+
+def test_finished_run_shows_scores_and_history(make_app, demo_store):
+    job = demo_store.create_job("train", {"label_source": "a1"}, status="running")
+    run = demo_store.create_run({"label_source": "a1", "train": {"epochs": 3, "learning_rate": 4e-5}},
+                                name="first", job_id=job)
+    demo_store.update_run(run, status="done", device="cpu", final_metrics={
+        "val_accuracy": 0.8, "val_macro_f1": 0.75, "val_n": 5, "n_train": 25, "epochs": 3, "steps": 12,
+        "data": {"train": 25, "val": 5}})
+    demo_store.update_job(job, status="done", message="training finished")
+    at = make_app(TRAIN)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Accuracy"] == "80.0%" and metrics["Macro-F1"] == "75.0%" and metrics["Trained on"] == "25"
+    assert "Scores on held-out generated examples." in texts(at)
+    history = at.dataframe[-1].value
+    assert list(history["name"]) == ["first"] and history["accuracy"][0] == 0.8
+
+
+def test_failed_training_shows_the_error(make_app, demo_store):
+    job = demo_store.create_job("train", {}, status="running")
+    demo_store.update_job(job, status="failed", message="ModelLoadError: the bundled MiniLM model is not installed")
+    at = make_app(TRAIN)
+    assert any("bundled MiniLM model is not installed" in e.value for e in at.error)
