@@ -10,7 +10,6 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages._ui import (
-    EngineMissing,
     current_project,
     ensure_app_shell,
     flash,
@@ -293,8 +292,6 @@ if busy:
 if start:
     try:
         job_id = start_job(store, "generate", config, api_key=api_key)
-    except EngineMissing as exc:
-        st.error(f"Cannot start: {exc}.")
     except Exception as exc:  # noqa: BLE001 - shown to the user
         st.error(f"Could not start the job: {md_escape(exc)}")
     else:

@@ -9,7 +9,6 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages._ui import (
-    EngineMissing,
     current_project,
     device_info,
     ensure_app_shell,
@@ -287,8 +286,6 @@ if start:
            "train": train_cfg, "name": run_name.strip() or f"{source} · {int(epochs)} epoch{'' if int(epochs) == 1 else 's'}"}
     try:
         job_id = start_job(store, "train", cfg)
-    except EngineMissing as exc:
-        st.error(f"Cannot start: {exc}.")
     except Exception as exc:  # noqa: BLE001 - shown to the user
         st.error(f"Could not start training: {md_escape(exc)}")
     else:

@@ -5,7 +5,6 @@ Pages stay thin: they read state through these helpers, call ``promptmix_core`` 
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -212,79 +211,15 @@ def fmt_duration(start: float | None, end: float | None) -> str:
 
 
 # --------------------------------------------------------------------------- job engine access
-class EngineMissing(RuntimeError):
-    pass
-
-
-#: Start and resume jobs from a short-lived helper process instead of this one. ``jobs.start_job``
-#: opens the project file with a new ProjectStore, whose header check open()s and close()s the file;
-#: on POSIX that drops the SQLite locks of the connections this server process already holds on it,
-#: after which a finishing worker deletes the WAL under them (lost writes, "disk I/O error").
-#: See /work/shared/notes/sqlite-posix-lock-trap.md. Tests switch it off to call a fake in-process.
-LAUNCH_IN_SUBPROCESS = True
-
-_LAUNCHER = """
-import json, os, sys
-from promptmix_core import jobs
-req = json.loads(sys.stdin.read())
-key = os.environ.pop("PROMPTMIX_LAUNCH_API_KEY", None) or None
-try:
-    if req["action"] == "start":
-        out = jobs.start_job(req["path"], req["kind"], req["config"], api_key=key)
-    else:
-        jobs.resume_job(req["path"], req["job_id"], api_key=key)
-        out = req["job_id"]
-except Exception as exc:
-    print(json.dumps({"error": str(exc) or type(exc).__name__}))
-else:
-    print(json.dumps({"job_id": int(out)}))
-"""
-
-
-def _launch(request: dict[str, Any], api_key: str | None) -> int:
-    import json
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "PROMPTMIX_LAUNCH_API_KEY"}
-    if api_key:
-        env["PROMPTMIX_LAUNCH_API_KEY"] = api_key
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = subprocess.run(
-        [sys.executable, "-c", _LAUNCHER], input=json.dumps(request), capture_output=True, text=True,
-        env=env, cwd=root, timeout=120,
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if not lines:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
-        if any("No module named" in ln and "jobs" in ln for ln in detail):
-            raise EngineMissing("the background job engine is not available")
-        raise RuntimeError(detail[-1] if detail else f"the job launcher exited with code {proc.returncode}")
-    answer = json.loads(lines[-1])
-    if "error" in answer:
-        raise RuntimeError(answer["error"])
-    return int(answer["job_id"])
-
-
 def start_job(store: ProjectStore, kind: str, config: dict[str, Any], api_key: str | None = None) -> int:
-    """Launch a background worker through ``promptmix_core.jobs.start_job``; returns the job id."""
-    if LAUNCH_IN_SUBPROCESS:
-        return _launch({"action": "start", "path": str(store.path), "kind": kind, "config": config}, api_key)
-    try:
-        from promptmix_core import jobs
-    except ImportError as exc:  # the engine is an optional part in development checkouts
-        raise EngineMissing(f"the background job engine is not available ({exc})") from None
-    if api_key:
-        return int(jobs.start_job(str(store.path), kind, config, api_key=api_key))
-    return int(jobs.start_job(str(store.path), kind, config))
+    """Launch a background worker (``promptmix_core.jobs.start_job``); returns the job id."""
+    from promptmix_core import jobs
+
+    return int(jobs.start_job(str(store.path), kind, config, api_key=api_key or None))
 
 
 def resume_job(store: ProjectStore, job_id: int, api_key: str | None = None) -> None:
-    """Start a stopped or failed job again (``promptmix_core.jobs.resume_job``); it continues from the store."""
-    if LAUNCH_IN_SUBPROCESS:
-        _launch({"action": "resume", "path": str(store.path), "job_id": int(job_id)}, api_key)
-        return
+    """Start a stopped or failed job again; it continues from what the store holds."""
     from promptmix_core import jobs
 
     jobs.resume_job(str(store.path), job_id, api_key=api_key or None)
@@ -293,27 +228,10 @@ def resume_job(store: ProjectStore, job_id: int, api_key: str | None = None) -> 
 @st.cache_resource(show_spinner=False)
 def device_info() -> dict[str, str]:
     """Where training will run: ``{"device": "cuda"|"mps"|"cpu", "name": ...}``."""
-    try:
-        from promptmix_core import jobs
+    from promptmix_core import jobs
 
-        info = jobs.device_info()
-        if isinstance(info, dict) and info.get("device"):
-            return {"device": str(info["device"]), "name": str(info.get("name") or info["device"])}
-    except Exception:  # noqa: BLE001 - fall back to asking torch directly
-        pass
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return {"device": "cuda", "name": torch.cuda.get_device_name(0)}
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return {"device": "mps", "name": "Apple GPU (Metal)"}
-    except Exception:  # noqa: BLE001
-        pass
-    import platform
-
-    return {"device": "cpu", "name": f"CPU ({os.cpu_count() or 1} cores, {platform.machine() or 'unknown'})"}
+    info = jobs.device_info()
+    return {"device": str(info["device"]), "name": str(info.get("name") or info["device"])}
 
 
 def latest_job(store: ProjectStore, kind: str):

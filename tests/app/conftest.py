@@ -23,15 +23,6 @@ def projects_dir(tmp_path, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def _jobs_in_process(monkeypatch):
-    """Let tests replace promptmix_core.jobs functions with fakes (the app normally launches jobs
-    from a helper process)."""
-    import pages._ui as ui
-
-    monkeypatch.setattr(ui, "LAUNCH_IN_SUBPROCESS", False)
-
-
-@pytest.fixture(autouse=True)
 def _fresh_caches():
     import streamlit as st
 

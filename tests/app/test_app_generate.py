@@ -148,11 +148,10 @@ def test_incomplete_task_blocks_generation(make_app, demo_store):
     assert not [b for b in at.button if b.key == "gen_start"]
 
 
-def test_real_launcher_reports_engine_errors(make_app, demo_store, monkeypatch):
-    """The app starts jobs from a helper process; its refusal comes back as a message."""
+def test_real_engine_refusals_come_back_as_errors(make_app, demo_store):
+    """The real job engine refuses a second job of a kind and a resume of a running job."""
     import pages._ui as ui
 
-    monkeypatch.setattr(ui, "LAUNCH_IN_SUBPROCESS", True)
     job = demo_store.create_job("generate", {"per_class": 2}, status="running")
     demo_store.update_job(job, pid=os.getpid())
     with pytest.raises(RuntimeError, match="already running"):
