@@ -293,24 +293,32 @@ if start:
         st.rerun()
 
 # --------------------------------------------------------------------------- history
-runs = store.list_runs()
+def render_history() -> None:
+    runs = store.list_runs()
+    if not runs:
+        st.info("No training runs yet. Pick the settings above and press **Start training**.")
+    else:
+        rows = []
+        for r in runs:
+            fm = run_scores(r.final_metrics)
+            tc = (r.config or {}).get("train") or {}
+            rows.append({
+                "run": r.id, "name": r.name, "status": r.status, "labels": (r.config or {}).get("label_source", r.method),
+                "epochs": tc.get("epochs"), "learning rate": tc.get("learning_rate"),
+                "accuracy": fm.get("accuracy"), "macro-F1": fm.get("macro_f1"), "device": r.device,
+                "started": fmt_time(r.started_at or r.created_at),
+                "duration": fmt_duration(r.started_at, r.finished_at) if r.started_at else "–",
+                "error": r.error,
+            })
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                     column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
+                                    "macro-F1": st.column_config.NumberColumn(format="percent"),
+                                    "learning rate": st.column_config.NumberColumn(format="%.0e")})
+
+
 st.subheader("Run history")
-if not runs:
-    st.info("No training runs yet. Pick the settings above and press **Start training**.")
+# while a run is going its row (status, device, scores) follows it live
+if busy:
+    st.fragment(render_history, run_every=3)()
 else:
-    rows = []
-    for r in runs:
-        fm = run_scores(r.final_metrics)
-        tc = (r.config or {}).get("train") or {}
-        rows.append({
-            "run": r.id, "name": r.name, "status": r.status, "labels": (r.config or {}).get("label_source", r.method),
-            "epochs": tc.get("epochs"), "learning rate": tc.get("learning_rate"),
-            "accuracy": fm.get("accuracy"), "macro-F1": fm.get("macro_f1"), "device": r.device,
-            "started": fmt_time(r.started_at or r.created_at),
-            "duration": fmt_duration(r.started_at, r.finished_at) if r.started_at else "–",
-            "error": r.error,
-        })
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                 column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
-                                "macro-F1": st.column_config.NumberColumn(format="percent"),
-                                "learning rate": st.column_config.NumberColumn(format="%.0e")})
+    render_history()
