@@ -37,7 +37,6 @@ def _load(path: str):
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path, use_safetensors=True)
     model.eval()
-    torch.set_grad_enabled(False)
     return tok, model
 
 

@@ -77,3 +77,9 @@ def datasets_dir() -> Path:
     if not DATASETS.exists():
         pytest.skip(f"shared datasets not found at {DATASETS}")
     return DATASETS
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests run last: Playwright's sync API keeps an event loop running in the main thread
+    for the rest of the session, which would break every later asyncio.run in this process."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

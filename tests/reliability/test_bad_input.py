@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from conftest import fast_client, run_cli
+from rel_helpers import fast_client, run_cli
 from promptmix_core import cli, task as task_mod
 from promptmix_core.generate import GenerationConfig, generate, parse_examples
 from promptmix_core.llm import LLMConfig, LLMConfigError

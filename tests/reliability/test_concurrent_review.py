@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from conftest import ROOT
+from rel_helpers import ROOT
 from promptmix_core.store import ConflictError, ProjectStore
 from promptmix_core.task import normalize_text
 
@@ -130,7 +130,7 @@ def test_two_app_sessions_on_the_review_page(tmp_path, monkeypatch):
     pytest.importorskip("streamlit")
     from streamlit.testing.v1 import AppTest
 
-    from conftest import tiny_task
+    from rel_helpers import tiny_task
     from promptmix_core import projects
 
     if not (ROOT / "pages" / "3_review.py").exists():

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import cache_rows, kill_and_reap, wait_for
+from rel_helpers import cache_rows, kill_and_reap, wait_for
 from promptmix_core import jobs
 from promptmix_core.store import JOB_FINAL, ProjectStore
 from promptmix_core.task import normalize_text

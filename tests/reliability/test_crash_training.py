@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import kill_and_reap, wait_for
+from rel_helpers import kill_and_reap, wait_for
 from promptmix_core import jobs
 from promptmix_core.store import JOB_FINAL
 from promptmix_core.task import normalize_text

@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import CONTENT, RETRIED, cache_rows, fast_client, run_cli
+from rel_helpers import CONTENT, RETRIED, cache_rows, fast_client, run_cli
 from promptmix_core.generate import GenerationConfig, GenerationFailed, generate
 from promptmix_core.llm import LLMFatalError, LLMUnavailableError
 from promptmix_core.pipeline import run_generation_job
@@ -316,7 +316,7 @@ def test_concurrent_calls_after_a_probe_use_the_full_concurrency(make_fake_llm):
 
 
 def test_worker_with_endpoint_down_records_one_clear_message(make_fake_llm, project, workers):
-    from conftest import wait_for
+    from rel_helpers import wait_for
     from promptmix_core import jobs
     from promptmix_core.store import JOB_FINAL
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, kill_and_reap, run_cli, wait_for
+from rel_helpers import ROOT, kill_and_reap, run_cli, wait_for
 from promptmix_core import jobs
 from promptmix_core.store import JOB_FINAL, ProjectStore, scrub_secrets
 from promptmix_core.task import save_task

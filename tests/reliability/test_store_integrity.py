@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 
-from conftest import ROOT, kill_and_reap
+from rel_helpers import ROOT, kill_and_reap
 from promptmix_core.projects import ProjectError, open_project as open_named_project
 from promptmix_core.store import ProjectStore, StoreError, open_project
 from promptmix_core.task import normalize_text
