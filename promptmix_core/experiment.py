@@ -1,0 +1,504 @@
+"""The PromptMix paper's protocol (Sahu et al., EMNLP 2023) over methods and seeds.
+
+For each run r (seed = ``base_seed + r``): draw ``k`` seeds per class from ``train.csv`` (the rest of
+``train.csv`` is never shown to anything), then for each method build training data, fine-tune the
+classifier (same :class:`TrainConfig` for all), and score it on the same held-out ``test.csv``
+(optionally a fixed random subset of ``test_limit`` rows, the same for every run and method).
+
+Methods (all on the same seeds):
+
+=============  ===========================================================================
+``baseline``   the k seeds only
+``eda``        seeds + EDA augmentations (:mod:`promptmix_core.eda`), about ``per_class`` new
+               examples per class (``ceil(per_class / k)`` per seed), alpha 0.1
+``a1``         seeds + ``per_class`` generated examples per class with mixup, intended labels
+``a2``         the same generated examples with the LLM's relabels (unparseable ones dropped)
+``no-mixup``   seeds + ``per_class`` examples per class generated without mixup, relabelled (A2)
+``llm-direct`` no fine-tuning: the relabel classifier prompt applied to each test text
+=============  ===========================================================================
+
+Generation and relabeling are shared by ``a1``/``a2`` and cached twice: every LLM response in
+``OUT/llm_cache.sqlite`` and the examples with their relabels in ``OUT/cache/``; finished
+(method, run) results in ``OUT/raw/`` are reused when their settings match, so a re-run costs no
+LLM calls and no training. Outputs: ``results.md``, ``results.csv`` (methods x metrics, mean and
+sample std over runs), ``results.json`` and ``raw/<method>/run<r>.json`` (per-class metrics,
+confusion matrix, training summary).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+METHODS = ("baseline", "eda", "a1", "a2", "no-mixup", "llm-direct")
+METHOD_TITLES = {
+    "baseline": "Seeds only (baseline)",
+    "eda": "EDA (Wei & Zou 2019)",
+    "a1": "PromptMix A1 (generated, intended labels)",
+    "a2": "PromptMix A2 (generated + LLM relabel)",
+    "no-mixup": "PromptMix without mixup (A2)",
+    "llm-direct": "LLM-direct (relabel classifier on test)",
+}
+LLM_METHODS = {"a1", "a2", "no-mixup", "llm-direct"}
+RESULT_VERSION = 1
+
+
+def _log_default(msg: str) -> None:
+    pass
+
+
+def _key(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")
+    tmp.replace(path)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def parse_methods(methods: str | Sequence[str]) -> list[str]:
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    out = []
+    for m in methods:
+        m = m.strip().lower().replace("_", "-")
+        if m in ("nomixup", "no-mix", "w/o-mixup"):
+            m = "no-mixup"
+        if m not in METHODS:
+            raise ValueError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+        if m not in out:
+            out.append(m)
+    if not out:
+        raise ValueError("no methods given")
+    return out
+
+
+def load_dataset(data_dir: str | Path, classes: int | Sequence[str] | None = None) -> dict[str, Any]:
+    """train/test rows and descriptions of a data folder (train.csv, test.csv, classes.json).
+
+    ``classes``: keep only these class names, or the first N classes of classes.json (or of the
+    sorted labels when there is no classes.json).
+    """
+    from .task import TaskError, _read_text, read_descriptions, read_labelled_rows
+
+    d = Path(data_dir)
+    for name in ("train.csv", "test.csv"):
+        if not (d / name).exists():
+            raise TaskError(f"{d} has no {name}; an experiment folder needs train.csv and test.csv (text,label)")
+    train = read_labelled_rows(_read_text(d / "train.csv"), "csv", "train.csv")
+    test = read_labelled_rows(_read_text(d / "test.csv"), "csv", "test.csv")
+    descs = read_descriptions(d / "classes.json") if (d / "classes.json").exists() else {}
+    order = list(descs) or sorted({r["label"] for r in train})
+    if classes is not None:
+        if isinstance(classes, int):
+            if classes < 2:
+                raise ValueError("an experiment needs at least 2 classes")
+            keep = order[:classes]
+        else:
+            keep = list(classes)
+            missing = [c for c in keep if c not in set(order)]
+            if missing:
+                raise ValueError(f"classes not in {d.name}: {', '.join(missing)}")
+        ks = set(keep)
+        train = [r for r in train if r["label"] in ks]
+        test = [r for r in test if r["label"] in ks]
+        descs = {k: v for k, v in descs.items() if k in ks}
+    return {"name": d.name, "train": train, "test": test, "descriptions": descs}
+
+
+def _test_subset(test: list[dict[str, str]], limit: int | None) -> list[dict[str, str]]:
+    rows = sorted(test, key=lambda r: (r["label"], r["text"]))
+    if limit is None or limit >= len(rows):
+        return rows
+    return random.Random("promptmix-test-subset").sample(rows, limit)
+
+
+class _LLMHolder:
+    """Creates the LLM client on first use (so LLM-free methods never start a model)."""
+
+    def __init__(self, llm: Any, llm_config: Any, base_url: str | None, model: str | None, cache_path: Path):
+        self._llm = llm
+        self._config = llm_config
+        self.base_url, self.model, self.cache_path = base_url, model, cache_path
+
+    def get(self):
+        if self._llm is None:
+            from .llm import LLMClient, resolve_llm_config
+
+            cfg = self._config or resolve_llm_config(base_url=self.base_url, model=self.model)
+            self._llm = LLMClient(cfg, cache_path=self.cache_path)
+        return self._llm
+
+    @property
+    def started(self) -> bool:
+        return self._llm is not None
+
+    def identity(self) -> dict[str, Any]:
+        """What cached results are keyed on: the model, and the endpoint unless it is the bundled
+        local server (whose port changes from one start to the next)."""
+        cfg = self._llm.config if self._llm is not None else self._config
+        if cfg is None:
+            cfg = self.get().config
+        return {"base_url": "local" if getattr(cfg, "local", False) else cfg.base_url, "model": cfg.model}
+
+
+def _generated(task, run_seed: int, mixup: bool, relabel_needed: bool, *, per_class: int, group_size: int,
+               nearest: int, llm: _LLMHolder, cache_dir: Path, log: Callable[[str], None],
+               gen_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Generated examples (+ relabels) for one run, from the cache when the settings match."""
+    key_obj = {"task": task.to_dict(), "per_class": per_class, "group_size": group_size, "mixup": mixup,
+               "seed": run_seed, "nearest": nearest, "gen": dict(gen_kwargs), "llm": llm.identity()}
+    path = cache_dir / f"seed{run_seed}_{'mixup' if mixup else 'nomixup'}.json"
+    cached = _read_json(path)
+    if cached and cached.get("key") == _key(key_obj) and (cached.get("relabelled") or not relabel_needed):
+        return cached
+    from .generate import GenerationConfig, GenerationFailed, generate
+
+    client = llm.get()
+    if cached and cached.get("key") == _key(key_obj) and not cached.get("relabelled") and relabel_needed:
+        rows = cached["examples"]
+        info = cached
+    else:
+        log(f"  generating {per_class}/class ({'mixup' if mixup else 'no mixup'}) with {client.config.model}")
+        t0 = time.perf_counter()
+        shortfalls: dict[str, int] = {}
+        error = None
+        try:
+            res = generate(task, GenerationConfig(per_class=per_class, group_size=group_size, mixup=mixup,
+                                                  seed=run_seed, **dict(gen_kwargs)), client)
+        except GenerationFailed as exc:  # too few usable answers: keep what was made, say so
+            res = exc.result
+            shortfalls = dict(res.shortfalls)
+            error = str(exc)
+            log(f"  warning: {exc}")
+        rows = [e.to_row() for e in res.examples]
+        info = {"generation_s": time.perf_counter() - t0, "shortfalls": shortfalls, "generation_error": error}
+    out = {"key": _key(key_obj), "llm": llm.identity(), "examples": rows,
+           "relabelled": False, "generation_s": info.get("generation_s"), "shortfalls": info.get("shortfalls", {}),
+           "generation_error": info.get("generation_error")}
+    if relabel_needed and rows:
+        from .relabel import RelabelConfig, relabel, relabel_summary
+
+        log(f"  relabelling {len(rows)} examples")
+        t0 = time.perf_counter()
+        rel = relabel(task, rows, client, RelabelConfig(nearest=nearest))
+        for row, r in zip(rows, rel):
+            row["llm_label"] = r.llm_label if r else None
+            row["relabel_status"] = r.status if r else None
+        out["relabel_s"] = time.perf_counter() - t0
+        out["relabel_summary"] = relabel_summary(rel)
+        out["relabelled"] = True
+    elif relabel_needed:
+        out["relabelled"] = True
+    _write_json(path, out)
+    return out
+
+
+def run_experiment(
+    data_dir: str | Path,
+    *,
+    k: int = 2,
+    methods: str | Sequence[str] = METHODS,
+    runs: int = 3,
+    per_class: int = 10,
+    test_limit: int | None = None,
+    classes: int | Sequence[str] | None = None,
+    out_dir: str | Path = "results",
+    llm_config: Any = None,
+    llm: Any = None,
+    base_url: str | None = None,
+    model: str | None = None,
+    train_config: Any = None,
+    group_size: int = 4,
+    nearest: int = 5,
+    eda_alpha: float = 0.1,
+    eda_num_aug: int | None = None,
+    base_seed: int = 0,
+    generation_options: Mapping[str, Any] | None = None,
+    reuse: bool = True,
+    command: str | None = None,
+    log: Callable[[str], None] = _log_default,
+) -> dict[str, Any]:
+    """Run the experiment and write results; returns the summary (also in ``results.json``).
+
+    ``llm_config`` (an ``LLMConfig``) or ``llm`` (an ``LLMClient``) or ``base_url``/``model``
+    choose the LLM; by default :func:`resolve_llm_config` (environment, else the bundled local
+    model), started only when a method needs it. ``train_config`` is a :class:`TrainConfig` or dict.
+    """
+    from .eda import augment_rows
+    from .task import task_from_rows
+    from .training.config import TrainConfig
+    from .training.data import build_training_data
+    from .training.metrics import aggregate, compute_metrics, mean_std
+    from .training.trainer import train
+
+    methods = parse_methods(methods)
+    if not isinstance(k, int) or k < 1:
+        raise ValueError("k must be a positive integer")
+    if not isinstance(runs, int) or runs < 1:
+        raise ValueError("runs must be a positive integer")
+    if not isinstance(per_class, int) or per_class < 1:
+        raise ValueError("per_class must be a positive integer")
+    if test_limit is not None and test_limit < 1:
+        raise ValueError("test_limit must be a positive integer")
+    tcfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config or {})
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_dataset(data_dir, classes)
+    test = _test_subset(data["test"], test_limit)
+    if not test:
+        raise ValueError("the test set is empty")
+    test_texts = [r["text"] for r in test]
+    test_labels = [r["label"] for r in test]
+    holder = _LLMHolder(llm, llm_config, base_url, model, out / "llm_cache.sqlite")
+    gen_kwargs = dict(generation_options or {})
+    num_aug = eda_num_aug if eda_num_aug is not None else max(1, math.ceil(per_class / k))
+    settings = {
+        "data": data["name"], "k": k, "runs": runs, "per_class": per_class, "test_n": len(test),
+        "test_total": len(data["test"]), "classes": len({r["label"] for r in data["train"]}),
+        "group_size": group_size, "nearest": nearest, "eda_alpha": eda_alpha, "eda_num_aug": num_aug,
+        "base_seed": base_seed, "train": tcfg.to_dict(), "generation_options": gen_kwargs,
+    }
+    per_run: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    gen_stats: list[dict[str, Any]] = []
+    t_all = time.perf_counter()
+    for r in range(runs):
+        seed = base_seed + r
+        task = task_from_rows(data["train"], name=data["name"], descriptions=data["descriptions"], k=k, seed=seed)
+        labels = task.class_names
+        log(f"run {r + 1}/{runs} (seed {seed}): {len(labels)} classes x {k} seeds")
+        gens: dict[str, dict[str, Any]] = {}
+
+        def gen(mixup: bool, need_relabel: bool) -> dict[str, Any]:
+            name = "mixup" if mixup else "nomixup"
+            if name not in gens or (need_relabel and not gens[name].get("relabelled")):
+                gens[name] = _generated(task, seed, mixup, need_relabel, per_class=per_class,
+                                        group_size=group_size, nearest=nearest, llm=holder,
+                                        cache_dir=out / "cache", log=log, gen_kwargs=gen_kwargs)
+            return gens[name]
+
+        for method in methods:
+            key_settings = {k2: v for k2, v in settings.items() if k2 != "runs"}  # runs=3 reuses runs=1's run 0
+            method_key = {"v": RESULT_VERSION, "method": method, "task": task.to_dict(), "settings": key_settings,
+                          "test": _key(test)}
+            if method in LLM_METHODS:
+                method_key["llm"] = holder.identity()
+            raw_path = out / "raw" / method / f"run{r}.json"
+            prev = _read_json(raw_path) if reuse else None
+            if prev and prev.get("key") == _key(method_key):
+                log(f"  {method}: reused {raw_path.relative_to(out)}")
+                per_run[method].append(prev)
+                continue
+            t0 = time.perf_counter()
+            record: dict[str, Any] = {"method": method, "run": r, "seed": seed}
+            if method == "llm-direct":
+                from .relabel import RelabelConfig, classify_texts
+
+                cache = out / "cache" / f"seed{seed}_llm_direct.json"
+                cached = _read_json(cache)
+                ck = _key({"task": task.to_dict(), "test": _key(test), "nearest": nearest, "llm": holder.identity()})
+                if cached and cached.get("key") == ck:
+                    preds = cached["predictions"]
+                else:
+                    log(f"  llm-direct: classifying {len(test_texts)} test texts")
+                    preds = classify_texts(task, test_texts, holder.get(), RelabelConfig(nearest=nearest))
+                    _write_json(cache, {"key": ck, "predictions": preds})
+                metrics = compute_metrics(test_labels, preds, labels)
+                record.update(n_train=0, unparseable=sum(p is None for p in preds))
+            else:
+                if method == "baseline":
+                    ts = build_training_data(task, [], label_source="a1")
+                elif method == "eda":
+                    aug = augment_rows(task.seed_rows(), num_aug=num_aug, alpha=eda_alpha, seed=seed)
+                    ts = build_training_data(task, [{"text": a["text"], "intended_label": a["label"]} for a in aug],
+                                             label_source="a1")
+                elif method == "a1":
+                    g = gen(True, "a2" in methods)
+                    ts = build_training_data(task, g["examples"], label_source="a1")
+                    record["generation"] = {k2: g.get(k2) for k2 in ("shortfalls", "generation_error")}
+                elif method == "a2":
+                    g = gen(True, True)
+                    ts = build_training_data(task, g["examples"], label_source="a2")
+                    record["generation"] = {k2: g.get(k2) for k2 in ("shortfalls", "generation_error", "relabel_summary")}
+                else:  # no-mixup
+                    g = gen(False, True)
+                    ts = build_training_data(task, g["examples"], label_source="a2")
+                    record["generation"] = {k2: g.get(k2) for k2 in ("shortfalls", "generation_error", "relabel_summary")}
+                run_cfg = TrainConfig.from_dict({**tcfg.to_dict(), "seed": seed})
+                res = train(run_cfg, ts.texts, ts.targets, label_names=labels, keep_model=True)
+                preds, _ = res.classifier.predict(test_texts)
+                metrics = compute_metrics(test_labels, preds, labels)
+                record.update(n_train=len(ts), data=ts.summary(), steps=res.steps, epochs=res.epochs,
+                              train_time_s=round(res.train_time_s, 2), device=res.device,
+                              learning_rate=res.config["learning_rate"])
+                del res
+            record.update(key=_key(method_key), accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"],
+                          metrics=metrics, seconds=round(time.perf_counter() - t0, 2), seeds=task.seed_rows())
+            _write_json(raw_path, record)
+            per_run[method].append(record)
+            log(f"  {method}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
+                f"({record.get('n_train', 0)} training examples, {record['seconds']:.0f} s)")
+        for name, g in gens.items():
+            gen_stats.append({"run": r, "kind": name, "kept": len(g["examples"]), "shortfalls": g.get("shortfalls"),
+                              "generation_s": g.get("generation_s"), "relabel": g.get("relabel_summary")})
+
+    summary_rows = []
+    for m in methods:
+        agg = aggregate(per_run[m])
+        n_mean, _ = mean_std(x.get("n_train", 0) for x in per_run[m])
+        per_class_f1 = {}
+        for lab in per_run[m][0]["metrics"]["per_class"]:
+            per_class_f1[lab] = mean_std(x["metrics"]["per_class"][lab]["f1"] for x in per_run[m])[0]
+        summary_rows.append({"method": m, "title": METHOD_TITLES[m], **agg, "n_train_mean": n_mean,
+                             "per_class_f1": per_class_f1})
+    llm_stats = holder.get().stats.as_dict() if holder.started else None
+    summary = {"settings": settings, "llm": holder.identity() if any(m in LLM_METHODS for m in methods) else None,
+               "methods": summary_rows, "generation": gen_stats, "llm_stats_this_invocation": llm_stats,
+               "seconds": round(time.perf_counter() - t_all, 1), "command": command}
+    _write_json(out / "results.json", summary)
+    _write_csv(out / "results.csv", summary_rows)
+    (out / "results.md").write_text(format_markdown(summary), "utf-8")
+    log(f"wrote {out / 'results.md'}")
+    return summary
+
+
+def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    cols = ["method", "runs", "accuracy_mean", "accuracy_std", "macro_f1_mean", "macro_f1_std", "n_train_mean"]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(cols)
+        for r in rows:
+            w.writerow([r["method"], r["runs"]] + [f"{r[c]:.6f}" for c in cols[2:]])
+
+
+def _pct(m: float, s: float) -> str:
+    return f"{100 * m:.1f} ± {100 * s:.1f}"
+
+
+def format_markdown(summary: Mapping[str, Any]) -> str:
+    s = summary["settings"]
+    t = s["train"]
+    lines = [
+        f"# PromptMix experiment: {s['data']}",
+        "",
+        f"- {s['classes']} classes, k = {s['k']} seeds per class drawn from train.csv; {s['runs']} run(s), "
+        f"seeds {s['base_seed']}..{s['base_seed'] + s['runs'] - 1}",
+        f"- test: {s['test_n']} of {s['test_total']} rows of test.csv (the same rows for every run and method)",
+        f"- generated: {s['per_class']} per class, group size {s['group_size']}; relabel shows {s['nearest']} nearest classes",
+        f"- EDA: {s['eda_num_aug']} augmentations per seed, alpha {s['eda_alpha']}; synonyms from MiniLM input-embedding neighbours",
+        f"- classifier: {t['model'] or 'all-MiniLM-L6-v2 (bundled)'}, {t['epochs']} epochs (min {t['min_steps']} steps), "
+        f"batch {t['batch_size']}, lr {t['learning_rate'] or 'auto (4e-5; 6e-5 for 50+ classes)'}, max_length {t['max_length']}",
+    ]
+    if summary.get("llm"):
+        lines.append(f"- LLM: `{summary['llm'].get('model')}` at {summary['llm'].get('base_url')}")
+    if summary.get("command"):
+        lines.append(f"- command: `{summary['command']}`")
+    lines += ["", "| method | accuracy % | macro-F1 % | training examples | runs |", "|---|---|---|---|---|"]
+    for r in summary["methods"]:
+        lines.append(f"| {r['title']} | {_pct(r['accuracy_mean'], r['accuracy_std'])} | "
+                     f"{_pct(r['macro_f1_mean'], r['macro_f1_std'])} | {r['n_train_mean']:.0f} | {r['runs']} |")
+    lines += ["", "Mean ± sample standard deviation over runs.", ""]
+    gens = summary.get("generation") or []
+    if gens:
+        lines += ["## Generation", "", "| run | kind | kept | shortfalls | relabel changed | unparseable |", "|---|---|---|---|---|---|"]
+        for g in gens:
+            rel = g.get("relabel") or {}
+            short = sum((g.get("shortfalls") or {}).values())
+            lines.append(f"| {g['run']} | {g['kind']} | {g['kept']} | {short} | "
+                         f"{rel.get('share_changed', 0):.0%} | {rel.get('share_unparseable', 0):.0%} |")
+        lines.append("")
+    if summary.get("llm_stats_this_invocation"):
+        st = summary["llm_stats_this_invocation"]
+        lines += [f"LLM use in this invocation: {st['calls']} calls, {st['cache_hits']} cache hits, "
+                  f"{st['tokens']:,} tokens.", ""]
+    lines += ["## Per-class F1 (mean over runs, %)", ""]
+    labs = list(summary["methods"][0]["per_class_f1"]) if summary["methods"] else []
+    lines.append("| class | " + " | ".join(r["method"] for r in summary["methods"]) + " |")
+    lines.append("|---" * (len(summary["methods"]) + 1) + "|")
+    for lab in labs:
+        lines.append(f"| {lab} | " + " | ".join(f"{100 * r['per_class_f1'][lab]:.1f}" for r in summary["methods"]) + " |")
+    lines += ["", f"Total time: {summary['seconds']:.0f} s. Raw per-run results (confusion matrices, per-class "
+              "precision/recall) are in raw/.", ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- CLI
+def cmd_experiment(args: Any) -> int:
+    from .training.cli import train_config_from_args
+
+    classes: Any = None
+    if args.classes:
+        classes = int(args.classes) if args.classes.isdigit() else [c.strip() for c in args.classes.split(",")]
+    llm_config = None
+    needs_llm = any(m in LLM_METHODS for m in parse_methods(args.methods))
+    if needs_llm and (args.base_url or args.model or args.concurrency or args.timeout):
+        from .llm import resolve_llm_config
+
+        llm_config = resolve_llm_config(base_url=args.base_url, model=args.model, concurrency=args.concurrency,
+                                        timeout=args.timeout)
+    gen_opts = {}
+    if args.max_calls:
+        gen_opts["max_calls_per_class"] = args.max_calls
+    if args.examples_per_call:
+        gen_opts["examples_per_call"] = args.examples_per_call
+    summary = run_experiment(
+        args.data, k=args.k, methods=args.methods, runs=args.runs, per_class=args.per_class,
+        test_limit=args.test_limit, classes=classes, out_dir=args.out, llm_config=llm_config,
+        train_config=train_config_from_args(args), group_size=args.group_size, nearest=args.nearest,
+        base_seed=args.seed, reuse=not args.no_reuse, generation_options=gen_opts, command="promptmix " + " ".join(sys.argv[1:]),
+        log=lambda m: print(m, flush=True),
+    )
+    print()
+    md = format_markdown(summary).split("\n")
+    start = next(i for i, ln in enumerate(md) if ln.startswith("| method"))
+    for ln in md[start:]:
+        if not ln.startswith("|"):
+            break
+        print(ln)
+    return 0
+
+
+def register_cli(subparsers: Any) -> None:
+    from .training.cli import add_train_args
+
+    p = subparsers.add_parser("experiment", help="the paper's protocol: methods x seeds on a labelled data folder")
+    p.add_argument("--data", required=True, help="folder with train.csv, test.csv (text,label) and classes.json")
+    p.add_argument("--k", type=int, default=2, help="seeds per class (default 2)")
+    p.add_argument("--methods", default=",".join(METHODS), help=f"comma list from {','.join(METHODS)}")
+    p.add_argument("--runs", type=int, default=3, help="runs with different seeds (default 3)")
+    p.add_argument("--per-class", type=int, default=10, help="generated (and EDA) examples per class (default 10)")
+    p.add_argument("--test-limit", type=int, help="score on a fixed random subset of this many test rows")
+    p.add_argument("--classes", help="use only the first N classes (or a comma list of class names)")
+    p.add_argument("--group-size", type=int, default=4)
+    p.add_argument("--nearest", type=int, default=5, help="classes shown to the relabel classifier")
+    p.add_argument("--max-calls", type=int, help="most generation calls per class (default 4 per example + 5)")
+    p.add_argument("--examples-per-call", type=int, help="examples asked for per generation call (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first run")
+    p.add_argument("--no-reuse", action="store_true", help="retrain even when raw/ has a matching result")
+    p.add_argument("--out", required=True, help="results folder")
+    g = p.add_argument_group("LLM endpoint (default: OPENAI_BASE_URL, else the bundled local model)")
+    g.add_argument("--base-url")
+    g.add_argument("--model", help="model name at the endpoint")
+    g.add_argument("--concurrency", type=int, help="calls in flight (the bundled local model: use 1-2)")
+    g.add_argument("--timeout", type=float, help="seconds per call")
+    add_train_args(p)
+    p.set_defaults(func=cmd_experiment)
+
+
+__all__ = ["METHODS", "format_markdown", "load_dataset", "parse_methods", "register_cli", "run_experiment"]

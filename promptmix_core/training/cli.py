@@ -1,0 +1,200 @@
+"""``promptmix train`` and ``promptmix predict`` (registered by ``promptmix_core.cli``)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("fine-tuning settings")
+    g.add_argument("--base-model", dest="base_model", help="local folder or hub name (default: bundled all-MiniLM-L6-v2)")
+    g.add_argument("--epochs", type=int, default=5)
+    g.add_argument("--batch-size", type=int, default=8)
+    g.add_argument("--lr", type=float, help="learning rate (default 4e-5; 6e-5 for 50+ classes)")
+    g.add_argument("--max-length", type=int, default=64)
+    g.add_argument("--min-steps", type=int, default=100, help="at least this many optimiser steps (0: off)")
+    g.add_argument("--max-steps", type=int)
+    g.add_argument("--eval-every", type=int, help="validate every N steps (default: per epoch)")
+    g.add_argument("--train-seed", type=int, default=0, dest="train_seed")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    g.add_argument("--threads", type=int, help="CPU threads for torch")
+
+
+def train_config_from_args(args: argparse.Namespace):
+    from .config import TrainConfig
+
+    return TrainConfig(
+        model=args.base_model, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+        max_length=args.max_length, min_steps=args.min_steps, max_steps=args.max_steps,
+        eval_every=args.eval_every, seed=args.train_seed, device=args.device, num_threads=args.threads,
+    )
+
+
+def _read_rows(path: str) -> list[dict[str, Any]]:
+    from ..task import TaskError, _read_text, decode_bytes, read_labelled_rows
+
+    p = Path(path)
+    if p.suffix.lower() == ".jsonl":
+        rows = []
+        for i, line in enumerate(decode_bytes(p.read_bytes(), p.name).splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    raise TaskError(f"{p.name}: line {i} is not valid JSON") from None
+        return rows
+    return read_labelled_rows(_read_text(p), "csv", p.name)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .callbacks import PrintCallback
+    from .config import ModelLoadError
+
+    try:
+        cfg = train_config_from_args(args)
+        if args.project:
+            return _train_project(args, cfg)
+        if not args.data:
+            raise ValueError("give --data FILE (labelled or generated examples) or --project FILE")
+        from ..task import load_task
+        from .data import build_training_data
+        from .trainer import train
+
+        rows = _read_rows(args.data)
+        generated = any("intended_label" in r for r in rows)
+        task = load_task(args.task) if args.task else None
+        if generated:
+            ts = build_training_data(task, rows, label_source=args.label_source, pending=args.pending)
+        else:
+            ts = build_training_data(task, [], labels=None if task else sorted({str(r["label"]) for r in rows}))
+            extra = build_training_data(None, [{"text": r["text"], "intended_label": r["label"]} for r in rows],
+                                        label_source="a1", labels=ts.labels or None)
+            ts.rows += [r for r in extra.rows]
+            ts.labels = ts.labels or extra.labels
+        val = _read_rows(args.val) if args.val else []
+        print(f"training data: {json.dumps(ts.summary())}")
+        if args.nproc and args.nproc > 1:
+            from .ddp_entry import launch
+
+            with tempfile.TemporaryDirectory() as tmp:
+                res = launch({"train": cfg.to_dict(), "labels": ts.labels, "train_data": ts.rows,
+                              "val_data": [{"text": r["text"], "label": r["label"]} for r in val] or None,
+                              "out_dir": args.out}, tmp, nproc=args.nproc)
+            print(f"done: {res['steps']} steps on {res['world_size']} processes; model in {res['model_dir']}")
+            return EXIT_OK
+        res = train(cfg, ts.texts, ts.targets, label_names=ts.labels,
+                    val_texts=[r["text"] for r in val] or None, val_labels=[r["label"] for r in val] or None,
+                    out_dir=args.out, callbacks=[PrintCallback()], keep_model=False)
+    except ModelLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    vm = res.val_metrics
+    print(f"done: {res.steps} steps, {res.train_samples_per_s:.1f} samples/s on {res.device}; model in {res.model_dir}"
+          + (f"; validation accuracy {vm['accuracy']:.4f}, macro-F1 {vm['macro_f1']:.4f}" if vm else ""))
+    return EXIT_OK
+
+
+def _train_project(args: argparse.Namespace, cfg) -> int:
+    from ..store import open_project
+    from .jobs import train_job
+
+    store = open_project(args.project)
+    job_cfg = {"label_source": args.label_source, "pending": args.pending, "train": cfg.to_dict()}
+    if args.val:
+        job_cfg["val_path"] = str(Path(args.val).resolve())
+    if args.out:
+        job_cfg["out_dir"] = str(Path(args.out).resolve())
+    job_id = store.create_job("train", job_cfg, status="running")
+    try:
+        out = train_job(store, store.get_job(job_id))
+    except BaseException as exc:
+        store.update_job(job_id, status="failed", message=f"{exc}" or type(exc).__name__)
+        raise
+    store.update_job(job_id, status=out["status"], message=f"run #{out['run_id']} {out['status']}")
+    m = out["metrics"]
+    print(f"run #{out['run_id']} {out['status']}: {m.get('steps')} steps; model in {out['model_dir']}")
+    if m.get("val_accuracy") is not None:
+        print(f"validation ({out['data']['val_source']}, n={m.get('val_n')}): accuracy {m['val_accuracy']:.4f}, "
+              f"macro-F1 {m['val_macro_f1']:.4f}")
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .config import ModelLoadError
+    from .model_io import predict
+
+    texts = list(args.texts or [])
+    if args.input:
+        p = Path(args.input)
+        if p.suffix.lower() in (".csv", ".jsonl"):
+            with open(p, newline="", encoding="utf-8-sig") as fh:
+                if p.suffix.lower() == ".csv":
+                    texts += [r["text"] for r in csv.DictReader(fh)]
+                else:
+                    texts += [json.loads(ln)["text"] for ln in fh if ln.strip()]
+        else:
+            texts += [ln.rstrip("\n") for ln in p.read_text("utf-8").splitlines() if ln.strip()]
+    if not texts:
+        raise ValueError("nothing to predict: give texts, or --input FILE (.txt one per line, .csv/.jsonl with text)")
+    try:
+        labels, probs = predict(args.model_dir, texts, device=args.device)
+    except ModelLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from .model_io import get_classifier
+
+    names = get_classifier(args.model_dir, device=args.device).labels
+    rows = [{"text": t, "label": lab, "confidence": float(pr.max()),
+             "probabilities": {n: round(float(v), 6) for n, v in zip(names, pr)}}
+            for t, lab, pr in zip(texts, labels, probs)]
+    if args.out:
+        out = Path(args.out)
+        if out.suffix.lower() == ".csv":
+            with open(out, "w", newline="", encoding="utf-8") as fh:
+                w = csv.writer(fh)
+                w.writerow(["text", "label", "confidence", *names])
+                for r in rows:
+                    w.writerow([r["text"], r["label"], f"{r['confidence']:.6f}", *[r["probabilities"][n] for n in names]])
+        else:
+            out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+        print(f"wrote {len(rows)} predictions to {out}")
+    else:
+        for r in rows:
+            print(f"{r['label']}\t{r['confidence']:.3f}\t{r['text']}")
+    return EXIT_OK
+
+
+def register_cli(subparsers: Any) -> None:
+    t = subparsers.add_parser("train", help="step 3: fine-tune a small classifier (seeds + generated examples)")
+    src = t.add_argument_group("data")
+    src.add_argument("--data", help="labelled CSV/JSONL (text,label), or generated JSONL (promptmix generate)")
+    src.add_argument("--task", help="task file whose seeds are added to --data")
+    src.add_argument("--project", help="train from a project file instead (records a run with live metrics)")
+    src.add_argument("--label-source", default="a2", choices=["a1", "a2", "reviewed"],
+                     help="for generated examples: a1 intended label, a2 LLM relabel (default), reviewed")
+    src.add_argument("--pending", default="drop", choices=["drop", "a1", "a2"],
+                     help="with --label-source reviewed: what pending examples get (default drop)")
+    src.add_argument("--val", help="labelled CSV/JSONL to validate on")
+    t.add_argument("--out", help="folder for the model (safetensors)")
+    t.add_argument("--nproc", type=int, default=1, help="data-parallel processes via torchrun (with --data)")
+    add_train_args(t)
+    t.set_defaults(func=cmd_train)
+
+    p = subparsers.add_parser("predict", help="classify texts with a trained model folder")
+    p.add_argument("model_dir")
+    p.add_argument("texts", nargs="*")
+    p.add_argument("--input", help="a .txt (one text per line), .csv or .jsonl file with a text column")
+    p.add_argument("--out", help="write .csv or .jsonl with probabilities")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_predict)
+
+
+__all__ = ["register_cli", "add_train_args", "train_config_from_args"]

@@ -1,0 +1,219 @@
+"""Training data: seeds plus generated examples, with the label source chosen by the caller.
+
+Label sources (the PromptMix paper's A1/A2, plus human review):
+
+- ``"a1"``: the intended label the generator was asked for.
+- ``"a2"``: the LLM relabel (step 2). Examples whose relabel is unparseable, or that were never
+  relabelled, follow ``unparseable`` (``"drop"``, the default, or ``"a1"`` to fall back to the
+  intended label).
+- ``"reviewed"``: human review: accepted -> the example's current label, overridden -> the
+  reviewer's label, rejected -> dropped, pending -> ``pending`` (``"drop"`` by default, or ``"a2"``
+  / ``"a1"`` to label pending ones by that rule).
+
+Examples may be plain dicts or the store's ``Example`` objects (same names, as keys or attributes).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from ..task import Task, normalize_text
+
+LABEL_SOURCES = ("a1", "a2", "reviewed")
+PENDING_RULES = ("drop", "a1", "a2")
+UNPARSEABLE_RULES = ("drop", "a1")
+
+
+def _get(ex: Any, name: str, default: Any = None) -> Any:
+    if isinstance(ex, Mapping):
+        return ex.get(name, default)
+    return getattr(ex, name, default)
+
+
+@dataclass
+class TrainingSet:
+    """Rows ``{"text", "label", "source"}`` plus counts of what was dropped and why."""
+
+    rows: list[dict[str, str]]
+    labels: list[str]  # the label set (task order)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def texts(self) -> list[str]:
+        return [r["text"] for r in self.rows]
+
+    @property
+    def targets(self) -> list[str]:
+        return [r["label"] for r in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(r["label"] for r in self.rows)
+        return {lab: c.get(lab, 0) for lab in self.labels}
+
+    def summary(self) -> dict[str, Any]:
+        src = Counter(r.get("source", "") for r in self.rows)
+        return {
+            "total": len(self.rows),
+            "seeds": src.get("seed", 0),
+            "generated": src.get("generated", 0),
+            "per_class": self.counts(),
+            "dropped": dict(self.dropped),
+        }
+
+
+def _a2_label(ex: Any, unparseable: str) -> tuple[str | None, str]:
+    status = _get(ex, "relabel_status")
+    llm = _get(ex, "llm_label")
+    if status in ("agree", "changed") and llm:
+        return str(llm), ""
+    if unparseable == "a1":
+        return _get(ex, "intended_label"), ""
+    return None, "unparseable" if status == "unparseable" else "not_relabelled"
+
+
+def example_label(
+    ex: Any, label_source: str = "a2", *, pending: str = "drop", unparseable: str = "drop"
+) -> tuple[str | None, str]:
+    """(label, "") for a usable example, or (None, reason) for one that is dropped."""
+    if label_source == "a1":
+        lab = _get(ex, "intended_label") or _get(ex, "label")
+        return (str(lab), "") if lab else (None, "no_label")
+    if label_source == "a2":
+        return _a2_label(ex, unparseable)
+    if label_source == "reviewed":
+        status = _get(ex, "review_status") or "pending"
+        if status == "rejected":
+            return None, "rejected"
+        if status == "overridden":
+            lab = _get(ex, "review_label")
+            return (str(lab), "") if lab else (None, "no_label")
+        if status == "accepted":
+            lab = _get(ex, "label")
+            if not lab:  # plain dicts may lack the merged 'label'; use the relabel, then the intent
+                lab = _get(ex, "llm_label") or _get(ex, "intended_label")
+            return (str(lab), "") if lab else (None, "no_label")
+        # pending
+        if pending == "a1":
+            return example_label(ex, "a1")
+        if pending == "a2":
+            return _a2_label(ex, unparseable)
+        return None, "pending"
+    raise ValueError(f"unknown label source {label_source!r}; use one of {', '.join(LABEL_SOURCES)}")
+
+
+def _seed_rows(seeds: Task | Iterable[Mapping[str, Any]] | None) -> list[dict[str, str]]:
+    if seeds is None:
+        return []
+    if isinstance(seeds, Task):
+        return seeds.seed_rows()
+    return [{"text": str(_get(r, "text")), "label": str(_get(r, "label"))} for r in seeds]
+
+
+def build_training_data(
+    seeds: Task | Iterable[Mapping[str, Any]] | None,
+    examples: Iterable[Any] = (),
+    *,
+    label_source: str = "a2",
+    pending: str = "drop",
+    unparseable: str = "drop",
+    labels: Sequence[str] | None = None,
+    include_seeds: bool = True,
+    dedupe: bool = True,
+) -> TrainingSet:
+    """Seeds plus generated examples labelled by ``label_source`` (see the module docstring).
+
+    ``labels`` is the label set; by default the task's classes (or every label seen). Examples whose
+    label is outside it are dropped (``unknown_label``); duplicate texts (normalised) are dropped
+    after their first occurrence, seeds first (``duplicate``).
+    """
+    if label_source not in LABEL_SOURCES:
+        raise ValueError(f"unknown label source {label_source!r}; use one of {', '.join(LABEL_SOURCES)}")
+    if pending not in PENDING_RULES:
+        raise ValueError(f"pending must be one of {', '.join(PENDING_RULES)} (got {pending!r})")
+    if unparseable not in UNPARSEABLE_RULES:
+        raise ValueError(f"unparseable must be one of {', '.join(UNPARSEABLE_RULES)} (got {unparseable!r})")
+    seed_rows = _seed_rows(seeds)
+    examples = list(examples)
+    if labels is None:
+        if isinstance(seeds, Task):
+            labels = seeds.class_names
+        else:
+            seen: dict[str, None] = {}
+            for r in seed_rows:
+                seen.setdefault(r["label"], None)
+            for ex in examples:
+                lab, _ = example_label(ex, label_source, pending=pending, unparseable=unparseable)
+                if lab:
+                    seen.setdefault(lab, None)
+            labels = list(seen)
+    label_set = set(labels)
+    rows: list[dict[str, str]] = []
+    dropped: Counter[str] = Counter()
+    seen_text: set[str] = set()
+
+    def add(text: Any, label: str | None, source: str, reason: str = "") -> None:
+        if label is None:
+            dropped[reason or "no_label"] += 1
+            return
+        text = "" if text is None else str(text).strip()
+        if not text:
+            dropped["empty_text"] += 1
+            return
+        if label not in label_set:
+            dropped["unknown_label"] += 1
+            return
+        key = normalize_text(text)
+        if dedupe and key in seen_text:
+            dropped["duplicate"] += 1
+            return
+        seen_text.add(key)
+        rows.append({"text": text, "label": label, "source": source})
+
+    if include_seeds:
+        for r in seed_rows:
+            add(r["text"], r["label"], "seed")
+    for ex in examples:
+        lab, reason = example_label(ex, label_source, pending=pending, unparseable=unparseable)
+        add(_get(ex, "text"), lab, "generated", reason)
+    return TrainingSet(rows=rows, labels=list(labels), dropped=dict(dropped))
+
+
+def stratified_split(
+    rows: Sequence[Mapping[str, Any]], fraction: float, *, seed: int = 0, min_per_class: int = 1
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split rows into (train, held_out), holding out ``fraction`` of each class (seeded).
+
+    A class keeps at least ``min_per_class`` rows in training; classes too small to spare one row
+    contribute nothing to the held-out part.
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError(f"the held-out fraction must be at least 0 and below 1 (got {fraction})")
+    rng = random.Random(seed)
+    by_label: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_label.setdefault(str(r["label"]), []).append(i)
+    held: set[int] = set()
+    for lab in sorted(by_label):
+        idx = by_label[lab]
+        n = int(round(len(idx) * fraction))
+        n = min(n, len(idx) - min_per_class)
+        if n > 0:
+            held.update(rng.sample(idx, n))
+    train = [dict(r) for i, r in enumerate(rows) if i not in held]
+    out = [dict(r) for i, r in enumerate(rows) if i in held]
+    return train, out
+
+
+__all__ = [
+    "LABEL_SOURCES",
+    "TrainingSet",
+    "build_training_data",
+    "example_label",
+    "stratified_split",
+]

@@ -1,0 +1,157 @@
+"""The background "train" job: read the task and examples from the store, train, record the run.
+
+Job config (``store.Job.config``), every key optional:
+
+========================  =====================================================================
+``label_source``          ``"a2"`` (LLM relabel, default), ``"a1"`` (intended label) or ``"reviewed"``
+``pending``               for ``reviewed``: what pending examples get: ``"drop"`` (default), ``"a2"``, ``"a1"``
+``unparseable``           for ``a2``: unparseable / not relabelled examples: ``"drop"`` (default) or ``"a1"``
+``example_job_id``        use only the examples of this generation job (default: all examples)
+``include_seeds``         train on the seeds too (default true)
+``val_path``              a labelled CSV/JSONL file (``text,label``) to validate on
+``val_fraction``          otherwise: the share of generated examples held out per class (default 0.2)
+``train``                 :class:`TrainConfig` fields (model, epochs, batch_size, learning_rate...)
+``out_dir``               where the model is saved (default: ``<project>.models/run-<run id>`` beside the project file)
+``name``                  the run's name
+========================  =====================================================================
+
+Validation set. With no ``val_path``, a stratified ``val_fraction`` of the *generated* examples
+(after the label-source rules) is held out; the seeds always stay in training, since with k=2 per
+class there are too few to spare. Accuracy on held-out generated data measures agreement with the
+generated labels, so it is optimistic compared with real test data; give ``val_path`` when real
+labelled data exist. With no generated examples there is no validation set (train loss only).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from .config import TrainConfig
+from .data import build_training_data, stratified_split
+
+JOB_KEYS = {"label_source", "pending", "unparseable", "example_job_id", "include_seeds", "val_path",
+            "val_fraction", "train", "out_dir", "name", "method"}
+
+
+def _read_labelled(path: str | Path) -> list[dict[str, str]]:
+    from ..task import _read_text, read_labelled_rows
+
+    p = Path(path)
+    return read_labelled_rows(_read_text(p), "jsonl" if p.suffix.lower() == ".jsonl" else "csv", p.name)
+
+
+def prepare_job_data(store: Any, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Training and validation rows for a job config (see the module docstring)."""
+    task = store.load_task()
+    if task is None:
+        raise ValueError("the project has no task yet; define the classes and seeds first")
+    examples = store.list_examples(job_id=cfg.get("example_job_id"))
+    ts = build_training_data(
+        task,
+        examples,
+        label_source=cfg.get("label_source", "a2"),
+        pending=cfg.get("pending", "drop"),
+        unparseable=cfg.get("unparseable", "drop"),
+        include_seeds=bool(cfg.get("include_seeds", True)),
+    )
+    if not ts.rows:
+        raise ValueError("no training examples: every example was dropped by the label rules")
+    train_rows, val_rows = ts.rows, []
+    val_source = "none"
+    if cfg.get("val_path"):
+        val_rows = [r for r in _read_labelled(cfg["val_path"]) if r["label"] in set(ts.labels)]
+        if not val_rows:
+            raise ValueError(f"{cfg['val_path']} has no rows whose label is one of the task's classes")
+        val_source = "file"
+    else:
+        frac = float(cfg.get("val_fraction", 0.2))
+        seeds = [r for r in ts.rows if r["source"] == "seed"]
+        generated = [r for r in ts.rows if r["source"] != "seed"]
+        if generated and frac > 0:
+            seed_val = int(TrainConfig.from_dict(cfg.get("train") or {}).seed)
+            gen_train, val_rows = stratified_split(generated, frac, seed=seed_val)
+            train_rows = seeds + gen_train
+            val_source = "generated_holdout" if val_rows else "none"
+    present = {r["label"] for r in train_rows}
+    missing = [lab for lab in ts.labels if lab not in present]
+    return {
+        "task": task,
+        "labels": ts.labels,
+        "train_rows": train_rows,
+        "val_rows": val_rows,
+        "val_source": val_source,
+        "summary": {**ts.summary(), "train": len(train_rows), "val": len(val_rows), "val_source": val_source,
+                    "classes_without_training_data": missing},
+    }
+
+
+def run_training_job(store: Any, job: Any) -> str:
+    """The worker's entry point for kind "train" (``promptmix_core.worker``): trains, returns a
+    one-line message for the job; raises ``generate.Cancelled`` when the job was cancelled, and
+    re-raises errors (the run is already marked failed), so the worker records the job's status."""
+    out = train_job(store, job)
+    if out["status"] == "cancelled":
+        from ..generate import Cancelled
+
+        raise Cancelled(f"training was stopped (run #{out['run_id']})")
+    m = out["metrics"]
+    msg = f"run #{out['run_id']} done: {m.get('steps')} steps"
+    if m.get("val_accuracy") is not None:
+        msg += f", validation accuracy {m['val_accuracy']:.3f}, macro-F1 {m['val_macro_f1']:.3f}"
+    return msg + f"; model in {out['model_dir']}"
+
+
+def train_job(store: Any, job: Any) -> dict[str, Any]:
+    """Run a "train" job. Returns ``{"run_id", "status", "model_dir", "metrics", "data"}``.
+
+    The run goes queued -> running -> done / cancelled / failed (the error recorded; a crash never
+    leaves it "running"); metrics are logged while training; cancel is ``store.request_cancel(job.id)``.
+    Errors are re-raised after the run is marked failed, for the worker to record on the job.
+    """
+    from .trainer import train
+
+    cfg = dict(job.config or {})
+    unknown = sorted(set(cfg) - JOB_KEYS)
+    if unknown:
+        raise ValueError(f"unknown training job setting(s): {', '.join(unknown)}")
+    train_cfg_dict = dict(cfg.get("train") or {})
+    run_id = store.create_run(cfg, name=str(cfg.get("name") or f"job {job.id}"),
+                              method=str(cfg.get("method") or cfg.get("label_source", "a2")), job_id=job.id)
+    try:
+        store.update_job(job.id, progress={"phase": "preparing", "run_id": run_id})
+        tcfg = TrainConfig.from_dict(train_cfg_dict)
+        data = prepare_job_data(store, cfg)
+        out_dir = cfg.get("out_dir") or str(
+            store.path.with_name(store.path.stem + ".models") / f"run-{run_id}"
+        )
+        if store.cancel_requested(job.id):
+            store.update_run(run_id, status="cancelled")
+            return {"run_id": run_id, "status": "cancelled", "model_dir": None, "metrics": {}, "data": data["summary"]}
+    except BaseException as exc:
+        store.update_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:4000])
+        raise
+    result = train(
+        tcfg,
+        [r["text"] for r in data["train_rows"]],
+        [r["label"] for r in data["train_rows"]],
+        label_names=data["labels"],
+        val_texts=[r["text"] for r in data["val_rows"]] or None,
+        val_labels=[r["label"] for r in data["val_rows"]] or None,
+        out_dir=out_dir,
+        store=store,
+        run_id=run_id,
+        job_id=job.id,
+        should_stop=lambda: store.cancel_requested(job.id),
+        keep_model=False,
+    )
+    metrics = result.final_metrics()
+    metrics["data"] = data["summary"]
+    store.update_run(run_id, final_metrics=metrics)
+    store.update_job(job.id, progress={"phase": result.status, "run_id": run_id, "step": result.steps,
+                                       "total_steps": result.total_steps})
+    return {"run_id": run_id, "status": result.status, "model_dir": result.model_dir, "metrics": metrics,
+            "data": data["summary"]}
+
+
+__all__ = ["JOB_KEYS", "prepare_job_data", "run_training_job", "train_job"]

@@ -1,0 +1,525 @@
+"""The fine-tuning loop, in plain torch.
+
+Fused AdamW (no weight decay on biases and LayerNorm weights), linear warm-up then linear decay,
+dynamic padding, random batches split into length-sorted micro-batches when that saves padding
+(same gradient), optional length-grouped batches, gradient clipping. Device "auto" picks CUDA (bf16
+autocast, or fp16 with a GradScaler where bf16 is missing), then Apple MPS, then CPU (bf16 autocast
+on CPUs with native bf16 instructions, else fp32). Validation and prediction run in fp32.
+
+Under ``torch.distributed`` (``torchrun``, see :mod:`.ddp_entry`) the same :func:`train` runs
+data-parallel: a ``DistributedSampler`` shards every epoch, the model is wrapped in DDP, and only
+rank 0 evaluates, calls callbacks, writes to the store and saves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from .callbacks import StoreCallback, TrainerCallback
+from .config import TrainConfig
+from .metrics import compute_metrics
+
+MAX_EPOCH_EVALS = 20  # with eval_every unset, evaluate at most ~this many times (plus the end)
+
+
+@dataclass
+class TrainResult:
+    status: str  # "done" or "cancelled"
+    steps: int
+    total_steps: int
+    epochs: int
+    epoch: float
+    train_loss: float | None
+    val_metrics: dict[str, Any] | None
+    history: list[dict[str, Any]]
+    train_time_s: float
+    elapsed_s: float
+    train_samples_per_s: float
+    device: str
+    precision: str
+    world_size: int
+    rank: int
+    labels: list[str]
+    n_train: int
+    config: dict[str, Any]
+    model_dir: str | None = None
+    classifier: Any = field(default=None, repr=False)  # a model_io.Classifier (rank 0), not serialised
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "classifier"}
+
+    def final_metrics(self) -> dict[str, Any]:
+        """The flat summary written to the store's ``runs.final_metrics``."""
+        out: dict[str, Any] = {
+            "status": self.status,
+            "steps": self.steps,
+            "epochs": self.epochs,
+            "train_loss": self.train_loss,
+            "train_samples_per_s": round(self.train_samples_per_s, 2),
+            "train_time_s": round(self.train_time_s, 2),
+            "n_train": self.n_train,
+            "device": self.device,
+        }
+        if self.val_metrics:
+            out["val_accuracy"] = self.val_metrics["accuracy"]
+            out["val_macro_f1"] = self.val_metrics["macro_f1"]
+            out["val_n"] = self.val_metrics["n"]
+            out["val_per_class"] = self.val_metrics["per_class"]
+            out["val_confusion"] = self.val_metrics["confusion"]
+        return out
+
+
+class _Dist:
+    def __init__(self) -> None:
+        import torch.distributed as dist
+
+        self.dist = dist
+        self.on = dist.is_available() and dist.is_initialized()
+        self.world = dist.get_world_size() if self.on else 1
+        self.rank = dist.get_rank() if self.on else 0
+        self.local_rank = int(os.environ.get("LOCAL_RANK", self.rank)) if self.on else 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def any_flag(self, flag: bool, device: str) -> bool:
+        if not self.on:
+            return flag
+        import torch
+
+        t = torch.tensor([1.0 if flag else 0.0], device=device)
+        self.dist.all_reduce(t, op=self.dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def mean(self, value: float, device: str) -> float:
+        if not self.on:
+            return value
+        import torch
+
+        t = torch.tensor([value], dtype=torch.float64 if not device.startswith("mps") else torch.float32,
+                         device=device)
+        self.dist.all_reduce(t)
+        return float(t.item()) / self.world
+
+    def barrier(self) -> None:
+        if self.on:
+            self.dist.barrier()
+
+
+def set_seed(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with bfloat16 instructions (AVX512-BF16 or AMX), where bf16 autocast is fast.
+
+    Elsewhere bf16 on the CPU is emulated and slower than fp32, so "auto" stays fp32 there.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def _amp_settings(device: str, precision: str) -> tuple[Any, bool, str]:
+    """(autocast dtype or None, use GradScaler, precision name)."""
+    import torch
+
+    if device.startswith("cuda"):
+        if precision in ("auto", "bf16") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16, False, "bf16"
+        if precision in ("auto", "fp16", "bf16"):
+            return torch.float16, True, "fp16"
+        return None, False, "fp32"
+    if precision == "bf16" or (precision == "auto" and device == "cpu" and cpu_has_native_bf16()):
+        return torch.bfloat16, False, "bf16"
+    if precision == "fp16" and device == "mps":
+        return torch.float16, False, "fp16"
+    return None, False, "fp32"
+
+
+def _batches(order: list[int], lengths: Sequence[int], batch_size: int, group: bool, rng: random.Random) -> list[list[int]]:
+    if not group:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    mega = batch_size * 50
+    out: list[list[int]] = []
+    for s in range(0, len(order), mega):
+        chunk = sorted(order[s : s + mega], key=lambda i: -lengths[i])
+        out.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(out)
+    return out
+
+
+def split_by_padding(idx: list[int], lengths: Sequence[int], min_saving: float = 0.25) -> list[list[int]]:
+    """One random batch as one or two length-sorted micro-batches (see ``TrainConfig.split_padding``).
+
+    Splits only when the padded token count falls by at least ``min_saving`` (each extra
+    forward/backward pass has a fixed cost), and never into a micro-batch of fewer than 2 examples.
+    """
+    n = len(idx)
+    if n < 4:
+        return [idx]
+    order = sorted(idx, key=lambda i: lengths[i])
+    ls = [lengths[i] for i in order]
+    full = n * ls[-1]
+    best_i, best_cost = 0, full
+    for i in range(2, n - 1):
+        cost = i * ls[i - 1] + (n - i) * ls[-1]
+        if cost < best_cost:
+            best_i, best_cost = i, cost
+    if best_i and best_cost <= (1.0 - min_saving) * full:
+        return [order[:best_i], order[best_i:]]
+    return [idx]
+
+
+def evaluate_model(model: Any, enc: Sequence[Sequence[int]], label_ids: Sequence[int], labels: Sequence[str],
+                   *, device: str, pad_id: int, batch_size: int = 64, amp_dtype: Any = None) -> dict[str, Any]:
+    """Loss and :func:`compute_metrics` of a model on pre-tokenised examples."""
+    import torch
+    import torch.nn.functional as F
+
+    from .model_io import pad_batch
+
+    net = getattr(model, "module", model)
+    was = net.training
+    net.eval()
+    preds = [0] * len(enc)
+    total_loss = 0.0
+    order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
+    dev_type = device.split(":")[0]
+    try:
+        with torch.inference_mode():
+            for s in range(0, len(order), batch_size):
+                idx = order[s : s + batch_size]
+                ids, mask = pad_batch([enc[i] for i in idx], pad_id)
+                y = torch.as_tensor([label_ids[i] for i in idx], device=device)
+                with torch.autocast(dev_type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    logits = net(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+                logits = logits.float()
+                total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
+                for i, p in zip(idx, logits.argmax(-1).tolist()):
+                    preds[i] = p
+    finally:
+        net.train(was)
+    m = compute_metrics([labels[i] for i in label_ids], [labels[p] for p in preds], labels)
+    m["loss"] = total_loss / max(1, len(enc))
+    return m
+
+
+def train(
+    config: TrainConfig | Mapping[str, Any] | None,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    *,
+    label_names: Sequence[str] | None = None,
+    val_texts: Sequence[str] | None = None,
+    val_labels: Sequence[str] | None = None,
+    out_dir: str | Path | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+    should_stop: Callable[[], bool] | None = None,
+    store: Any = None,
+    run_id: int | None = None,
+    job_id: int | None = None,
+    keep_model: bool = True,
+) -> TrainResult:
+    """Fine-tune a sequence classifier on ``texts``/``labels``.
+
+    With ``store`` and ``run_id`` the run goes running -> done / cancelled / failed (with the
+    error) and metrics are logged while training (see :class:`StoreCallback`); a crash never
+    leaves the run "running". ``should_stop()`` is checked every step; when it returns true the
+    run stops (status "cancelled", nothing saved). ``out_dir`` saves the model (safetensors).
+    """
+    t_start = time.perf_counter()
+    dist = _Dist()
+    use_store = store is not None and run_id is not None and dist.main
+    final_status = "failed"
+    try:
+        if use_store:
+            store.update_run(run_id, status="running")
+        cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+        texts = [str(t) for t in texts]
+        labels = [str(lab) for lab in labels]
+        if len(texts) != len(labels):
+            raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+        if not texts:
+            raise ValueError("no training examples")
+        names = list(label_names) if label_names is not None else list(dict.fromkeys(sorted(set(labels))))
+        if len(names) < 2:
+            raise ValueError("training needs at least two classes")
+        unknown = sorted(set(labels) - set(names))
+        if unknown:
+            raise ValueError(f"training labels not in the label set: {', '.join(unknown[:5])}")
+        has_val = bool(val_texts)
+        if has_val:
+            val_texts = [str(t) for t in val_texts]  # type: ignore[union-attr]
+            val_labels = [str(v) for v in (val_labels or [])]
+            if len(val_texts) != len(val_labels):
+                raise ValueError(f"{len(val_texts)} validation texts but {len(val_labels)} labels")
+            bad = sorted(set(val_labels) - set(names))
+            if bad:
+                raise ValueError(f"validation labels not in the label set: {', '.join(bad[:5])}")
+        cfg = cfg.resolved(len(names))
+        import torch
+
+        # grad mode is process-global: something run before (e.g. an embedding helper that
+        # switched it off) must not silently break training
+        with torch.enable_grad():
+            result = _train_impl(cfg, texts, labels, names, val_texts if has_val else None,
+                                 val_labels if has_val else None, out_dir, callbacks, should_stop,
+                                 store if use_store else None, run_id, job_id, keep_model, dist, t_start)
+        final_status = result.status
+        if use_store:
+            dev = result.device + (f" x{result.world_size}" if result.world_size > 1 else "")
+            store.update_run(run_id, status=result.status, device=dev,
+                             model_dir=result.model_dir, final_metrics=result.final_metrics())
+        return result
+    except BaseException as exc:
+        if use_store:
+            msg = f"{type(exc).__name__}: {exc}"
+            status = "failed"
+            if isinstance(exc, KeyboardInterrupt) or any(c.__name__ == "Cancelled" for c in type(exc).__mro__):
+                status, msg = "cancelled", (str(exc) or "interrupted")  # SIGTERM from the worker, Ctrl-C
+                final_status = "cancelled"
+            try:
+                store.update_run(run_id, status=status, error=msg[:4000])
+            except Exception:  # the store itself is broken; the finally below tries once more
+                traceback.print_exc()
+        raise
+    finally:
+        if use_store and final_status == "failed":
+            try:
+                run = store.get_run(run_id)
+                if run is not None and run.status in ("queued", "running"):
+                    store.update_run(run_id, status="failed", error=run.error or "training stopped unexpectedly")
+            except Exception:
+                pass
+
+
+def _train_impl(cfg: TrainConfig, texts, labels, names, val_texts, val_labels, out_dir, callbacks,
+                should_stop, store, run_id, job_id, keep_model, dist: _Dist, t_start: float) -> TrainResult:
+    import torch
+    import torch.nn.functional as F
+
+    from .model_io import Classifier, load_base_model, pad_batch, pick_device, save_model
+
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    if dist.on and torch.cuda.is_available() and cfg.device in ("auto", "cuda"):
+        device = f"cuda:{dist.local_rank}"
+        torch.cuda.set_device(dist.local_rank)
+    else:
+        device = pick_device(cfg.device)
+        if dist.on and device == "mps":
+            device = "cpu"  # no MPS process groups
+    amp_dtype, use_scaler, precision = _amp_settings(device, cfg.precision)
+    split_padding = cfg.split_padding if cfg.split_padding is not None else amp_dtype is None
+    cbs: list[TrainerCallback] = list(callbacks) if dist.main else []
+    if store is not None:
+        store.update_run(run_id, device=f"{device}" + (f" x{dist.world}" if dist.on else ""))
+        cbs.insert(0, StoreCallback(store, run_id, job_id))
+
+    set_seed(cfg.seed)
+    model, tokenizer, model_name = load_base_model(cfg.model, names)
+    model.to(device)
+    model.train()
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    label_index = {lab: i for i, lab in enumerate(names)}
+    enc = tokenizer(list(texts), truncation=True, max_length=cfg.max_length)["input_ids"]
+    y_all = [label_index[lab] for lab in labels]
+    lengths = [len(e) for e in enc]
+    val_enc = val_ids = None
+    if val_texts:
+        val_enc = tokenizer(list(val_texts), truncation=True, max_length=cfg.max_length)["input_ids"]
+        val_ids = [label_index[lab] for lab in val_labels]
+
+    net = model
+    if dist.on:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        net = DDP(model, device_ids=[dist.local_rank] if device.startswith("cuda") else None)
+
+    epochs, steps_per_epoch, total_steps = cfg.plan(len(enc), dist.world)
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "LayerNorm" in n or "layer_norm" in n or n.endswith(".bias") else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    try:  # the fused kernel is several times faster than the for-each one (CPU and CUDA)
+        optim = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.999), eps=1e-8, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        optim = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.999), eps=1e-8)
+    warmup = int(math.ceil(cfg.warmup_ratio * total_steps))
+
+    def lr_lambda(step: int) -> float:
+        if step < warmup:
+            return float(step) / float(max(1, warmup))
+        return max(0.0, float(total_steps - step) / float(max(1, total_steps - warmup)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lr_lambda)
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    dev_type = device.split(":")[0]
+
+    sampler = None
+    if dist.on:
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(range(len(enc)), num_replicas=dist.world, rank=dist.rank,
+                                     shuffle=True, seed=cfg.seed, drop_last=False)
+    if cfg.eval_every is None:
+        eval_epochs = max(1, math.ceil(epochs / MAX_EPOCH_EVALS))
+    else:
+        eval_epochs = 0
+    info: dict[str, Any] = {
+        "step": 0, "total_steps": total_steps, "epoch": 0.0, "epochs": epochs,
+        "n_train": len(enc), "n_val": len(val_enc or []), "device": device, "precision": precision,
+        "world_size": dist.world, "model": model_name, "learning_rate": cfg.learning_rate,
+    }
+    for cb in cbs:
+        cb.on_train_begin(info)
+
+    history: list[dict[str, Any]] = []
+    val_metrics: dict[str, Any] | None = None
+    step = 0
+    status = "done"
+    running = torch.zeros((), device=device)
+    running_n = 0
+    last_loss: float | None = None
+    samples = 0
+    train_time = 0.0
+    evaluated_at = -1
+
+    def do_eval(epoch_f: float) -> None:
+        nonlocal val_metrics, evaluated_at
+        if val_enc is None or evaluated_at == step:
+            return
+        evaluated_at = step
+        if dist.main:
+            # fp32, like predict(): the reported metrics are exactly the saved model's
+            val_metrics = evaluate_model(net, val_enc, val_ids, names, device=device, pad_id=pad_id,
+                                         batch_size=cfg.eval_batch_size, amp_dtype=None)
+            history.append({"step": step, "epoch": epoch_f, "val_accuracy": val_metrics["accuracy"],
+                            "val_macro_f1": val_metrics["macro_f1"], "val_loss": val_metrics["loss"]})
+            info.update(step=step, epoch=epoch_f)
+            for cb in cbs:
+                cb.on_evaluate(step, epoch_f, val_metrics, info)
+
+    stop = False
+    for ep in range(epochs):
+        if sampler is not None:
+            sampler.set_epoch(ep)
+            order = list(sampler)
+        else:
+            g = torch.Generator().manual_seed(cfg.seed * 1000 + ep)
+            order = torch.randperm(len(enc), generator=g).tolist()
+        batches = _batches(order, lengths, cfg.batch_size, cfg.group_by_length, random.Random(cfg.seed * 1000 + ep))
+        t0 = time.perf_counter()
+        for bi, idx in enumerate(batches):
+            parts = split_by_padding(idx, lengths) if split_padding else [idx]
+            loss_sum = 0.0
+            for pi, part in enumerate(parts):
+                ids, mask = pad_batch([enc[i] for i in part], pad_id)
+                y = torch.as_tensor([y_all[i] for i in part], device=device)
+                last = pi == len(parts) - 1
+                sync = contextlib.nullcontext() if (last or not dist.on) else net.no_sync()
+                with sync:
+                    with torch.autocast(dev_type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                        logits = net(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+                    # mean over the whole batch: each micro-batch weighted by its share
+                    part_loss = F.cross_entropy(logits.float(), y) * (len(part) / len(idx))
+                    if scaler is not None:
+                        scaler.scale(part_loss).backward()
+                    else:
+                        part_loss.backward()
+                loss_sum = loss_sum + part_loss.detach()
+            loss = loss_sum
+            if scaler is not None:
+                scaler.unscale_(optim)
+            if cfg.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            if scaler is not None:
+                scaler.step(optim)
+                scaler.update()
+            else:
+                optim.step()
+            sched.step()
+            optim.zero_grad(set_to_none=True)
+            step += 1
+            samples += len(idx)
+            running += loss.detach()
+            running_n += 1
+            epoch_f = ep + (bi + 1) / len(batches)
+            if step % cfg.log_every == 0 or step == total_steps:
+                last_loss = dist.mean(float(running.item()) / running_n, device)
+                running.zero_()
+                running_n = 0
+                lr_now = sched.get_last_lr()[0]
+                info.update(step=step, epoch=epoch_f)
+                history.append({"step": step, "epoch": epoch_f, "train_loss": last_loss, "lr": lr_now})
+                for cb in cbs:
+                    cb.on_log(step, epoch_f, {"train_loss": last_loss, "lr": lr_now}, info)
+            flag = False
+            if should_stop is not None and dist.main:
+                flag = bool(should_stop())
+            if dist.any_flag(flag, device):
+                status = "cancelled"
+                stop = True
+                break
+            if cfg.eval_every is not None and step % cfg.eval_every == 0:
+                train_time += time.perf_counter() - t0
+                do_eval(epoch_f)
+                t0 = time.perf_counter()
+            if step >= total_steps:
+                stop = True
+                break
+        train_time += time.perf_counter() - t0
+        if stop:
+            break
+        if eval_epochs and ((ep + 1) % eval_epochs == 0):
+            do_eval(float(ep + 1))
+    if running_n and status == "done":
+        last_loss = dist.mean(float(running.item()) / running_n, device)
+    if status == "done":
+        do_eval(round(step / steps_per_epoch, 4))
+
+    model_dir = None
+    if status == "done" and out_dir is not None and dist.main:
+        extra = {"base_model": model_name, "train_config": cfg.to_dict(),
+                 "val_metrics": {k: val_metrics[k] for k in ("accuracy", "macro_f1", "n")} if val_metrics else None}
+        model_dir = str(save_model(model, tokenizer, names, out_dir, max_length=cfg.max_length, extra=extra))
+    dist.barrier()
+    model.eval()
+    clf = Classifier(model, tokenizer, names, max_length=cfg.max_length, device=device,
+                     meta={"base_model": model_name}) if keep_model and dist.main else None
+    result = TrainResult(
+        status=status, steps=step, total_steps=total_steps, epochs=epochs,
+        epoch=round(step / steps_per_epoch, 4), train_loss=last_loss, val_metrics=val_metrics,
+        history=history, train_time_s=train_time, elapsed_s=time.perf_counter() - t_start,
+        train_samples_per_s=(samples * dist.world) / train_time if train_time > 0 else 0.0,
+        device=device, precision=precision, world_size=dist.world, rank=dist.rank,
+        labels=list(names), n_train=len(enc), config=cfg.to_dict(), model_dir=model_dir, classifier=clf,
+    )
+    for cb in cbs:
+        cb.on_train_end(result)
+    return result
+
+
+__all__ = ["TrainResult", "evaluate_model", "set_seed", "train"]
