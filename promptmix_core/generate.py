@@ -217,6 +217,8 @@ def clean_line(line: str) -> str:
     text = _TRAILING_PCT.sub("", text)
     text = _DASH_PCT.sub("", text)
     text = text.strip().strip("*_").strip()
+    if not text:  # a line of only markup ("**", "---")
+        return ""
     if len(text) >= 2 and text[0] in _QUOTES and text[-1] in _QUOTES:
         text = text[1:-1].strip()
     elif text[:1] in _QUOTES and text.count(text[0]) == 1:

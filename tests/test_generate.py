@@ -73,6 +73,10 @@ I hope these help!"""
     ]
 
 
+def test_parser_survives_lines_of_only_markup():
+    assert parse_examples("**\n__\n*\n1. **Lost my card**\n\"\n") == ["Lost my card"]
+
+
 def test_parser_drops_truncated_last_line_and_long_lines():
     assert parse_examples("1. one thing\n2. two thi", truncated=True) == ["one thing"]
     assert parse_examples("x" * 1000) == []
