@@ -26,6 +26,20 @@ class Throttle:
         return None
 
 
+def stop_checker(store: ProjectStore, job_id: int) -> Callable[[], bool]:
+    """A cheap, sticky ``should_stop``: reads the job's cancel flag at most once a second and stays
+    True once it has seen it."""
+    check = Throttle(lambda: store.cancel_requested(job_id), 1.0)
+    seen = False
+
+    def should_stop() -> bool:
+        nonlocal seen
+        seen = seen or bool(check())
+        return seen
+
+    return should_stop
+
+
 def llm_for_job(store: ProjectStore, config: dict[str, Any], api_key: str | None) -> LLMClient:
     llm_config = resolve_llm_config(
         base_url=config.get("base_url") or None,
@@ -59,15 +73,7 @@ def run_generation_job(store: ProjectStore, job: Job, api_key: str | None = None
         max_calls_per_class=cfg.get("max_calls_per_class"),
     )
     progress = Throttle(lambda p: store.update_job(job.id, progress=p), 0.5)
-    stop_check = Throttle(lambda: store.cancel_requested(job.id), 1.0)
-    cancelled = {"flag": False}
-
-    def should_stop() -> bool:
-        res = stop_check()
-        if res:
-            cancelled["flag"] = True
-        return cancelled["flag"]
-
+    should_stop = stop_checker(store, job.id)
     store.update_job(job.id, message=f"generating with {llm.config.model} at {llm.config.base_url}")
 
     async def run() -> str:
@@ -78,7 +84,7 @@ def run_generation_job(store: ProjectStore, job: Job, api_key: str | None = None
             f"{result.calls_per_kept:.2f} calls and {result.tokens_per_kept:.0f} tokens per kept example"
         )
         if cfg.get("relabel", True):
-            summary += "; " + await _relabel_pending(store, job, task, llm, cfg, progress, should_stop)
+            summary += "; " + await _relabel_pending(store, job.id, task, llm, cfg, progress, should_stop)
         progress({"phase": "done", "done": result.kept, "total": result.requested, "kept": result.kept,
                   **llm.stats.as_dict()}, force=True)
         return summary
@@ -91,9 +97,11 @@ def run_generation_job(store: ProjectStore, job: Job, api_key: str | None = None
         raise
 
 
-async def _relabel_pending(store, job, task, llm, cfg, progress, should_stop) -> str:
-    pending = store.list_examples(job_id=job.id, relabel_status="none")
-    total = store.count_examples(job.id)["total"]
+async def _relabel_pending(store, source_job, task, llm, cfg, progress, should_stop) -> str:
+    """Relabel the examples of ``source_job`` (all jobs when None) not relabelled yet; each answer
+    is saved the moment it arrives. Returns a summary of the shares changed and unparseable."""
+    pending = store.list_examples(job_id=source_job, relabel_status="none")
+    total = store.count_examples(source_job)["total"]
     already = total - len(pending)
 
     def on_result(i: int, res) -> None:
@@ -104,7 +112,7 @@ async def _relabel_pending(store, job, task, llm, cfg, progress, should_stop) ->
 
     await arelabel(task, pending, llm, RelabelConfig(nearest=int(cfg.get("nearest", 5))),
                    progress=relabel_progress, should_stop=should_stop, on_result=on_result)
-    counts = store.count_examples(job.id)
+    counts = store.count_examples(source_job)
     n = max(1, counts["relabelled"])
     return (f"relabelled {counts['relabelled']}: {counts['changed'] / n:.0%} changed, "
             f"{counts['unparseable'] / n:.0%} unparseable")
@@ -118,14 +126,9 @@ def run_relabel_job(store: ProjectStore, job: Job, api_key: str | None = None) -
         raise TaskError("the project has no task yet")
     llm = llm_for_job(store, cfg, api_key)
     progress = Throttle(lambda p: store.update_job(job.id, progress=p), 0.5)
-    stop_check = Throttle(lambda: store.cancel_requested(job.id), 1.0)
-    source = cfg.get("source_job")
-    pending = store.list_examples(job_id=source, relabel_status="none")
-
-    def on_result(i: int, res) -> None:
-        store.set_relabel(pending[i].id, llm_label=res.llm_label, status=res.status, raw=res.raw, prompt=res.prompt)
-
-    llm.run_sync(arelabel(task, pending, llm, RelabelConfig(nearest=int(cfg.get("nearest", 5))),
-                         progress=progress, should_stop=lambda: bool(stop_check()), on_result=on_result))
-    progress({"phase": "done", "done": len(pending), "total": len(pending), **llm.stats.as_dict()}, force=True)
-    return f"relabelled {len(pending)} examples; {llm.stats.summary()}"
+    summary = llm.run_sync(_relabel_pending(store, cfg.get("source_job"), task, llm, cfg, progress,
+                                            stop_checker(store, job.id)))
+    counts = store.count_examples(cfg.get("source_job"))
+    progress({"phase": "done", "done": counts["relabelled"], "total": counts["total"], **llm.stats.as_dict()},
+             force=True)
+    return f"{summary}; {llm.stats.summary()}"

@@ -216,18 +216,19 @@ class LLMClient:
                 return Completion(hit["text"], hit["prompt_tokens"], hit["completion_tokens"], cached=True)
         started = time.monotonic()
         client, semaphore, probe = self._loop_state()
+
+        async def send() -> Completion:
+            async with semaphore:
+                return await self._network_call(client, messages, params, started, abort)
+
+        completion: Completion | None = None
         if not self._healthy:  # the first call probes the endpoint alone
             async with probe:
                 self._raise_if_failed(started)
                 if not self._healthy:
-                    async with semaphore:
-                        completion = await self._network_call(client, messages, params, started, abort)
-                    if use_cache and self.cache is not None:
-                        self.cache.put(key, completion.text, completion.prompt_tokens,
-                                       completion.completion_tokens, self.config.model)
-                    return completion
-        async with semaphore:
-            completion = await self._network_call(client, messages, params, started, abort)
+                    completion = await send()
+        if completion is None:
+            completion = await send()
         if use_cache and self.cache is not None:
             self.cache.put(key, completion.text, completion.prompt_tokens, completion.completion_tokens, self.config.model)
         return completion
