@@ -116,6 +116,12 @@ CREATE TABLE IF NOT EXISTS llm_cache (
 );
 """
 
+# Additive migrations, applied on open when missing (see ``ProjectStore._migrate``). Append here; never
+# edit an entry that has shipped. Tables: (name, "CREATE TABLE IF NOT EXISTS ...; CREATE INDEX ...").
+_ADDED_TABLES: list[tuple[str, str]] = []
+# Columns: (table, column, SQL declaration with a default).
+_ADDED_COLUMNS: list[tuple[str, str, str]] = []
+
 _SECRET_PATTERNS = [
     re.compile(r"sk-[A-Za-z0-9_\-]{8,}"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-\.]{8,}"),
@@ -384,6 +390,7 @@ class ProjectStore:
                         "INSERT OR IGNORE INTO meta(key, value) VALUES ('created_at', ?)", (str(time.time()),)
                     )
                     c.execute(f"PRAGMA application_id = {APP_ID}")
+            self._migrate(conn)
             version = int(self.get_meta("schema_version", "0"))
             if version > SCHEMA_VERSION:
                 raise StoreError(
@@ -395,6 +402,27 @@ class ProjectStore:
         except sqlite3.DatabaseError as exc:
             self.close()
             raise StoreError(f"{self.path.name} is not a usable project file: {exc}") from None
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Additive migrations: tables in ``_ADDED_TABLES`` and columns in ``_ADDED_COLUMNS`` that a file
+        written by an older version lacks are added in one transaction; a current file is only read."""
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        missing_tables = [sql for name, sql in _ADDED_TABLES if name not in tables]
+        missing_cols = []
+        for table, column, decl in _ADDED_COLUMNS:
+            if table in tables:
+                have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    missing_cols.append((table, column, decl))
+        if not missing_tables and not missing_cols:
+            return
+        with self.transaction() as c:
+            for sql in missing_tables:
+                for stmt in sql.split(";"):
+                    if stmt.strip():
+                        c.execute(stmt)
+            for table, column, decl in missing_cols:
+                c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -136,3 +136,24 @@ def test_reap_stale_jobs_marks_dead_workers_failed(tmp_path):
     assert s.get_job(j).status == "failed"
     assert s.get_run(r).status == "failed"
     assert json.loads(json.dumps(s.summary()))["active_jobs"] == []
+
+
+def test_additive_migrations_upgrade_an_older_file(tmp_path, monkeypatch):
+    """A file written before a table or column was added gains it on open; the data stays."""
+    import sqlite3
+
+    from promptmix_core import store as store_mod
+
+    path = tmp_path / "old.pmx"
+    s = store_mod.ProjectStore(path)
+    job = s.create_job("generate", {"per_class": 1})
+    s.close()
+    monkeypatch.setattr(store_mod, "_ADDED_TABLES", [("extra", "CREATE TABLE IF NOT EXISTS extra (id INTEGER PRIMARY KEY)")])
+    monkeypatch.setattr(store_mod, "_ADDED_COLUMNS", [("jobs", "note", "TEXT NOT NULL DEFAULT ''")])
+    s2 = store_mod.ProjectStore(path)
+    assert s2.get_job(job).config == {"per_class": 1}
+    s2.close()
+    con = sqlite3.connect(path)
+    assert "note" in {r[1] for r in con.execute("PRAGMA table_info(jobs)")}
+    assert con.execute("SELECT name FROM sqlite_master WHERE name = 'extra'").fetchone()
+    con.close()
