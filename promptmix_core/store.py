@@ -120,7 +120,12 @@ CREATE TABLE IF NOT EXISTS llm_cache (
 # edit an entry that has shipped. Tables: (name, "CREATE TABLE IF NOT EXISTS ...; CREATE INDEX ...").
 _ADDED_TABLES: list[tuple[str, str]] = []
 # Columns: (table, column, SQL declaration with a default).
-_ADDED_COLUMNS: list[tuple[str, str, str]] = []
+_ADDED_COLUMNS: list[tuple[str, str, str]] = [
+    # the relabeler's confidence in its answer, in [0, 1] (from logprobs or candidate scoring); NULL: unknown
+    ("examples", "llm_confidence", "REAL"),
+    # why an example is probably junk ("meta-text", "near-copy of a seed", ...); '' when not flagged
+    ("examples", "flag", "TEXT NOT NULL DEFAULT ''"),
+]
 
 _SECRET_PATTERNS = [
     re.compile(r"sk-[A-Za-z0-9_\-]{8,}"),
@@ -192,6 +197,8 @@ class Example:
     reviewed_by: str | None = None
     version: int = 0
     norm_text: str = ""
+    llm_confidence: float | None = None
+    flag: str = ""
 
     @property
     def final_label(self) -> str | None:
