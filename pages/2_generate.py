@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -26,6 +24,7 @@ from pages._ui import (
     store_or_stop,
     task_or_stop,
 )
+from promptmix_core.settings import get_settings
 from promptmix_core.task import TaskError, validate
 
 ensure_app_shell()
@@ -65,9 +64,9 @@ def _secret_key() -> tuple[str | None, str | None]:
             val = None
         if val:
             return str(val), f"secrets ({name})"
-    for name in ("OPENAI_API_KEY", "PROMPTMIX_API_KEY"):
-        if os.environ.get(name):
-            return os.environ[name], f"environment ({name})"
+    env = get_settings()  # the same variables the CLI accepts
+    if env.api_key:
+        return env.api_key, f"environment ({env.api_key_source})"
     return None, None
 
 

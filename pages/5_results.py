@@ -21,6 +21,7 @@ from pages._ui import (
     store_or_stop,
     task_or_stop,
 )
+from promptmix_core.paths import run_model_dir
 from promptmix_core.export import curated_records, dataset_bytes, safe_filename, zip_folder_bytes
 
 ensure_app_shell()
@@ -253,7 +254,7 @@ with exp_r:
 
     def _model_dir(run) -> Path | None:
         cand = [run.model_dir] if run.model_dir else []
-        cand.append(str(store.path.with_name(store.path.stem + ".models") / f"run-{run.id}"))
+        cand.append(str(run_model_dir(store.path, run.id)))
         for c in cand:
             if c and Path(c).is_dir():
                 return Path(c)

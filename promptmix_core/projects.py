@@ -52,7 +52,9 @@ class ProjectInfo:
 
 def projects_dir(path: str | os.PathLike | None = None) -> Path:
     """The projects folder: ``path``, else ``$PROMPTMIX_PROJECTS_DIR``, else ``./projects``."""
-    raw = path if path is not None else (os.environ.get(ENV_DIR) or "projects")
+    from .settings import get_settings
+
+    raw = path if path is not None else get_settings().projects_dir
     return Path(raw).expanduser().resolve()
 
 
@@ -139,7 +141,9 @@ def project_side_dirs(path: str | os.PathLike) -> list[Path]:
     """Folders that belong to a project file: trained models (``NAME.models``) and job logs
     (``NAME.pmx.logs``)."""
     p = Path(path)
-    return [p.with_name(p.stem + ".models"), p.with_name(p.name + ".logs")]
+    from .paths import project_side_dirs as side_dirs
+
+    return side_dirs(p)
 
 
 def delete_project(name: str, folder: str | os.PathLike | None = None, *, force: bool = False) -> None:

@@ -162,8 +162,7 @@ _VERIFIED: set[str] = set()
 _VERIFIED_LOCK = threading.Lock()
 
 
-class StoreError(RuntimeError):
-    """The file is not a usable PromptMix project."""
+from .errors import StoreError  # noqa: E402 - the one definition lives in errors.py
 
 
 class ConflictError(RuntimeError):

@@ -21,14 +21,7 @@ MAX_TEXT_CHARS = 20_000  # seeds longer than this are refused (prompts must stay
 MAX_FILE_BYTES = 200 * 1024 * 1024
 
 
-class TaskError(ValueError):
-    """Raised when a task is invalid. ``problems`` holds one message per problem."""
-
-    def __init__(self, problems: Sequence[str] | str):
-        if isinstance(problems, str):
-            problems = [problems]
-        self.problems: list[str] = list(problems)
-        super().__init__("; ".join(self.problems) if self.problems else "invalid task")
+from .errors import TaskError  # noqa: E402 - re-exported: the one definition lives in errors.py
 
 
 def normalize_name(name: str) -> str:

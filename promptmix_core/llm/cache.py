@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -21,10 +20,10 @@ _DDL = (
 
 
 def default_cache_path() -> Path:
-    env = os.environ.get("PROMPTMIX_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "promptmix" / "llm_cache.sqlite"
+    """The one LLM cache file of every entry point (see :func:`promptmix_core.paths.llm_cache_path`)."""
+    from ..paths import llm_cache_path
+
+    return llm_cache_path()
 
 
 def cache_key(

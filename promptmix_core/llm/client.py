@@ -22,8 +22,7 @@ from .cache import ResponseCache, cache_key
 from .config import LLMConfig
 
 
-class LLMError(RuntimeError):
-    """Base class for LLM failures; messages never contain the API key."""
+from ..errors import LLMError  # noqa: E402 - the one definition lives in errors.py
 
 
 class LLMFatalError(LLMError):

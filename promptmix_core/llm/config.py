@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
@@ -20,8 +19,7 @@ OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 
 
-class LLMConfigError(ValueError):
-    """The endpoint settings are unusable (bad URL, out-of-range option, ...)."""
+from ..errors import LLMConfigError  # noqa: E402 - the one definition lives in errors.py
 
 
 @dataclass
@@ -86,10 +84,13 @@ def resolve_llm_config(
     """Pick the endpoint: explicit arguments, then ``OPENAI_BASE_URL``/``OPENAI_API_KEY``/
     ``PROMPTMIX_MODEL``, then saved settings; with no endpoint anywhere, the bundled SmolLM2 served
     on 127.0.0.1 (started on first use)."""
+    from ..settings import get_settings
+
+    env = get_settings()
     settings = dict(settings or {})
-    base_url = base_url or os.environ.get("OPENAI_BASE_URL") or settings.get("base_url") or None
-    model = model or os.environ.get("PROMPTMIX_MODEL") or settings.get("model") or None
-    api_key = api_key or os.environ.get("OPENAI_API_KEY") or ""
+    base_url = base_url or env.openai_base_url or settings.get("base_url") or None
+    model = model or env.model or settings.get("model") or None
+    api_key = api_key or env.api_key or ""
     for key in ("concurrency", "timeout", "max_retries"):
         if key not in options and settings.get(key) is not None:
             options[key] = settings[key]

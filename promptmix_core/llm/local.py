@@ -72,10 +72,7 @@ class LocalServerError(RuntimeError):
 # ----------------------------------------------------------------------------- paths
 
 
-def cache_root() -> Path:
-    """``$PROMPTMIX_CACHE_DIR``, else ``~/.cache/promptmix``."""
-    env = os.environ.get("PROMPTMIX_CACHE_DIR", "").strip()
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "promptmix"
+from ..paths import cache_root  # noqa: E402,F401 - ``$PROMPTMIX_CACHE_DIR`` rule, once (paths.py)
 
 
 def default_model_dir() -> Path:
@@ -314,11 +311,10 @@ def _looks_like_our_server(pid: int) -> bool:
 def default_threads() -> int:
     """CPU threads for the server: ``$PROMPTMIX_LOCAL_THREADS``, else ``$OMP_NUM_THREADS``, else
     min(4, CPUs): a 135M model gains little from more, and the rest of the app needs CPUs too."""
-    for var in ("PROMPTMIX_LOCAL_THREADS", "OMP_NUM_THREADS"):
-        with contextlib.suppress(ValueError):
-            value = int(os.environ.get(var, "") or 0)
-            if value > 0:
-                return value
+    from ..settings import get_settings
+
+    if get_settings().local_threads:
+        return get_settings().local_threads
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(4, cpus))
 

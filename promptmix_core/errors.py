@@ -1,0 +1,75 @@
+"""One error hierarchy for the library.
+
+Every error the library raises on purpose derives from :class:`PromptMixError`, so a face (app,
+CLI, worker) can catch "anything PromptMix says is wrong" in one place and show the message. The
+classes keep their historical built-in bases (``ValueError`` for bad input, ``RuntimeError`` for
+things that went wrong while running) so existing ``except ValueError`` handlers keep working.
+
+Modules that raised these before re-export them under the old names (``task.TaskError``,
+``llm.LLMError``, ``store.StoreError`` ...), so imports written against earlier versions still work.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+
+class PromptMixError(Exception):
+    """Base of every error PromptMix raises on purpose; the message is meant for the user."""
+
+
+class InvalidInput(PromptMixError, ValueError):
+    """Bad input; ``problems`` holds one message per problem (all of them, not just the first)."""
+
+    default_message = "invalid input"
+
+    def __init__(self, problems: Sequence[str] | str):
+        if isinstance(problems, str):
+            problems = [problems]
+        self.problems: list[str] = list(problems)
+        super().__init__("; ".join(self.problems) if self.problems else self.default_message)
+
+
+class TaskError(InvalidInput):
+    """A task (classes, descriptions, seeds) or a labelled file is invalid."""
+
+    default_message = "invalid task"
+
+
+class SpecError(InvalidInput):
+    """A job spec (generation, relabel or training settings) is invalid; lists every problem."""
+
+    default_message = "invalid settings"
+
+
+class Cancelled(PromptMixError, RuntimeError):
+    """The job was asked to stop; what was finished is kept."""
+
+
+class LLMError(PromptMixError, RuntimeError):
+    """Base class for LLM failures; messages never contain the API key."""
+
+
+class LLMConfigError(PromptMixError, ValueError):
+    """The endpoint settings are unusable (bad URL, out-of-range option, ...)."""
+
+
+class StoreError(PromptMixError, RuntimeError):
+    """The file is not a usable PromptMix project."""
+
+
+class ModelLoadError(PromptMixError, RuntimeError):
+    """A model could not be loaded (missing, pickled weights only, not downloadable offline...)."""
+
+
+__all__ = [
+    "Cancelled",
+    "InvalidInput",
+    "LLMConfigError",
+    "LLMError",
+    "ModelLoadError",
+    "PromptMixError",
+    "SpecError",
+    "StoreError",
+    "TaskError",
+]
