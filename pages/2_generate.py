@@ -24,6 +24,7 @@ from pages._ui import (
     store_or_stop,
     task_or_stop,
 )
+from promptmix_core.alpha import ALPHA_BINS, alpha_preview
 from promptmix_core.settings import get_settings
 from promptmix_core.task import TaskError, validate
 
@@ -71,12 +72,11 @@ def _secret_key() -> tuple[str | None, str | None]:
 
 
 def alpha_samples(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.round((0.5 + 0.5 * rng.beta(5, 2, size=n)) * 20) / 20
+    return np.array(alpha_preview(n, seed))  # the same formula as generation (promptmix_core.alpha)
 
 
 def alpha_chart(preview: np.ndarray | None, actual: list[float] | None) -> go.Figure:
-    bins = [round(0.5 + 0.05 * i, 2) for i in range(11)]
+    bins = list(ALPHA_BINS)
     fig = go.Figure()
     if preview is not None and len(preview):
         counts = [int(np.isclose(preview, b).sum()) for b in bins]

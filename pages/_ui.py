@@ -228,9 +228,9 @@ def resume_job(store: ProjectStore, job_id: int, api_key: str | None = None) -> 
 @st.cache_resource(show_spinner=False)
 def device_info() -> dict[str, str]:
     """Where training will run: ``{"device": "cuda"|"mps"|"cpu", "name": ...}``."""
-    from promptmix_core import jobs
+    from promptmix_core.device import device_info as probe
 
-    info = jobs.device_info()
+    info = probe()
     return {"device": str(info["device"]), "name": str(info.get("name") or info["device"])}
 
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from .labelled import read_labelled_file
 from .task import TaskError, load_task
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -68,25 +69,6 @@ def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
             n += 1
     os.replace(tmp, path)
     return n
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    from .task import decode_bytes
-
-    if not path.exists():
-        raise TaskError(f"file not found: {path}")
-    rows = []
-    for i, line in enumerate(decode_bytes(path.read_bytes(), path.name).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise TaskError(f"{path.name}: line {i} is not valid JSON") from None
-        if not isinstance(row, dict) or not str(row.get("text") or "").strip():
-            raise TaskError(f"{path.name}: line {i} has no 'text'")
-        rows.append(row)
-    return rows
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -150,7 +132,7 @@ def cmd_relabel(args: argparse.Namespace) -> int:
     from .relabel import RelabelConfig, relabel, relabel_summary
 
     task = load_task(args.task)
-    rows = _read_jsonl(Path(args.input))
+    rows = read_labelled_file(args.input, require_label=False, keep_fields=True)
     for r in rows:
         r.setdefault("intended_label", r.get("label"))
     llm = _llm(args)

@@ -95,14 +95,15 @@ def load_dataset(data_dir: str | Path, classes: int | Sequence[str] | None = Non
     ``classes``: keep only these class names, or the first N classes of classes.json (or of the
     sorted labels when there is no classes.json).
     """
-    from .task import TaskError, _read_text, read_descriptions, read_labelled_rows
+    from .labelled import read_labelled_file
+    from .task import TaskError, read_descriptions
 
     d = Path(data_dir)
     for name in ("train.csv", "test.csv"):
         if not (d / name).exists():
             raise TaskError(f"{d} has no {name}; an experiment folder needs train.csv and test.csv (text,label)")
-    train = read_labelled_rows(_read_text(d / "train.csv"), "csv", "train.csv")
-    test = read_labelled_rows(_read_text(d / "test.csv"), "csv", "test.csv")
+    train = read_labelled_file(d / "train.csv")
+    test = read_labelled_file(d / "test.csv")
     descs = read_descriptions(d / "classes.json") if (d / "classes.json").exists() else {}
     order = list(descs) or sorted({r["label"] for r in train})
     if classes is not None:

@@ -108,9 +108,7 @@ class GenerationResult:
 
 
 # ----------------------------------------------------------------------------- the method
-def sample_alpha(rng: random.Random) -> float:
-    """alpha = 0.5 + 0.5 * Beta(5, 2), rounded to 0.05."""
-    return round((0.5 + 0.5 * rng.betavariate(5, 2)) * 20) / 20
+from .alpha import sample_alpha  # noqa: E402,F401 - the one alpha formula lives in alpha.py
 
 
 def make_groups(class_names: Sequence[str], group_size: int, seed: int) -> list[list[str]]:

@@ -9,7 +9,6 @@ edited and decoding of uploaded task / labelled files.
 from __future__ import annotations
 
 import os
-import random
 import re
 import shutil
 import time
@@ -217,51 +216,31 @@ def field_problems(task: Task, *, min_classes: int = 2) -> tuple[list[str], dict
     """Problems of a task being edited, placed at the field at fault.
 
     Returns ``(task_level, per_field)`` where ``per_field`` maps ``(class_index, field)`` with field
-    ``"name"`` or ``"examples"`` to messages. Empty lists mean the task can be saved.
+    ``"name"`` or ``"examples"`` to messages. Empty lists mean the task can be saved. The rules are
+    :func:`promptmix_core.validation.check_task`, the same as ``task.validate``.
     """
+    from .validation import check_task
+
     task_level: list[str] = []
     per: dict[tuple[int, str], list[str]] = {}
-
-    def add(i: int, f: str, msg: str) -> None:
-        per.setdefault((i, f), []).append(msg)
-
-    if len(task.classes) < min_classes:
-        task_level.append(f"A task needs at least {min_classes} classes; it has {len(task.classes)}.")
-    seen: dict[str, int] = {}
-    for i, c in enumerate(task.classes):
-        if not c.name.strip():
-            add(i, "name", "Give this class a name.")
+    for issue in check_task(task, min_classes=min_classes):
+        if issue.severity != "error":
+            continue
+        if issue.index is None:
+            task_level.append(issue.hint)
         else:
-            key = normalize_name(c.name)
-            if key in seen:
-                other = task.classes[seen[key]].name
-                if other == c.name:
-                    add(i, "name", f"The name '{c.name}' is used by another class.")
-                else:
-                    add(i, "name", f"'{c.name}' and '{other}' differ only in case, spaces or punctuation.")
-            else:
-                seen[key] = i
-            if len(c.name) > 200:
-                add(i, "name", "A class name may have at most 200 characters.")
-        if not c.examples:
-            add(i, "examples", "Add at least one seed example (one per line).")
-        long = [e for e in c.examples if len(e) > MAX_TEXT_CHARS]
-        if long:
-            add(i, "examples", f"An example has {len(long[0]):,} characters; the limit is {MAX_TEXT_CHARS:,}.")
+            per.setdefault((issue.index, issue.field or "name"), []).append(issue.hint)
     return task_level, per
 
 
 def field_warnings(task: Task) -> dict[tuple[int, str], list[str]]:
     """Non-blocking advice per field (missing description, duplicate seeds)."""
+    from .validation import check_task
+
     out: dict[tuple[int, str], list[str]] = {}
-    for i, c in enumerate(task.classes):
-        if c.name and not c.description.strip():
-            out.setdefault((i, "description"), []).append(
-                "No description: the prompts will use the class name only. One sentence helps a lot."
-            )
-        norm = [normalize_text(e) for e in c.examples]
-        if len(set(norm)) != len(norm):
-            out.setdefault((i, "examples"), []).append("Some seed examples are duplicates.")
+    for issue in check_task(task, min_classes=0):
+        if issue.severity == "warning" and issue.index is not None and issue.field and issue.hint:
+            out.setdefault((issue.index, issue.field), []).append(issue.hint)
     return out
 
 
@@ -282,20 +261,10 @@ def import_task_bytes(data: bytes, filename: str, *, k: int | None = None, seed:
     text = decode_bytes(data, name)
     if suffix in ("csv", "jsonl"):
         rows = read_labelled_rows(text, suffix, name)
-        if k is not None:
-            if k < 1:
-                raise TaskError("keep at least 1 seed per class")
-            rng = random.Random(seed)
-            by_label: dict[str, list[str]] = {}
-            for r in rows:
-                by_label.setdefault(r["label"], []).append(r["text"])
-            rows = []
-            for label in sorted(by_label):
-                texts = sorted(dict.fromkeys(by_label[label]))
-                if len(texts) > k:
-                    texts = rng.sample(texts, k)
-                rows.extend({"text": t, "label": label} for t in texts)
-        return task_from_rows(rows, name=stem)
+        if k is not None and k < 1:
+            raise TaskError("keep at least 1 seed per class")
+        # the same draw as the CLI and experiments (seeds.draw_seeds); small classes are kept whole
+        return task_from_rows(rows, name=stem, k=k, seed=seed, keep_short=True)
     task = parse_task_text(text, name)
     if task.name == "untitled":
         task.name = stem

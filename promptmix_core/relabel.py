@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from .generate import Cancelled
+from .errors import Cancelled
+from .example import example_view
 from .llm.client import CallSkipped, LLMClient, LLMError
 from .task import Task, normalize_name
 
@@ -133,10 +134,6 @@ def map_answer(answer: str | None, class_names: Sequence[str], fuzzy_threshold: 
     return None
 
 
-def _get(item: Any, key: str) -> Any:
-    return item.get(key) if isinstance(item, dict) else getattr(item, key, None)
-
-
 async def arelabel(
     task: Task,
     items: Sequence[Any],
@@ -153,8 +150,9 @@ async def arelabel(
     On an endpoint failure the finished results are kept and the error is raised afterwards.
     """
     config = config or RelabelConfig()
-    texts = [str(_get(it, "text")) for it in items]
-    intended = [_get(it, "intended_label") for it in items]
+    views = [example_view(it) for it in items]
+    texts = [str(v.text) for v in views]
+    intended = [v.intended_label for v in views]
     cands = nearest_classes(task, texts, config.nearest) if texts else []
     if config.include_intended:
         for i, lab in enumerate(intended):

@@ -11,14 +11,12 @@ import csv
 import io
 import json
 import math
-import random
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-MAX_TEXT_CHARS = 20_000  # seeds longer than this are refused (prompts must stay small)
-MAX_FILE_BYTES = 200 * 1024 * 1024
+from .validation import MAX_TEXT_CHARS  # noqa: E402,F401 - re-exported
 
 
 from .errors import TaskError  # noqa: E402 - re-exported: the one definition lives in errors.py
@@ -129,81 +127,21 @@ class Task:
 
 
 def validate(task: Task, *, min_classes: int = 2) -> list[str]:
-    """Check a task; raise :class:`TaskError` listing every problem. Returns warnings (not fatal)."""
-    problems: list[str] = []
-    warnings: list[str] = []
-    if len(task.classes) < min_classes:
-        problems.append(
-            f"a task needs at least {min_classes} classes; it has {len(task.classes)}"
-        )
-    seen: dict[str, str] = {}
-    for i, c in enumerate(task.classes, start=1):
-        label = c.name or f"#{i}"
-        if not c.name:
-            problems.append(f"class #{i} has a blank name")
-        else:
-            key = normalize_name(c.name)
-            if key in seen:
-                if seen[key] == c.name:
-                    problems.append(f"class name '{c.name}' appears more than once")
-                else:
-                    problems.append(
-                        f"class names '{seen[key]}' and '{c.name}' differ only in case, spaces or "
-                        "punctuation; give them distinct names"
-                    )
-            else:
-                seen[key] = c.name
-            if len(c.name) > 200:
-                problems.append(f"class '{c.name[:40]}...' has a name over 200 characters")
-        if not c.examples:
-            problems.append(f"class '{label}' has no seed examples (it needs at least one)")
-        for ex in c.examples:
-            if len(ex) > MAX_TEXT_CHARS:
-                problems.append(
-                    f"class '{label}' has a seed example of {len(ex):,} characters; "
-                    f"the limit is {MAX_TEXT_CHARS:,}"
-                )
-                break
-        if not c.description:
-            warnings.append(f"class '{label}' has no description; the prompts will use its name only")
-        norm = [normalize_text(e) for e in c.examples]
-        if len(set(norm)) != len(norm):
-            warnings.append(f"class '{label}' has duplicate seed examples")
+    """Check a task; raise :class:`TaskError` listing every problem. Returns warnings (not fatal).
+
+    The rules live in :func:`promptmix_core.validation.check_task` (shared with the Task page)."""
+    from .validation import check_task
+
+    issues = check_task(task, min_classes=min_classes)
+    problems = [i.message for i in issues if i.severity == "error"]
     if problems:
         raise TaskError(problems)
-    return warnings
+    return [i.message for i in issues if i.severity == "warning"]
 
 
 # --------------------------------------------------------------------------- file loading
-def _read_text(path: Path) -> str:
-    if not path.exists():
-        raise TaskError(f"file not found: {path}")
-    if path.is_dir():
-        raise TaskError(f"{path} is a folder, not a file")
-    size = path.stat().st_size
-    if size == 0:
-        raise TaskError(f"{path.name} is empty")
-    if size > MAX_FILE_BYTES:
-        raise TaskError(f"{path.name} is {size / 1e6:.0f} MB; the limit is {MAX_FILE_BYTES / 1e6:.0f} MB")
-    return decode_bytes(path.read_bytes(), path.name)
-
-
-def decode_bytes(data: bytes, name: str = "the file") -> str:
-    """Decode UTF-8 (with or without a byte-order mark); a clear error for anything else."""
-    if not data.strip():
-        raise TaskError(f"{name} is empty")
-    if data.startswith(b"\xff\xfe") or data.startswith(b"\xfe\xff"):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError:
-            pass
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise TaskError(
-            f"{name} is not valid UTF-8 (bad byte at line {line}); save it as UTF-8 and try again"
-        ) from None
+from .labelled import MAX_FILE_BYTES, decode_bytes  # noqa: E402,F401 - re-exported
+from .labelled import read_text_file as _read_text  # noqa: E402
 
 
 def parse_task_text(text: str, name: str = "task file") -> Task:
@@ -230,45 +168,10 @@ def parse_task_text(text: str, name: str = "task file") -> Task:
 
 
 def read_labelled_rows(text: str, fmt: str, name: str = "the file") -> list[dict[str, str]]:
-    """Read ``text,label`` rows from CSV or JSONL text. Rows with blank text or label are skipped."""
-    rows: list[dict[str, Any]] = []
-    if fmt == "jsonl":
-        for i, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                raise TaskError(f"{name}: line {i} is not valid JSON") from None
-            if not isinstance(obj, dict):
-                raise TaskError(f"{name}: line {i} is not a JSON object")
-            rows.append(obj)
-        columns = set().union(*(r.keys() for r in rows)) if rows else set()
-    else:
-        try:
-            reader = csv.DictReader(io.StringIO(text, newline=""))
-            columns = set(reader.fieldnames or [])
-            rows = list(reader)
-        except csv.Error as exc:
-            raise TaskError(f"{name} is not a readable CSV file: {exc}") from None
-    lower = {str(c).strip().lower(): c for c in columns if c is not None}
-    missing = [c for c in ("text", "label") if c not in lower]
-    if missing:
-        found = ", ".join(sorted(str(c) for c in columns if c)) or "none"
-        raise TaskError(
-            f"{name} is missing the column(s) {', '.join(missing)}; it needs 'text' and 'label' "
-            f"(found: {found})"
-        )
-    tcol, lcol = lower["text"], lower["label"]
-    out = []
-    for r in rows:
-        t, lab = r.get(tcol), r.get(lcol)
-        if _is_blank(t) or _is_blank(lab):
-            continue
-        out.append({"text": str(t).strip(), "label": str(lab).strip()})
-    if not out:
-        raise TaskError(f"{name} has no rows with both a text and a label")
-    return out
+    """Read ``text,label`` rows from CSV or JSONL text (the one reader: :mod:`promptmix_core.labelled`)."""
+    from .labelled import parse_labelled
+
+    return parse_labelled(text, fmt, name)
 
 
 def read_descriptions(path: Path) -> dict[str, str]:
@@ -314,24 +217,15 @@ def task_from_rows(
     descriptions: Mapping[str, str] | None = None,
     k: int | None = None,
     seed: int = 0,
+    keep_short: bool = False,
 ) -> Task:
-    """Build a task from labelled rows; with ``k`` draw k seeds per class (seeded, without replacement)."""
-    by_label: dict[str, list[str]] = {}
-    for r in rows:
-        by_label.setdefault(r["label"], []).append(r["text"])
-    if k is not None and k < 1:
-        raise TaskError("k must be at least 1")
+    """Build a task from labelled rows; with ``k`` draw k seeds per class (:func:`seeds.draw_seeds`)."""
+    from .seeds import draw_seeds, group_by_label
+
     descriptions = dict(descriptions or {})
-    rng = random.Random(seed)
-    classes = []
-    for label in sorted(by_label):
-        texts = list(dict.fromkeys(by_label[label]))  # drop exact duplicates, keep order
-        if k is not None:
-            texts = sorted(texts)
-            if len(texts) < k:
-                raise TaskError(f"class '{label}' has only {len(texts)} examples; --k {k} needs {k}")
-            texts = rng.sample(texts, k)
-        classes.append(ClassSpec(name=label, description=descriptions.get(label, ""), examples=texts))
+    drawn = draw_seeds(group_by_label(rows), k, seed, keep_short=keep_short)
+    classes = [ClassSpec(name=label, description=descriptions.get(label, ""), examples=texts)
+               for label, texts in drawn.items()]
     task = Task(name=name, classes=classes)
     validate(task)
     return task
@@ -363,11 +257,12 @@ def load_task(
         for c in task.classes:
             if not c.description and c.name in descs:
                 c.description = descs[c.name]
-    if k is not None:
-        rng = random.Random(seed)
+    if k is not None:  # the same draw as for a labelled file (seeds.draw_seeds)
+        from .seeds import draw_seeds
+
+        drawn = draw_seeds({c.name: c.examples for c in task.classes}, k, seed)
         for c in task.classes:
-            if len(c.examples) > k:
-                c.examples = rng.sample(sorted(c.examples), k)
+            c.examples = drawn[c.name]
     return task
 
 

@@ -39,19 +39,10 @@ def train_config_from_args(args: argparse.Namespace):
 
 
 def _read_rows(path: str) -> list[dict[str, Any]]:
-    from ..task import TaskError, _read_text, decode_bytes, read_labelled_rows
+    """Labelled or generated rows (the one reader: :func:`promptmix_core.labelled.read_labelled_file`)."""
+    from ..labelled import read_labelled_file
 
-    p = Path(path)
-    if p.suffix.lower() == ".jsonl":
-        rows = []
-        for i, line in enumerate(decode_bytes(p.read_bytes(), p.name).splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise TaskError(f"{p.name}: line {i} is not valid JSON") from None
-        return rows
-    return read_labelled_rows(_read_text(p), "csv", p.name)
+    return read_labelled_file(path, keep_fields=True)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -135,11 +126,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.input:
         p = Path(args.input)
         if p.suffix.lower() in (".csv", ".jsonl"):
-            with open(p, newline="", encoding="utf-8-sig") as fh:
-                if p.suffix.lower() == ".csv":
-                    texts += [r["text"] for r in csv.DictReader(fh)]
-                else:
-                    texts += [json.loads(ln)["text"] for ln in fh if ln.strip()]
+            from ..labelled import read_labelled_file
+
+            texts += [r["text"] for r in read_labelled_file(p, require_label=False)]
         else:
             texts += [ln.rstrip("\n") for ln in p.read_text("utf-8").splitlines() if ln.strip()]
     if not texts:

@@ -10,7 +10,8 @@ Label sources (the PromptMix paper's A1/A2, plus human review):
   reviewer's label, rejected -> dropped, pending -> ``pending`` (``"drop"`` by default, or ``"a2"``
   / ``"a1"`` to label pending ones by that rule).
 
-Examples may be plain dicts or the store's ``Example`` objects (same names, as keys or attributes).
+Examples may be plain dicts, the store's ``Example`` rows or generated examples: one shape, read through
+:func:`promptmix_core.example.example_view`.
 """
 
 from __future__ import annotations
@@ -20,17 +21,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..example import example_view
 from ..task import Task, normalize_text
 
 LABEL_SOURCES = ("a1", "a2", "reviewed")
 PENDING_RULES = ("drop", "a1", "a2")
 UNPARSEABLE_RULES = ("drop", "a1")
-
-
-def _get(ex: Any, name: str, default: Any = None) -> Any:
-    if isinstance(ex, Mapping):
-        return ex.get(name, default)
-    return getattr(ex, name, default)
 
 
 @dataclass
@@ -68,12 +64,13 @@ class TrainingSet:
 
 
 def _a2_label(ex: Any, unparseable: str) -> tuple[str | None, str]:
-    status = _get(ex, "relabel_status")
-    llm = _get(ex, "llm_label")
+    ex = example_view(ex)
+    status = ex.relabel_status
+    llm = ex.llm_label
     if status in ("agree", "changed") and llm:
         return str(llm), ""
     if unparseable == "a1":
-        return _get(ex, "intended_label"), ""
+        return ex.intended_label, ""
     return None, "unparseable" if status == "unparseable" else "not_relabelled"
 
 
@@ -81,22 +78,23 @@ def example_label(
     ex: Any, label_source: str = "a2", *, pending: str = "drop", unparseable: str = "drop"
 ) -> tuple[str | None, str]:
     """(label, "") for a usable example, or (None, reason) for one that is dropped."""
+    ex = example_view(ex)
     if label_source == "a1":
-        lab = _get(ex, "intended_label") or _get(ex, "label")
+        lab = ex.intended_label or ex.label
         return (str(lab), "") if lab else (None, "no_label")
     if label_source == "a2":
         return _a2_label(ex, unparseable)
     if label_source == "reviewed":
-        status = _get(ex, "review_status") or "pending"
+        status = ex.review_status or "pending"
         if status == "rejected":
             return None, "rejected"
         if status == "overridden":
-            lab = _get(ex, "review_label")
+            lab = ex.review_label
             return (str(lab), "") if lab else (None, "no_label")
         if status == "accepted":
-            lab = _get(ex, "label")
+            lab = ex.label
             if not lab:  # plain dicts may lack the merged 'label'; use the relabel, then the intent
-                lab = _get(ex, "llm_label") or _get(ex, "intended_label")
+                lab = ex.llm_label or ex.intended_label
             return (str(lab), "") if lab else (None, "no_label")
         # pending
         if pending == "a1":
@@ -112,7 +110,7 @@ def _seed_rows(seeds: Task | Iterable[Mapping[str, Any]] | None) -> list[dict[st
         return []
     if isinstance(seeds, Task):
         return seeds.seed_rows()
-    return [{"text": str(_get(r, "text")), "label": str(_get(r, "label"))} for r in seeds]
+    return [{"text": str(example_view(r).text), "label": str(example_view(r).label)} for r in seeds]
 
 
 def build_training_data(
@@ -180,7 +178,7 @@ def build_training_data(
             add(r["text"], r["label"], "seed")
     for ex in examples:
         lab, reason = example_label(ex, label_source, pending=pending, unparseable=unparseable)
-        add(_get(ex, "text"), lab, "generated", reason)
+        add(example_view(ex).text, lab, "generated", reason)
     return TrainingSet(rows=rows, labels=list(labels), dropped=dict(dropped))
 
 

@@ -36,10 +36,9 @@ JOB_KEYS = {"label_source", "pending", "unparseable", "example_job_id", "include
 
 
 def _read_labelled(path: str | Path) -> list[dict[str, str]]:
-    from ..task import _read_text, read_labelled_rows
+    from ..labelled import read_labelled_file
 
-    p = Path(path)
-    return read_labelled_rows(_read_text(p), "jsonl" if p.suffix.lower() == ".jsonl" else "csv", p.name)
+    return read_labelled_file(path)
 
 
 def prepare_job_data(store: Any, cfg: Mapping[str, Any]) -> dict[str, Any]:

@@ -116,25 +116,7 @@ def load_base_model(model: str | None, labels: Sequence[str]) -> tuple[Any, Any,
 
 
 # ------------------------------------------------------------------------- classifier
-def pick_device(device: str = "auto") -> str:
-    """"auto": CUDA, else Apple MPS, else CPU. An explicit device that is missing is an error."""
-    import torch
-
-    device = (device or "auto").lower()
-    if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return "mps"
-        return "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available")
-    if device == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise ValueError("device 'mps' was asked for but Apple MPS is not available")
-    return device
+from ..device import pick_device  # noqa: E402,F401 - the one probe lives in device.py
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any]:

@@ -124,7 +124,9 @@ def test_blank_nan_and_duplicate_rows_are_skipped_not_fatal(tmp_path):
 
 
 def test_an_upload_over_the_size_limit_is_refused_before_reading(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(task_mod, "MAX_FILE_BYTES", 1_000_000)
+    from promptmix_core import labelled  # the one labelled-file reader holds the limit
+
+    monkeypatch.setattr(labelled, "MAX_FILE_BYTES", 1_000_000)
     p = _write(tmp_path, "huge.csv", TWO_CLASSES + ("filler text,card_lost\n" * 150_000))
     code = cli.main(["check", str(p)])
     err = capsys.readouterr().err
