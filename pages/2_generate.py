@@ -25,7 +25,9 @@ from pages._ui import (
     task_or_stop,
 )
 from promptmix_core.alpha import ALPHA_BINS, alpha_preview
+from promptmix_core.errors import SpecError
 from promptmix_core.settings import get_settings
+from promptmix_core.specs import GenerationSpec, LLMSpec
 from promptmix_core.task import TaskError, validate
 
 ensure_app_shell()
@@ -54,6 +56,7 @@ PROVIDERS = {
 OPENAI_URL = "https://api.openai.com/v1"
 settings = store.get_settings()
 K = f"gen::{project}::"
+DEFAULTS = GenerationSpec()  # the defaults live in the spec
 
 
 def _secret_key() -> tuple[str | None, str | None]:
@@ -69,6 +72,14 @@ def _secret_key() -> tuple[str | None, str | None]:
     if env.api_key:
         return env.api_key, f"environment ({env.api_key_source})"
     return None, None
+
+
+def job_spec(job) -> GenerationSpec | None:
+    """The job's typed spec (rows of earlier versions migrated); None when it cannot be read."""
+    try:
+        return GenerationSpec.from_stored(job.config)
+    except SpecError:
+        return None
 
 
 def alpha_samples(n: int, seed: int) -> np.ndarray:
@@ -142,13 +153,12 @@ def render_progress(job_id: int) -> None:
         c[4].metric("Tokens", fmt_int(tokens), help=f"prompt {fmt_int(p.get('prompt_tokens', 0))} · "
                                                     f"completion {fmt_int(p.get('completion_tokens', 0))}")
         c[5].metric("Cost", fmt_cost(p.get("cost")), help="n/a when the endpoint has no known prices")
-        cfg = job.config
+        cfg = job_spec(job)
         st.caption(
             f"Started {fmt_time(job.started_at or job.created_at)} · "
             f"{'running for' if job.active else 'took'} {fmt_duration(job.started_at, job.finished_at)} · "
-            f"{cfg.get('per_class', '?')} per class · "
-            f"group size {cfg.get('group_size', '?')} · mixup {'on' if cfg.get('mixup', True) else 'off'} · "
-            f"model {md_escape(cfg.get('model') or 'default')}"
+            + (f"{cfg.per_class} per class · group size {cfg.group_size} · mixup {'on' if cfg.mixup else 'off'} · "
+               f"model {md_escape(cfg.llm.model or 'default')}" if cfg else "settings of an unknown version")
         )
         if job.message and job.status != "running":
             (st.error if job.status == "failed" else st.caption)(md_escape(job.message))
@@ -174,7 +184,7 @@ def render_progress(job_id: int) -> None:
 if current is not None and current.active:
     st.session_state[f"gen_watch_{current.id}"] = True
     st.fragment(render_progress, run_every=1.0)(current.id)
-elif current is not None and current.config.get("demo") is not True:
+elif current is not None and not getattr(job_spec(current), "demo", False):
     render_progress(current.id)
 
 # --------------------------------------------------------------------------- settings
@@ -216,24 +226,24 @@ with left:
 with right:
     st.subheader("Generation")
     c1, c2 = st.columns(2)
-    per_class = c1.number_input("Examples per class", 1, 1000, int(settings.get("per_class", 10)), key=K + "per_class",
+    per_class = c1.number_input("Examples per class", 1, 1000, int(settings.get("per_class", DEFAULTS.per_class)), key=K + "per_class",
                                 help="How many generated examples to keep for each class")
     group_size = c2.number_input("Group size", 2, max(2, min(10, len(task.classes))),
-                                 min(int(settings.get("group_size", 4)), max(2, min(10, len(task.classes)))),
+                                 min(int(settings.get("group_size", DEFAULTS.group_size)), max(2, min(10, len(task.classes)))),
                                  key=K + "group_size",
                                  help="Classes described together in one prompt (the paper uses 4)")
     c3, c4 = st.columns(2)
-    mixup = c3.toggle("Mixup", value=bool(settings.get("mixup", True)), key=K + "mixup",
+    mixup = c3.toggle("Mixup", value=bool(settings.get("mixup", DEFAULTS.mixup)), key=K + "mixup",
                       help="On: borderline examples that mix two classes. Off: plain examples of each class (α = 1)")
-    relabel = c4.toggle("LLM relabel", value=bool(settings.get("relabel", True)), key=K + "relabel",
+    relabel = c4.toggle("LLM relabel", value=bool(settings.get("relabel", DEFAULTS.relabel)), key=K + "relabel",
                         help="Step 2: an LLM classifier checks each example's class")
     with st.expander("More settings"):
         d1, d2, d3 = st.columns(3)
-        seed = d1.number_input("Random seed", 0, 2**31 - 1, int(settings.get("seed", 0)), key=K + "seed")
-        concurrency = d2.number_input("Parallel calls", 1, 64, int(settings.get("concurrency", 4)),
+        seed = d1.number_input("Random seed", 0, 2**31 - 1, int(settings.get("seed", DEFAULTS.seed)), key=K + "seed")
+        concurrency = d2.number_input("Parallel calls", 1, 64, int(settings.get("concurrency", DEFAULTS.llm.concurrency)),
                                       key=K + "concurrency")
         nearest = d3.number_input("Classes shown to the relabeller", 2, max(2, len(task.classes)),
-                                  min(int(settings.get("nearest", 5)), max(2, len(task.classes))), key=K + "nearest",
+                                  min(int(settings.get("nearest", DEFAULTS.nearest)), max(2, len(task.classes))), key=K + "nearest",
                                   help="The nearest classes by embedding (the paper uses 5)")
     n_prompts = max(1, int(per_class) * len(task.classes) // 5)
     st.markdown("**α distribution** · α = 0.5 + 0.5 · Beta(5, 2), rounded to 0.05")
@@ -259,16 +269,17 @@ elif provider == "compatible":
 if new_settings != settings:
     store.save_settings(new_settings)
 
-config = {
-    "per_class": int(per_class), "group_size": int(group_size), "mixup": bool(mixup), "seed": int(seed),
-    "base_url": (base_url or "").strip() or None, "model": (model or "").strip() or None,
-    "concurrency": int(concurrency), "relabel": bool(relabel), "nearest": int(nearest),
-}
+spec = GenerationSpec(  # the same typed spec the CLI, the worker and the experiments use
+    per_class=int(per_class), group_size=int(group_size), mixup=bool(mixup), seed=int(seed),
+    relabel=bool(relabel), nearest=int(nearest),
+    llm=LLMSpec(base_url=(base_url or "").strip() or None, model=(model or "").strip() or None,
+                concurrency=int(concurrency)),
+)
 problems = []
-if provider == "compatible" and not config["base_url"]:
+if provider == "compatible" and not spec.llm.base_url:
     problems.append("Give the base URL of the OpenAI-compatible server.")
-elif provider == "compatible" and not str(config["base_url"]).startswith(("http://", "https://")):
-    problems.append("The base URL must start with http:// or https://.")
+else:
+    problems += [p[:1].upper() + p[1:] + "." for p in spec.validate()]
 if provider == "openai" and not api_key:
     problems.append("OpenAI needs an API key.")
 
@@ -279,7 +290,8 @@ start = start_cols[0].button(
     "Start generating", icon=":material/auto_awesome:", type="primary", disabled=busy or bool(problems), width="stretch", key="gen_start",
     help=f"Generates {total_new} examples ({int(per_class)} × {len(task.classes)} classes)",
 )
-resumable = current is not None and current.status in ("cancelled", "failed") and not current.config.get("demo")
+resumable = (current is not None and current.status in ("cancelled", "failed")
+             and not getattr(job_spec(current), "demo", False))
 if resumable:
     start_cols[1].button(f"Resume job #{current.id}", icon=":material/replay:", on_click=_resume, args=(current.id, api_key),
                          disabled=busy, width="stretch", key="gen_resume",
@@ -290,7 +302,7 @@ if busy:
     st.caption("A generation job is running; its progress is shown above.")
 if start:
     try:
-        job_id = start_job(store, "generate", config, api_key=api_key)
+        job_id = start_job(store, "generate", spec.to_dict(), api_key=api_key)
     except Exception as exc:  # noqa: BLE001 - shown to the user
         st.error(f"Could not start the job: {md_escape(exc)}")
     else:
@@ -329,7 +341,8 @@ if jobs:
             pd.DataFrame([{
                 "job": j.id, "status": j.status, "started": fmt_time(j.started_at or j.created_at),
                 "duration": fmt_duration(j.started_at, j.finished_at) if j.started_at else "–",
-                "per class": j.config.get("per_class"), "model": j.config.get("model") or "default",
+                "per class": getattr(job_spec(j), "per_class", None),
+                "model": getattr(getattr(job_spec(j), "llm", None), "model", None) or "default",
                 "kept": (j.progress or {}).get("kept", (j.progress or {}).get("done")),
                 "calls": (j.progress or {}).get("calls"), "message": j.message,
             } for j in jobs]),

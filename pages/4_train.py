@@ -25,6 +25,9 @@ from pages._ui import (
     store_or_stop,
     task_or_stop,
 )
+from promptmix_core.errors import SpecError
+from promptmix_core.specs import TrainingSpec
+from promptmix_core.training.config import TrainConfig, default_learning_rate
 from promptmix_core.training.data import build_training_data
 
 ensure_app_shell()
@@ -38,6 +41,8 @@ task = task_or_stop(store)
 project = current_project()
 settings = store.get_settings()
 K = f"train::{project}::"
+# the last settings, as a typed spec (flat ``train_*`` keys of earlier versions are migrated)
+last = TrainingSpec.from_page_settings(settings)
 examples = store.list_examples()
 
 SOURCES = {
@@ -160,12 +165,11 @@ with left:
     st.subheader("Student model")
     mkeys = list(MODELS)
     model_choice = st.radio("Model", mkeys, format_func=MODELS.get, key=K + "model_choice",
-                            index=mkeys.index(settings.get("train_model_choice", "bundled"))
-                            if settings.get("train_model_choice") in MODELS else 0)
+                            index=1 if last.train.model else 0)
     model_name = None
     model_problem = None
     if model_choice == "other":
-        model_name = st.text_input("Local folder or Hugging Face name", value=settings.get("train_model", ""),
+        model_name = st.text_input("Local folder or Hugging Face name", value=last.train.model or "",
                                    key=K + "model", placeholder="/path/to/model or distilbert-base-uncased")
         raw = (model_name or "").strip()
         if not raw:
@@ -199,7 +203,7 @@ with left:
     source = st.radio(
         "Label source", skeys, key=K + "label_source",
         format_func=lambda s: f"{SOURCES[s]} · {counts[s]['generated']} generated",
-        index=skeys.index(settings.get("train_label_source", "a2")) if settings.get("train_label_source") in SOURCES else 0,
+        index=skeys.index(last.label_source) if last.label_source in SOURCES else 0,
     )
     pending_rule = "drop"
     if source == "reviewed":
@@ -221,49 +225,69 @@ with left:
 with right:
     st.subheader("Training")
     c1, c2 = st.columns(2)
-    epochs = c1.number_input("Epochs", min_value=1, max_value=1000, value=int(settings.get("train_epochs", 5)),
+    epochs = c1.number_input("Epochs", min_value=1, max_value=1000, value=int(last.train.epochs),
                              key=K + "epochs", help="Passes over the training data")
-    lr_text = c2.text_input("Learning rate", value=str(settings.get("train_lr", "4e-5")), key=K + "lr",
-                            help="Typical: 1e-5 to 1e-4. The paper uses 4e-5 (6e-5 for 50+ classes).")
+    auto_lr = default_learning_rate(len(task.classes))  # TrainConfig's own rule: 6e-5 for 50+ classes
+    lr_text = c2.text_input("Learning rate", value="" if last.train.learning_rate is None else f"{last.train.learning_rate:g}",
+                            key=K + "lr", placeholder=f"auto: {auto_lr:g} for {len(task.classes)} classes",
+                            help="Empty: the paper's rule, 4e-5 (6e-5 for 50+ classes). Typical: 1e-5 to 1e-4.")
     lr = None
     lr_problem = None
-    try:
-        lr = float(lr_text.strip())
-        if not (0 < lr <= 1):
-            lr_problem = "The learning rate must be above 0 and at most 1 (e.g. 4e-5)."
-        elif lr > 1e-2:
-            c2.caption(":material/warning: Unusually high for fine-tuning; 1e-5 to 1e-4 is typical.")
-    except ValueError:
-        lr_problem = "Write the learning rate as a number, e.g. 4e-5 or 0.00004."
+    if lr_text.strip():
+        try:
+            lr = float(lr_text.strip())
+            if not (0 < lr <= 1):
+                lr_problem = "The learning rate must be above 0 and at most 1 (e.g. 4e-5)."
+            elif lr > 1e-2:
+                c2.caption(":material/warning: Unusually high for fine-tuning; 1e-5 to 1e-4 is typical.")
+        except ValueError:
+            lr_problem = "Write the learning rate as a number, e.g. 4e-5 or 0.00004."
+    else:
+        c2.caption(f"Auto: {auto_lr:g} for {len(task.classes)} classes.")
     if lr_problem:
         c2.error(lr_problem, icon=":material/error:")
     c3, c4 = st.columns(2)
     batch = c3.selectbox("Batch size", [4, 8, 16, 32, 64], index=[4, 8, 16, 32, 64].index(
-        int(settings.get("train_batch", 8))) if int(settings.get("train_batch", 8)) in [4, 8, 16, 32, 64] else 1,
+        int(last.train.batch_size)) if int(last.train.batch_size) in [4, 8, 16, 32, 64] else 1,
         key=K + "batch")
-    min_steps = c4.number_input("Minimum steps", 0, 100000, int(settings.get("train_min_steps", 100)),
+    min_steps = c4.number_input("Minimum steps", 0, 100000, int(last.train.min_steps),
                                 key=K + "min_steps",
                                 help="With few examples an epoch is a step or two; epochs are added until this "
                                      "many optimiser steps are taken (0: exactly the epochs above)")
     with st.expander("More settings"):
         e1, e2, e3 = st.columns(3)
-        val_fraction = e1.slider("Held out for validation", 0.0, 0.5, float(settings.get("train_val", 0.2)), 0.05,
+        val_fraction = e1.slider("Held out for validation", 0.0, 0.5, min(0.5, float(last.val_fraction)), 0.05,
                                  key=K + "val", help="Share of generated examples per class kept for validation")
-        seed = e2.number_input("Seed", 0, 2**31 - 1, int(settings.get("train_seed", 0)), key=K + "seed")
-        max_length = e3.number_input("Max tokens per text", 16, 512, int(settings.get("train_max_length", 64)),
+        seed = e2.number_input("Seed", 0, 2**31 - 1, int(last.train.seed), key=K + "seed")
+        max_length = e3.number_input("Max tokens per text", 16, 512, min(512, max(16, int(last.train.max_length))),
                                      key=K + "max_length")
         max_steps = st.number_input("Stop after at most this many steps (0: no limit)", 0, 1_000_000,
-                                    int(settings.get("train_max_steps", 0)), key=K + "max_steps")
+                                    int(last.train.max_steps or 0), key=K + "max_steps")
     run_name = st.text_input("Run name", key=K + "name", placeholder="optional, e.g. a2-5-epochs")
 
-new_settings = {**settings, "train_model_choice": model_choice, "train_model": (model_name or "").strip(),
-                "train_label_source": source, "train_epochs": int(epochs), "train_lr": lr_text.strip(),
-                "train_batch": int(batch), "train_min_steps": int(min_steps), "train_val": float(val_fraction),
-                "train_seed": int(seed), "train_max_length": int(max_length), "train_max_steps": int(max_steps)}
-if new_settings != settings:
-    store.save_settings(new_settings)
+# one typed spec: what is remembered for next time and what the job runs (the same shape the CLI builds)
+train_cfg = None
+spec_problems: list[str] = []
+try:
+    train_cfg = TrainConfig(
+        model=(model_name or "").strip() or None if model_choice == "other" else None, epochs=int(epochs),
+        learning_rate=lr if not lr_problem else None, batch_size=int(batch), min_steps=int(min_steps),
+        seed=int(seed), max_length=int(max_length), max_steps=int(max_steps) or None,
+    )
+    spec = TrainingSpec(label_source=source, pending=pending_rule, val_fraction=float(val_fraction), train=train_cfg)
+    spec_problems = spec.validate()
+except ValueError as exc:
+    spec, spec_problems = None, [str(exc)]
+if spec is not None and not spec_problems:
+    new_settings = {k: v for k, v in settings.items() if not k.startswith("train_")}
+    remembered = {**spec.to_dict(), "name": None}
+    if lr_problem:  # keep the last good learning rate, not the typo
+        remembered["train"]["learning_rate"] = last.train.learning_rate
+    new_settings["training"] = remembered
+    if new_settings != settings:
+        store.save_settings(new_settings)
 
-problems = [p for p in (model_problem, lr_problem) if p]
+problems = [p for p in (model_problem, lr_problem) if p] + ([] if lr_problem else spec_problems)
 if summary["total"] == 0:
     problems.append("There are no training examples for this label source.")
 st.divider()
@@ -277,13 +301,8 @@ elif problems:
 else:
     go_cols[1].caption(f"{summary['total']} training examples · {len(task.classes)} classes · on {dev['device']}")
 if start:
-    train_cfg = {"model": (model_name or "").strip() or None, "epochs": int(epochs), "learning_rate": lr,
-                 "batch_size": int(batch), "min_steps": int(min_steps), "seed": int(seed),
-                 "max_length": int(max_length)}
-    if int(max_steps):
-        train_cfg["max_steps"] = int(max_steps)
-    cfg = {"label_source": source, "pending": pending_rule, "val_fraction": float(val_fraction),
-           "train": train_cfg, "name": run_name.strip() or f"{source} · {int(epochs)} epoch{'' if int(epochs) == 1 else 's'}"}
+    spec.name = run_name.strip() or f"{source} · {int(epochs)} epoch{'' if int(epochs) == 1 else 's'}"
+    cfg = spec.to_dict()
     try:
         job_id = start_job(store, "train", cfg)
     except Exception as exc:  # noqa: BLE001 - shown to the user

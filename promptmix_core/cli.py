@@ -43,20 +43,30 @@ def _add_llm_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("LLM endpoint (default: OPENAI_BASE_URL, else the bundled local model)")
     g.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
     g.add_argument("--model", help="model name at the endpoint")
-    g.add_argument("--concurrency", type=int, default=8, help="calls in flight at once (default 8)")
-    g.add_argument("--timeout", type=float, default=60.0, help="seconds per call (default 60)")
-    g.add_argument("--retries", type=int, default=4, help="retries per call (default 4)")
-    g.add_argument("--cache", help="response cache file (default $PROMPTMIX_CACHE or ~/.cache/promptmix)")
+    from .specs import LLMSpec  # the defaults live in the specs
+
+    g.add_argument("--concurrency", type=int, default=LLMSpec.concurrency,
+                   help=f"calls in flight at once (default {LLMSpec.concurrency})")
+    g.add_argument("--timeout", type=float, default=LLMSpec.timeout, help=f"seconds per call (default {LLMSpec.timeout:g})")
+    g.add_argument("--retries", type=int, default=LLMSpec.max_retries, help=f"retries per call (default {LLMSpec.max_retries})")
+    g.add_argument("--cache", help="response cache file (default $PROMPTMIX_CACHE, else "
+                                   "$PROMPTMIX_CACHE_DIR/llm_cache.sqlite: the same for app, CLI and experiments)")
 
 
-def _llm(args: argparse.Namespace):
-    from .llm import LLMClient, default_cache_path, resolve_llm_config
+def _llm(args: argparse.Namespace, spec=None):
+    """The client for a command: its endpoint flags (a spec's when given) and the one LLM cache
+    (``--cache`` overrides it)."""
+    from .llm import LLMClient, resolve_llm_config
+    from .paths import llm_cache_path
 
-    config = resolve_llm_config(
-        base_url=args.base_url, model=args.model, concurrency=args.concurrency, timeout=args.timeout,
-        max_retries=args.retries,
-    )
-    return LLMClient(config, cache_path=args.cache or default_cache_path())
+    if spec is not None:
+        config = resolve_llm_config(**spec.options())
+    else:
+        config = resolve_llm_config(
+            base_url=args.base_url, model=args.model, concurrency=args.concurrency, timeout=args.timeout,
+            max_retries=args.retries,
+        )
+    return LLMClient(config, cache_path=args.cache or llm_cache_path())
 
 
 def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
@@ -71,74 +81,111 @@ def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     return n
 
 
+def _write_partial(args: argparse.Namespace, exc, llm) -> int:
+    partial = Path(str(args.out) + ".partial.jsonl")
+    n = _write_jsonl(partial, (e.to_row() for e in exc.result.examples))
+    print(f"error: {exc}", file=sys.stderr)
+    print(f"kept {n} examples in {partial}; finished calls stay in the cache; "
+          f"{llm.stats.summary()}", file=sys.stderr)
+    return EXIT_FAIL
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .generate import GenerationConfig, GenerationFailed, generate
+    from .generate import GenerationFailed, generate
+    from .specs import GenerationSpec
 
     task = load_task(args.task, k=args.k, seed=args.task_seed)
-    config = GenerationConfig(
-        per_class=args.per_class, group_size=args.group_size, mixup=not args.no_mixup, seed=args.seed,
-        examples_per_call=args.examples_per_call, max_calls_per_class=args.max_calls,
-    )
-    llm = _llm(args)
+    spec = GenerationSpec.from_cli_args(args)  # the same spec the app's Generate page builds
+    llm = _llm(args, spec.llm)
     bar = _Bar("generate")
     t0 = time.perf_counter()
-    store = job_id = None
     if args.project:
-        from .store import ProjectStore
-
-        store = ProjectStore(args.project)
-        if store.load_task() is None:
-            store.save_task(task)
-        job_cfg = {k: v for k, v in vars(args).items() if k != "func"}  # plain options only, never a key
-        job_id = args.job or store.create_job("generate", job_cfg, status="running")
-        # this process is the job's worker: a crash is found by pid, so the job never blocks the app
-        store.update_job(job_id, status="running", pid=os.getpid(), message="running from the command line")
+        return _generate_into_project(args, task, spec, llm, bar, t0)
     try:
-        result = generate(task, config, llm, progress=bar, store=store, job_id=job_id)
+        result = generate(task, spec.generation_config(), llm, progress=bar)
     except GenerationFailed as exc:
         bar.close()
-        if store is not None:
-            store.update_job(job_id, status="failed", message=str(exc))
-        partial = Path(str(args.out) + ".partial.jsonl")
-        n = _write_jsonl(partial, (e.to_row() for e in exc.result.examples))
-        print(f"error: {exc}", file=sys.stderr)
-        print(f"kept {n} examples in {partial}; finished calls stay in the cache; "
-              f"{llm.stats.summary()}", file=sys.stderr)
-        return EXIT_FAIL
+        return _write_partial(args, exc, llm)
     bar.close()
     rows = [e.to_row() for e in result.examples]
-    if args.relabel:
-        from .relabel import RelabelConfig, relabel
+    if spec.relabel:
+        from .relabel import relabel
 
-        rel = relabel(task, result.examples, llm, RelabelConfig(nearest=args.nearest), progress=_Bar("relabel"))
+        rel = relabel(task, result.examples, llm, spec.relabel_config(), progress=_Bar("relabel"))
         for row, r in zip(rows, rel):
             row.update(llm_label=r.llm_label, relabel_status=r.status)
             if r.llm_label:
                 row["label"] = r.llm_label
     _write_jsonl(Path(args.out), rows)
-    dt = time.perf_counter() - t0
-    if store is not None:
-        store.update_job(job_id, status="done", message=f"kept {result.kept}/{result.requested} examples",
-                         progress={"phase": "done", "done": result.kept, "total": result.requested,
-                                   **llm.stats.as_dict()})
     print(
-        f"kept {result.kept}/{result.requested} examples in {dt:.1f} s; {llm.stats.summary()}; "
+        f"kept {result.kept}/{result.requested} examples in {time.perf_counter() - t0:.1f} s; {llm.stats.summary()}; "
+        f"{result.calls_per_kept:.2f} calls and {result.tokens_per_kept:.0f} tokens per kept example"
+    )
+    return EXIT_OK
+
+
+def _generate_into_project(args, task, spec, llm, bar, t0) -> int:
+    """``generate --project``: the same job as the app's (spec stored, lifecycle, examples and, with
+    ``--relabel``, relabels saved in the project), run in this process; resumable with ``--job``."""
+    from .generate import GenerationFailed
+    from .lifecycle import JobLifecycle
+    from .pipeline import run_generation
+    from .store import ProjectStore
+
+    store = ProjectStore(args.project)
+    if store.load_task() is None:
+        store.save_task(task)
+    if args.job:
+        job = store.get_job(args.job)
+        if job is None or job.kind != "generate":
+            raise ValueError(f"{args.project} has no generation job #{args.job}")
+        life = JobLifecycle(store, args.job)
+    else:
+        life = JobLifecycle.create(store, "generate", spec.to_dict())
+    # this process is the job's worker: a crash is found by pid, so the job never blocks the app
+    try:
+        with life.running("running from the command line", also=bar) as ctx:
+            outcome = run_generation(store, life.job_id, spec, ctx, llm)
+            life.finish(outcome.summary)
+    except GenerationFailed as exc:
+        bar.close()
+        return _write_partial(args, exc, llm)
+    bar.close()
+    result = outcome.result
+    relabels = {e.slot: e for e in store.list_examples(job_id=life.job_id)}
+    rows = []
+    for e in result.examples:
+        row = e.to_row()
+        stored = relabels.get(e.slot)
+        if spec.relabel and stored is not None:
+            row.update(llm_label=stored.llm_label, relabel_status=stored.relabel_status)
+            if stored.llm_label:
+                row["label"] = stored.llm_label
+        rows.append(row)
+    _write_jsonl(Path(args.out), rows)
+    print(f"job #{life.job_id} in {args.project}: {outcome.summary}", file=sys.stderr)
+    print(
+        f"kept {result.kept}/{result.requested} examples in {time.perf_counter() - t0:.1f} s; {llm.stats.summary()}; "
         f"{result.calls_per_kept:.2f} calls and {result.tokens_per_kept:.0f} tokens per kept example"
     )
     return EXIT_OK
 
 
 def cmd_relabel(args: argparse.Namespace) -> int:
-    from .relabel import RelabelConfig, relabel, relabel_summary
+    from .relabel import relabel, relabel_summary
+    from .specs import RelabelSpec
 
     task = load_task(args.task)
     rows = read_labelled_file(args.input, require_label=False, keep_fields=True)
     for r in rows:
         r.setdefault("intended_label", r.get("label"))
-    llm = _llm(args)
+    spec = RelabelSpec.from_dict({"nearest": args.nearest, "llm": {
+        "base_url": args.base_url, "model": args.model, "concurrency": args.concurrency,
+        "timeout": args.timeout, "max_retries": args.retries}})
+    llm = _llm(args, spec.llm)
     bar = _Bar("relabel")
     t0 = time.perf_counter()
-    results = relabel(task, rows, llm, RelabelConfig(nearest=args.nearest), progress=bar)
+    results = relabel(task, rows, llm, spec.relabel_config(), progress=bar)
     bar.close()
     for row, r in zip(rows, results):
         row["llm_label"] = r.llm_label
@@ -171,6 +218,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .specs import GenerationSpec as G  # the defaults live in the specs
+
     ap = argparse.ArgumentParser(prog="promptmix", description="PromptMix Studio command line")
     ap.add_argument("--version", action="version", version="promptmix 0.1.0")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -179,15 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("task", help="task file (JSON/YAML) or labelled CSV/JSONL (text,label)")
     g.add_argument("--out", required=True, help="output JSONL")
     g.add_argument("--per-class", type=int, required=True, help="examples per class (exactly)")
-    g.add_argument("--group-size", type=int, default=4, help="classes per prompt group (default 4)")
+    g.add_argument("--group-size", type=int, default=G.group_size, help=f"classes per prompt group (default {G.group_size})")
     g.add_argument("--no-mixup", action="store_true", help="plain examples of Ci, no mixup")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--examples-per-call", type=int, default=5, help="examples asked for per call (default 5)")
+    g.add_argument("--seed", type=int, default=G.seed)
+    g.add_argument("--examples-per-call", type=int, default=G.examples_per_call,
+                   help=f"examples asked for per call (default {G.examples_per_call})")
     g.add_argument("--max-calls", type=int, help="most calls per class (default 4 per example + 5)")
     g.add_argument("--k", type=int, help="draw k seeds per class from a larger labelled file")
     g.add_argument("--task-seed", type=int, default=0, help="seed for drawing the k seeds")
     g.add_argument("--relabel", action="store_true", help="also relabel (step 2) before writing")
-    g.add_argument("--nearest", type=int, default=5, help="classes shown to the relabeler")
+    g.add_argument("--nearest", type=int, default=G.nearest, help="classes shown to the relabeler")
     g.add_argument("--project", help="also record into this project file (resumable)")
     g.add_argument("--job", type=int, help="with --project: resume this job id")
     _add_llm_args(g)
@@ -197,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("input", help="generated examples (JSONL with text and label)")
     r.add_argument("--task", required=True, help="task file the examples belong to")
     r.add_argument("--out", required=True, help="output JSONL")
-    r.add_argument("--nearest", type=int, default=5, help="classes shown per example (default 5)")
+    r.add_argument("--nearest", type=int, default=G.nearest, help=f"classes shown per example (default {G.nearest})")
     _add_llm_args(r)
     r.set_defaults(func=cmd_relabel)
 

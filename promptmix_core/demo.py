@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .specs import GenerationSpec, LLMSpec
 from .store import ProjectStore
 from .task import ClassSpec, Task, normalize_text
 
@@ -119,7 +120,7 @@ def create_demo(path: str | Path, *, with_examples: bool = True) -> ProjectStore
     if with_examples:
         job_id = store.create_job(
             "generate",
-            {"demo": True, "per_class": 4, "mixup": True, "relabel": True, "model": DEMO_MODEL},
+            GenerationSpec(demo=True, per_class=4, mixup=True, relabel=True, llm=LLMSpec(model=DEMO_MODEL)).to_dict(),
             status="done",
         )
         store.add_examples(

@@ -18,7 +18,7 @@ Methods (all on the same seeds):
 =============  ===========================================================================
 
 Generation and relabeling are shared by ``a1``/``a2`` and cached twice: every LLM response in
-``OUT/llm_cache.sqlite`` and the examples with their relabels in ``OUT/cache/``; finished
+the one LLM cache of every entry point (``$PROMPTMIX_CACHE``, see :mod:`promptmix_core.paths`) and the examples with their relabels in ``OUT/cache/``; finished
 (method, run) results in ``OUT/raw/`` are reused when their settings match, so a re-run costs no
 LLM calls and no training. Outputs: ``results.md``, ``results.csv`` (methods x metrics, mean and
 sample std over runs), ``results.json`` and ``raw/<method>/run<r>.json`` (per-class metrics,
@@ -159,6 +159,16 @@ class _LLMHolder:
         return {"base_url": "local" if getattr(cfg, "local", False) else cfg.base_url, "model": cfg.model}
 
 
+def generation_spec(*, per_class: int, group_size: int, mixup: bool, seed: int, nearest: int,
+                    options: Mapping[str, Any] | None = None):
+    """The :class:`~promptmix_core.specs.GenerationSpec` of one experiment run (the same spec the
+    app and the CLI build); ``options`` are further spec fields (``max_calls_per_class``...)."""
+    from .specs import GenerationSpec
+
+    return GenerationSpec.from_dict({"per_class": per_class, "group_size": group_size, "mixup": mixup,
+                                     "seed": seed, "nearest": nearest, **dict(options or {})})
+
+
 def _generated(task, run_seed: int, mixup: bool, relabel_needed: bool, *, per_class: int, group_size: int,
                nearest: int, llm: _LLMHolder, cache_dir: Path, log: Callable[[str], None],
                gen_kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -169,7 +179,7 @@ def _generated(task, run_seed: int, mixup: bool, relabel_needed: bool, *, per_cl
     cached = _read_json(path)
     if cached and cached.get("key") == _key(key_obj) and (cached.get("relabelled") or not relabel_needed):
         return cached
-    from .generate import GenerationConfig, GenerationFailed, generate
+    from .generate import GenerationFailed, generate
 
     client = llm.get()
     if cached and cached.get("key") == _key(key_obj) and not cached.get("relabelled") and relabel_needed:
@@ -181,8 +191,9 @@ def _generated(task, run_seed: int, mixup: bool, relabel_needed: bool, *, per_cl
         shortfalls: dict[str, int] = {}
         error = None
         try:
-            res = generate(task, GenerationConfig(per_class=per_class, group_size=group_size, mixup=mixup,
-                                                  seed=run_seed, **dict(gen_kwargs)), client)
+            spec = generation_spec(per_class=per_class, group_size=group_size, mixup=mixup, seed=run_seed,
+                                   nearest=nearest, options=gen_kwargs)
+            res = generate(task, spec.generation_config(), client)
         except GenerationFailed as exc:  # too few usable answers: keep what was made, say so
             res = exc.result
             shortfalls = dict(res.shortfalls)
@@ -267,8 +278,13 @@ def run_experiment(
         raise ValueError("the test set is empty")
     test_texts = [r["text"] for r in test]
     test_labels = [r["label"] for r in test]
-    holder = _LLMHolder(llm, llm_config, base_url, model, out / "llm_cache.sqlite")
+    from .paths import llm_cache_path
+
+    holder = _LLMHolder(llm, llm_config, base_url, model, llm_cache_path())
     gen_kwargs = dict(generation_options or {})
+    # every problem of the generation settings now, not after an hour of training
+    generation_spec(per_class=per_class, group_size=group_size, mixup=True, seed=base_seed, nearest=nearest,
+                    options=gen_kwargs)
     num_aug = eda_num_aug if eda_num_aug is not None else max(1, math.ceil(per_class / k))
     settings = {
         "data": data["name"], "k": k, "runs": runs, "per_class": per_class, "test_n": len(test),

@@ -1,103 +1,87 @@
-"""Generation and relabeling as store-backed jobs (used by the worker and the CLI's --project)."""
+"""Generation and relabeling as project steps: what the worker and ``promptmix generate --project``
+run for a job. Each takes a typed spec and a :class:`~promptmix_core.lifecycle.StepContext`; they
+write examples and relabels into the store, never the job's row (that is
+:class:`~promptmix_core.lifecycle.JobLifecycle`'s)."""
 
 from __future__ import annotations
 
-import time
-from typing import Any, Callable
+import logging
+from dataclasses import dataclass
+from typing import Any
 
-from .generate import Cancelled, GenerationConfig, GenerationFailed, agenerate
+from .errors import Cancelled, TaskError
+from .generate import GenerationFailed, GenerationResult, agenerate
+from .lifecycle import StepContext, Throttle  # noqa: F401 - Throttle re-exported for old imports
 from .llm import LLMClient, resolve_llm_config
+from .paths import llm_cache_path
 from .relabel import RelabelConfig, arelabel
+from .specs import GenerationSpec, LLMSpec, RelabelSpec
 from .store import Job, ProjectStore
-from .task import TaskError, validate
+from .task import Task, validate
+
+log = logging.getLogger(__name__)
 
 
-class Throttle:
-    """Call ``fn`` at most every ``interval`` seconds (always on ``force``)."""
-
-    def __init__(self, fn: Callable[..., Any], interval: float = 0.5):
-        self.fn, self.interval, self.last = fn, interval, 0.0
-
-    def __call__(self, *args: Any, force: bool = False) -> Any:
-        now = time.monotonic()
-        if force or now - self.last >= self.interval:
-            self.last = now
-            return self.fn(*args)
-        return None
+def stop_checker(store: ProjectStore, job_id: int):
+    """A cheap, sticky ``should_stop`` on a job's cancel flag (see :class:`StepContext`)."""
+    return StepContext(stop_flag=lambda: store.cancel_requested(job_id)).should_stop
 
 
-def stop_checker(store: ProjectStore, job_id: int) -> Callable[[], bool]:
-    """A cheap, sticky ``should_stop``: reads the job's cancel flag at most once a second and stays
-    True once it has seen it."""
-    check = Throttle(lambda: store.cancel_requested(job_id), 1.0)
-    seen = False
-
-    def should_stop() -> bool:
-        nonlocal seen
-        seen = seen or bool(check())
-        return seen
-
-    return should_stop
+def llm_for(spec: LLMSpec, api_key: str | None = None) -> LLMClient:
+    """The client a job uses: its endpoint settings, and the one LLM cache of every entry point."""
+    return LLMClient(resolve_llm_config(api_key=api_key, **spec.options()), cache_path=llm_cache_path())
 
 
 def llm_for_job(store: ProjectStore, config: dict[str, Any], api_key: str | None) -> LLMClient:
-    llm_config = resolve_llm_config(
-        base_url=config.get("base_url") or None,
-        model=config.get("model") or None,
-        api_key=api_key,
-        concurrency=config.get("concurrency"),
-        timeout=config.get("timeout"),
-        max_retries=config.get("max_retries"),
-    )
-    return LLMClient(llm_config, cache_path=store.path)
+    """Kept for callers of earlier versions: the LLM of a stored generation job config."""
+    return llm_for(GenerationSpec.from_stored(config).llm, api_key)
 
 
-def run_generation_job(store: ProjectStore, job: Job, api_key: str | None = None) -> str:
-    """Generate (and, unless ``relabel`` is false, relabel) for ``job``; resumes what the store holds.
-
-    Returns a one-line summary; raises on failure (the worker marks the job)."""
-    cfg = dict(job.config)
+def _task(store: ProjectStore) -> Task:
     task = store.load_task()
     if task is None:
         raise TaskError("the project has no task yet: add classes and seeds first")
     validate(task)
-    store.update_job(job.id, progress={"phase": "starting", "done": 0, "total": 0}, message="connecting to the LLM")
-    llm = llm_for_job(store, cfg, api_key)
-    gen_cfg = GenerationConfig(
-        per_class=int(cfg.get("per_class", 10)),
-        group_size=int(cfg.get("group_size", 4)),
-        mixup=bool(cfg.get("mixup", True)),
-        seed=int(cfg.get("seed", 0)),
-        examples_per_call=int(cfg.get("examples_per_call", 5)),
-        temperature=float(cfg.get("temperature", 1.0)),
-        max_calls_per_class=cfg.get("max_calls_per_class"),
-    )
-    progress = Throttle(lambda p: store.update_job(job.id, progress=p), 0.5)
-    should_stop = stop_checker(store, job.id)
-    store.update_job(job.id, message=f"generating with {llm.config.model} at {llm.config.base_url}")
+    return task
 
-    async def run() -> str:
-        result = await agenerate(task, gen_cfg, llm, store=store, job_id=job.id, progress=progress,
-                                 should_stop=should_stop)
+
+@dataclass
+class GenerationOutcome:
+    result: GenerationResult
+    summary: str
+
+
+def run_generation(store: ProjectStore, job_id: int, spec: GenerationSpec, ctx: StepContext,
+                   llm: LLMClient) -> GenerationOutcome:
+    """Generate (and, with ``spec.relabel``, relabel) for job ``job_id``; resumes what the store
+    holds. Raises ``GenerationFailed`` / ``Cancelled`` with what was kept saved."""
+    task = _task(store)
+    ctx.progress({"phase": "starting", "done": 0, "total": 0}, force=True)
+    ctx.note(f"generating with {llm.config.model} at {llm.config.base_url}")
+
+    async def run() -> GenerationOutcome:
+        result = await agenerate(task, spec.generation_config(), llm, store=store, job_id=job_id,
+                                 progress=ctx.progress, should_stop=ctx.should_stop)
         summary = (
             f"kept {result.kept}/{result.requested} examples; {llm.stats.summary()}; "
             f"{result.calls_per_kept:.2f} calls and {result.tokens_per_kept:.0f} tokens per kept example"
         )
-        if cfg.get("relabel", True):
-            summary += "; " + await _relabel_pending(store, job.id, task, llm, cfg, progress, should_stop)
-        progress({"phase": "done", "done": result.kept, "total": result.requested, "kept": result.kept,
-                  **llm.stats.as_dict()}, force=True)
-        return summary
+        if spec.relabel:
+            summary += "; " + await relabel_pending(store, job_id, task, llm, spec.relabel_config(), ctx)
+        ctx.progress({"phase": "done", "done": result.kept, "total": result.requested, "kept": result.kept,
+                      **llm.stats.as_dict()}, force=True)
+        return GenerationOutcome(result, summary)
 
     try:
         return llm.run_sync(run())
     except (GenerationFailed, Cancelled):
-        progress({"phase": "stopped", **llm.stats.as_dict(),
-                  "done": store.count_examples(job.id)["total"]}, force=True)
+        ctx.progress({"phase": "stopped", **llm.stats.as_dict(), "done": store.count_examples(job_id)["total"]},
+                     force=True)
         raise
 
 
-async def _relabel_pending(store, source_job, task, llm, cfg, progress, should_stop) -> str:
+async def relabel_pending(store: ProjectStore, source_job: int | None, task: Task, llm: LLMClient,
+                          config: RelabelConfig, ctx: StepContext) -> str:
     """Relabel the examples of ``source_job`` (all jobs when None) not relabelled yet; each answer
     is saved the moment it arrives. Returns a summary of the shares changed and unparseable."""
     pending = store.list_examples(job_id=source_job, relabel_status="none")
@@ -108,27 +92,45 @@ async def _relabel_pending(store, source_job, task, llm, cfg, progress, should_s
         store.set_relabel(pending[i].id, llm_label=res.llm_label, status=res.status, raw=res.raw, prompt=res.prompt)
 
     def relabel_progress(p: dict[str, Any]) -> None:
-        progress({**p, "done": already + p["done"], "total": total})
+        ctx.progress({**p, "done": already + p["done"], "total": total})
 
-    await arelabel(task, pending, llm, RelabelConfig(nearest=int(cfg.get("nearest", 5))),
-                   progress=relabel_progress, should_stop=should_stop, on_result=on_result)
+    await arelabel(task, pending, llm, config, progress=relabel_progress, should_stop=ctx.should_stop,
+                   on_result=on_result)
     counts = store.count_examples(source_job)
     n = max(1, counts["relabelled"])
     return (f"relabelled {counts['relabelled']}: {counts['changed'] / n:.0%} changed, "
             f"{counts['unparseable'] / n:.0%} unparseable")
 
 
-def run_relabel_job(store: ProjectStore, job: Job, api_key: str | None = None) -> str:
-    """Relabel every example of the job named in ``config['source_job']`` (or all) not yet relabelled."""
-    cfg = dict(job.config)
+def run_relabel(store: ProjectStore, spec: RelabelSpec, ctx: StepContext, llm: LLMClient) -> str:
     task = store.load_task()
     if task is None:
         raise TaskError("the project has no task yet")
-    llm = llm_for_job(store, cfg, api_key)
-    progress = Throttle(lambda p: store.update_job(job.id, progress=p), 0.5)
-    summary = llm.run_sync(_relabel_pending(store, cfg.get("source_job"), task, llm, cfg, progress,
-                                            stop_checker(store, job.id)))
-    counts = store.count_examples(cfg.get("source_job"))
-    progress({"phase": "done", "done": counts["relabelled"], "total": counts["total"], **llm.stats.as_dict()},
-             force=True)
+    summary = llm.run_sync(relabel_pending(store, spec.source_job, task, llm, spec.relabel_config(), ctx))
+    counts = store.count_examples(spec.source_job)
+    ctx.progress({"phase": "done", "done": counts["relabelled"], "total": counts["total"], **llm.stats.as_dict()},
+                 force=True)
     return f"{summary}; {llm.stats.summary()}"
+
+
+# ------------------------------------------------------------------ the worker's entry points
+def run_generation_job(store: ProjectStore, job: Job, api_key: str | None = None,
+                       ctx: StepContext | None = None) -> str:
+    """The worker's step for kind "generate": the stored spec (old shapes migrated), then
+    :func:`run_generation`. Returns a one-line summary; raises on failure."""
+    spec = GenerationSpec.from_stored(job.config)
+    ctx = ctx or StepContext.detached()
+    ctx.note("connecting to the LLM")
+    _task(store)  # a clear error before any endpoint is started
+    return run_generation(store, job.id, spec, ctx, llm_for(spec.llm, api_key)).summary
+
+
+def run_relabel_job(store: ProjectStore, job: Job, api_key: str | None = None,
+                    ctx: StepContext | None = None) -> str:
+    """The worker's step for kind "relabel"."""
+    spec = RelabelSpec.from_stored(job.config)
+    return run_relabel(store, spec, ctx or StepContext.detached(), llm_for(spec.llm, api_key))
+
+
+__all__ = ["GenerationOutcome", "llm_for", "relabel_pending", "run_generation", "run_generation_job",
+           "run_relabel", "run_relabel_job", "stop_checker"]

@@ -1,7 +1,8 @@
 """Project store: one SQLite file per project (WAL mode).
 
 Holds the task, every generated example with full provenance, relabels, review decisions,
-background jobs with their progress, training runs and their metrics, and the LLM response cache.
+background jobs with their progress, training runs and their metrics. (The LLM response cache is
+its own file: ``paths.llm_cache_path()``.)
 Every write is one transaction; the app and background workers use the same file at once.
 API keys are never written here (see :func:`scrub_secrets`).
 """
@@ -106,15 +107,9 @@ CREATE TABLE IF NOT EXISTS metrics (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics(run_id, id);
-CREATE TABLE IF NOT EXISTS llm_cache (
-    key TEXT PRIMARY KEY,
-    response TEXT NOT NULL,
-    prompt_tokens INTEGER NOT NULL DEFAULT 0,
-    completion_tokens INTEGER NOT NULL DEFAULT 0,
-    model TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL
-);
 """
+# The LLM response cache (table ``llm_cache``) is declared once, in ``llm/cache.py``; files written by
+# earlier versions keep theirs (unused: every entry point now shares ``paths.llm_cache_path()``).
 
 # Additive migrations, applied on open when missing (see ``ProjectStore._migrate``). Append here; never
 # edit an entry that has shipped. Tables: (name, "CREATE TABLE IF NOT EXISTS ...; CREATE INDEX ...").

@@ -7,7 +7,16 @@ from typing import Any, Callable, Mapping
 
 
 class TrainerCallback:
-    """Override what you need. ``info`` dicts carry step, total_steps, epoch, epochs."""
+    """Override what you need. ``info`` dicts carry step, total_steps, epoch, epochs.
+
+    ``on_run_start`` is called first of all (before the data are checked); ``on_run_end(status,
+    result, error)`` always last: status "done", "cancelled" or "failed", ``result`` the
+    :class:`TrainResult` when training finished (done or cancelled at a step), else ``None`` with
+    ``error`` the message."""
+
+    def on_run_start(self) -> None: ...
+
+    def on_run_end(self, status: str, result: Any, error: str | None) -> None: ...
 
     def on_train_begin(self, info: Mapping[str, Any]) -> None: ...
 
@@ -19,29 +28,46 @@ class TrainerCallback:
 
 
 class StoreCallback(TrainerCallback):
-    """Writes metrics to ``store.log_metrics`` while training runs; with ``job_id`` also the job's
-    progress and heartbeat (``{"phase": "training", "step", "total_steps", "epoch", "epochs", "run_id"}``).
+    """Records a training run in the store: its status (running -> done / cancelled / failed with
+    the error; never left "running"), device, final metrics and model folder, and the metrics while
+    training runs (``store.log_metrics``). Progress (``{"phase": "training", "step", "total_steps",
+    "epoch", "epochs", "run_id"}``) goes to ``progress`` (a job's step context), or with only
+    ``job_id`` to that job's row.
 
     Names: ``train_loss``, ``lr``, ``val_accuracy``, ``val_macro_f1``, ``val_loss``.
     """
 
-    def __init__(self, store: Any, run_id: int, job_id: int | None = None, *, progress_every_s: float = 1.0):
+    def __init__(self, store: Any, run_id: int, job_id: int | None = None, *, progress_every_s: float = 1.0,
+                 progress: Callable[[dict[str, Any]], None] | None = None):
         self.store = store
         self.run_id = run_id
         self.job_id = job_id
         self.progress_every_s = progress_every_s
         self._last_progress = 0.0
+        if progress is None and job_id is not None:
+            progress = lambda p: store.update_job(job_id, progress=p)  # noqa: E731
+        self.report = progress
+
+    def on_run_start(self) -> None:
+        self.store.update_run(self.run_id, status="running")
+
+    def on_run_end(self, status: str, result: Any, error: str | None) -> None:
+        if result is not None:
+            dev = result.device + (f" x{result.world_size}" if result.world_size > 1 else "")
+            self.store.update_run(self.run_id, status=status, device=dev, model_dir=result.model_dir,
+                                  final_metrics=result.final_metrics())
+        else:
+            self.store.update_run(self.run_id, status=status, error=(error or "training stopped unexpectedly")[:4000])
 
     def _progress(self, info: Mapping[str, Any], force: bool = False) -> None:
-        if self.job_id is None:
+        if self.report is None:
             return
         now = time.time()
         if not force and now - self._last_progress < self.progress_every_s:
             return
         self._last_progress = now
-        self.store.update_job(
-            self.job_id,
-            progress={
+        self.report(
+            {
                 "phase": "training",
                 "run_id": self.run_id,
                 "step": int(info.get("step", 0)),
@@ -52,6 +78,8 @@ class StoreCallback(TrainerCallback):
         )
 
     def on_train_begin(self, info: Mapping[str, Any]) -> None:
+        ws = int(info.get("world_size", 1) or 1)
+        self.store.update_run(self.run_id, device=f"{info.get('device')}" + (f" x{ws}" if ws > 1 else ""))
         self._progress(info, force=True)
 
     def on_log(self, step, epoch, values, info) -> None:

@@ -94,22 +94,28 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_project(args: argparse.Namespace, cfg) -> int:
+    from ..errors import Cancelled
+    from ..lifecycle import JobLifecycle
+    from ..specs import TrainingSpec
     from ..store import open_project
     from .jobs import train_job
 
     store = open_project(args.project)
-    job_cfg = {"label_source": args.label_source, "pending": args.pending, "train": cfg.to_dict()}
-    if args.val:
-        job_cfg["val_path"] = str(Path(args.val).resolve())
-    if args.out:
-        job_cfg["out_dir"] = str(Path(args.out).resolve())
-    job_id = store.create_job("train", job_cfg, status="running")
+    spec = TrainingSpec.from_dict({  # the same spec the app's Train page builds
+        "label_source": args.label_source, "pending": args.pending, "train": cfg.to_dict(),
+        "val_path": str(Path(args.val).resolve()) if args.val else None,
+        "out_dir": str(Path(args.out).resolve()) if args.out else None,
+    })
+    life = JobLifecycle.create(store, "train", spec.to_dict())
     try:
-        out = train_job(store, store.get_job(job_id))
-    except BaseException as exc:
-        store.update_job(job_id, status="failed", message=f"{exc}" or type(exc).__name__)
-        raise
-    store.update_job(job_id, status=out["status"], message=f"run #{out['run_id']} {out['status']}")
+        with life.running("training from the command line") as ctx:
+            out = train_job(store, store.get_job(life.job_id), ctx)
+            if out["status"] == "cancelled":
+                raise Cancelled(f"run #{out['run_id']} cancelled")
+            life.finish(f"run #{out['run_id']} {out['status']}")
+    except Cancelled as exc:
+        print(str(exc) or "training was stopped")
+        return EXIT_FAIL
     m = out["metrics"]
     print(f"run #{out['run_id']} {out['status']}: {m.get('steps')} steps; model in {out['model_dir']}")
     if m.get("val_accuracy") is not None:

@@ -1,6 +1,6 @@
 """The background "train" job: read the task and examples from the store, train, record the run.
 
-Job config (``store.Job.config``), every key optional:
+Job config (``store.Job.config``): a :class:`~promptmix_core.specs.TrainingSpec` (its fields below, every one optional):
 
 ========================  =====================================================================
 ``label_source``          ``"a2"`` (LLM relabel, default), ``"a1"`` (intended label) or ``"reviewed"``
@@ -27,13 +27,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..errors import Cancelled
 from ..paths import run_model_dir
-from .config import TrainConfig
 from .data import build_training_data, stratified_split
-
-JOB_KEYS = {"label_source", "pending", "unparseable", "example_job_id", "include_seeds", "val_path",
-            "val_fraction", "train", "out_dir", "name", "method"}
-
 
 def _read_labelled(path: str | Path) -> list[dict[str, str]]:
     from ..labelled import read_labelled_file
@@ -41,36 +37,39 @@ def _read_labelled(path: str | Path) -> list[dict[str, str]]:
     return read_labelled_file(path)
 
 
-def prepare_job_data(store: Any, cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Training and validation rows for a job config (see the module docstring)."""
+def prepare_job_data(store: Any, cfg: Any) -> dict[str, Any]:
+    """Training and validation rows for a job's :class:`~promptmix_core.specs.TrainingSpec` (or its
+    stored dict; see the module docstring)."""
+    from ..specs import TrainingSpec
+
+    spec = cfg if isinstance(cfg, TrainingSpec) else TrainingSpec.from_stored(cfg)
     task = store.load_task()
     if task is None:
         raise ValueError("the project has no task yet; define the classes and seeds first")
-    examples = store.list_examples(job_id=cfg.get("example_job_id"))
+    examples = store.list_examples(job_id=spec.example_job_id)
     ts = build_training_data(
         task,
         examples,
-        label_source=cfg.get("label_source", "a2"),
-        pending=cfg.get("pending", "drop"),
-        unparseable=cfg.get("unparseable", "drop"),
-        include_seeds=bool(cfg.get("include_seeds", True)),
+        label_source=spec.label_source,
+        pending=spec.pending,
+        unparseable=spec.unparseable,
+        include_seeds=spec.include_seeds,
     )
     if not ts.rows:
         raise ValueError("no training examples: every example was dropped by the label rules")
     train_rows, val_rows = ts.rows, []
     val_source = "none"
-    if cfg.get("val_path"):
-        val_rows = [r for r in _read_labelled(cfg["val_path"]) if r["label"] in set(ts.labels)]
+    if spec.val_path:
+        val_rows = [r for r in _read_labelled(spec.val_path) if r["label"] in set(ts.labels)]
         if not val_rows:
-            raise ValueError(f"{cfg['val_path']} has no rows whose label is one of the task's classes")
+            raise ValueError(f"{spec.val_path} has no rows whose label is one of the task's classes")
         val_source = "file"
     else:
-        frac = float(cfg.get("val_fraction", 0.2))
+        frac = float(spec.val_fraction)
         seeds = [r for r in ts.rows if r["source"] == "seed"]
         generated = [r for r in ts.rows if r["source"] != "seed"]
         if generated and frac > 0:
-            seed_val = int(TrainConfig.from_dict(cfg.get("train") or {}).seed)
-            gen_train, val_rows = stratified_split(generated, frac, seed=seed_val)
+            gen_train, val_rows = stratified_split(generated, frac, seed=int(spec.train.seed))
             train_rows = seeds + gen_train
             val_source = "generated_holdout" if val_rows else "none"
     present = {r["label"] for r in train_rows}
@@ -86,14 +85,13 @@ def prepare_job_data(store: Any, cfg: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_training_job(store: Any, job: Any) -> str:
-    """The worker's entry point for kind "train" (``promptmix_core.worker``): trains, returns a
-    one-line message for the job; raises ``generate.Cancelled`` when the job was cancelled, and
-    re-raises errors (the run is already marked failed), so the worker records the job's status."""
-    out = train_job(store, job)
+def run_training_job(store: Any, job: Any, ctx: Any = None) -> str:
+    """The worker's step for kind "train" (``promptmix_core.worker``): trains, returns a one-line
+    message for the job; raises :class:`~promptmix_core.errors.Cancelled` when the job was
+    cancelled, and re-raises errors (the run is already marked failed), so the job's lifecycle
+    records the job's status."""
+    out = train_job(store, job, ctx)
     if out["status"] == "cancelled":
-        from ..generate import Cancelled
-
         raise Cancelled(f"training was stopped (run #{out['run_id']})")
     m = out["metrics"]
     msg = f"run #{out['run_id']} done: {m.get('steps')} steps"
@@ -102,54 +100,67 @@ def run_training_job(store: Any, job: Any) -> str:
     return msg + f"; model in {out['model_dir']}"
 
 
-def train_job(store: Any, job: Any) -> dict[str, Any]:
-    """Run a "train" job. Returns ``{"run_id", "status", "model_dir", "metrics", "data"}``.
+def train_job(store: Any, job: Any, ctx: Any = None) -> dict[str, Any]:
+    """Run a "train" job's step. Returns ``{"run_id", "status", "model_dir", "metrics", "data"}``.
 
-    The run goes queued -> running -> done / cancelled / failed (the error recorded; a crash never
-    leaves it "running"); metrics are logged while training; cancel is ``store.request_cancel(job.id)``.
-    Errors are re-raised after the run is marked failed, for the worker to record on the job.
+    The job's config is a :class:`~promptmix_core.specs.TrainingSpec` (unknown or invalid settings
+    are refused, every problem listed). The run goes queued -> running -> done / cancelled / failed
+    (the error recorded; a crash never leaves it "running") through the trainer's
+    :class:`StoreCallback`; progress and the cancel check come from ``ctx`` (a
+    :class:`~promptmix_core.lifecycle.StepContext`; by default one on the job's cancel flag). This
+    step writes the run, never the job's row. Errors are re-raised after the run is marked failed.
     """
+    from ..lifecycle import JobLifecycle
+    from ..specs import TrainingSpec
+    from .callbacks import StoreCallback
     from .trainer import train
 
-    cfg = dict(job.config or {})
-    unknown = sorted(set(cfg) - JOB_KEYS)
-    if unknown:
-        raise ValueError(f"unknown training job setting(s): {', '.join(unknown)}")
-    train_cfg_dict = dict(cfg.get("train") or {})
-    run_id = store.create_run(cfg, name=str(cfg.get("name") or f"job {job.id}"),
-                              method=str(cfg.get("method") or cfg.get("label_source", "a2")), job_id=job.id)
+    raw = dict(job.config or {})
+    if ctx is None:  # called directly (not by a lifecycle): the job's own context
+        ctx = JobLifecycle(store, job.id).context()
+    run_id = store.create_run(raw, name=str(raw.get("name") or f"job {job.id}"),
+                              method=str(raw.get("method") or raw.get("label_source") or "a2"), job_id=job.id)
     try:
-        store.update_job(job.id, progress={"phase": "preparing", "run_id": run_id})
-        tcfg = TrainConfig.from_dict(train_cfg_dict)
-        data = prepare_job_data(store, cfg)
-        out_dir = cfg.get("out_dir") or str(run_model_dir(store.path, run_id))
-        if store.cancel_requested(job.id):
+        ctx.progress({"phase": "preparing", "run_id": run_id}, force=True)
+        spec = TrainingSpec.from_stored(raw)  # every problem of the settings at once
+        data = prepare_job_data(store, spec)
+        out_dir = spec.out_dir or str(run_model_dir(store.path, run_id))
+        if ctx.should_stop():
             store.update_run(run_id, status="cancelled")
             return {"run_id": run_id, "status": "cancelled", "model_dir": None, "metrics": {}, "data": data["summary"]}
     except BaseException as exc:
         store.update_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:4000])
         raise
     result = train(
-        tcfg,
+        spec.train,
         [r["text"] for r in data["train_rows"]],
         [r["label"] for r in data["train_rows"]],
         label_names=data["labels"],
         val_texts=[r["text"] for r in data["val_rows"]] or None,
         val_labels=[r["label"] for r in data["val_rows"]] or None,
         out_dir=out_dir,
-        store=store,
-        run_id=run_id,
-        job_id=job.id,
-        should_stop=lambda: store.cancel_requested(job.id),
+        callbacks=[StoreCallback(store, run_id, progress=lambda p: ctx.progress(p, force=True),
+                                 progress_every_s=1.0)],
+        should_stop=ctx.should_stop,
         keep_model=False,
     )
     metrics = result.final_metrics()
     metrics["data"] = data["summary"]
     store.update_run(run_id, final_metrics=metrics)
-    store.update_job(job.id, progress={"phase": result.status, "run_id": run_id, "step": result.steps,
-                                       "total_steps": result.total_steps})
+    ctx.progress({"phase": result.status, "run_id": run_id, "step": result.steps,
+                  "total_steps": result.total_steps}, force=True)
     return {"run_id": run_id, "status": result.status, "model_dir": result.model_dir, "metrics": metrics,
             "data": data["summary"]}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "JOB_KEYS":  # the keys a training job's config may hold: TrainingSpec's fields, no copy
+        import dataclasses
+
+        from ..specs import TrainingSpec
+
+        return {f.name for f in dataclasses.fields(TrainingSpec)}
+    raise AttributeError(name)
 
 
 __all__ = ["JOB_KEYS", "prepare_job_data", "run_training_job", "train_job"]

@@ -14,19 +14,21 @@ rank 0 evaluates, calls callbacks, writes to the store and saves.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import random
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from ..errors import Cancelled
 from .callbacks import StoreCallback, TrainerCallback
 from .config import TrainConfig
 from .metrics import compute_metrics
 
+log = logging.getLogger(__name__)
 MAX_EPOCH_EVALS = 20  # with eval_every unset, evaluate at most ~this many times (plus the end)
 
 
@@ -242,18 +244,22 @@ def train(
 ) -> TrainResult:
     """Fine-tune a sequence classifier on ``texts``/``labels``.
 
-    With ``store`` and ``run_id`` the run goes running -> done / cancelled / failed (with the
-    error) and metrics are logged while training (see :class:`StoreCallback`); a crash never
+    The trainer writes nothing itself: it reports through ``callbacks`` (rank 0 only). With
+    ``store`` and ``run_id`` a :class:`StoreCallback` is put first, so the run goes running -> done /
+    cancelled / failed (with the error) and metrics are logged while training; a crash never
     leaves the run "running". ``should_stop()`` is checked every step; when it returns true the
     run stops (status "cancelled", nothing saved). ``out_dir`` saves the model (safetensors).
+    A :class:`~promptmix_core.errors.Cancelled` (or Ctrl-C) raised while training ends the run as
+    "cancelled"; any other error as "failed".
     """
     t_start = time.perf_counter()
     dist = _Dist()
-    use_store = store is not None and run_id is not None and dist.main
-    final_status = "failed"
+    cbs: list[TrainerCallback] = list(callbacks) if dist.main else []
+    if store is not None and run_id is not None and dist.main:
+        cbs.insert(0, StoreCallback(store, run_id, job_id))
+    for cb in cbs:
+        cb.on_run_start()
     try:
-        if use_store:
-            store.update_run(run_id, status="running")
         cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
         texts = [str(t) for t in texts]
         labels = [str(lab) for lab in labels]
@@ -283,38 +289,26 @@ def train(
         # switched it off) must not silently break training
         with torch.enable_grad():
             result = _train_impl(cfg, texts, labels, names, val_texts if has_val else None,
-                                 val_labels if has_val else None, out_dir, callbacks, should_stop,
-                                 store if use_store else None, run_id, job_id, keep_model, dist, t_start)
-        final_status = result.status
-        if use_store:
-            dev = result.device + (f" x{result.world_size}" if result.world_size > 1 else "")
-            store.update_run(run_id, status=result.status, device=dev,
-                             model_dir=result.model_dir, final_metrics=result.final_metrics())
-        return result
+                                 val_labels if has_val else None, out_dir, cbs, should_stop,
+                                 keep_model, dist, t_start)
     except BaseException as exc:
-        if use_store:
-            msg = f"{type(exc).__name__}: {exc}"
-            status = "failed"
-            if isinstance(exc, KeyboardInterrupt) or any(c.__name__ == "Cancelled" for c in type(exc).__mro__):
-                status, msg = "cancelled", (str(exc) or "interrupted")  # SIGTERM from the worker, Ctrl-C
-                final_status = "cancelled"
+        if isinstance(exc, (Cancelled, KeyboardInterrupt)):  # SIGTERM from the worker, Ctrl-C
+            status, msg = "cancelled", (str(exc) or "interrupted")
+        else:
+            status, msg = "failed", f"{type(exc).__name__}: {exc}"
+        for cb in cbs:
             try:
-                store.update_run(run_id, status=status, error=msg[:4000])
-            except Exception:  # the store itself is broken; the finally below tries once more
-                traceback.print_exc()
+                cb.on_run_end(status, None, msg)
+            except Exception:  # noqa: BLE001 - the original error matters more
+                log.exception("a training callback failed while recording the end of the run")
         raise
-    finally:
-        if use_store and final_status == "failed":
-            try:
-                run = store.get_run(run_id)
-                if run is not None and run.status in ("queued", "running"):
-                    store.update_run(run_id, status="failed", error=run.error or "training stopped unexpectedly")
-            except Exception:
-                pass
+    for cb in cbs:
+        cb.on_run_end(result.status, result, None)
+    return result
 
 
-def _train_impl(cfg: TrainConfig, texts, labels, names, val_texts, val_labels, out_dir, callbacks,
-                should_stop, store, run_id, job_id, keep_model, dist: _Dist, t_start: float) -> TrainResult:
+def _train_impl(cfg: TrainConfig, texts, labels, names, val_texts, val_labels, out_dir,
+                cbs: list[TrainerCallback], should_stop, keep_model, dist: _Dist, t_start: float) -> TrainResult:
     import torch
     import torch.nn.functional as F
 
@@ -331,10 +325,6 @@ def _train_impl(cfg: TrainConfig, texts, labels, names, val_texts, val_labels, o
             device = "cpu"  # no MPS process groups
     amp_dtype, use_scaler, precision = _amp_settings(device, cfg.precision)
     split_padding = cfg.split_padding if cfg.split_padding is not None else amp_dtype is None
-    cbs: list[TrainerCallback] = list(callbacks) if dist.main else []
-    if store is not None:
-        store.update_run(run_id, device=f"{device}" + (f" x{dist.world}" if dist.on else ""))
-        cbs.insert(0, StoreCallback(store, run_id, job_id))
 
     set_seed(cfg.seed)
     model, tokenizer, model_name = load_base_model(cfg.model, names)

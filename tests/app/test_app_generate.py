@@ -9,6 +9,7 @@ from app_helpers import by_key, texts
 
 from promptmix_core import jobs
 from promptmix_core.demo import DEMO_NAME
+from promptmix_core.specs import GenerationSpec
 
 GEN = "pages/2_generate.py"
 K = f"gen::{DEMO_NAME}::"
@@ -58,10 +59,11 @@ def test_start_a_job_with_the_compatible_endpoint(make_app, started, demo_store)
     call = started[0]
     assert call["kind"] == "generate" and call["api_key"] == "sk-test-secret-123456789"
     cfg = call["config"]
-    assert cfg["base_url"] == "http://127.0.0.1:9/v1" and cfg["model"] == "fake-model"
-    assert cfg["per_class"] == 3 and cfg["mixup"] is False and cfg["relabel"] is True
-    assert {"group_size", "seed", "concurrency", "nearest"} <= set(cfg)
-    assert "api_key" not in cfg
+    spec = GenerationSpec.from_dict(cfg)  # a typed spec, exactly the shape the worker reads
+    assert spec.llm.base_url == "http://127.0.0.1:9/v1" and spec.llm.model == "fake-model"
+    assert spec.per_class == 3 and spec.mixup is False and spec.relabel is True
+    assert {"group_size", "seed", "nearest", "llm"} <= set(cfg) and "concurrency" in cfg["llm"]
+    assert "api_key" not in cfg and "api_key" not in cfg["llm"]
     # the settings are remembered, the key never
     settings = demo_store.get_settings()
     assert settings["base_url"] == "http://127.0.0.1:9/v1" and settings["per_class"] == 3

@@ -89,15 +89,15 @@ def test_start_training(make_app, started, demo_store):
     cfg = started[0]["config"]
     assert started[0]["kind"] == "train"
     assert cfg["label_source"] == "reviewed" and cfg["pending"] == "a2" and cfg["name"] == "quick look"
-    assert cfg["train"] == {"model": None, "epochs": 2, "learning_rate": 5e-5, "batch_size": 8, "min_steps": 0,
-                            "seed": 0, "max_length": 64, "max_steps": 3}
-    # the config is one the training job accepts
+    # the config is a typed spec the training job accepts, with exactly these training settings
+    from promptmix_core.specs import TrainingSpec
     from promptmix_core.training.config import TrainConfig
     from promptmix_core.training.jobs import JOB_KEYS
 
     assert set(cfg) <= JOB_KEYS
-    TrainConfig.from_dict(cfg["train"])
-    assert demo_store.get_settings()["train_epochs"] == 2
+    assert TrainingSpec.from_dict(cfg).train == TrainConfig(model=None, epochs=2, learning_rate=5e-5, batch_size=8,
+                                                           min_steps=0, seed=0, max_length=64, max_steps=3)
+    assert demo_store.get_settings()["training"]["train"]["epochs"] == 2
     assert by_key(at.button, "train_start").disabled  # the job is now active
 
 
@@ -144,3 +144,39 @@ def test_failed_training_shows_the_error(make_app, demo_store):
     demo_store.update_job(job, status="failed", message="ModelLoadError: the bundled MiniLM model is not installed")
     at = make_app(TRAIN)
     assert any("bundled MiniLM model is not installed" in e.value for e in at.error)
+
+
+def test_learning_rate_follows_train_config_for_60_classes(make_app, started, demo_store):
+    """The page no longer hard-codes 4e-5: left empty, the learning rate is TrainConfig's rule
+    (6e-5 for 50+ classes), and the job runs with exactly that."""
+    from promptmix_core.specs import TrainingSpec
+    from promptmix_core.task import ClassSpec, Task
+
+    demo_store.save_task(Task("many", [ClassSpec(f"class_{i:02d}", "", [f"seed text {i}"]) for i in range(60)]))
+    at = make_app(TRAIN)
+    assert by_key(at.text_input, K + "lr").value == ""
+    assert "Auto: 6e-05 for 60 classes" in texts(at)
+    by_key(at.radio, K + "label_source").set_value("a1")
+    at.run()
+    by_key(at.button, "train_start").click()
+    at.run()
+    assert not at.exception, at.exception
+    spec = TrainingSpec.from_dict(started[0]["config"])
+    assert spec.train.learning_rate is None
+    assert spec.train.resolved(60).learning_rate == 6e-5
+
+
+def test_old_flat_train_settings_are_migrated(demo_store):
+    """Settings saved by earlier versions (flat ``train_*`` keys, the page's hard-coded "4e-5") still
+    load; the old default no longer overrides TrainConfig's rule, a chosen rate is kept."""
+    from promptmix_core.specs import TrainingSpec
+
+    old = {"train_model_choice": "bundled", "train_model": "", "train_label_source": "a1", "train_epochs": 7,
+           "train_lr": "4e-5", "train_batch": 16, "train_min_steps": 50, "train_val": 0.1, "train_seed": 3,
+           "train_max_length": 32, "train_max_steps": 0}
+    spec = TrainingSpec.from_page_settings(old)
+    assert spec.label_source == "a1" and spec.val_fraction == 0.1
+    assert (spec.train.epochs, spec.train.batch_size, spec.train.min_steps, spec.train.seed,
+            spec.train.max_length, spec.train.max_steps) == (7, 16, 50, 3, 32, None)
+    assert spec.train.learning_rate is None
+    assert TrainingSpec.from_page_settings({**old, "train_lr": "3e-5"}).train.learning_rate == 3e-5

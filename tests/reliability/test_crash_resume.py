@@ -11,7 +11,9 @@ from collections import Counter
 import pytest
 
 from rel_helpers import cache_rows, kill_and_reap, wait_for
+
 from promptmix_core import jobs
+from promptmix_core.paths import llm_cache_path
 from promptmix_core.store import JOB_FINAL, ProjectStore
 from promptmix_core.task import normalize_text
 
@@ -36,7 +38,7 @@ def test_generation_worker_killed_half_way_resumes_exactly(make_fake_llm, projec
     kill_and_reap(pid)
     time.sleep(0.6)  # requests that were in flight reach the server and finish there
     before_examples = {e.id: (e.text, e.intended_label, e.slot) for e in project.list_examples(job_id=job_id)}
-    cached_before = cache_rows(project.path)
+    cached_before = cache_rows(llm_cache_path())  # the one LLM cache of every entry point
     calls_before = fake.calls
     assert 8 <= len(before_examples) < 4 * per_class, "the kill must land half-way"
     assert project.get_job(job_id).status == "running"  # nobody told the store
@@ -63,7 +65,7 @@ def test_generation_worker_killed_half_way_resumes_exactly(make_fake_llm, projec
 
     # no finished call was made again: every answer cached before the kill is untouched, and every
     # request the resumed worker sent produced a new cache row
-    cached_after = cache_rows(project.path)
+    cached_after = cache_rows(llm_cache_path())
     assert all(cached_after.get(k) == t for k, t in cached_before.items())
     new_requests = fake.calls - calls_before
     assert len(cached_after) - len(cached_before) == new_requests
