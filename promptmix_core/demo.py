@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .lifecycle import JobLifecycle
 from .specs import GenerationSpec, LLMSpec
 from .store import ProjectStore
 from .task import ClassSpec, Task, normalize_text
@@ -118,11 +119,11 @@ def create_demo(path: str | Path, *, with_examples: bool = True) -> ProjectStore
     store = ProjectStore(path, create=True)
     store.save_task(demo_task())
     if with_examples:
-        job_id = store.create_job(
-            "generate",
+        life = JobLifecycle.create(
+            store, "generate",
             GenerationSpec(demo=True, per_class=4, mixup=True, relabel=True, llm=LLMSpec(model=DEMO_MODEL)).to_dict(),
-            status="done",
         )
+        job_id = life.job_id
         store.add_examples(
             {
                 "job_id": job_id,
@@ -143,13 +144,9 @@ def create_demo(path: str | Path, *, with_examples: bool = True) -> ProjectStore
             ex = by_text[text]
             store.set_relabel(ex.id, llm_label=llm, status="agree" if llm == intended else "changed", raw=llm)
         n = len(DEMO_EXAMPLES)
-        store.update_job(
-            job_id,
-            progress={"phase": "relabel", "done": n, "total": n, "calls": 0, "cache_hits": 0, "retries": 0,
-                      "failures": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": None, "kept": n},
-            message=f"{n} pre-written demo examples (no LLM was called); generate more on this page",
-            heartbeat=False,
-        )
+        life.done(f"{n} pre-written demo examples (no LLM was called); generate more on this page",
+                  {"phase": "relabel", "done": n, "total": n, "calls": 0, "cache_hits": 0, "retries": 0,
+                   "failures": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": None, "kept": n})
     return store
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import math
 import random
 import sys
@@ -50,8 +51,11 @@ LLM_METHODS = {"a1", "a2", "no-mixup", "llm-direct"}
 RESULT_VERSION = 1
 
 
+log = logging.getLogger(__name__)
+
+
 def _log_default(msg: str) -> None:
-    pass
+    log.info("%s", msg)
 
 
 def _key(obj: Any) -> str:

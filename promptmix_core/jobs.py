@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
+from .lifecycle import JobLifecycle
 from .store import ProjectStore
 
 API_KEY_ENV = "PROMPTMIX_JOB_API_KEY"
@@ -45,7 +46,7 @@ def launch_worker(store_path: str | Path, job_id: int, *, api_key: str | None = 
         )
     finally:
         log.close()
-    ProjectStore(store_path).update_job(job_id, pid=proc.pid, heartbeat=True)
+    JobLifecycle(ProjectStore(store_path), job_id).attach(proc.pid)
     return proc.pid
 
 
@@ -58,7 +59,10 @@ def start_job(store_path: str | Path, kind: str, config: Mapping[str, Any], *, a
     busy = [j for j in store.list_jobs(kind) if j.active]
     if busy:
         raise RuntimeError(f"a {kind} job (#{busy[0].id}) is already running; stop it or wait for it")
-    job_id = store.create_job(kind, dict(config))
+    from .specs import spec_for_job
+
+    spec = spec_for_job(kind, config)  # every problem of the settings now, not in the worker
+    job_id = JobLifecycle.create(store, kind, spec.to_dict()).job_id
     launch_worker(store_path, job_id, api_key=api_key)
     return job_id
 
@@ -72,11 +76,7 @@ def resume_job(store_path: str | Path, job_id: int, *, api_key: str | None = Non
         raise KeyError(f"no job #{job_id}")
     if job.active:
         raise RuntimeError(f"job #{job_id} is still running")
-    with store.transaction() as c:
-        c.execute(
-            "UPDATE jobs SET status = 'queued', cancel_requested = 0, finished_at = NULL, message = 'resuming' "
-            "WHERE id = ?", (job_id,),
-        )
+    JobLifecycle(store, job_id).requeue("resuming")
     launch_worker(store_path, job_id, api_key=api_key)
 
 

@@ -110,6 +110,17 @@ class JobLifecycle:
         return cls(store, store.create_job(kind, dict(config)), **kw)
 
     # ----------------------------------------------------------------- transitions
+    def attach(self, pid: int) -> None:
+        """The worker process that will run this job (so a dead worker is found by its pid)."""
+        self.store.update_job(self.job_id, pid=int(pid), heartbeat=True)
+
+    def requeue(self, message: str = "resuming") -> None:
+        """A stopped, failed or crashed job goes back to queued (its cancel flag cleared) to resume."""
+        with self.store.transaction() as c:
+            c.execute("UPDATE jobs SET status = 'queued', cancel_requested = 0, finished_at = NULL, message = ? "
+                      "WHERE id = ?", (message, self.job_id))
+        self.status = "queued"
+
     def start(self, message: str = "started", *, pid: int | None = None,
               also: ProgressFn | None = None) -> StepContext:
         self.store.update_job(self.job_id, status="running", pid=pid or os.getpid(), message=message)

@@ -27,7 +27,7 @@ VARIABLES: dict[str, str] = {
     "PROMPTMIX_CACHE": "the LLM response cache file (default $PROMPTMIX_CACHE_DIR/llm_cache.sqlite); the same for the app's jobs, the CLI and experiments",
     "PROMPTMIX_PROJECTS_DIR": "the app's projects folder (default ./projects)",
     "PROMPTMIX_EMBEDDER": "folder of the sentence embedder used by relabel and review (default: the bundled all-MiniLM-L6-v2)",
-    "PROMPTMIX_LOCAL_THREADS": "CPU threads of the bundled local model server (default OMP_NUM_THREADS, else the cores)",
+    "PROMPTMIX_LOCAL_THREADS": "CPU threads of the bundled local model server (default OMP_NUM_THREADS, else min(4, cores))",
     "PROMPTMIX_JOB_API_KEY": "internal: hands the API key from the app to its background worker (never stored)",
     "PROMPTMIX_CHROMIUM": "tests/scripts only: the Chromium binary for browser tests (default /usr/bin/chromium)",
     "PROMPTMIX_FORCE_CPU": "scripts/setup_env.py only: 1 installs the CPU build of torch even with a GPU",

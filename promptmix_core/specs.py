@@ -284,8 +284,12 @@ class RelabelSpec(_Spec):
     @classmethod
     def from_stored(cls, data: Mapping[str, Any] | None) -> "RelabelSpec":
         data = dict(data or {})
-        if "llm" not in data:
+        if "llm" not in data:  # the flat shape of earlier versions, often a copy of a generation config
             data["llm"] = {k: v for k in _LLM_KEYS if (v := data.pop(k, None)) is not None}
+            data.pop("retries", None)
+            gen_only = {f.name for f in dataclasses.fields(GenerationSpec)} - {f.name for f in dataclasses.fields(cls)}
+            for k in gen_only | _LEGACY_CLI_KEYS | {"no_mixup", "max_calls"}:
+                data.pop(k, None)
         return cls.from_dict(data)
 
 
