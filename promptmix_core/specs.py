@@ -48,9 +48,9 @@ def _is_num(v: Any) -> bool:
 
 def _int_in(p: list[str], name: str, v: Any, lo: int, hi: int | None = None, what: str = "") -> None:
     ok = _is_int(v) and v >= lo and (hi is None or v <= hi)
-    if not ok:
-        rng = f"from {lo:,} to {hi:,}" if hi is not None else f"of at least {lo:,}"
-        p.append(f"{what or name} must be an integer {rng} (got {v!r})")
+    if not ok:  # the same wording as the step configs (GenerationConfig, LLMConfig) always used
+        rng = f"between {lo:,} and {hi:,}" if hi is not None else f"at least {lo:,}"
+        p.append(f"{what or name} must be {rng} (got {v!r})")
 
 
 def _unknown(cls: type, data: Mapping[str, Any], where: str = "") -> list[str]:
@@ -121,8 +121,8 @@ class LLMSpec(_Spec):
             p.append(f"the model must be a name (got {self.model!r})")
         _int_in(p, "concurrency", self.concurrency, 1, 256)
         if not (_is_num(self.timeout) and 0 < self.timeout <= 3600):
-            p.append(f"timeout must be a number of seconds above 0 and at most 3600 (got {self.timeout!r})")
-        _int_in(p, "max_retries", self.max_retries, 0, 20)
+            p.append(f"the timeout must be between 0 and 3600 seconds (got {self.timeout!r})")
+        _int_in(p, "max_retries", self.max_retries, 0, 20, "retries")
         return p
 
     def options(self) -> dict[str, Any]:
