@@ -119,7 +119,7 @@ def run_generation_job(store: ProjectStore, job: Job, api_key: str | None = None
     """The worker's step for kind "generate": the stored spec (old shapes migrated), then
     :func:`run_generation`. Returns a one-line summary; raises on failure."""
     spec = GenerationSpec.from_stored(job.config)
-    ctx = ctx or StepContext.detached()
+    ctx = ctx or _job_context(store, job.id)
     ctx.note("connecting to the LLM")
     _task(store)  # a clear error before any endpoint is started
     return run_generation(store, job.id, spec, ctx, llm_for(spec.llm, api_key)).summary
@@ -129,7 +129,14 @@ def run_relabel_job(store: ProjectStore, job: Job, api_key: str | None = None,
                     ctx: StepContext | None = None) -> str:
     """The worker's step for kind "relabel"."""
     spec = RelabelSpec.from_stored(job.config)
-    return run_relabel(store, spec, ctx or StepContext.detached(), llm_for(spec.llm, api_key))
+    return run_relabel(store, spec, ctx or _job_context(store, job.id), llm_for(spec.llm, api_key))
+
+
+def _job_context(store: ProjectStore, job_id: int) -> StepContext:
+    """Called directly (not by a lifecycle): the job's own context (progress and cancel flag)."""
+    from .lifecycle import JobLifecycle
+
+    return JobLifecycle(store, job_id).context()
 
 
 __all__ = ["GenerationOutcome", "llm_for", "relabel_pending", "run_generation", "run_generation_job",

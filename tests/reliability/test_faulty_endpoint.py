@@ -10,8 +10,10 @@ from collections import Counter
 import pytest
 
 from rel_helpers import CONTENT, RETRIED, cache_rows, fast_client, run_cli
+
 from promptmix_core.generate import GenerationConfig, GenerationFailed, generate
 from promptmix_core.llm import LLMFatalError, LLMUnavailableError
+from promptmix_core.paths import llm_cache_path  # the one LLM cache of every entry point
 from promptmix_core.pipeline import run_generation_job
 from promptmix_core.relabel import RelabelConfig, relabel
 from promptmix_core.task import normalize_text
@@ -157,7 +159,7 @@ def test_job_under_20_percent_faults_is_exact_and_fully_accounted(make_fake_llm,
     assert stats["retries"] == sum(outcomes[f] for f in RETRIED)
     assert stats["failures"] == 0
     # every call is a retry, a failure or a fresh answer, and each fresh answer was cached once
-    fresh = len(cache_rows(project.path))
+    fresh = len(cache_rows(llm_cache_path()))
     assert stats["calls"] == stats["retries"] + stats["failures"] + fresh
     assert fresh == sum(outcomes[f] for f in ("ok", *CONTENT))
     assert stats["retries"] <= 8 * fresh  # bounded by max_retries per answered call
@@ -202,7 +204,7 @@ def test_endpoint_going_down_mid_job_keeps_what_it_had_and_resumes(make_fake_llm
     with pytest.raises(GenerationFailed, match="kept failing after 3 attempts; last error: HTTP 503"):
         run_generation_job(project, project.get_job(job_id))
     kept = project.list_examples(job_id=job_id)
-    cached = cache_rows(project.path)
+    cached = cache_rows(llm_cache_path())
     assert len(cached) == 5 and 0 < len(kept) <= 10  # the five answers are kept, in the store and the cache
     outage_calls = fake.calls - 5
     assert 3 <= outage_calls <= 2 * 3  # at most `concurrency` calls spent their retries, then it stopped
@@ -214,7 +216,7 @@ def test_endpoint_going_down_mid_job_keeps_what_it_had_and_resumes(make_fake_llm
     final = project.list_examples(job_id=job_id)
     assert {e.id for e in kept} <= {e.id for e in final} and len(final) == 40
     assert len({normalize_text(e.text) for e in final}) == 40
-    after = cache_rows(project.path)
+    after = cache_rows(llm_cache_path())
     assert all(after[k] == t for k, t in cached.items())  # no finished call was made again
     assert len(after) - len(cached) == fake.calls - before
     assert project.get_job(job_id).progress["calls"] == fake.calls - before
