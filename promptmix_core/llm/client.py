@@ -212,7 +212,8 @@ class LLMClient:
             hit = self.cache.get(key)
             if hit is not None:
                 self.stats.add(cache_hits=1)
-                return Completion(hit["text"], hit["prompt_tokens"], hit["completion_tokens"], cached=True)
+                return Completion(hit["text"], hit["prompt_tokens"], hit["completion_tokens"], cached=True,
+                                  finish_reason=hit.get("finish_reason"))
         started = time.monotonic()
         client, semaphore, probe = self._loop_state()
 
@@ -229,7 +230,8 @@ class LLMClient:
         if completion is None:
             completion = await send()
         if use_cache and self.cache is not None:
-            self.cache.put(key, completion.text, completion.prompt_tokens, completion.completion_tokens, self.config.model)
+            self.cache.put(key, completion.text, completion.prompt_tokens, completion.completion_tokens, self.config.model,
+                           completion.finish_reason)
         return completion
 
     def chat(self, messages: Sequence[Mapping[str, str]], **kwargs: Any) -> Completion:
