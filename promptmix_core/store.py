@@ -113,13 +113,28 @@ CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics(run_id, id);
 
 # Additive migrations, applied on open when missing (see ``ProjectStore._migrate``). Append here; never
 # edit an entry that has shipped. Tables: (name, "CREATE TABLE IF NOT EXISTS ...; CREATE INDEX ...").
-_ADDED_TABLES: list[tuple[str, str]] = []
+_ADDED_TABLES: list[tuple[str, str]] = [
+    # one row per LLM generation call that gave kept examples: its prompt and answer are stored once
+    # and the examples kept from it point at it (``examples.response_id``) instead of copying them
+    (
+        "responses",
+        "CREATE TABLE IF NOT EXISTS responses (id INTEGER PRIMARY KEY AUTOINCREMENT, job_id INTEGER NOT NULL, "
+        "call_key TEXT NOT NULL, class_name TEXT NOT NULL DEFAULT '', request_index INTEGER, mixed_with TEXT, "
+        "alpha REAL, prompt TEXT NOT NULL DEFAULT '', raw_response TEXT NOT NULL DEFAULT '', finish_reason TEXT, "
+        "model TEXT NOT NULL DEFAULT '', endpoint TEXT NOT NULL DEFAULT '', prompt_tokens INTEGER, "
+        "completion_tokens INTEGER, created_at REAL NOT NULL, UNIQUE (job_id, call_key)); "
+        "CREATE INDEX IF NOT EXISTS responses_by_job ON responses(job_id)",
+    ),
+]
 # Columns: (table, column, SQL declaration with a default).
 _ADDED_COLUMNS: list[tuple[str, str, str]] = [
     # the relabeler's confidence in its answer, in [0, 1] (from logprobs or candidate scoring); NULL: unknown
     ("examples", "llm_confidence", "REAL"),
     # why an example is probably junk ("meta-text", "near-copy of a seed", ...); '' when not flagged
     ("examples", "flag", "TEXT NOT NULL DEFAULT ''"),
+    # the generation call the example came from (``responses.id``); NULL in files written before it,
+    # whose examples carry their prompt and raw response inline
+    ("examples", "response_id", "INTEGER"),
 ]
 
 _SECRET_PATTERNS = [
@@ -193,6 +208,8 @@ class Example:
     norm_text: str = ""
     llm_confidence: float | None = None
     flag: str = ""
+    response_id: int | None = None  # the generation call it came from (prompt and raw response live there)
+    request_index: int | None = None  # request r of its class in that job (from the response, or the slot)
 
     @property
     def final_label(self) -> str | None:
@@ -580,8 +597,8 @@ class ProjectStore:
             for r in rows:
                 cur = c.execute(
                     "INSERT OR IGNORE INTO examples(job_id, slot, text, norm_text, label, intended_label, "
-                    "mixed_with, alpha, mixup, prompt, raw_response, model, endpoint, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "mixed_with, alpha, mixup, prompt, raw_response, model, endpoint, created_at, response_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         r["job_id"],
                         r["slot"],
@@ -597,10 +614,71 @@ class ProjectStore:
                         r.get("model", ""),
                         scrub_secrets(r.get("endpoint", ""), _env_secrets()),
                         r.get("created_at", now),
+                        r.get("response_id"),
                     ),
                 )
                 n += cur.rowcount
         return n
+
+    def add_response(self, row: Mapping[str, Any]) -> int:
+        """Store one generation call's prompt and answer once (the same ``job_id`` and ``call_key`` are
+        stored once); returns its id, for the ``response_id`` of the examples kept from it."""
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO responses(job_id, call_key, class_name, request_index, mixed_with, alpha, "
+                "prompt, raw_response, finish_reason, model, endpoint, prompt_tokens, completion_tokens, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row["job_id"],
+                    row["call_key"],
+                    row.get("class_name", ""),
+                    row.get("request_index"),
+                    row.get("mixed_with"),
+                    row.get("alpha"),
+                    row.get("prompt", ""),
+                    row.get("raw_response", ""),
+                    row.get("finish_reason"),
+                    row.get("model", ""),
+                    scrub_secrets(row.get("endpoint", ""), _env_secrets()),
+                    row.get("prompt_tokens"),
+                    row.get("completion_tokens"),
+                    row.get("created_at", time.time()),
+                ),
+            )
+            found = c.execute(
+                "SELECT id FROM responses WHERE job_id = ? AND call_key = ?", (row["job_id"], row["call_key"])
+            ).fetchone()
+        return int(found[0])
+
+    def _with_responses(self, examples: list[Example]) -> list[Example]:
+        """Fill ``prompt``, ``raw_response`` and ``request_index`` from each example's response row (read
+        once per response, the strings shared by its examples); rows of older files keep theirs."""
+        ids = sorted({e.response_id for e in examples if e.response_id is not None})
+        found: dict[int, sqlite3.Row] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            for r in self._query(
+                "SELECT id, prompt, raw_response, request_index FROM responses "
+                f"WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                found[r["id"]] = r
+        for e in examples:
+            resp = found.get(e.response_id) if e.response_id is not None else None
+            if resp is not None:
+                e.prompt = e.prompt or resp["prompt"]
+                e.raw_response = e.raw_response or resp["raw_response"]
+                e.request_index = resp["request_index"]
+            else:  # older rows: the slot reads "class|request|line"
+                parts = (e.slot or "").split("|")
+                if len(parts) >= 3 and parts[-2].isdigit():
+                    e.request_index = int(parts[-2])
+        return examples
+
+    def list_responses(self, job_id: int) -> list[dict[str, Any]]:
+        """The generation calls of a job that gave kept examples, in request order per class."""
+        rows = self._query("SELECT * FROM responses WHERE job_id = ? ORDER BY id", (job_id,))
+        return [dict(r) for r in rows]
 
     def list_examples(
         self,
@@ -641,11 +719,11 @@ class ProjectStore:
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
             params.extend([limit, offset])
-        return [_row_to(Example, r, (), ("mixup",)) for r in self._query(sql, params)]
+        return self._with_responses([_row_to(Example, r, (), ("mixup",)) for r in self._query(sql, params)])
 
     def get_example(self, example_id: int) -> Example | None:
         rows = self._query("SELECT * FROM examples WHERE id = ?", (example_id,))
-        return _row_to(Example, rows[0], (), ("mixup",)) if rows else None
+        return self._with_responses([_row_to(Example, rows[0], (), ("mixup",))])[0] if rows else None
 
     def count_examples(self, job_id: int | None = None) -> dict[str, int]:
         """Counts for the sidebar and the review page."""
@@ -740,7 +818,9 @@ class ProjectStore:
 
     def delete_examples(self, job_id: int) -> int:
         with self.transaction() as c:
-            return c.execute("DELETE FROM examples WHERE job_id = ?", (job_id,)).rowcount
+            n = c.execute("DELETE FROM examples WHERE job_id = ?", (job_id,)).rowcount
+            c.execute("DELETE FROM responses WHERE job_id = ?", (job_id,))
+            return n
 
     # ---------------------------------------------------------------------- runs
     def create_run(
