@@ -232,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-mixup", action="store_true", help="plain examples of Ci, no mixup")
     g.add_argument("--seed", type=int, default=G.seed)
     g.add_argument("--examples-per-call", type=int, default=G.examples_per_call,
-                   help=f"examples asked for per call (default {G.examples_per_call})")
+                   help=f"examples asked for per call (default {G.examples_per_call}; at most half of --per-class, "
+                   "so every class gets at least two calls, each with its own partner class and alpha)")
     g.add_argument("--max-calls", type=int, help="most calls per class (default 4 per example + 5)")
     g.add_argument("--k", type=int, help="draw k seeds per class from a larger labelled file")
     g.add_argument("--task-seed", type=int, default=0, help="seed for drawing the k seeds")

@@ -51,7 +51,7 @@ class GenerationConfig:
     group_size: int = 4
     mixup: bool = True
     seed: int = 0
-    examples_per_call: int = 5
+    examples_per_call: int = 5  # at most ceil(per_class / 2) are asked for: see examples_per_call()
     temperature: float = 1.0
     max_tokens: int = 400
     max_calls_per_class: int | None = None
@@ -355,8 +355,9 @@ class _ClassRun:
     MIN_YIELD = 0.05
 
     def __init__(self, name: str, index: int, n: int, e: int, budget: int, seeds: set[str],
-                 pinned: list[GeneratedExample]):
+                 pinned: list[GeneratedExample], speculate: bool = True):
         self.name, self.index, self.n, self.e, self.budget = name, index, n, e, budget
+        self.speculate = speculate
         self.seeds = seeds
         self.pinned = pinned[:n]  # what the store already holds for this class (resume)
         self.pinned_norms = {normalize_text(p.text) for p in self.pinned}
@@ -382,8 +383,17 @@ class _ClassRun:
         return min(self.n, len(self.pinned) + self._fresh)
 
     def _yield(self, usable: int) -> float:
-        # lines kept per line asked for, with one call's worth of 100 % as the prior
-        return min(1.0, max(self.MIN_YIELD, (usable + self.e) / (self.lines + self.e)))
+        """Lines kept per line asked for, as expected of the calls not made yet when planning top-ups.
+
+        A request once made cannot be taken back, so the guess leans optimistic. Until the class has asked
+        for ``per_class`` lines, and always for a local model (whose calls cost compute, not waiting), it
+        is 1: top-ups only replace what came back short, so no more calls are made than rounds would make.
+        After that, for an endpoint, twice the observed share, at most 1: a good model (half or more of
+        its lines usable) still gets replacements only; a weak one gets top-ups that cover about half of
+        what is missing per wave instead of a long trickle of single calls."""
+        if not self.speculate or self.lines < self.n:
+            return 1.0
+        return min(1.0, max(self.MIN_YIELD, 2 * (usable + self.e) / (self.lines + self.e)))
 
     def _want(self) -> int:
         """How many requests the complete prefix says this class needs (capped by the budget)."""
@@ -477,7 +487,8 @@ async def agenerate(
             )
         )
     runs = [
-        _ClassRun(c, i, n, e, config.call_budget, seeds, pinned[c]) for i, c in enumerate(task.class_names)
+        _ClassRun(c, i, n, e, config.call_budget, seeds, pinned[c], speculate=not getattr(llm.config, "local", False))
+        for i, c in enumerate(task.class_names)
     ]
     errors: list[BaseException] = []
     total = n * len(task.classes)
