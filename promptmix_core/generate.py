@@ -565,7 +565,9 @@ async def agenerate(
             abort=stop_now,
         )
 
-    limit = max(1, int(llm.config.concurrency))
+    # twice the client's concurrency in tasks: the client's semaphore keeps ``concurrency`` on the wire, and
+    # the next requests have done their cache look-up and wait at the semaphore, ready when a slot frees
+    limit = 2 * max(1, int(llm.config.concurrency))
     in_flight: dict[asyncio.Future, tuple[_ClassRun, RequestSpec]] = {}
     advance()
     report()
