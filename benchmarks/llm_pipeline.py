@@ -260,7 +260,7 @@ def section_scheduler(args: argparse.Namespace) -> None:
           f"each (medians), sides interleaved")
     print("bound = ceil(calls / concurrency) x latency; w/ probe: the client's first call goes alone, "
           "(1 + ceil((calls - 1) / concurrency)) x latency; cold = a new client, warm = one that has answered once")
-    print(f"{'scenario':<25}{'code':<19}{'client':<15}{'wall s':>7}{'calls':>6}{'kept':>5}{'calls/kept':>11}"
+    print(f"{'scenario':<25}{'code':<19}{'client':<15}{'wall s':>7}{'min-max s':>11}{'calls':>6}{'kept':>5}{'calls/kept':>11}"
           f"{'x bound':>8}{'x w/ probe':>11}{'mixes/class':>12}  re-run")
     for label, classes, per_class, conc, _bad in scenarios:
         for side in sides:
@@ -279,8 +279,9 @@ def section_scheduler(args: argparse.Namespace) -> None:
                     rerun = f"{max(r['rerun']['calls'] for r in runs)} calls, " + (
                         "same" if all(r["rerun"]["same"] for r in runs) else "DIFFERENT examples")
                 mixes = f"{min(r['min_mixes'] for r in runs)}-{statistics.mean(r['mean_mixes'] for r in runs):.1f}"
-                print(f"{label:<25}{side:<19}{kind:<15}{statistics.median(r['wall'] for r in runs):>7.2f}"
-                      f"{calls:>6g}{kept:>5}{calls / max(1, kept):>11.3f}{statistics.median(ratios):>8.2f}"
+                walls = [r["wall"] for r in runs]
+                print(f"{label:<25}{side:<19}{kind:<15}{statistics.median(walls):>7.2f}"
+                      f"{f'{min(walls):.2f}-{max(walls):.2f}':>11}{calls:>6g}{kept:>5}{calls / max(1, kept):>11.3f}{statistics.median(ratios):>8.2f}"
                       f"{statistics.median(probe_ratios):>11.2f}{mixes:>12}  {rerun}")
         print()
     print("mixes/class: fewest and mean distinct (partner class, alpha) pairs among a class's kept examples; "
