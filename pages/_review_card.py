@@ -184,6 +184,8 @@ const REFILL_AT = 15;        // ask for more when this few examples are left ahe
 const KEEP_BEHIND = 200;     // decided examples kept for K (previous)
 const RESEND_AFTER_MS = 4000;  // an answered request that did not answer an operation: send it again
 const GATE_MS = 250;           // a slow answer does not hold new decisions back longer than this
+const TYPING_MS = 150;         // keys closer than this are a burst: their decisions go as one batch...
+const HOLD_MS = 400;           // ...sent at the latest this long after the first of them
 const instances = new WeakMap();
 window.__pmxReview = window.__pmxReview || { timings: [], last: null };
 
@@ -198,7 +200,8 @@ function tabId() {
     return t;
   } catch (e) { return rid("t"); }
 }
-const boxKey = (project, tab) => `pmx-review-outbox::${project}::${tab}`;
+// one box per page load: a duplicated tab (same sessionStorage) never overwrites another's box
+const boxKey = (project, tab, inst) => `pmx-review-outbox::${project}::${tab}::${inst}`;
 const sameKey = (a, b) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
 function el(tag, cls, text) {
   const n = document.createElement(tag);
@@ -224,7 +227,7 @@ function createInstance(parent, api) {
     api, parent, project: null, classes: [], tab: tabId(), inst: rid("i"), req: 0, qid: null,
     items: [], cur: 0, done: false, want: undefined, merged: new Set(), outbox: [], inflight: 0,
     sentAt: 0, history: [], local: [], undone: new Set(), failed: new Set(), saved: 0, focusSeq: 0,
-    msgs: [], counts: {}, lastAckReq: 0, seen: new Map(), timer: null, pickerIdx: 0, pickerOpen: false, helloSent: false,
+    msgs: [], counts: {}, lastAckReq: 0, seen: new Map(), lastKeyAt: 0, timer: null, pickerIdx: 0, pickerOpen: false, helloSent: false,
     nodes: {
       card: q(".pmx-card"), pos: q(".pmx-pos"), reasons: q(".pmx-reasons"), empty: q(".pmx-empty"),
       body: q(".pmx-body"), text: q(".pmx-text"), decision: q(".pmx-decision"), acceptWhat: q(".pmx-accept-what"),
@@ -237,6 +240,18 @@ function createInstance(parent, api) {
       counts: [...parent.querySelectorAll(".pmx-count")], progress: q(".pmx-progress-fill"),
     },
   };
+  try {
+    // "Duplicate tab" copies sessionStorage: a tab whose id another open tab answers to takes a new one
+    S.channel = new BroadcastChannel("pmx-review-tabs");
+    S.channel.onmessage = (m) => {
+      const d = m.data || {};
+      if (d.who === S.tab && d.inst !== S.inst) S.channel.postMessage({ mine: S.tab, inst: S.inst });
+      else if (d.mine === S.tab && d.inst !== S.inst && S.renewable) renewTab(S);
+    };
+    S.renewable = true;
+    S.channel.postMessage({ who: S.tab, inst: S.inst });
+    setTimeout(() => { S.renewable = false; }, 1500);
+  } catch (e) { S.channel = null; }
   S.onKey = (e) => onKey(S, e);
   window.__pmxReview.owner = S;
   watchEvents(S);
@@ -254,26 +269,35 @@ function createInstance(parent, api) {
     if (S.timer) clearTimeout(S.timer);
     if (S.retry) clearTimeout(S.retry);
     if (S.gate) clearTimeout(S.gate);
-    persist(S);
-    if (S.outbox.length) { try { send(S, true); } catch (e) { /* the outbox stays in localStorage */ } }
+    if (S.hold) clearTimeout(S.hold);
+    if (S.channel) S.channel.close();
+    persist(S);   // sent again when this project's Review page next opens in this browser
   };
   return S;
+}
+
+function renewTab(S) {
+  S.renewable = false;
+  S.tab = rid("t");
+  try { sessionStorage.setItem("pmx-review-tab", S.tab); } catch (e) { /* no storage */ }
+  for (const op of S.outbox) if (!op._sent) op.tab = S.tab;
+  persist(S);
 }
 
 // ------------------------------------------------------------------ outbox and sending
 function persist(S) {
   if (!S.project) return;
   try {
-    const k = boxKey(S.project, S.tab);
+    const k = boxKey(S.project, S.tab, S.inst);
     if (S.outbox.length) localStorage.setItem(k, JSON.stringify({ ts: Date.now(), ops: S.outbox.map(clean) }));
     // (counts of recovered operations settle when the server answers)
     else localStorage.removeItem(k);
   } catch (e) { /* storage full or disabled: the server copy is what counts */ }
 }
 function recover(S) {
-  // decisions this browser made for this project that the server never answered: this tab's (after a
-  // refresh) and other tabs' (closed, or still open: sending an operation twice is harmless, and each
-  // keeps the id of the tab that made it)
+  // decisions this browser made for this project that the server never answered: this tab's before a
+  // refresh, other tabs' (closed, or still open: sending an operation twice is harmless, and each keeps
+  // the id of the tab that made it); a box leaves storage once the server answered all of it
   const prefix = `pmx-review-outbox::${S.project}::`;
   const seen = new Set(S.outbox.map((o) => o.cid));
   S.foreign = S.foreign || new Set();
@@ -284,7 +308,7 @@ function recover(S) {
       let box = null;
       try { box = JSON.parse(localStorage.getItem(k) || "null"); } catch (e) { box = null; }
       if (!box || !Array.isArray(box.ops)) { localStorage.removeItem(k); continue; }
-      if (k !== boxKey(S.project, S.tab)) S.foreign.add(k);
+      if (k !== boxKey(S.project, S.tab, S.inst)) S.foreign.add(k);
       for (const op of box.ops) {
         if (op && op.cid && !seen.has(op.cid)) { S.outbox.push(clean(op)); seen.add(op.cid); }
       }
@@ -322,7 +346,21 @@ function pump(S) {
     renderStatus(S);
     return;
   }
-  const fresh = S.outbox.some((o) => !o._sent);
+  const unsent = S.outbox.filter((o) => !o._sent);
+  const fresh = unsent.length > 0;
+  if (fresh) {
+    // while the reviewer types, collect the burst (fewer answers to process, so the browser stays free
+    // for the keys); never longer than HOLD_MS, and not when the window is about to run dry
+    const oldest = Math.min(...unsent.map((o) => o._made || now));
+    const dry = S.items.length - S.cur <= 5 && !S.done;
+    const until = Math.min(S.lastKeyAt + TYPING_MS, oldest + HOLD_MS);
+    if (!dry && until > now) {
+      if (S.hold) clearTimeout(S.hold);
+      S.hold = setTimeout(() => { S.hold = null; pump(S); }, until - now + 5);
+      renderStatus(S);
+      return;
+    }
+  }
   const stale = S.outbox.some((o) => o._sent && now - o._sent > RESEND_AFTER_MS);
   if (fresh || stale || (S.want !== undefined && !S.inflight) || !S.helloSent) send(S, false);
   if (S.outbox.length && !S.retry) {
@@ -351,7 +389,7 @@ function clean(op) {
 }
 function flushNow(S) {
   persist(S);
-  if (S.outbox.length) send(S, true);
+  if (S.outbox.length) send(S, true);   // the tab is going away: no waiting for a batch
 }
 
 // ------------------------------------------------------------------ data from the server
@@ -360,6 +398,8 @@ function onData(S, data) {
   if (S.project === null) {
     S.project = data.project;
     recover(S);
+    // decisions from before a refresh go first; the queue then starts after them
+    if (S.outbox.length) S.wantStart = true;
   }
   S.classes = data.classes || [];
   S.counts = data.counts || {};
@@ -383,6 +423,7 @@ function onData(S, data) {
     const first = page.from === null || page.from === "start";
     if (page.qid !== S.qid) {
       if (first) resetWindow(S, page);
+      if (S.wantStart) { S.wantStart = false; S.want = "start"; }
     } else if (S.want !== undefined && sameKey(page.from, S.want)) {
       if (page.from === "start") resetWindow(S, page);
       else {
@@ -408,6 +449,12 @@ function onData(S, data) {
   }
   S.nodes.card.dataset.ready = "1";
   S.nodes.card.dataset.serverMs = String(data.server_ms ?? "");
+  if (data.server_ms !== undefined && data.rev !== S.lastRev) {
+    S.lastRev = data.rev;
+    const w = window.__pmxReview;
+    (w.server = w.server || []).push(data.server_ms);
+    if (w.server.length > 2000) w.server.shift();
+  }
   render(S);
   schedule(S);
 }
@@ -465,10 +512,8 @@ function onAck(S, op, res, open) {
   S.failed.add(op.cid);
   if (res.conflict) {
     const cur = res.current || {};
-    const now = cur.status === "overridden" ? `overridden to ${cur.label}` : cur.status;
-    say(S, `Example #${op.id} was changed in another tab or by another person since this tab loaded it ` +
-      `(it is now ${now}), so your ${op.action === "overridden" ? "override" : op.action.replace("ed", "")} ` +
-      `was not saved. Press K to go back to it and decide again.`, "bad");
+    say(S, res.message || `Example #${op.id} was changed in another tab or by another person since this tab ` +
+      `loaded it, so your decision was not saved.`, "bad");
     if (item) {
       item.review_status = cur.status; item.review_label = cur.label; item.version = cur.version;
       item.base = cur.version; item.local = null;
@@ -493,7 +538,8 @@ function decide(S, action, label, t0) {
   if (action === "overridden" && !label) return;
   const cid = rid("d");
   const from = it.local ? it.local.status : it.review_status;
-  const op = { cid, id: it.id, action, label: label || null, base: it.base, tab: S.tab, _from: from, _to: action };
+  const op = { cid, id: it.id, action, label: label || null, base: it.base, tab: S.tab, _from: from, _to: action,
+               _made: performance.now() };
   S.outbox.push(op);
   persist(S);                       // before anything else: a closed tab loses nothing
   S.local.push({ unit: cid, id: it.id, action, label: label || null, text: it.text,
@@ -529,7 +575,7 @@ function undo(S, t0) {
   if (!u) { say(S, "Nothing to undo in this tab.", "warn"); paint(S, t0); return; }
   const cid = rid("u");
   S.undone.add(u.unit);
-  const op = { cid, undo: u.unit, tab: S.tab };
+  const op = { cid, undo: u.unit, tab: S.tab, _made: performance.now() };
   S.outbox.push(op);
   persist(S);
   if (!u.bulk) {
@@ -567,6 +613,7 @@ function onKey(S, e) {
   if (!S.nodes.card.isConnected) return;
   if (e.ctrlKey || e.metaKey || e.altKey) return;
   const t0 = e.timeStamp || performance.now();
+  S.lastKeyAt = performance.now();
   const target = (e.composedPath && e.composedPath()[0]) || e.target;
   if (S.pickerOpen) {
     if (target === S.nodes.pickerInput || S.nodes.picker.contains(target)) return pickerKey(S, e, t0);
@@ -574,6 +621,10 @@ function onKey(S, e) {
   if (isEditable(target)) return;
   const k = e.key;
   const lower = k.length === 1 ? k.toLowerCase() : k;
+  if (e.repeat && !(lower === "j" || lower === "k")) {   // a held key decides once; J/K may repeat
+    if (/^[ax1-9ou ]$/.test(lower) || k === "Enter") { e.preventDefault(); e.stopPropagation(); }
+    return;
+  }
   if ((k === " " || k === "Enter") && isClickable(target)) return;   // a focused button does its own thing
   let handled = true;
   if (lower === "a" || k === " " || k === "Enter") decide(S, "accepted", null, t0);

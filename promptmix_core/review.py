@@ -197,6 +197,17 @@ def apply_ops(
             groups.append((op["tab"], [op]))
     for op_tab, ops in groups:
         results.update(store.apply_review_batch(ops, tab=op_tab, reviewer=reviewer))
+    verbs = {"accepted": "accept", "overridden": "override", "rejected": "reject"}
+    for op in valid:
+        res = results.get(op["cid"], {})
+        if res.get("conflict"):
+            cur = res.get("current") or {}
+            now = f"overridden to {cur.get('label')}" if cur.get("status") == "overridden" else cur.get("status")
+            res["message"] = (
+                f"Example #{op['id']} was changed in another tab or by another person since this tab loaded it "
+                f"(it is now {now}), so your {verbs.get(op.get('action'), 'decision')} was not saved. "
+                "Go back to it (K) to see it and decide again."
+            )
     restored_ids = [r["id"] for res in results.values() if res.get("undo") and res.get("ok")
                     for r in res.get("restored", [])[:20]]
     if restored_ids:

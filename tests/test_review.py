@@ -159,6 +159,8 @@ def test_keys_from_one_tab_never_conflict_another_tab_does(demo):
     # another tab that loaded version 0 is refused, and nothing is written
     res = _decide(demo, ex.id, "accepted", tab="T2", base=0)
     assert not res["ok"] and res["conflict"] and res["current"]["status"] == "overridden"
+    assert res["message"].startswith(f"Example #{ex.id} was changed in another tab or by another person")
+    assert "now overridden to exchange_rate" in res["message"]
     assert demo.get_example(ex.id).review_status == "overridden"
     # a change outside any tab (another process through store.review) is a change by someone else too
     other = demo.list_examples()[1]

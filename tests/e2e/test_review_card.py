@@ -178,7 +178,8 @@ def test_undo_after_a_filter_hides_the_example(page: Page, module_server, tmp_pa
     path, ids, classes = _project(module_server, "undo")
     store = ProjectStore(path, create=False)
     job = store.list_jobs()[0].id
-    evil = "**bold** [click](http://evil.example) <img src=x onerror=alert(1)> $x^2$"
+    evil = ('**bold** [click](http://evil.example) <img src=x onerror="window.__pwned=1"> '
+            "<script>window.__pwned=2</script> $x^2$")
     store.add_examples([{"job_id": job, "slot": "evil", "text": evil, "norm_text": "evil one",
                          "intended_label": classes[0], "mixed_with": classes[1], "alpha": 0.7}])
     rows = {r["id"]: r for r in store.export_rows()}
@@ -216,7 +217,9 @@ def test_undo_after_a_filter_hides_the_example(page: Page, module_server, tmp_pa
     wait_idle(page)
     expect(_card(page).locator(".pmx-text")).to_have_text(evil)
     assert page.evaluate("() => document.querySelector('[data-testid=stBidiComponentIsolated]')"
-                         ".shadowRoot.querySelectorAll('img, a').length") == 0
+                         ".shadowRoot.querySelectorAll('img, a, script:not([src])').length") == 0
+    page.wait_for_timeout(300)
+    assert page.evaluate("() => window.__pwned === undefined")
 
 
 def test_a_refresh_or_a_closed_tab_loses_nothing(page: Page, module_server, tmp_path):
