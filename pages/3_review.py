@@ -249,8 +249,11 @@ def review_area() -> None:
         after = None if frm == "start" else frm
         page = {"qid": qid, "from": frm, **review.queue_page(store, order, flt, after=after)}
     focus = st.session_state.get("rv_focus")
+    if focus and int(sync.get("focus_seen") or 0) >= focus["seq"]:
+        focus = None  # the card has shown it
+        st.session_state["rv_focus"] = {"seq": st.session_state["rv_focus"]["seq"], "id": None}
     focus_data = None
-    if focus:
+    if focus and focus.get("id") is not None:
         rows = store.review_rows([focus["id"]])
         focus_data = {"seq": focus["seq"], "row": review.card(rows[0]) if rows else None}
     # how many the filters show: read again when the queue is (a search scans the texts; the rest is indexed)

@@ -362,7 +362,13 @@ function pump(S) {
     }
   }
   const stale = S.outbox.some((o) => o._sent && now - o._sent > RESEND_AFTER_MS);
-  if (fresh || stale || (S.want !== undefined && !S.inflight) || !S.helloSent) send(S, false);
+  // a page asked for and not come yet is asked for again only after a pause (never a loop of reruns)
+  const wantKey = JSON.stringify(S.want ?? null);
+  const ask = S.want !== undefined && !S.inflight && (wantKey !== S.wantSent || now - S.wantSentAt > RESEND_AFTER_MS);
+  if (fresh || stale || ask || !S.helloSent) {
+    if (S.want !== undefined) { S.wantSent = wantKey; S.wantSentAt = now; }
+    send(S, false);
+  }
   if (S.outbox.length && !S.retry) {
     // something not answered yet: look again later (a lost message, a server restart)
     S.retry = setTimeout(() => { S.retry = null; pump(S); }, RESEND_AFTER_MS + 50);
@@ -378,7 +384,7 @@ function send(S, final) {
   for (const o of ops) o._sent = S.sentAt;
   S.api.setStateValue("sync", {
     project: S.project, inst: S.inst, tab: S.tab, req: S.req, qid: S.qid,
-    want: S.want === undefined ? null : S.want, ops: ops.map(clean), final: !!final,
+    want: S.want === undefined ? null : S.want, ops: ops.map(clean), final: !!final, focus_seen: S.focusSeq,
   });
 }
 function clean(op) {

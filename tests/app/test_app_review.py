@@ -241,6 +241,11 @@ def test_a_row_of_the_list_opens_in_the_card(make_app, demo_store):
     at.run()
     focus = card_data(at)["focus"]
     assert focus["seq"] == 1 and focus["row"]["id"] == ids[7]
+    # once the card has shown it, it is not opened again (say, when the page is opened again)
+    at.session_state[CARD] = {"sync": {"project": DEMO, "inst": "i", "tab": "t", "req": 1,
+                                       "qid": card_data(at)["qid"], "want": None, "ops": [], "focus_seen": 1}}
+    at.run()
+    assert card_data(at)["focus"] is None
 
 
 def test_empty_state_without_examples(make_app, projects_dir):
