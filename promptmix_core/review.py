@@ -361,8 +361,10 @@ def start_nearest(store_path: str | Path) -> int:
     env = dict(os.environ)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from .paths import logs_dir
+
     p = Path(store_path)
-    log_dir = p.with_name(p.name + ".logs")
+    log_dir = logs_dir(p)
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / "review-nearest.log", "ab") as log:
         proc = subprocess.Popen(
