@@ -82,11 +82,15 @@ def current_project() -> str | None:
 
 
 def set_current_project(name: str | None) -> None:
+    """Open ``name`` in this session, put it in the URL (a link to share) and remember it as the
+    project a new tab opens."""
     st.session_state["project"] = name
     if name:
         st.query_params["project"] = name
     elif "project" in st.query_params:
         del st.query_params["project"]
+    if name:
+        projects.remember_last_project(name, projects_folder())
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)

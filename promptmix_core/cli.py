@@ -259,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="write the task as JSON or YAML")
     c.set_defaults(func=cmd_check)
 
-    for module in ("promptmix_core.llm.local", "promptmix_core.experiment", "promptmix_core.training.cli"):
+    for module in ("promptmix_core.llm.local", "promptmix_core.experiment", "promptmix_core.training.cli",
+                   "promptmix_core.export"):
         try:
             mod = __import__(module, fromlist=["register_cli"])
         except ImportError:
