@@ -27,7 +27,9 @@ COLUMNS = [
     "mixed_with",
     "alpha",
     "llm_label",
+    "llm_confidence",
     "relabel_status",
+    "flag",
     "review_status",
     "example_id",
 ]
@@ -65,8 +67,8 @@ def curated_records(
             for text in c.examples:
                 rows.append({
                     "text": text, "label": c.name, "source": "seed", "intended_label": c.name,
-                    "mixed_with": None, "alpha": None, "llm_label": None, "relabel_status": None,
-                    "review_status": None, "example_id": None,
+                    "mixed_with": None, "alpha": None, "llm_label": None, "llm_confidence": None,
+                    "relabel_status": None, "flag": None, "review_status": None, "example_id": None,
                 })
     for ex in examples:
         label = label_for(ex, label_source, pending=pending)
@@ -80,7 +82,9 @@ def curated_records(
             "mixed_with": ex.mixed_with,
             "alpha": ex.alpha,
             "llm_label": ex.llm_label,
+            "llm_confidence": getattr(ex, "llm_confidence", None),
             "relabel_status": ex.relabel_status,
+            "flag": getattr(ex, "flag", "") or None,
             "review_status": ex.review_status,
             "example_id": ex.id,
         })
