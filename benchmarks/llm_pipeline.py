@@ -18,6 +18,7 @@ the same run; prints wall times, their ratio, calls, relabel class shares and th
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -87,10 +88,13 @@ def main_local(args) -> int:
     runs = [("promptmix", 16)] + ([("transformers", 2)] if args.baseline == "transformers" else [])
     out = []
     for backend, conc in runs:
+        load = os.getloadavg()[0]
         r = run_local(backend, task, args.per_class, conc, tmp / f"{backend}.sqlite")
+        r["load_before"] = round(load, 1)
         print(r, flush=True)
         out.append(r)
-    print(f"\ntask: TREC6 first 4 classes, k=2, {args.per_class} per class; warm server; generate + relabel")
+    print(f"\ntask: TREC6 first 4 classes, k=2, {args.per_class} per class; warm server; generate + relabel; "
+          f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'server':<28}{'wall s':>8}{'gen s':>8}{'rel s':>8}{'kept':>6}{'calls':>7}{'unparseable':>13}{'flagged':>9}")
     for r in out:
         print(f"{r['backend']:<28}{r['wall_s']:>8}{r['generate_s']:>8}{r['relabel_s']:>8}{r['kept']:>6}{r['calls']:>7}"

@@ -81,8 +81,10 @@ def noise_reason(text: str, config: FlagConfig = FlagConfig()) -> str:
     letters = sum(c.isalpha() for c in chars) / len(chars)
     digits = sum(c.isdigit() for c in chars) / len(chars)
     words = re.findall(r"[^\W\d_]{2,}", text)
-    if letters < config.min_letter_share or digits > config.max_digit_share or len(words) < 2:
-        return f"{NOISE} ({letters:.0%} letters)"
+    if letters < config.min_letter_share or digits > config.max_digit_share:
+        return f"{NOISE} ({letters:.0%} letters, {digits:.0%} digits)"
+    if len(words) < 2:
+        return f"{NOISE}: fewer than two words"
     if _LONG_NUMBER_RUN.search(text):
         return f"{NOISE}: “{_LONG_NUMBER_RUN.search(text).group(0)}”"
     return ""

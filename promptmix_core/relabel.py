@@ -102,7 +102,6 @@ def build_classifier_prompt(task: Task, candidates: Sequence[str], text: str) ->
         lines.append("")
     lines.append(f"Text: {text}")
     lines.append("")
-    lines.append("Which category is the text most like? Compare it with the examples of each category.")
     lines.append("Answer with the category name only, exactly as written above: " + ", ".join(candidates) + ".")
     return [
         {"role": "system", "content": "You are a careful text classifier. Answer with a category name only."},

@@ -13,7 +13,7 @@ with **its own settings** (temperature, top_p, max_tokens, stop, n, seed):
   running batch (left-padded, masked) **between decoding steps** (continuous batching):
   a request that arrives while others decode joins them at the next step instead of waiting for
   the whole batch; finished rows leave the batch at once.
-* A prefix cache keeps the key/values of recent prompts (8192 tokens): a new prompt runs only from
+* A prefix cache keeps the key/values of recent prompts (16384 tokens): a new prompt runs only from
   where it stops sharing tokens with one of them. The pipeline's prompts repeat long prefixes (the
   chat template, the class block of a generation group, the candidate classes of a relabel), so most
   of each prompt is not computed again.
@@ -61,7 +61,7 @@ HOST = "127.0.0.1"
 DEFAULT_MAX_TOKENS = 512  # when a request names none (transformers serve: 1024, about 50 s here)
 MAX_BATCH_ROWS = 16
 GATHER_SECONDS = 0.015  # an idle engine waits this long for more requests before it starts a batch
-PREFIX_CACHE_TOKENS = 8192  # prompt tokens whose key/values are kept for reuse (about 46 KB each)
+PREFIX_CACHE_TOKENS = 16384  # prompt tokens whose key/values are kept for reuse (about 46 KB each: 750 MB)
 MIN_PREFIX_TOKENS = 16  # a shorter shared prefix is not worth a cache copy
 
 
