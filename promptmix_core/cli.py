@@ -53,6 +53,24 @@ def _add_llm_args(p: argparse.ArgumentParser) -> None:
                                    "$PROMPTMIX_CACHE_DIR/llm_cache.sqlite: the same for app, CLI and experiments)")
 
 
+def _loading_printer():
+    """Shows a cold start of the bundled model on stderr: one updating line on a terminal, else each
+    step once ("loading the local model, 0 s...")."""
+    last_phase = None
+
+    def show(message: str) -> None:
+        nonlocal last_phase
+        phase = message.rsplit(",", 1)[0]
+        if sys.stderr.isatty():  # one line per step, updated in place
+            lead = "\n" if last_phase is not None and phase != last_phase else "\r"
+            print(lead + message + " " * 8, end="", file=sys.stderr, flush=True)
+        elif phase != last_phase:
+            print(message, file=sys.stderr, flush=True)
+        last_phase = phase
+
+    return show
+
+
 def _llm(args: argparse.Namespace, spec=None):
     """The client for a command: its endpoint flags (a spec's when given) and the one LLM cache
     (``--cache`` overrides it)."""
