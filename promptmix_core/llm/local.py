@@ -313,7 +313,9 @@ def _looks_like_our_server(pid: int) -> bool:
 
 def default_backend() -> str:
     """``$PROMPTMIX_LOCAL_BACKEND`` (``promptmix`` or ``transformers``), else ``promptmix``."""
-    value = os.environ.get("PROMPTMIX_LOCAL_BACKEND", "").strip().lower() or "promptmix"
+    from ..settings import get_settings
+
+    value = get_settings().local_backend or "promptmix"
     if value not in BACKENDS:
         raise LocalServerError(f"PROMPTMIX_LOCAL_BACKEND must be one of {', '.join(BACKENDS)} (got {value!r})")
     return value

@@ -66,11 +66,13 @@ def test_cold_start_reports_conversion_and_loading(cache_root, monkeypatch):
 
 
 def test_job_message_shows_model_loading(tmp_path, small_task):
+    from promptmix_core.lifecycle import JobLifecycle
     from promptmix_core.pipeline import model_loading_reporter
     from promptmix_core.store import ProjectStore
 
     store = ProjectStore(tmp_path / "p.pmx")
-    job = store.create_job("generate", {})
-    model_loading_reporter(store, job)("loading the local model, 3 s...")
-    j = store.get_job(job)
+    life = JobLifecycle.create(store, "generate", {"per_class": 1})
+    model_loading_reporter(life.context())("loading the local model, 3 s...")
+    j = store.get_job(life.job_id)
     assert j.message == "loading the local model, 3 s..." and j.progress["phase"] == "loading-model"
+    assert j.progress["message"] == "loading the local model, 3 s..."
