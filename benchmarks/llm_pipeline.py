@@ -15,6 +15,9 @@ scheduler  generate 5 TREC6 classes x 40 per class at 500 ms per call and concur
            side runs in its own process.
 local      the bundled model's tokens per second.
 
+``--local`` runs the bundled model end to end instead (``benchmarks/local_pipeline.py``: 60 boundary
+examples plus relabels on the project's batching server against ``transformers serve`` in the same run).
+
     .venv/bin/python benchmarks/llm_pipeline.py [--skip-pipeline] [--skip-scheduler] [--skip-local]
         [--baseline REV] [--repeats 3] [--latency 0.2]
 """
@@ -307,6 +310,10 @@ def main() -> int:
     ap.add_argument("--skip-pipeline", action="store_true")
     ap.add_argument("--skip-scheduler", action="store_true")
     ap.add_argument("--skip-local", action="store_true", help="skip the bundled model's tokens/s")
+    ap.add_argument("--local", action="store_true",
+                    help="the bundled model end to end instead (benchmarks/local_pipeline.py)")
+    ap.add_argument("--local-baseline", choices=("transformers", "none"), default="transformers",
+                    help="with --local: also run transformers serve in the same run (default) or not")
     ap.add_argument("--baseline", help="git revision whose generation code runs as the scheduler baseline")
     ap.add_argument("--repeats", type=int, default=3)
     # client-process options (internal)
@@ -321,6 +328,12 @@ def main() -> int:
     args = ap.parse_args()
     if args.worker:
         return worker(args)
+    if args.local:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import local_pipeline
+
+        return local_pipeline.main(["--per-class", str(args.per_class if "--per-class" in sys.argv else 15),
+                                    "--local-baseline", args.local_baseline])
     if not args.skip_pipeline:
         section_pipeline(args)
     if not args.skip_scheduler:

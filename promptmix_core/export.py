@@ -27,7 +27,9 @@ COLUMNS = [
     "mixed_with",
     "alpha",
     "llm_label",
+    "llm_confidence",
     "relabel_status",
+    "flag",
     "review_status",
     "example_id",
 ]
@@ -68,8 +70,8 @@ def curated_records(
             for text in c.examples:
                 rows.append({
                     "text": text, "label": c.name, "source": "seed", "intended_label": c.name,
-                    "mixed_with": None, "alpha": None, "llm_label": None, "relabel_status": None,
-                    "review_status": None, "example_id": None,
+                    "mixed_with": None, "alpha": None, "llm_label": None, "llm_confidence": None,
+                    "relabel_status": None, "flag": None, "review_status": None, "example_id": None,
                 })
     for ex in examples:
         label = label_for(ex, label_source, pending=pending)
@@ -83,7 +85,9 @@ def curated_records(
             "mixed_with": _get(ex, "mixed_with"),
             "alpha": _get(ex, "alpha"),
             "llm_label": _get(ex, "llm_label"),
+            "llm_confidence": _get(ex, "llm_confidence"),
             "relabel_status": _get(ex, "relabel_status"),
+            "flag": _get(ex, "flag") or None,
             "review_status": _get(ex, "review_status"),
             "example_id": _get(ex, "id"),
         })

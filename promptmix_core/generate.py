@@ -184,9 +184,11 @@ def _alpha(seed: int, ci: str, r: int) -> float:
     return a
 
 
+# Worded for small instruct models too (measured with the bundled SmolLM2-135M: benchmarks/prompt_tuning.py,
+# docs/LOCAL_MODEL.md): say what an example is (a text like the seeds), and what not to write.
 SYSTEM_PROMPT = (
-    "You write realistic, varied examples for training a text classifier. "
-    "Follow the requested format exactly and write nothing else."
+    "You write short, realistic texts for training a text classifier, one per line, numbered. "
+    "Write only the texts: never explain them, never mention categories, percentages or examples."
 )
 
 
@@ -212,8 +214,11 @@ def build_generation_prompt(
             f'Generate a diverse set of {n} short examples where each example belongs {a}% to category '
             f'"{ci}" and {100 - a}% to category "{cj}".'
         )
+        lines.append(f'Each example is a new text like the examples above: mostly "{ci}", partly "{cj}".')
     else:
         lines.append(f'Generate a diverse set of {n} short examples that belong to category "{ci}".')
+        lines.append("Each example is a new text like the examples above.")
+    lines.append("Do not copy the examples above and do not name the categories.")
     lines.append(f"Write each example on its own line, numbered 1 to {n}. Write only the examples.")
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n".join(lines)}]
 

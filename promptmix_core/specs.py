@@ -209,7 +209,7 @@ class GenerationSpec(_Spec):
         )
 
     def relabel_config(self) -> RelabelConfig:
-        return RelabelConfig(nearest=self.nearest)
+        return RelabelConfig(nearest=self.nearest, seed=self.seed)  # the seed also draws the candidate order
 
     # ---------------------------------------------------------------- stored
     def to_dict(self) -> dict[str, Any]:

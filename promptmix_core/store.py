@@ -273,7 +273,9 @@ class Example:
             "mixed_with": self.mixed_with,
             "alpha": self.alpha,
             "llm_label": self.llm_label,
+            "llm_confidence": self.llm_confidence,
             "relabel_status": self.relabel_status,
+            "flag": self.flag,
             "review_status": self.review_status,
             "review_label": self.review_label,
             "final_label": self.final_label,
@@ -832,10 +834,14 @@ class ProjectStore:
         label: str | None = None,
         relabel_status: str | Sequence[str] | None = None,
         search: str | None = None,
+        flagged: bool | None = None,
         limit: int | None = None,
         offset: int = 0,
     ) -> list[Example]:
+        """Examples in id order; ``flagged`` True/False keeps only those with/without a junk flag."""
         where, params = [], []
+        if flagged is not None:
+            where.append("flag != ''" if flagged else "flag = ''")
         if job_id is not None:
             where.append("job_id = ?")
             params.append(job_id)
@@ -877,7 +883,7 @@ class ProjectStore:
             params,
         )
         out = dict.fromkeys(("total", "relabelled", "agree", "changed", "unparseable", "reviewed", "accepted",
-                             "overridden", "rejected"), 0)
+                             "overridden", "rejected", "flagged", "flagged_pending"), 0)
         for review_status, relabel_status, n in rows:
             out["total"] += n
             if relabel_status is not None:
@@ -888,6 +894,10 @@ class ProjectStore:
                 out["reviewed"] += n
                 if review_status in ("accepted", "overridden", "rejected"):
                     out[review_status] += n
+        flagged = self._query(  # the review index covers flag: no full rows read
+            f"SELECT SUM(flag != ''), SUM(flag != '' AND review_status = 'pending') FROM examples {cond}", params
+        )[0]
+        out["flagged"], out["flagged_pending"] = int(flagged[0] or 0), int(flagged[1] or 0)
         return out
 
     def set_relabel(
@@ -898,16 +908,48 @@ class ProjectStore:
         status: str,
         raw: str = "",
         prompt: str = "",
+        confidence: float | None = None,
     ) -> None:
+        """Save a relabel; ``confidence`` (the relabeler's probability for its answer, in [0, 1], or
+        None when the endpoint gave none) goes to ``llm_confidence``."""
         if status not in RELABEL_STATUSES:
             raise ValueError(f"unknown relabel status {status!r}")
+        if confidence is not None:
+            confidence = float(confidence)
+            if not 0.0 <= confidence <= 1.0:
+                raise ValueError(f"a confidence must be in [0, 1], got {confidence}")
         with self.transaction() as c:
             c.execute(
                 "UPDATE examples SET llm_label = ?, relabel_status = ?, llm_raw = ?, relabel_prompt = ?, "
-                "relabeled_at = ?, label = CASE WHEN ? IS NOT NULL THEN ? ELSE label END "
+                "relabeled_at = ?, label = CASE WHEN ? IS NOT NULL THEN ? ELSE label END, llm_confidence = ? "
                 "WHERE id = ?",
-                (llm_label, status, raw, prompt, time.time(), llm_label, llm_label, example_id),
+                (llm_label, status, raw, prompt, time.time(), llm_label, llm_label, confidence, example_id),
             )
+
+    def set_flags(self, reasons: Mapping[int, str]) -> int:
+        """Save junk flags (example id -> reason; '' clears a flag) in one transaction; returns how many
+        rows changed. Flags never change labels or review decisions."""
+        n = 0
+        with self.transaction() as c:
+            for example_id, reason in reasons.items():
+                n += c.execute("UPDATE examples SET flag = ? WHERE id = ? AND flag != ?",
+                               (str(reason or ""), int(example_id), str(reason or ""))).rowcount
+        return n
+
+    def reject_flagged(self, *, job_id: int | None = None, reviewer: str | None = None) -> int:
+        """Reject, in one transaction, every flagged example still pending review (of ``job_id``, or all);
+        examples someone already decided on are left alone. Returns how many were rejected; undo one
+        with ``review(id, "pending")``."""
+        cond, params = "flag != '' AND review_status = 'pending'", []
+        if job_id is not None:
+            cond += " AND job_id = ?"
+            params.append(job_id)
+        with self.transaction() as c:
+            return c.execute(
+                f"UPDATE examples SET review_status = 'rejected', review_label = NULL, reviewed_at = ?, "
+                f"reviewed_by = ?, version = version + 1 WHERE {cond}",
+                (time.time(), reviewer, *params),
+            ).rowcount
 
     def review(
         self,
