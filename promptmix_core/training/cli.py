@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import tempfile
@@ -125,45 +124,29 @@ def _train_project(args: argparse.Namespace, cfg) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """Classify texts with a saved model (fine-tuned or quick student) through
+    :func:`.inference.classify`, the same function as the app's "Try the model"."""
     from .config import ModelLoadError
-    from .model_io import predict
+    from .inference import classify, read_texts
 
     texts = list(args.texts or [])
     if args.input:
         p = Path(args.input)
-        if p.suffix.lower() in (".csv", ".jsonl"):
-            from ..labelled import read_labelled_file
-
-            texts += [r["text"] for r in read_labelled_file(p, require_label=False)]
-        else:
-            texts += [ln.rstrip("\n") for ln in p.read_text("utf-8").splitlines() if ln.strip()]
+        texts += read_texts(p.read_bytes(), p.name)
     if not texts:
         raise ValueError("nothing to predict: give texts, or --input FILE (.txt one per line, .csv/.jsonl with text)")
     try:
-        labels, probs = predict(args.model_dir, texts, device=args.device)
+        pred = classify(args.model_dir, texts, device=args.device)
     except ModelLoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from .model_io import get_classifier
-
-    names = get_classifier(args.model_dir, device=args.device).labels
-    rows = [{"text": t, "label": lab, "confidence": float(pr.max()),
-             "probabilities": {n: round(float(v), 6) for n, v in zip(names, pr)}}
-            for t, lab, pr in zip(texts, labels, probs)]
     if args.out:
         out = Path(args.out)
-        if out.suffix.lower() == ".csv":
-            with open(out, "w", newline="", encoding="utf-8") as fh:
-                w = csv.writer(fh)
-                w.writerow(["text", "label", "confidence", *names])
-                for r in rows:
-                    w.writerow([r["text"], r["label"], f"{r['confidence']:.6f}", *[r["probabilities"][n] for n in names]])
-        else:
-            out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
-        print(f"wrote {len(rows)} predictions to {out}")
+        out.write_bytes(pred.to_csv_bytes() if out.suffix.lower() == ".csv" else pred.to_jsonl_bytes())
+        print(f"wrote {len(pred)} predictions to {out}")
     else:
-        for r in rows:
-            print(f"{r['label']}\t{r['confidence']:.3f}\t{r['text']}")
+        for i, (t, lab) in enumerate(zip(pred.texts, pred.predicted)):
+            print(f"{lab}\t{pred.confidence(i):.3f}\t{t}")
     return EXIT_OK
 
 
