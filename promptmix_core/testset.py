@@ -182,6 +182,21 @@ def split_off_test_set(
     return out
 
 
+def split_test_from_import(
+    data: bytes, filename: str, task: Task, *, max_per_class: int | None = None, seed: int = 0
+) -> list[dict[str, str]]:
+    """The test set split off an uploaded labelled file that ``task`` was imported from: every row
+    that did not become a seed (see :func:`split_off_test_set`). Empty for a task file (JSON/YAML)."""
+    from .task import read_labelled_rows
+
+    name = str(filename or "the file").replace("\\", "/").rsplit("/", 1)[-1]
+    suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if suffix not in TEST_SET_TYPES:
+        return []
+    rows = read_labelled_rows(decode_bytes(data, name), suffix, name)
+    return split_off_test_set(rows, task, max_per_class=max_per_class, seed=seed)
+
+
 def rows_fingerprint(rows: Sequence[Mapping[str, str]]) -> str:
     """A short hash of a test set's content, so runs scored on the same set can be told apart."""
     import hashlib
@@ -199,5 +214,6 @@ __all__ = [
     "read_test_set",
     "read_test_set_file",
     "split_off_test_set",
+    "split_test_from_import",
     "rows_fingerprint",
 ]
