@@ -70,6 +70,7 @@ class TrainResult:
             "train_time_s": round(self.train_time_s, 2),
             "n_train": self.n_train,
             "device": self.device,
+            "precision": self.precision,
         }
         if self.val_metrics:
             out["val_accuracy"] = self.val_metrics["accuracy"]
