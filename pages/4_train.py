@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages._ui import (
+    NO_TEST_SET_NOTE,
     current_project,
     device_info,
     ensure_app_shell,
@@ -50,6 +51,7 @@ SOURCES = {
     "a1": "A1 · the class each example was written for",
     "reviewed": "Reviewed · your decisions on the Review page",
 }
+LIVE_EVERY_S = 1.0  # the live panel's poll interval (at most once a second; see docs/BENCHMARKS.md)
 MODELS = {"bundled": "Bundled MiniLM (all-MiniLM-L6-v2, 22 M parameters)", "other": "Another model"}
 
 
@@ -58,47 +60,85 @@ def _cancel(job_id: int) -> None:
     st.session_state["train_flash"] = ("info", f"Asked training job #{job_id} to stop after the current step.")
 
 
-def _run_for_job(job_id: int):
+def _run_for_job(job_id: int, progress: dict | None = None):
+    """The run of a training job: from the job's progress (one row read), else a search of recent runs."""
+    rid = (progress or {}).get("run_id") or st.session_state.get(f"train_run_of::{job_id}")
+    if rid:
+        run = store.get_run(int(rid))
+        if run is not None:
+            return run
     for r in store.list_runs(limit=50):
         if r.job_id == job_id:
+            st.session_state[f"train_run_of::{job_id}"] = r.id
             return r
     return None
 
 
-def metric_figure(points: list[dict], names: list[str], title: str, yfmt: str | None = None) -> go.Figure:
-    fig = go.Figure()
-    pretty = {"train_loss": "training loss", "val_loss": "validation loss", "val_accuracy": "validation accuracy",
-              "val_macro_f1": "validation macro-F1"}
+PRETTY = {"train_loss": "training loss", "val_loss": "validation loss", "val_accuracy": "validation accuracy",
+          "val_macro_f1": "validation macro-F1"}
+
+
+def metric_figure(points: list[dict], names: list[str], title: str, *, percent: bool = False) -> go.Figure:
+    """A line chart of some metrics by step. Accuracy-like charts (``percent``) keep their y-axis at
+    0-100 % whatever the values; loss charts start at 0. Built from a plain spec (cheap to rebuild)."""
+    data = []
     for name in names:
         pts = [p for p in points if p["name"] == name]
         if pts:
-            fig.add_scatter(x=[p["step"] for p in pts], y=[p["value"] for p in pts], mode="lines+markers",
-                            name=pretty.get(name, name), marker=dict(size=5))
-    fig.update_layout(
-        title=dict(text=title, x=0, font=dict(size=15)), height=300, margin=dict(l=10, r=10, t=40, b=10),
-        xaxis=dict(title="step"), yaxis=dict(tickformat=yfmt) if yfmt else {},
-        legend=dict(orientation="h", y=-0.25, x=0),
-    )
-    return fig
+            data.append({"type": "scatter", "x": [p["step"] for p in pts], "y": [p["value"] for p in pts],
+                         "mode": "lines+markers", "name": PRETTY.get(name, name), "marker": {"size": 5},
+                         "cliponaxis": False})
+    yaxis = ({"range": [0, 1], "tickformat": ".0%", "autorange": False, "fixedrange": True} if percent
+             else {"rangemode": "tozero"})
+    return go.Figure({"data": data, "layout": {
+        "title": {"text": title, "x": 0, "font": {"size": 15}}, "height": 300,
+        "margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "xaxis": {"title": {"text": "step"}, "rangemode": "tozero"},
+        "yaxis": yaxis, "legend": {"orientation": "h", "y": -0.25, "x": 0}}})
+
+
+class LiveMetrics:
+    """The metric rows of one run, kept between reruns of the live fragment: each tick reads only
+    the rows logged since the last one (``store.get_metrics(after_id=...)``) and the figures are
+    rebuilt only when some arrived."""
+
+    def __init__(self) -> None:
+        self.after = 0
+        self.points: list[dict] = []
+        self.figs: tuple[go.Figure, go.Figure | None] | None = None
+
+    def poll(self, run_id: int) -> bool:
+        new = store.get_metrics(run_id, after_id=self.after)
+        if not new:
+            return False
+        self.points.extend(new)
+        self.after = new[-1]["id"]
+        has_acc = any(p["name"] in ("val_accuracy", "val_macro_f1") for p in self.points)
+        self.figs = (metric_figure(self.points, ["train_loss", "val_loss"], "Loss"),
+                     metric_figure(self.points, ["val_accuracy", "val_macro_f1"], "Validation accuracy", percent=True)
+                     if has_acc else None)
+        return True
 
 
 def render_charts(run_id: int | None, key: str) -> None:
-    points = store.get_metrics(run_id) if run_id else []
+    if not run_id:
+        live = LiveMetrics()
+    else:
+        live = st.session_state.setdefault(f"train_live::{project}::{run_id}", LiveMetrics())
+        live.poll(run_id)
     c1, c2 = st.columns(2)
-    if not points:
+    if live.figs is None:
         with c1:
             st.info("The loss curve appears after the first logged steps.")
         return
+    loss_fig, acc_fig = live.figs
     with c1:
-        st.plotly_chart(metric_figure(points, ["train_loss", "val_loss"], "Loss"), width="stretch",
-                        config={"displayModeBar": False}, key=f"{key}_loss")
+        st.plotly_chart(loss_fig, width="stretch", config={"displayModeBar": False}, key=f"{key}_loss")
     with c2:
-        if any(p["name"] in ("val_accuracy", "val_macro_f1") for p in points):
-            st.plotly_chart(metric_figure(points, ["val_accuracy", "val_macro_f1"], "Validation accuracy", ".0%"),
-                            width="stretch", config={"displayModeBar": False}, key=f"{key}_acc")
+        if acc_fig is not None:
+            st.plotly_chart(acc_fig, width="stretch", config={"displayModeBar": False}, key=f"{key}_acc")
         else:
             st.info("Accuracy on held-out examples appears after the first evaluation (end of an epoch).")
-    n = len({p["step"] for p in points})
+    n = len({p["step"] for p in live.points})
     st.caption(f"{n} logged step{'' if n == 1 else 's'}")
 
 
@@ -107,16 +147,20 @@ def render_job(job_id: int) -> None:
     if job is None:
         return
     p = job.progress or {}
-    run = _run_for_job(job_id)
+    run = _run_for_job(job_id, p)
     with st.container(border=True):
         top = st.columns([3, 1], vertical_alignment="center")
-        top[0].markdown(f"#### Training job #{job.id}" + (f" · run #{run.id}" if run else ""))
+        top[0].markdown(f"#### Training job #{job.id}" + (f" · run #{run.id}" if run else "")
+                        + (f" · {md_escape(run.name)}" if run and run.name else ""))
         with top[1]:
             status_badge(job.status)
         step, total = int(p.get("step") or 0), int(p.get("total_steps") or 0)
         phase = p.get("phase") or job.status
         if total and not job.active:
             st.progress(min(step / total, 1.0), text=f"{job.status.capitalize()} after {step} of {total} steps")
+        elif phase == "embedding":
+            done, todo = int(p.get("embedded") or 0), int(p.get("to_embed") or 0)
+            st.progress(done / todo if todo else 0.0, text=f"Embedding the texts: {done} / {todo}")
         elif total:
             st.progress(min(step / total, 1.0),
                         text=f"Step {step} / {total} · epoch {float(p.get('epoch') or 0):.1f} of {p.get('epochs', '?')}")
@@ -140,9 +184,14 @@ def render_job(job_id: int) -> None:
             m[1].metric("Macro-F1", f"{sc['macro_f1']:.1%}" if sc["macro_f1"] is not None else "–")
             data = fm.get("data") or {}
             m[2].metric("Trained on", data.get("train", fm.get("n_train", "–")))
-            m[3].metric("Validated on", data.get("val", sc["n"] or "–"))
+            if sc["eval"] == "test set":
+                m[3].metric("Tested on", sc["n"] or "–")
+            else:
+                m[3].metric("Validated on", data.get("val", sc["n"] or "–"))
             if sc["eval"]:
                 st.caption(f"Scores on {sc['eval']}.")
+            if sc["eval"] == "held-out generated examples":
+                st.caption(f":orange[:material/warning:] {NO_TEST_SET_NOTE}")
             st.page_link("pages/5_results.py", label="See the results and export", icon=":material/arrow_forward:")
     if not job.active and st.session_state.get(f"train_watch_{job_id}"):
         st.session_state.pop(f"train_watch_{job_id}")
@@ -153,8 +202,9 @@ flash("train_flash")
 current = latest_job(store, "train")
 busy = current is not None and current.active
 if current is not None and current.active:
+    # only this panel reruns while training: once a second, reading the new metric rows alone
     st.session_state[f"train_watch_{current.id}"] = True
-    st.fragment(render_job, run_every=1.5)(current.id)
+    st.fragment(render_job, run_every=LIVE_EVERY_S)(current.id)
 elif current is not None:
     render_job(current.id)
 
@@ -336,8 +386,5 @@ def render_history() -> None:
 
 
 st.subheader("Run history")
-# while a run is going its row (status, device, scores) follows it live
-if busy:
-    st.fragment(render_history, run_every=3)()
-else:
-    render_history()
+# not live: the panel above follows the running run, and the page reruns once when it ends
+render_history()
