@@ -148,20 +148,31 @@ def train_embed_lr(
     test_texts: Sequence[str] | None = None,
     test_labels: Sequence[str] | None = None,
     out_dir: str | Path | None = None,
+    callbacks: Sequence[Any] = (),
     store: Any = None,
     run_id: int | None = None,
     job_id: int | None = None,
     should_stop: Callable[[], bool] | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ):
     """Fit the quick student; returns a :class:`.trainer.TrainResult` (one "step").
 
-    With ``store``/``run_id`` the run goes running -> done / cancelled / failed like a fine-tuning
-    run, and its metrics are logged (``train_loss``, ``val_*``) for the charts.
+    Reports like the fine-tuning trainer, through ``callbacks`` (with ``store``/``run_id`` a
+    :class:`.callbacks.StoreCallback` first: the run goes running -> done / cancelled / failed and
+    its metrics, ``train_loss`` and ``val_*``, are logged for the charts). ``progress`` gets
+    ``{"phase": "embedding", "embedded", "to_embed", ...}`` while the texts are embedded, and
+    ``should_stop()`` is checked after every batch of them.
     """
+    from ..errors import Cancelled
+    from .callbacks import StoreCallback
     from .trainer import TrainResult
 
     t_start = time.perf_counter()
-    use_store = store is not None and run_id is not None
+    cbs = list(callbacks)
+    if store is not None and run_id is not None:
+        cbs.insert(0, StoreCallback(store, run_id, job_id))
+    for cb in cbs:
+        cb.on_run_start()
     try:
         cfg = config if isinstance(config, EmbedLRConfig) else EmbedLRConfig.from_dict(config)
         texts, labels = [str(t) for t in texts], [str(x) for x in labels]
@@ -175,31 +186,39 @@ def train_embed_lr(
         unknown = sorted(set(labels) - set(names))
         if unknown:
             raise ValueError(f"training labels not in the label set: {', '.join(unknown[:5])}")
-        present = sorted(set(labels), key=names.index)
-        if len(present) < 2:
+        if len(set(labels)) < 2:
             raise ValueError("the quick student needs training examples of at least two classes")
-        if use_store:
-            store.update_run(run_id, status="running", device="cpu")
-        all_eval = list(val_texts or []) + list(test_texts or [])
+        for what, gold in (("validation", val_labels), ("test", test_labels)):
+            bad = sorted(set(map(str, gold or [])) - set(names))
+            if bad:
+                raise ValueError(f"{what} labels not in the label set: {', '.join(bad[:5])}")
+        info: dict[str, Any] = {"step": 0, "total_steps": 1, "epoch": 0.0, "epochs": 1, "n_train": len(texts),
+                                "n_val": len(val_texts or []), "device": "cpu", "precision": "fp32",
+                                "world_size": 1, "model": f"{EMBEDDER} + logistic regression"}
+        for cb in cbs:
+            cb.on_train_begin(info)
+        val_texts, test_texts = list(val_texts or []), list(test_texts or [])
+        all_texts = texts + val_texts + test_texts
 
-        def progress(done: int, total: int) -> None:
-            if use_store and job_id is not None:
-                store.update_job(job_id, progress={"phase": "embedding", "run_id": run_id, "step": 0,
-                                                   "total_steps": 1, "embedded": done, "to_embed": total})
+        def on_batch(done: int, total: int) -> None:
+            if progress is not None:
+                progress({"phase": "embedding", "run_id": run_id, "step": 0, "total_steps": 1,
+                          "embedded": done, "to_embed": total})
             if should_stop is not None and should_stop():
                 raise _Stopped()
 
         t0 = time.perf_counter()
         try:
-            emb = _embed(texts + all_eval, progress)
+            emb = _embed(all_texts, on_batch)
         except _Stopped:
-            if use_store:
-                store.update_run(run_id, status="cancelled", error="stopped while embedding")
-            return _result(TrainResult, "cancelled", names, texts, cfg, 0.0, time.perf_counter() - t_start, None,
-                           None, [], None, None)
+            result = _result(TrainResult, "cancelled", names, texts, cfg, 0.0, time.perf_counter() - t_start,
+                             None, None, [], None, None)
+            for cb in cbs:
+                cb.on_run_end("cancelled", result, None)
+            return result
         embed_s = time.perf_counter() - t0
-        x_train, x_eval = emb[: len(texts)], emb[len(texts):]
-        x_val, x_test = x_eval[: len(val_texts or [])], x_eval[len(val_texts or []):]
+        n_tr, n_va = len(texts), len(val_texts)
+        x_train, x_val, x_test = emb[:n_tr], emb[n_tr:n_tr + n_va], emb[n_tr + n_va:]
 
         import numpy as np
         from sklearn.linear_model import LogisticRegression
@@ -209,7 +228,7 @@ def train_embed_lr(
                                 random_state=cfg.seed)
         lr.fit(x_train, labels)
         fit_s = time.perf_counter() - t1
-        # the regression knows only the classes it saw; classes without training data get -inf logits
+        # the regression knows only the classes it saw; classes without training data get ~zero probability
         coef = np.zeros((len(names), emb.shape[1]), dtype=np.float32)
         intercept = np.full((len(names),), -1e4, dtype=np.float32)
         fitted = list(lr.classes_)
@@ -240,15 +259,15 @@ def train_embed_lr(
 
         val_metrics = score(x_val, list(val_labels or []))
         test_metrics = score(x_test, list(test_labels or []))
+        info.update(step=1, epoch=1.0)
         history = [{"step": 1, "epoch": 1.0, "train_loss": train_loss}]
-        if use_store:
-            store.log_metrics(run_id, 1, {"train_loss": train_loss}, epoch=1.0)
-            if val_metrics:
-                store.log_metrics(run_id, 1, {f"val_{k}": float(val_metrics[k]) for k in ("accuracy", "macro_f1", "loss")},
-                                  epoch=1.0)
+        for cb in cbs:
+            cb.on_log(1, 1.0, {"train_loss": train_loss}, info)
         if val_metrics:
             history.append({"step": 1, "epoch": 1.0, "val_accuracy": val_metrics["accuracy"],
                             "val_macro_f1": val_metrics["macro_f1"], "val_loss": val_metrics["loss"]})
+            for cb in cbs:
+                cb.on_evaluate(1, 1.0, val_metrics, info)
         model_dir = None
         if out_dir is not None:
             extra = {"train_config": {"student": KIND, **cfg.__dict__},
@@ -257,17 +276,20 @@ def train_embed_lr(
             model_dir = str(clf.save(out_dir, extra=extra))
         result = _result(TrainResult, "done", names, texts, cfg, embed_s + fit_s, time.perf_counter() - t_start,
                          train_loss, val_metrics, history, model_dir, clf, test_metrics=test_metrics)
-        if use_store:
-            store.update_run(run_id, status="done", device="cpu", model_dir=model_dir,
-                             final_metrics=result.final_metrics())
-        return result
+        for cb in cbs:
+            cb.on_train_end(result)
     except BaseException as exc:
-        if use_store:
+        status = "cancelled" if isinstance(exc, (Cancelled, KeyboardInterrupt)) else "failed"
+        msg = (str(exc) or "interrupted") if status == "cancelled" else f"{type(exc).__name__}: {exc}"
+        for cb in cbs:
             try:
-                store.update_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:4000])
-            except Exception:  # noqa: BLE001 - the store is broken; the error itself is re-raised
+                cb.on_run_end(status, None, msg)
+            except Exception:  # noqa: BLE001 - the original error matters more
                 pass
         raise
+    for cb in cbs:
+        cb.on_run_end("done", result, None)
+    return result
 
 
 class _Stopped(Exception):
