@@ -459,7 +459,9 @@ def render_history() -> None:
             rows.append({
                 "run": r.id, "name": r.name, "status": r.status, "labels": (r.config or {}).get("label_source", r.method),
                 "student": "quick (embed-lr)" if quick else "fine-tuned",
-                "epochs": None if quick else tc.get("epochs"), "learning rate": None if quick else tc.get("learning_rate"),
+                "epochs": "–" if quick or tc.get("epochs") is None else str(tc.get("epochs")),
+                "learning rate": "–" if quick else (f"{tc['learning_rate']:g}" if tc.get("learning_rate") is not None
+                                                     else f"auto ({default_learning_rate(len(task.classes)):g})"),
                 "accuracy": fm.get("accuracy"), "macro-F1": fm.get("macro_f1"),
                 "scored on": {"test set": "test set", "held-out generated examples": "generated (few)"}.get(
                     fm.get("eval"), fm.get("eval") or ""),
@@ -470,8 +472,7 @@ def render_history() -> None:
             })
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                      column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
-                                    "macro-F1": st.column_config.NumberColumn(format="percent"),
-                                    "learning rate": st.column_config.NumberColumn(format="%.0e")})
+                                    "macro-F1": st.column_config.NumberColumn(format="percent")})
 
 
 st.subheader("Run history")
