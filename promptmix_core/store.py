@@ -168,6 +168,29 @@ CREATE INDEX IF NOT EXISTS examples_review_cover ON examples(review_status, rela
     nearest_score REAL
 )""",
     ),
+    # the project's test set: real labelled examples every training run is scored on (never trained on)
+    ("test_examples", """
+CREATE TABLE IF NOT EXISTS test_examples (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    text TEXT NOT NULL,
+    norm_text TEXT NOT NULL UNIQUE,
+    label TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
+    added_at REAL NOT NULL
+)"""),
+    # exactly which rows (and labels) a training run used: split train / val / test, source seed /
+    # generated / file / test_set; example_id is the examples row for generated ones
+    ("run_examples", """
+CREATE TABLE IF NOT EXISTS run_examples (
+    run_id INTEGER NOT NULL,
+    split TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    example_id INTEGER,
+    text TEXT NOT NULL,
+    label TEXT NOT NULL,
+    PRIMARY KEY (run_id, split, position)
+)"""),
 ]
 # Columns: (table, column, SQL declaration with a default).
 _ADDED_COLUMNS: list[tuple[str, str, str]] = [
@@ -1515,6 +1538,74 @@ class ProjectStore:
             (run_id, after_id),
         )
         return [dict(r) for r in rows]
+
+    def record_run_examples(self, run_id: int, split: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Record the rows a run used for ``split`` (train, val or test), replacing earlier ones.
+
+        Each row: ``text``, ``label``, ``source`` and, for generated examples, ``example_id``.
+        """
+        with self.transaction() as c:
+            c.execute("DELETE FROM run_examples WHERE run_id = ? AND split = ?", (run_id, split))
+            c.executemany(
+                "INSERT INTO run_examples(run_id, split, position, source, example_id, text, label) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, split, i, str(r.get("source") or ""), r.get("example_id"), str(r["text"]),
+                  str(r["label"])) for i, r in enumerate(rows)],
+            )
+
+    def get_run_examples(self, run_id: int, split: str | None = None) -> list[dict[str, Any]]:
+        """The rows a run used (see :meth:`record_run_examples`), in order."""
+        sql = "SELECT split, position, source, example_id, text, label FROM run_examples WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if split is not None:
+            sql += " AND split = ?"
+            params.append(split)
+        return [dict(r) for r in self._query(sql + " ORDER BY split, position", params)]
+
+    # ------------------------------------------------------------------ test set
+    def set_test_set(self, rows: Iterable[Mapping[str, Any]], *, name: str = "", source: str = "upload") -> int:
+        """Replace the project's test set with ``rows`` (``text``, ``label``). Rows whose normalised
+        text repeats an earlier one are skipped. Returns how many were stored."""
+        from .task import normalize_text
+
+        now = time.time()
+        n = 0
+        with self.transaction() as c:
+            c.execute("DELETE FROM test_examples")
+            for r in rows:
+                text = str(r["text"]).strip()
+                cur = c.execute(
+                    "INSERT OR IGNORE INTO test_examples(text, norm_text, label, source, added_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (text, normalize_text(text), str(r["label"]).strip(), source, now),
+                )
+                n += cur.rowcount
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES ('test_set', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (json.dumps({"name": name, "source": source, "added_at": now, "n": n}),),
+            )
+        return n
+
+    def clear_test_set(self) -> None:
+        with self.transaction() as c:
+            c.execute("DELETE FROM test_examples")
+            c.execute("DELETE FROM meta WHERE key = 'test_set'")
+
+    def list_test_examples(self) -> list[dict[str, Any]]:
+        """The test set as ``{"id", "text", "label", "source"}`` rows (empty without one)."""
+        return [dict(r) for r in self._query("SELECT id, text, label, source FROM test_examples ORDER BY id")]
+
+    def test_set_info(self) -> dict[str, Any] | None:
+        """``{"name", "source", "added_at", "n", "per_class"}`` of the test set, or None without one."""
+        rows = self._query("SELECT label, COUNT(*) FROM test_examples GROUP BY label ORDER BY label")
+        if not rows:
+            return None
+        raw = self.get_meta("test_set")
+        info = json.loads(raw) if raw else {}
+        per_class = {r[0]: int(r[1]) for r in rows}
+        return {"name": info.get("name", ""), "source": info.get("source", ""), "added_at": info.get("added_at"),
+                "n": sum(per_class.values()), "per_class": per_class}
 
     # ------------------------------------------------------------------- summary
     def summary(self) -> dict[str, Any]:
