@@ -159,7 +159,8 @@ class GenerationSpec(_Spec):
 
     Fields: ``per_class`` examples kept per class (exactly); ``group_size`` classes per prompt
     group; ``mixup`` (off: plain examples of each class, alpha 1); ``seed`` (groups, Cj and alpha
-    draws); ``examples_per_call`` asked for per call; ``temperature``; ``max_tokens`` per answer;
+    draws); ``examples_per_call`` asked for per call (at most half of ``per_class``, rounded up, so every
+    class gets at least two calls with their own Cj and alpha); ``temperature``; ``max_tokens`` per answer;
     ``max_calls_per_class`` (``None``: 4 per example + 5); ``max_example_chars`` (longer lines are
     dropped); ``relabel`` then relabel what was generated; ``nearest`` classes shown to the relabeler;
     ``demo`` marks the demo project's pre-written job; ``llm`` the endpoint.
