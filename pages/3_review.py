@@ -240,7 +240,15 @@ def review_area() -> None:
     acks: dict = {}
     if sync.get("ops") and sync.get("project") == project:
         acks = review.apply_ops(store, sync["ops"], classes, tab=tab)
-    now_counts = store.count_examples()
+    # counts: moved by what this batch changed; counted again (other tabs, jobs) at most every 10 s
+    cached = st.session_state.get("rv_counts")
+    now_counts = None
+    if acks and cached and cached[0] == project and time.time() - cached[1] < 10:
+        now_counts = review.adjust_counts(cached[2], acks)
+        stamp = cached[1]
+    if now_counts is None:
+        now_counts, stamp = store.count_examples(), time.time()
+    st.session_state["rv_counts"] = (project, stamp, now_counts)
     page = None
     if sync.get("qid") != qid:
         page = {"qid": qid, "from": None, **review.queue_page(store, order, flt)}

@@ -1175,7 +1175,8 @@ class ProjectStore:
             (cid, cid, tab, reviewer, ex_id, action, label, row["review_status"], row["review_label"],
              row["reviewed_at"], row["reviewed_by"], version, now),
         )
-        return {"ok": True, "id": ex_id, "status": action, "label": label, "version": version}
+        return {"ok": True, "id": ex_id, "status": action, "label": label, "version": version,
+                "prev": row["review_status"]}
 
     def _undo_unit(
         self, c: sqlite3.Connection, unit: str, *, cid: str, tab: str, reviewer: str | None, now: float
@@ -1206,7 +1207,8 @@ class ProjectStore:
             )
             log_rows.append((f"{cid}:{ex_id}", cid, tab, reviewer, ex_id, "undo", e["prev_label"], row["review_status"],
                              row["review_label"], row["reviewed_at"], row["reviewed_by"], version, unit, now))
-            restored.append({"id": ex_id, "status": e["prev_status"], "label": e["prev_label"], "version": version})
+            restored.append({"id": ex_id, "status": e["prev_status"], "label": e["prev_label"], "version": version,
+                             "prev": row["review_status"]})
         c.executemany(
             "INSERT INTO review_log(client_id, unit, tab, reviewer, example_id, action, label, prev_status, "
             "prev_label, prev_reviewed_at, prev_reviewed_by, version, undo_of, created_at) "
