@@ -459,6 +459,7 @@ function onData(S, data) {
     S.lastRev = data.rev;
     const w = window.__pmxReview;
     (w.server = w.server || []).push(data.server_ms);
+    (w.parts = w.parts || []).push(data.server_parts || {});
     if (w.server.length > 2000) w.server.shift();
   }
   render(S);

@@ -218,27 +218,17 @@ def apply_ops(
     return results
 
 
-def adjust_counts(counts: Mapping[str, int], results: Mapping[str, Mapping[str, Any]]) -> dict[str, int] | None:
-    """``counts`` (as :meth:`ProjectStore.count_examples` gives them) after the operations that
-    ``results`` report applied; None when that cannot be told from the results (an operation answered
-    as already applied, or an undo that changed more than it lists): then count again."""
+def counts_after(counts: Mapping[str, int], moves: Iterable[tuple[str, str]]) -> dict[str, int]:
+    """``counts`` (as :meth:`ProjectStore.count_examples` gives them) moved on by review-status moves
+    ``(before, after)`` (:meth:`ProjectStore.review_changes_since`)."""
     out = dict(counts)
-    for res in results.values():
-        if not res.get("ok"):
+    for prev, new in moves:
+        if prev == new:
             continue
-        if res.get("dup"):
-            return None
-        moves = ([(r.get("prev"), r.get("status")) for r in res.get("restored", [])] if res.get("undo")
-                 else [(res.get("prev"), res.get("status"))])
-        if res.get("undo") and len(res.get("restored", [])) != res.get("n", 0):
-            return None
-        for prev, new in moves:
-            if prev is None or new is None or prev == new:
-                continue
-            for status, sign in ((prev, -1), (new, 1)):
-                if status != "pending":
-                    out[status] = out.get(status, 0) + sign
-                    out["reviewed"] = out.get("reviewed", 0) + sign
+        for status, sign in ((prev, -1), (new, 1)):
+            if status in ("accepted", "overridden", "rejected"):
+                out[status] = out.get(status, 0) + sign
+                out["reviewed"] = out.get("reviewed", 0) + sign
     return out
 
 
