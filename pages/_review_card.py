@@ -459,6 +459,7 @@ function onData(S, data) {
     S.lastRev = data.rev;
     const w = window.__pmxReview;
     (w.server = w.server || []).push(data.server_ms);
+    (w.parts = w.parts || []).push(data.server_parts || {});
     if (w.server.length > 2000) w.server.shift();
   }
   render(S);
@@ -734,20 +735,22 @@ function buildChips(S) {
 }
 function paint(S, t0) {
   // t0: when the key event was created, so the time includes any wait for the browser's main thread.
-  // The time to the next paint is the browser's own Event Timing measurement when it reports one
-  // (it does for 16 ms and more); below that, the start of the frame that shows the new card.
+  // The time to the next paint is the browser's own Event Timing measurement (it reports keys of 16 ms
+  // and more, sometimes late on a busy machine: the record is then corrected); below that, the start of
+  // the frame that shows the new card.
   const handled = performance.now();
   render(S);
   const id = current(S) ? current(S).id : null;
   const rec = { id, wait: r1(handled - t0), render: r1(performance.now() - handled), frame: null, ms: null,
-                source: "frame" };
+                source: "frame", idx: null };
   const w = window.__pmxReview;
   w.pendingKeys = w.pendingKeys || new Map();
-  w.pendingKeys.set(Math.round(t0 * 10), rec);
+  const k = Math.round(t0 * 10);
+  w.pendingKeys.set(k, rec);
   requestAnimationFrame(() => {
     rec.frame = r1(performance.now() - t0);
-    // the browser reports keys slower than 16 ms to the next paint within a frame or two
-    setTimeout(() => finishKey(S, Math.round(t0 * 10)), 120);
+    setTimeout(() => finishKey(S, k), 120);
+    setTimeout(() => w.pendingKeys.delete(k), 5000);
   });
 }
 function r1(x) { return Math.round(x * 10) / 10; }
@@ -756,13 +759,14 @@ function finishKey(S, k, eventMs) {
   const rec = w.pendingKeys && w.pendingKeys.get(k);
   if (!rec) return;
   if (eventMs !== undefined) { rec.ms = eventMs; rec.source = "event timing"; }
-  else if (rec.frame === null) return;    // not painted yet: the observer or the next timer decides
+  else if (rec.idx !== null || rec.frame === null) return;   // already recorded, or not painted yet
   else rec.ms = rec.frame;
-  w.pendingKeys.delete(k);
-  w.timings.push(rec.ms);
   w.detail = w.detail || [];
-  w.detail.push(rec);
-  if (w.timings.length > 2000) { w.timings.shift(); w.detail.shift(); }
+  if (rec.idx === null) {
+    if (w.timings.length >= 2000) { w.timings = []; w.detail = []; }
+    rec.idx = w.timings.push(rec.ms) - 1;
+    w.detail.push(rec);
+  } else w.timings[rec.idx] = rec.ms;     // the browser's figure came after the frame's
   w.last = rec;
   S.nodes.card.dataset.keyToCardMs = String(rec.ms);
 }

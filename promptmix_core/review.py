@@ -218,6 +218,20 @@ def apply_ops(
     return results
 
 
+def counts_after(counts: Mapping[str, int], moves: Iterable[tuple[str, str]]) -> dict[str, int]:
+    """``counts`` (as :meth:`ProjectStore.count_examples` gives them) moved on by review-status moves
+    ``(before, after)`` (:meth:`ProjectStore.review_changes_since`)."""
+    out = dict(counts)
+    for prev, new in moves:
+        if prev == new:
+            continue
+        for status, sign in ((prev, -1), (new, 1)):
+            if status in ("accepted", "overridden", "rejected"):
+                out[status] = out.get(status, 0) + sign
+                out["reviewed"] = out.get("reviewed", 0) + sign
+    return out
+
+
 def history(store: ProjectStore, tab: str, limit: int = 30) -> list[dict[str, Any]]:
     """A tab's undo history, newest first (what U undoes next comes first)."""
     if not tab:

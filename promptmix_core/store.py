@@ -144,6 +144,7 @@ _ADDED_TABLES: list[tuple[str, str]] = [
     prev_label TEXT,
     prev_reviewed_at REAL,
     prev_reviewed_by TEXT,
+    status TEXT NOT NULL,
     version INTEGER NOT NULL,
     undo_of TEXT,
     undone INTEGER NOT NULL DEFAULT 0,
@@ -1314,12 +1315,13 @@ class ProjectStore:
         )
         c.execute(
             "INSERT INTO review_log(client_id, unit, tab, reviewer, example_id, action, label, prev_status, "
-            "prev_label, prev_reviewed_at, prev_reviewed_by, version, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "prev_label, prev_reviewed_at, prev_reviewed_by, status, version, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (cid, cid, tab, reviewer, ex_id, action, label, row["review_status"], row["review_label"],
-             row["reviewed_at"], row["reviewed_by"], version, now),
+             row["reviewed_at"], row["reviewed_by"], action, version, now),
         )
-        return {"ok": True, "id": ex_id, "status": action, "label": label, "version": version}
+        return {"ok": True, "id": ex_id, "status": action, "label": label, "version": version,
+                "prev": row["review_status"]}
 
     def _undo_unit(
         self, c: sqlite3.Connection, unit: str, *, cid: str, tab: str, reviewer: str | None, now: float
@@ -1349,12 +1351,14 @@ class ProjectStore:
                 (e["prev_status"], e["prev_label"], e["prev_reviewed_at"], e["prev_reviewed_by"], version, ex_id),
             )
             log_rows.append((f"{cid}:{ex_id}", cid, tab, reviewer, ex_id, "undo", e["prev_label"], row["review_status"],
-                             row["review_label"], row["reviewed_at"], row["reviewed_by"], version, unit, now))
-            restored.append({"id": ex_id, "status": e["prev_status"], "label": e["prev_label"], "version": version})
+                             row["review_label"], row["reviewed_at"], row["reviewed_by"], e["prev_status"], version,
+                             unit, now))
+            restored.append({"id": ex_id, "status": e["prev_status"], "label": e["prev_label"], "version": version,
+                             "prev": row["review_status"]})
         c.executemany(
             "INSERT INTO review_log(client_id, unit, tab, reviewer, example_id, action, label, prev_status, "
-            "prev_label, prev_reviewed_at, prev_reviewed_by, version, undo_of, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "prev_label, prev_reviewed_at, prev_reviewed_by, status, version, undo_of, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             log_rows,
         )
         c.execute("UPDATE review_log SET undone = 1 WHERE unit = ? AND undo_of IS NULL", (unit,))
@@ -1397,13 +1401,34 @@ class ProjectStore:
                 )
                 c.executemany(
                     "INSERT INTO review_log(client_id, unit, tab, reviewer, example_id, action, label, prev_status, "
-                    "prev_label, prev_reviewed_at, prev_reviewed_by, version, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)",
+                    "prev_label, prev_reviewed_at, prev_reviewed_by, status, version, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)",
                     [(f"{unit}:{r['id']}", unit, tab, reviewer, r["id"], decision, r["review_status"],
-                      r["review_label"], r["reviewed_at"], r["reviewed_by"], int(r["version"]) + 1, now) for r in rows],
+                      r["review_label"], r["reviewed_at"], r["reviewed_by"], decision, int(r["version"]) + 1, now)
+                     for r in rows],
                 )
                 n += len(rows)
         return unit, n
+
+    def count_examples_marked(self) -> tuple[dict[str, int], int]:
+        """:meth:`count_examples` with the id of the last review-log entry they include (one snapshot),
+        so :meth:`review_changes_since` can move them on without counting again."""
+        conn = self._connect()
+        own = not conn.in_transaction
+        if own:
+            conn.execute("BEGIN")  # a read snapshot: the counts and the mark agree
+        try:
+            mark = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM review_log").fetchone()[0])
+            counts = self.count_examples()
+        finally:
+            if own:
+                conn.execute("COMMIT")
+        return counts, mark
+
+    def review_changes_since(self, mark: int) -> tuple[int, list[tuple[str, str]]]:
+        """Review-status moves ``(before, after)`` logged after entry ``mark``, and the new mark."""
+        rows = self._query("SELECT id, prev_status, status FROM review_log WHERE id > ? ORDER BY id", (int(mark),))
+        return (int(rows[-1][0]) if rows else int(mark)), [(r[1], r[2]) for r in rows]
 
     def review_history(self, tab: str, limit: int = 50) -> list[dict[str, Any]]:
         """The undo history of a tab, newest first: units (one decision, or one bulk action) not undone."""

@@ -298,3 +298,22 @@ def test_nearest_class_with_the_bundled_minilm(demo):
     assert agree >= 12
     # a second run embeds nothing new
     assert review.run_nearest(demo.path)["embedded"] == 0
+
+
+def test_counts_follow_the_review_log_without_counting_again(demo):
+    ids = [e.id for e in demo.list_examples()]
+    classes = _classes(demo)
+    counts, mark = demo.count_examples_marked()
+    ops = [{"cid": "n1", "id": ids[0], "action": "accepted", "base": 0},
+           {"cid": "n2", "id": ids[1], "action": "rejected", "base": 0},
+           {"cid": "n3", "id": ids[1], "action": "overridden", "label": "exchange_rate", "base": 0},
+           {"cid": "n4", "undo": "n1"}]
+    review.apply_ops(demo, ops, classes, tab="T1")
+    review.apply_ops(demo, ops, classes, tab="T1")  # a resend changes nothing, and the counts see nothing
+    _decide(demo, ids[9], "rejected", tab="T2")     # another tab's decision moves them too
+    unit, _n = review.bulk(demo, ids[2:8], "rejected", tab="T1")
+    review.apply_ops(demo, [{"cid": "n5", "undo": unit}], classes, tab="T1")
+    review.bulk(demo, ids[10:14], "accepted", tab="T1")
+    mark2, moves = demo.review_changes_since(mark)
+    assert mark2 > mark and review.counts_after(counts, moves) == demo.count_examples()
+    assert demo.review_changes_since(mark2) == (mark2, [])
