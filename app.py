@@ -2,7 +2,9 @@
 
 Registers the five workflow pages and draws the sidebar (current project, where it stands,
 create/switch/delete projects). All state lives in the project store; the current project's name
-is kept in the URL (``?project=...``) so a refresh or a second tab opens the same project.
+is kept in the URL (``?project=...``) so a refresh opens the same project and a link can be sent to
+another reviewer; a new tab without one opens the project used last (``.last-project`` in the projects
+folder).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ except OSError as exc:
 
 
 def _resolve_project() -> str | None:
+    """The project of this run: the link's ``?project=`` (so a link can be shared), else this
+    session's, else the one used last (a new tab), else the demo or the newest."""
     names = [p.name for p in projects.list_projects(folder)]
     wanted = st.query_params.get("project")
     if wanted and wanted in names:
@@ -50,6 +54,10 @@ def _resolve_project() -> str | None:
     if cur in names:
         st.query_params["project"] = cur
         return cur
+    last = projects.last_project(folder) if not cur else None
+    if last in names:
+        set_current_project(last)
+        return last
     if names:
         preferred = DEMO_NAME if DEMO_NAME in names and not cur else names[0]
         set_current_project(preferred)
@@ -170,19 +178,24 @@ with st.sidebar:
         def plural(n: int, one: str, many: str | None = None) -> str:
             return f"{n} {one if n == 1 else (many or one + 's')}"
 
-        with st.container(border=True):
-            st.markdown("  \n".join([
-                _step(s["classes"] >= 2 and s["seeds"] > 0,
-                      f"**Task** · {plural(s['classes'], 'class', 'classes')}, "
-                      f"{plural(s['seeds'], 'seed')}"),
-                _step(s["generated"] > 0, f"**Generated** · {plural(s['generated'], 'example')}"
-                      + (f", {s['relabelled']} relabelled" if s["relabelled"] < s["generated"] else "")),
-                _step(s["generated"] > 0 and s["reviewed"] >= s["generated"],
-                      f"**Reviewed** · {s['reviewed']} of {s['generated']}"),
-                _step(s["runs_done"] > 0,
-                      f"**Trained** · {s['runs_done']} of {plural(s['runs'], 'run')} finished"
-                      if s["runs"] > s["runs_done"] else f"**Trained** · {plural(s['runs_done'], 'run')}"),
-            ]))
+        def _steps() -> None:
+            s = store.summary()
+            with st.container(border=True):
+                st.markdown("  \n".join([
+                    _step(s["classes"] >= 2 and s["seeds"] > 0,
+                          f"**Task** · {plural(s['classes'], 'class', 'classes')}, "
+                          f"{plural(s['seeds'], 'seed')}"),
+                    _step(s["generated"] > 0, f"**Generated** · {plural(s['generated'], 'example')}"
+                          + (f", {s['relabelled']} relabelled" if s["relabelled"] < s["generated"] else "")),
+                    _step(s["generated"] > 0 and s["reviewed"] >= s["generated"],
+                          f"**Reviewed** · {s['reviewed']} of {s['generated']}"),
+                    _step(s["runs_done"] > 0,
+                          f"**Trained** · {s['runs_done']} of {plural(s['runs'], 'run')} finished"
+                          if s["runs"] > s["runs_done"] else f"**Trained** · {plural(s['runs_done'], 'run')}"),
+                ]))
+
+        # while reviewing, decisions are saved without rerunning the page: keep the steps current
+        st.fragment(_steps, run_every=10.0 if nav.url_path == "review" else None)()
         running = active_job(store)
         st.fragment(_job_status, run_every=2.0 if running is not None else None)()
         # where the project stands: the next useful step

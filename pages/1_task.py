@@ -12,6 +12,7 @@ from pages._ui import (
     flash,
     header,
     md_escape,
+    render_test_set,
     store_or_stop,
 )
 from promptmix_core.projects import (
@@ -136,14 +137,15 @@ def _save() -> None:
     st.session_state["task_flash"] = (kind, msg)
 
 
-def _use_import(task: Task) -> None:
+def _use_import(task: Task, test_rows: list | None = None, file_name: str = "") -> None:
     store.save_task(task)
     st.session_state[DRAFT] = _draft_from(task, task.to_json())
-    st.session_state["task_flash"] = (
-        "success",
-        f"Imported “{md_escape(task.name)}”: {len(task.classes)} classes, "
-        f"{sum(len(c.examples) for c in task.classes)} seeds. The task is saved.",
-    )
+    msg = (f"Imported “{md_escape(task.name)}”: {len(task.classes)} classes, "
+           f"{sum(len(c.examples) for c in task.classes)} seeds. The task is saved.")
+    if test_rows:
+        n = store.set_test_set(test_rows, name=f"{file_name} (rows not drawn as seeds)", source="import split")
+        msg += f" The other {n} rows are the project's test set."
+    st.session_state["task_flash"] = ("success", msg)
 
 
 # --------------------------------------------------------------------------- page
@@ -151,7 +153,8 @@ flash("task_flash")
 
 metrics_slot = st.container()  # filled at the end, once the widgets have updated the draft
 
-tab_edit, tab_import, tab_file = st.tabs([":material/edit: Edit classes", ":material/upload_file: Import a file", ":material/description: Task file"])
+tab_edit, tab_import, tab_test, tab_file = st.tabs([":material/edit: Edit classes", ":material/upload_file: Import a file",
+                                                    ":material/fact_check: Test set", ":material/description: Task file"])
 
 with tab_edit:
     draft["name"] = st.text_input("Task name", value=draft["name"], key=f"tk::{project}::{draft['gen']}::name",
@@ -241,8 +244,32 @@ with tab_import:
                 ),
                 hide_index=True, width="stretch",
             )
-            st.button("Replace the task with this file", type="primary", on_click=_use_import, args=(imported,),
-                      key="task_import_use")
+            test_rows: list = []
+            if up.name.lower().endswith((".csv", ".jsonl")) and int(k):
+                keep_test = st.checkbox(
+                    "Keep the rows not drawn as seeds as the project's test set", value=True,
+                    key=f"tk::{project}::split_test",
+                    help="Real labelled data to score every training run on. Rows that are seeds never go "
+                         "into the test set.")
+                if keep_test:
+                    cap = st.number_input("At most this many test rows per class (0 = all)", 0, 100_000, 200,
+                                          key=f"tk::{project}::split_cap")
+                    from promptmix_core.testset import split_test_from_import
+
+                    test_rows = split_test_from_import(up.getvalue(), up.name, imported,
+                                                       max_per_class=int(cap) or None)
+                    st.caption(f"{len(test_rows)} rows become the test set (never overlapping the seeds)"
+                               + ("; it replaces the current test set." if store.test_set_info() else "."))
+            st.button("Replace the task with this file", type="primary", on_click=_use_import,
+                      args=(imported, test_rows, up.name), key="task_import_use")
+
+with tab_test:
+    if saved:
+        st.markdown("Real labelled examples that every training run is scored on (accuracy, macro-F1, per-class "
+                    "scores and the confusion matrix on 5 · Results). The model never trains on them.")
+        render_test_set(store, saved, "task_test")
+    else:
+        st.info("Save the task first; a test set is checked against its classes.")
 
 with tab_file:
     if saved:

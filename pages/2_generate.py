@@ -167,18 +167,34 @@ def render_progress(job_id: int) -> None:
                       disabled=job.cancel_requested, help="Stops after the calls in flight; resume later.")
             if job.cancel_requested:
                 st.caption("Stopping…")
-            recent = store.list_examples(job_id=job.id)[-8:]
+            recent = _live_examples(job.id)
             if recent:
                 st.markdown("**Latest examples**")
                 st.dataframe(
-                    pd.DataFrame([{"text": e.text, "written for": e.intended_label, "mixed with": e.mixed_with,
-                                   "α": e.alpha, "LLM relabel": e.llm_label} for e in reversed(recent)]),
+                    pd.DataFrame([{"text": e["text"], "written for": e["intended_label"], "mixed with": e["mixed_with"],
+                                   "α": e["alpha"], "LLM relabel": e["llm_label"]} for e in reversed(recent)]),
                     hide_index=True, width="stretch",
                 )
     if not job.active and st.session_state.get(f"gen_watch_{job_id}"):
         # the job just finished: refresh the whole page (counts, chart, table)
         st.session_state.pop(f"gen_watch_{job_id}")
         st.rerun()
+
+
+def _live_examples(job_id: int, keep: int = 8) -> list[dict]:
+    """The newest examples of a running job. Each tick reads the rows from the oldest one shown on
+    (the shown ones again, for their relabel, and only the rows newer than the last it saw)."""
+    key = f"gen_live::{project}::{job_id}"
+    cols = ("text", "intended_label", "mixed_with", "alpha", "llm_label")
+    shown = st.session_state.get(key) or []
+    rows = []
+    if shown:
+        rows = store.examples_since(shown[0]["id"] - 1, job_id=job_id, limit=keep * 4, columns=cols)
+    if not shown or len(rows) >= keep * 4:  # first look, or far behind: jump to the newest
+        rows = store.latest_examples(keep, job_id=job_id, columns=cols)
+    rows = rows[-keep:]
+    st.session_state[key] = rows
+    return rows
 
 
 if current is not None and current.active:

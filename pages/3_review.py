@@ -1,35 +1,46 @@
-"""3 · Review: accept, override or reject each generated example; filters, bulk actions, shortcuts."""
+"""3 · Review: a card that answers keys in the browser (accept, reject, override, undo, next/previous),
+a queue order with the reason each example comes early, bulk actions with confirmation and undo,
+and a paged list of the examples the filters show."""
 
 from __future__ import annotations
+
+import hashlib
+import time
+import uuid
 
 import pandas as pd
 import streamlit as st
 
+from pages._review_card import review_card
 from pages._ui import (
     current_project,
     empty_state,
     ensure_app_shell,
     flash,
+    fmt_time,
     header,
     md_escape,
-    quote,
     store_or_stop,
     task_or_stop,
 )
-from promptmix_core.store import ConflictError
+from promptmix_core import review
+from promptmix_core.review import ORDERS, QueueFilter
 
 ensure_app_shell()
 header(
     "3 · Review",
     "Check each generated example beside the class it was written for, the class mixed in and the LLM's "
-    "relabel. Decisions are saved the moment you make them. Keys: **A** accept · **O** override · "
-    "**X** reject · **U** undo · **J**/**K** next/previous.",
+    "relabel. Keys answer at once and every decision is saved within a moment: **A** (or Space/Enter) "
+    "accept · **X** reject · **1–9** save as that class · **O** pick any class · **U** undo (repeatedly) · "
+    "**J**/**K** next/previous.",
 )
 store = store_or_stop()
 task = task_or_stop(store)
 project = current_project()
 classes = task.class_names
-POS = f"rv_pos::{project}"
+CARD_KEY = f"rv_card::{project}"
+GEN = f"rv_gen::{project}"
+PAGE_SIZE = 50
 
 counts = store.count_examples()
 if counts["total"] == 0:
@@ -43,219 +54,286 @@ if counts["total"] == 0:
 
 flash("rv_flash")
 
-# --------------------------------------------------------------------------- counts
-pending = counts["total"] - counts["reviewed"]
-agree_rate = counts["agree"] / counts["relabelled"] if counts["relabelled"] else None
-m = st.columns(6)
-m[0].metric("Generated", counts["total"])
-m[1].metric("Pending", pending)
-m[2].metric("Accepted", counts["accepted"])
-m[3].metric("Overridden", counts["overridden"])
-m[4].metric("Rejected", counts["rejected"])
-m[5].metric("Relabel agrees", f"{agree_rate:.0%}" if agree_rate is not None else "–",
-            help="Share of relabelled examples where the LLM classifier chose the class they were written for")
-st.progress(counts["reviewed"] / counts["total"], text=f"{counts['reviewed']} of {counts['total']} reviewed")
 
-# --------------------------------------------------------------------------- filters
+def _sync() -> dict:
+    """The card's last message (its ``sync`` state), or an empty one before it has spoken."""
+    state = st.session_state.get(CARD_KEY)
+    try:
+        sync = state.get("sync") if state is not None else None
+    except AttributeError:
+        sync = None
+    return dict(sync) if isinstance(sync, dict) else {}
+
+
+def _tab() -> str:
+    """This browser tab's id (the card keeps it across refreshes); a session id until the card spoke."""
+    tab = str(_sync().get("tab") or "")[:80]
+    if not tab:
+        tab = st.session_state.setdefault("rv_session_tab", f"s{uuid.uuid4().hex[:16]}")
+    return tab
+
+
+# --------------------------------------------------------------------------- filters and order
 STATUS_OPTS = {"Pending": "pending", "All": None, "Accepted": "accepted", "Overridden": "overridden",
                "Rejected": "rejected"}
 AGREE_OPTS = {"Any": None, "Relabel agrees": "agree", "Relabel differs": "changed",
               "Relabel failed": "unparseable", "Not relabelled": "none"}
-f1, f2, f3, f4 = st.columns([1, 1.3, 1.2, 2])
+f1, f2, f3, f4, f5 = st.columns([0.9, 1.3, 1.1, 1.5, 1.4])
 status_f = f1.selectbox("Status", list(STATUS_OPTS), key=f"rv_status::{project}")
 class_f = f2.selectbox("Class", ["All classes"] + classes, key=f"rv_class::{project}",
                        help="Examples written for, mixed with or relabelled as this class")
 agree_f = f3.selectbox("Relabel", list(AGREE_OPTS), key=f"rv_agree::{project}")
 search_f = f4.text_input("Search text", key=f"rv_search::{project}", placeholder="words in the example",
                          type="search")
-
-shown = store.list_examples(
+order = f5.selectbox(
+    "Order", list(ORDERS), format_func=ORDERS.get, key=f"rv_order::{project}",
+    help="Pending first: in the order they were generated. Most informative first: examples where the LLM "
+         "relabel differs from the written-for class, the relabel failed, the nearest class by embedding "
+         "disagrees with both, the example is flagged, or the relabel's confidence is low; each card says why.",
+)
+flt = QueueFilter(
     review_status=STATUS_OPTS[status_f],
     label=None if class_f == "All classes" else class_f,
     relabel_status=AGREE_OPTS[agree_f],
     search=search_f.strip() or None,
 )
-ids = [e.id for e in shown]
+qid = hashlib.sha1(
+    f"{project}|{order}|{flt.key()}|{st.session_state.get(GEN, 0)}".encode("utf-8")
+).hexdigest()[:16]
 
 
-# --------------------------------------------------------------------------- callbacks
-def _neighbour(example_id: int, step: int) -> int | None:
-    """The id after (step=1) or before (step=-1) ``example_id`` in the current ordering."""
-    if step > 0:
-        later = [i for i in ids if i > example_id]
-        return later[0] if later else (ids[0] if ids and ids[0] != example_id else None)
-    earlier = [i for i in ids if i < example_id]
-    return earlier[-1] if earlier else (ids[-1] if ids and ids[-1] != example_id else None)
-
-
-def _decide(example_id: int, decision: str, version: int, next_id: int | None) -> None:
-    label = None
-    if decision == "overridden":
-        label = st.session_state.get(f"rv_override::{project}::{example_id}")
-        if not label:
-            st.session_state["rv_flash"] = ("warning", "Pick the class to override with first.")
-            return
-    try:
-        store.review(example_id, decision, label=label, expected_version=version, reviewer="app")
-    except ConflictError:
-        st.session_state["rv_flash"] = (
-            "error",
-            f"Example #{example_id} was changed in another tab or by another person since you opened it, so "
-            "your decision was not saved. It now shows the latest version; decide again.",
-        )
+def _nearest_panel() -> None:
+    status = review.nearest_status(store)
+    running = status.get("status") == "running"
+    have, total = status.get("have", 0), status.get("total", 0)
+    if running:
+        done = int(status.get("done") or have)
+        st.progress(min(done / total, 1.0) if total else 0.0,
+                    text=f"Embedding the examples with MiniLM: {done:,} of {total:,} · {status.get('message', '')}")
+        st.session_state["rv_nearest_watch"] = True
         return
-    except KeyError:
-        st.session_state["rv_flash"] = ("error", f"Example #{example_id} no longer exists (its job was deleted).")
-        return
-    words = {"accepted": "Accepted", "overridden": f"Overrode to {quote(label)}", "rejected": "Rejected",
-             "pending": "Undid the decision on"}
-    st.session_state["rv_flash"] = ("success" if decision != "pending" else "info",
-                                    f"{words[decision]} example #{example_id}.")
-    if decision != "pending" and next_id is not None:
-        st.session_state[POS] = next_id
+    if st.session_state.pop("rv_nearest_watch", None):
+        st.session_state[GEN] = st.session_state.get(GEN, 0) + 1
+        st.rerun()
+    c1, c2 = st.columns([3, 1], vertical_alignment="center")
+    if status.get("status") == "failed":
+        c1.warning(f"Finding the nearest classes failed: {md_escape(status.get('message', ''))}")
+    elif status.get("status") == "done" and have:
+        c1.caption(f":material/hub: Nearest class by embedding (all-MiniLM-L6-v2, against the seeds and the "
+                   f"accepted examples) known for {have:,} of {total:,} examples, "
+                   f"computed {fmt_time(status.get('finished'))}.")
+    else:
+        c1.caption(":material/hub: One reason, *the nearest class by embedding disagrees with both labels*, needs "
+                   f"MiniLM vectors of the examples ({have:,} of {total:,} have one). It runs in the background.")
+    label = "Recompute nearest classes" if have else "Find nearest classes"
+    if c2.button(label, key="rv_nearest_start", icon=":material/hub:", width="stretch",
+                 help="Embeds the examples not embedded yet (a few minutes for tens of thousands on a CPU), "
+                      "then compares each with the seeds and the examples accepted so far"):
+        try:
+            review.start_nearest(store.path)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            st.error(f"Could not start: {md_escape(exc)}")
+        else:
+            st.rerun()
 
 
-def _goto(example_id: int | None) -> None:
-    if example_id is not None:
-        st.session_state[POS] = example_id
-
-
-def _bulk(target_ids: list[int], decision: str, what: str) -> None:
-    n = store.bulk_review(target_ids, decision, only_pending=True)
-    st.session_state["rv_flash"] = ("success", f"{'Accepted' if decision == 'accepted' else 'Rejected'} {n} {what}.")
+if order == "informative":
+    watching = review.nearest_status(store).get("status") == "running"
+    st.fragment(_nearest_panel, run_every=2.0 if watching else None)()
 
 
 # --------------------------------------------------------------------------- bulk actions
-with st.expander("Bulk actions", expanded=False, icon=":material/bolt:"):
-    pend_agree = [e.id for e in store.list_examples(review_status="pending", relabel_status="agree")]
-    pend_unparse = [e.id for e in store.list_examples(review_status="pending", relabel_status="unparseable")]
-    pend_shown = [e.id for e in shown if e.review_status == "pending"]
-    b1, b2, b3 = st.columns(3)
-    b1.button(f"Accept every pending example where the relabel agrees ({len(pend_agree)})",
-              on_click=_bulk, args=(pend_agree, "accepted", "examples where the relabel agrees"),
-              disabled=not pend_agree, width="stretch", key="rv_bulk_agree")
-    b2.button(f"Reject every pending example the LLM could not relabel ({len(pend_unparse)})",
-              on_click=_bulk, args=(pend_unparse, "rejected", "unrelabelled examples"),
-              disabled=not pend_unparse, width="stretch", key="rv_bulk_unparse")
-    b3.button(f"Accept the {len(pend_shown)} pending example{'s' if len(pend_shown) != 1 else ''} shown by "
-              "the filters", on_click=_bulk, args=(pend_shown, "accepted", "examples"),
-              disabled=not pend_shown, width="stretch", key="rv_bulk_shown")
-    st.caption("Bulk actions change only examples that are still pending; your one-by-one decisions stay.")
+def _ask_bulk(kind: str) -> None:
+    st.session_state["rv_bulk_ask"] = {"kind": kind, "unit": f"bulk:{uuid.uuid4().hex}"}
 
-if not shown:
-    with st.container(border=True):
-        if status_f == "Pending" and pending == 0:
-            st.markdown("#### :material/task_alt: Everything is reviewed")
-            st.markdown("Every generated example has a decision. Train a classifier next.")
-            st.page_link("pages/4_train.py", label="Go to 4 · Train", icon=":material/arrow_forward:")
-        else:
-            st.markdown("#### No examples match these filters")
-            st.markdown("Change the status, class, relabel or search filters above.")
-    st.stop()
 
-# --------------------------------------------------------------------------- the current example
-cur_id = st.session_state.get(POS)
-if cur_id not in ids:
-    later = [i for i in ids if cur_id is not None and i > cur_id]
-    cur_id = later[0] if later else ids[0]
-    st.session_state[POS] = cur_id
-ex = next(e for e in shown if e.id == cur_id)
-pos = ids.index(cur_id)
-next_id, prev_id = _neighbour(cur_id, 1), _neighbour(cur_id, -1)
+BULK = {  # kind: (decision, what the confirmation and the message call the examples)
+    "agree": ("accepted", "examples where the relabel agrees"),
+    "unparseable": ("rejected", "examples the LLM could not relabel"),
+    "shown": ("accepted", "pending examples the filters show"),
+}
 
-left, right = st.columns([3, 2], gap="large")
-with left:
-    with st.container(border=True):
-        st.caption(f"Example #{ex.id} · {pos + 1} of {len(ids)} shown · generated by job #{ex.job_id}")
-        if "\n" in ex.text.strip():
-            st.markdown(md_escape(ex.text))
-        else:
-            st.markdown(f"#### {md_escape(ex.text)}")
-        status_txt = {
-            "pending": ":gray[:material/hourglass_empty:] pending",
-            "accepted": f":green[:material/check_circle:] accepted as {quote(ex.final_label)}",
-            "overridden": f":blue[:material/edit:] overridden to {quote(ex.review_label)}",
-            "rejected": ":red[:material/block:] rejected",
-        }[ex.review_status]
-        st.markdown(f"**Decision:** {status_txt}")
-    a1, a2, a3, a4, a5 = st.columns([1.1, 1.1, 1, 1, 1])
-    a1.button("Accept", shortcut="a", type="primary", on_click=_decide, icon=":material/check:",
-              args=(ex.id, "accepted", ex.version, next_id), width="stretch", key="rv_accept",
-              help="Keep the example with its current label (the LLM relabel when there is one)")
-    a2.button("Reject", shortcut="x", on_click=_decide, args=(ex.id, "rejected", ex.version, next_id),
-              icon=":material/block:", width="stretch", key="rv_reject", help="Leave the example out of training")
-    a3.button("Undo", shortcut="u", on_click=_decide, args=(ex.id, "pending", ex.version, None),
-              disabled=ex.review_status == "pending", width="stretch", key="rv_undo",
-              help="Set the example back to pending")
-    a4.button("Prev", icon=":material/chevron_left:", shortcut="k", on_click=_goto, args=(prev_id,),
-              disabled=prev_id is None, width="stretch", key="rv_prev", help="Previous example")
-    a5.button("Next", icon=":material/chevron_right:", shortcut="j", on_click=_goto, args=(next_id,),
-              disabled=next_id is None, width="stretch", key="rv_next", help="Next example")
-    default_override = ex.review_label or (
-        ex.llm_label if ex.llm_label and ex.llm_label != ex.intended_label else
-        (ex.mixed_with if ex.mixed_with in classes else None)
-    )
-    opts = list(classes)
-    o1, o2 = st.columns([3, 1.2], vertical_alignment="bottom")
-    o1.selectbox("Override with class", opts, key=f"rv_override::{project}::{ex.id}",
-                 index=opts.index(default_override) if default_override in opts else 0)
-    o2.button("Override", shortcut="o", on_click=_decide, args=(ex.id, "overridden", ex.version, next_id),
-              icon=":material/edit:", width="stretch", key="rv_override",
-              help="Keep the example with the class picked beside")
 
-with right:
-    with st.container(border=True):
-        alpha = ex.alpha
-        st.markdown(f"**Written for** · {quote(ex.intended_label)}")
-        st.markdown(f"**Mixed with** · {quote(ex.mixed_with) if ex.mixed_with else '– (no mixup)'}")
-        if alpha is not None:
-            st.progress(min(max(float(alpha), 0.0), 1.0),
-                        text=f"α = {alpha:.2f}: {alpha:.0%} written-for class"
-                        + (f", {1 - alpha:.0%} mixed-in class" if ex.mixed_with else ""))
-        if ex.relabel_status is None:
-            st.markdown("**LLM relabel** · not relabelled yet")
-        elif ex.relabel_status == "unparseable":
-            st.markdown("**LLM relabel** · :orange[:material/warning: the answer did not name a class]")
-            if ex.llm_raw:
-                st.caption("Raw answer:")
-                st.text(ex.llm_raw[:500])
-        else:
-            mark = (":green[:material/check: agrees]" if ex.relabel_status == "agree"
-                    else ":orange[:material/swap_horiz: differs]")
-            st.markdown(f"**LLM relabel** · {quote(ex.llm_label)} {mark}")
-        st.caption(f"Model {md_escape(ex.model or '?')}")
+def _bulk_targets(kind: str) -> list[int]:
+    if kind == "agree":
+        return review.pending_ids(store, relabel_status="agree")
+    if kind == "unparseable":
+        return review.pending_ids(store, relabel_status="unparseable")
+    return review.pending_ids(store, flt) if flt.review_status in (None, "pending") else []
+
+
+def _confirm_bulk() -> None:
+    ask = st.session_state.pop("rv_bulk_ask", None)
+    if not ask:
+        return
+    decision, what = BULK[ask["kind"]]
+    unit, n = review.bulk(store, _bulk_targets(ask["kind"]), decision, tab=_tab(), unit=ask["unit"])
+    st.session_state[GEN] = st.session_state.get(GEN, 0) + 1
+    st.session_state["rv_last_bulk"] = {"unit": unit, "n": n, "decision": decision, "what": what}
+    verb = "Accepted" if decision == "accepted" else "Rejected"
+    st.session_state["rv_flash"] = ("success", f"{verb} {n} {what}. Press **U** on the card (or *Undo it* below) "
+                                               "to undo them as one step.")
+    _notice(f"{verb} {n} {what} (one step for U).")
+
+
+def _undo_bulk() -> None:
+    last = st.session_state.pop("rv_last_bulk", None)
+    if not last:
+        return
+    res = review.apply_ops(store, [{"cid": f"u{uuid.uuid4().hex[:20]}", "undo": last["unit"], "tab": _tab()}],
+                           classes, tab=_tab())
+    r = next(iter(res.values()), {})
+    st.session_state[GEN] = st.session_state.get(GEN, 0) + 1
+    if r.get("ok"):
+        extra = f"; {r['n_skipped']} changed since were left as they are" if r.get("n_skipped") else ""
+        st.session_state["rv_flash"] = ("info", f"Undid the bulk action: {r['n']} examples are back as they were{extra}.")
+    else:
+        st.session_state["rv_flash"] = ("warning", "That bulk action was already undone.")
+
+
+def _notice(text: str, kind: str = "ok") -> None:
+    seq = st.session_state.get("rv_notice", {}).get("seq", 0) + 1
+    st.session_state["rv_notice"] = {"seq": seq, "text": text, "kind": kind}
+
+
+with st.expander("Bulk actions", expanded="rv_bulk_ask" in st.session_state, icon=":material/bolt:"):
+    n_agree = store.count_matching(review_status="pending", relabel_status="agree")
+    n_unparse = store.count_matching(review_status="pending", relabel_status="unparseable")
+    n_shown = (store.count_matching(**{**flt.kwargs(), "review_status": "pending"})
+               if flt.review_status in (None, "pending") else 0)
+    # one per line: the labels say what they do in full, never cut off
+    st.button(f"Accept every pending example where the relabel agrees ({n_agree})", on_click=_ask_bulk,
+              args=("agree",), disabled=not n_agree, key="rv_bulk_agree", icon=":material/done_all:")
+    st.button(f"Reject every pending example the LLM could not relabel ({n_unparse})", on_click=_ask_bulk,
+              args=("unparseable",), disabled=not n_unparse, key="rv_bulk_unparse", icon=":material/block:")
+    st.button(f"Accept the {n_shown} pending example{'s' if n_shown != 1 else ''} shown by the filters",
+              on_click=_ask_bulk, args=("shown",), disabled=not n_shown, key="rv_bulk_shown",
+              icon=":material/filter_alt:")
+    st.caption("Bulk actions change only examples that are still pending; your one-by-one decisions stay. "
+               "Each asks first and can be undone as one step.")
+    ask = st.session_state.get("rv_bulk_ask")
+    if ask:
+        n = {"agree": n_agree, "unparseable": n_unparse, "shown": n_shown}[ask["kind"]]
+        decision, what = BULK[ask["kind"]]
+        verb = "Accept" if decision == "accepted" else "Reject"
+        with st.container(border=True):
+            st.markdown(f"**{verb} {n} pending {what.removeprefix('pending ')}?** Only examples still pending "
+                        "change. You can undo it as one step.")
+            c1, c2, _ = st.columns([1.4, 1, 2])
+            c1.button(f"Yes, {verb.lower()} {n}", type="primary", on_click=_confirm_bulk, key="rv_bulk_confirm",
+                      width="stretch")
+            c2.button("Cancel", on_click=lambda: st.session_state.pop("rv_bulk_ask", None), key="rv_bulk_cancel",
+                      width="stretch")
+    last = st.session_state.get("rv_last_bulk")
+    if last:
+        verb = "accept" if last["decision"] == "accepted" else "reject"
+        st.button(f"Undo it: the bulk {verb} of {last['n']} {last['what']}", on_click=_undo_bulk,
+                  icon=":material/undo:", key="rv_bulk_undo")
+
+
+# --------------------------------------------------------------------------- the card
+@st.fragment
+def review_area() -> None:
+    t0 = time.perf_counter()
+    sync = _sync()
+    tab = _tab()
+    acks: dict = {}
+    if sync.get("ops") and sync.get("project") == project:
+        acks = review.apply_ops(store, sync["ops"], classes, tab=tab)
+    now_counts = store.count_examples()
+    page = None
+    if sync.get("qid") != qid:
+        page = {"qid": qid, "from": None, **review.queue_page(store, order, flt)}
+    elif sync.get("want") is not None:
+        frm = sync["want"]
+        after = None if frm == "start" else frm
+        page = {"qid": qid, "from": frm, **review.queue_page(store, order, flt, after=after)}
+    focus = st.session_state.get("rv_focus")
+    if focus and int(sync.get("focus_seen") or 0) >= focus["seq"]:
+        focus = None  # the card has shown it
+        st.session_state["rv_focus"] = {"seq": st.session_state["rv_focus"]["seq"], "id": None}
+    focus_data = None
+    if focus and focus.get("id") is not None:
+        rows = store.review_rows([focus["id"]])
+        focus_data = {"seq": focus["seq"], "row": review.card(rows[0]) if rows else None}
+    # how many the filters show: read again when the queue is (a search scans the texts; the rest is indexed)
+    cache = st.session_state.get("rv_matching")
+    if page is not None or not flt.search or not cache or cache[0] != qid:
+        cache = (qid, store.count_matching(**flt.kwargs()))
+        st.session_state["rv_matching"] = cache
+    matching = cache[1]
+    data = {
+        "project": project, "classes": classes, "qid": qid, "order": order, "order_label": ORDERS[order],
+        "page": page, "acks": acks, "ack_req": sync.get("req", 0), "ack_inst": sync.get("inst"),
+        "history": review.history(store, tab), "counts": now_counts, "matching": matching,
+        "focus": focus_data, "notice": st.session_state.get("rv_notice"),
+        "rev": st.session_state.setdefault("rv_rev", 0) + 1,
+    }
+    st.session_state["rv_rev"] = data["rev"]
+    data["server_ms"] = round((time.perf_counter() - t0) * 1000, 1)  # the work; the card shows it
+
+    if matching == 0:
+        with st.container(border=True):
+            if flt.review_status == "pending" and now_counts['total'] == now_counts['reviewed']:
+                st.markdown("#### :material/task_alt: Everything is reviewed")
+                st.markdown("Every generated example has a decision. Train a classifier next.")
+                st.page_link("pages/4_train.py", label="Go to 4 · Train", icon=":material/arrow_forward:")
+            else:
+                st.markdown("#### No examples match these filters")
+                st.markdown("Change the status, class, relabel or search filters above.")
+
+    review_card(data, key=CARD_KEY)
+    # the whole run of this fragment (what one batch of decisions costs the server), for benchmarks
+    timings = st.session_state.setdefault("rv_server_ms", [])
+    timings.append({"ms": (time.perf_counter() - t0) * 1000, "ops": len(sync.get("ops") or []),
+                    "page": page is not None})
+    del timings[:-200]
+
+
+review_area()
+
 
 # --------------------------------------------------------------------------- the list
-st.subheader(f"Examples shown ({len(shown)})")
-st.caption("Select a row to open it above.")
-df = pd.DataFrame(
-    [{
-        "id": e.id,
-        "text": e.text,
-        "written for": e.intended_label,
-        "mixed with": e.mixed_with or "",
-        "alpha": e.alpha,
-        "LLM relabel": e.llm_label or ("(failed)" if e.relabel_status == "unparseable" else ""),
-        "relabel": e.relabel_status or "",
-        "decision": e.review_status,
-        "final label": e.final_label or "",
-    } for e in shown]
-)
-event = st.dataframe(
-    df, hide_index=True, width="stretch", height=min(38 + 35 * len(df), 420),
-    on_select="rerun", selection_mode="single-row", key=f"rv_table::{status_f}::{class_f}::{agree_f}::{search_f}",
-    column_config={
-        "id": st.column_config.NumberColumn("id", width="small"),
-        "text": st.column_config.TextColumn("text", width="large"),
-        "alpha": st.column_config.NumberColumn("alpha", format="%.2f", width="small"),
-    },
-)
-rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
-if rows:
-    picked = int(df.iloc[rows[0]]["id"])
-    last = st.session_state.get("rv_last_pick")
-    if picked != last:
-        st.session_state["rv_last_pick"] = picked
-        if picked != cur_id:
-            st.session_state[POS] = picked
+def _open(example_id: int) -> None:
+    seq = st.session_state.get("rv_focus", {}).get("seq", 0) + 1
+    st.session_state["rv_focus"] = {"seq": seq, "id": int(example_id)}
+
+
+total_shown = store.count_matching(**flt.kwargs())
+st.subheader(f"Examples shown ({total_shown})")
+if total_shown:
+    pages = max(1, -(-total_shown // PAGE_SIZE))
+    pc1, pc2 = st.columns([3, 1], vertical_alignment="bottom")
+    pc1.caption(f"{PAGE_SIZE} per page, in id order. Select a row to open it in the card above.")
+    page_no = pc2.number_input(f"Page (of {pages})", 1, pages, 1, key=f"rv_page::{project}::{flt.key()}")
+    rows = store.example_page(limit=PAGE_SIZE, offset=(int(page_no) - 1) * PAGE_SIZE, **flt.kwargs())
+
+    def _final(r: dict) -> str:
+        if r["review_status"] == "rejected":
+            return ""
+        if r["review_status"] == "overridden":
+            return r["review_label"] or ""
+        return r["label"] or ""
+
+    df = pd.DataFrame([{
+        "id": r["id"], "text": r["text"], "written for": r["intended_label"], "mixed with": r["mixed_with"] or "",
+        "alpha": r["alpha"],
+        "LLM relabel": r["llm_label"] or ("(failed)" if r["relabel_status"] == "unparseable" else ""),
+        "relabel": r["relabel_status"] or "", "decision": r["review_status"], "final label": _final(r),
+    } for r in rows])
+    event = st.dataframe(
+        df, hide_index=True, width="stretch", height=min(38 + 35 * len(df), 420), on_select="rerun",
+        selection_mode="single-row", key=f"rv_table::{flt.key()}::{page_no}",
+        column_config={
+            "id": st.column_config.NumberColumn("id", width="small"),
+            "text": st.column_config.TextColumn("text", width="large"),
+            "alpha": st.column_config.NumberColumn("alpha", format="%.2f", width="small"),
+        },
+    )
+    sel = list(getattr(getattr(event, "selection", None), "rows", []) or [])
+    if sel:
+        picked = int(df.iloc[sel[0]]["id"])
+        if st.session_state.get("rv_last_pick") != (flt.key(), page_no, picked):
+            st.session_state["rv_last_pick"] = (flt.key(), page_no, picked)
+            _open(picked)
             st.rerun()

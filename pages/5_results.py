@@ -12,11 +12,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages._ui import (
+    NO_TEST_SET_NOTE,
     current_project,
     empty_state,
     ensure_app_shell,
     header,
     md_escape,
+    quote,
     run_scores,
     store_or_stop,
     task_or_stop,
@@ -39,6 +41,27 @@ PALETTE = ["#3b5bdb", "#f08c00", "#2f9e44", "#e03131", "#7048e8", "#0c8599", "#d
 runs = store.list_runs()
 scored = [(r, run_scores(r.final_metrics)) for r in runs]
 scored = [(r, s) for r, s in scored if s["accuracy"] is not None]
+test_info = store.test_set_info()
+
+
+def _model_dir(run) -> Path | None:
+    cand = [run.model_dir] if run.model_dir else []
+    cand.append(str(run_model_dir(store.path, run.id)))
+    for c in cand:
+        if c and Path(c).is_dir() and any(Path(c).glob("*.safetensors")):
+            return Path(c)
+    return None
+
+
+def _student(run) -> str:
+    kind = (run.final_metrics or {}).get("student") or (run.config or {}).get("student") or "finetune"
+    return "quick student (embeddings + logistic regression)" if kind == "embed-lr" else "fine-tuned"
+
+
+def _eval_caption(s: dict) -> str:
+    if s["eval"] == "test set":
+        return f"on {s['n'] or '?'} test examples"
+    return f"on {s['n'] or '?'} {s['eval'] or 'examples'}"
 
 # --------------------------------------------------------------------------- run comparison
 st.subheader("Compare runs")
@@ -64,7 +87,7 @@ else:
             with col.container(border=True):
                 st.markdown(f"**{md_escape(labels_for[r.id])}**")
                 st.caption(f"labels {md_escape((r.config or {}).get('label_source', r.method))} · "
-                           f"{md_escape(r.device or 'device ?')}")
+                           f"{_student(r)} · {md_escape(r.device or 'device ?')}")
                 a, b = st.columns(2)
                 delta_a = s["accuracy"] - base["accuracy"] if (r, s) != picked[-1] else None
                 a.metric("Accuracy", f"{s['accuracy']:.1%}",
@@ -73,12 +96,21 @@ else:
                 delta_f = (f1 - base["macro_f1"]) if (r, s) != picked[-1] and f1 is not None and base["macro_f1"] is not None else None
                 b.metric("Macro-F1", f"{f1:.1%}" if f1 is not None else "–",
                          delta=f"{delta_f * 100:+.1f} pts" if delta_f is not None else None)
-                st.caption(f"on {s['n'] or '?'} {s['eval'] or 'examples'}")
+                if s["eval"] == "test set":
+                    st.caption(f":material/fact_check: {_eval_caption(s)}")
+                else:
+                    st.caption(f":orange[:material/warning: {_eval_caption(s)}]")
         if len(picked) > 1:
             st.caption("Deltas compare each run with the oldest one selected (the right-most card).")
-        if any(s["eval"] == "held-out generated examples" for _, s in picked):
-            st.caption(":material/info: Scores on held-out *generated* examples measure agreement with the generated labels; "
-                       "they are optimistic compared with real test data.")
+            if len({s["eval"] for _, s in picked}) > 1 or len({s["n"] for _, s in picked}) > 1:
+                st.caption(":material/warning: These runs were scored on different data; compare like with like.")
+        if any(s["eval"] != "test set" for _, s in picked):
+            if test_info:
+                st.warning("Some of these runs ran before the project had its test set: their scores come from "
+                           "a few held-out *generated* examples and mean little. Train again to score them on the "
+                           f"{test_info['n']} test examples.", icon=":material/warning:")
+            else:
+                st.warning(NO_TEST_SET_NOTE, icon=":material/warning:")
 
         fig = go.Figure()
         for i, (r, s) in enumerate(picked):
@@ -106,6 +138,8 @@ else:
         tabs = st.tabs([md_escape(labels_for[r.id]) for r, _ in picked])
         for tab, (r, s) in zip(tabs, picked):
             with tab:
+                st.caption(f"Scores {_eval_caption(s)}, over all {len(s['labels'])} classes "
+                           "(rows: true class, columns: predicted).")
                 left, right = st.columns([3, 2])
                 with left:
                     if s["matrix"]:
@@ -135,11 +169,120 @@ else:
                         )
                     fm = r.final_metrics or {}
                     data = fm.get("data") or {}
-                    st.caption(
-                        f"Trained on {data.get('train', fm.get('n_train', '?'))} examples"
-                        f" ({data.get('seeds', '?')} seeds) for {fm.get('epochs', '?')} epochs, "
-                        f"{fm.get('steps', '?')} steps, in {fm.get('train_time_s', '?')} s."
-                    )
+                    if fm.get("student") == "embed-lr":
+                        st.caption(f"Quick student trained on {data.get('train', fm.get('n_train', '?'))} examples"
+                                   f" ({data.get('seeds', '?')} seeds) in {fm.get('train_time_s', '?')} s.")
+                    else:
+                        st.caption(
+                            f"Trained on {data.get('train', fm.get('n_train', '?'))} examples"
+                            f" ({data.get('seeds', '?')} seeds) for {fm.get('epochs', '?')} epochs, "
+                            f"{fm.get('steps', '?')} steps, in {fm.get('train_time_s', '?')} s."
+                        )
+                    if s["eval"] == "test set" and fm.get("val_accuracy") is not None:
+                        st.caption(f"On {fm.get('val_n', '?')} held-out generated examples: accuracy "
+                                   f"{fm['val_accuracy']:.1%} (agreement with the generated labels).")
+
+# --------------------------------------------------------------------------- try the model
+st.divider()
+st.subheader("Try the model")
+with_models = [(r, _model_dir(r)) for r in runs if r.status == "done"]
+with_models = [(r, d) for r, d in with_models if d is not None]
+if not with_models:
+    st.info("No saved model yet: once a training run finishes, type a text here to see what it predicts.")
+else:
+    from promptmix_core.task import TaskError
+    from promptmix_core.training.config import ModelLoadError
+    from promptmix_core.training.inference import TEXT_FILE_TYPES, classify, read_texts
+
+    try_names = {r.id: f"#{r.id} · {r.name or r.method} · {_student(r)}" for r, _ in with_models}
+    try_dirs = {r.id: d for r, d in with_models}
+    t1, t2 = st.columns([1, 2], gap="large")
+    with t1:
+        try_run = st.selectbox("Model", list(try_dirs), format_func=try_names.get, key=f"res_try_run::{project}")
+        try_text = st.text_area("Text", key=f"res_try_text::{project}", height=100,
+                                placeholder="Type a sentence, e.g. a customer message")
+        do_try = st.button("Classify", icon=":material/play_arrow:", type="primary", key="res_try_btn",
+                           disabled=not (try_text or "").strip())
+    OUT_KEY = f"res_try_out::{project}"
+    if do_try and (try_text or "").strip():
+        try:
+            with st.spinner("Loading the model and classifying…"):
+                pred = classify(try_dirs[try_run], [try_text.strip()])
+        except (ModelLoadError, OSError, ValueError) as exc:
+            st.session_state[OUT_KEY] = {"run": try_run, "text": try_text, "error": str(exc)}
+        else:
+            st.session_state[OUT_KEY] = {"run": try_run, "text": try_text, "ranked": pred.ranked(0)}
+    out = st.session_state.get(OUT_KEY)
+    with t2:
+        if out and out["run"] == try_run and out["text"] == try_text:
+            if out.get("error"):
+                st.error(f"The model could not be used: {md_escape(out['error'])}")
+            else:
+                ranked = out["ranked"]
+                best, p_best = ranked[0]
+                st.markdown(f"Predicted class: {quote(best)} · probability **{p_best:.1%}**")
+                shown = ranked[:12]
+                bar = go.Figure(go.Bar(
+                    x=[p for _, p in shown][::-1], y=[html.escape(c) for c, _ in shown][::-1], orientation="h",
+                    marker_color=[PALETTE[0] if c == best else "#adb5bd" for c, _ in shown][::-1],
+                    texttemplate="%{x:.1%}", textposition="outside", cliponaxis=False,
+                    hovertemplate="%{y}: %{x:.2%}<extra></extra>",
+                ))
+                bar.update_layout(height=80 + 32 * len(shown), margin=dict(l=10, r=40, t=10, b=10),
+                                  xaxis=dict(range=[0, 1], tickformat=".0%", title="probability"))
+                st.plotly_chart(bar, width="stretch", config={"displayModeBar": False}, key="res_try_chart")
+                if len(ranked) > len(shown):
+                    st.caption(f"The {len(shown)} most probable of {len(ranked)} classes.")
+        else:
+            st.caption("The predicted class and the probability of every class appear here.")
+
+    st.markdown("**Classify a file of texts**")
+    b1, b2 = st.columns([2, 1], vertical_alignment="bottom")
+    batch_up = b1.file_uploader("CSV (a text column), JSONL (a text field) or TXT (one text per line)",
+                                type=list(TEXT_FILE_TYPES), key=f"res_batch_file::{project}")
+    BATCH_KEY = f"res_batch_out::{project}"
+    batch_texts: list[str] = []
+    if batch_up is not None:
+        try:
+            batch_texts = read_texts(batch_up.getvalue(), batch_up.name)
+        except TaskError as exc:
+            st.error(md_escape(exc))
+        else:
+            if not batch_texts:
+                st.warning(f"{md_escape(batch_up.name)} has no texts.")
+    go_batch = b2.button(f"Classify {len(batch_texts)} texts" if batch_texts else "Classify the file",
+                         icon=":material/playlist_play:", key="res_batch_btn", disabled=not batch_texts,
+                         width="stretch")
+    if go_batch and batch_texts:
+        bar_slot = st.progress(0.0, text=f"Classifying 0 / {len(batch_texts)}…")
+
+        def _progress(done: int, total: int) -> None:
+            bar_slot.progress(done / total, text=f"Classifying {done} / {total}…")
+
+        try:
+            pred = classify(try_dirs[try_run], batch_texts, progress=_progress)
+        except (ModelLoadError, OSError, ValueError) as exc:
+            bar_slot.empty()
+            st.error(f"The model could not be used: {md_escape(exc)}")
+        else:
+            bar_slot.progress(1.0, text=f"Classified {len(pred)} texts.")
+            counts = pd.Series(pred.predicted).value_counts()
+            st.session_state[BATCH_KEY] = {
+                "file": batch_up.name, "run": try_run, "csv": pred.to_csv_bytes(), "n": len(pred),
+                "preview": pd.DataFrame([{"text": t, "predicted": lab, "probability": pred.confidence(i)}
+                                         for i, (t, lab) in enumerate(zip(pred.texts[:8], pred.predicted[:8]))]),
+                "counts": {str(k): int(v) for k, v in counts.items()},
+            }
+    res = st.session_state.get(BATCH_KEY)
+    if res and batch_up is not None and res["file"] == batch_up.name:
+        st.caption(f"{res['n']} texts of {md_escape(res['file'])} classified with {md_escape(try_names.get(res['run'], ''))}. "
+                   "Predicted: " + " · ".join(f"{quote(k)} {v}" for k, v in res["counts"].items()))
+        st.dataframe(res["preview"], hide_index=True, width="stretch",
+                     column_config={"probability": st.column_config.NumberColumn(format="percent")})
+        st.download_button("Predictions (CSV)", data=res["csv"], icon=":material/download:",
+                           file_name=safe_filename(f"{project}-predictions-run-{res['run']}", "csv"),
+                           mime="text/csv", key="res_batch_dl", on_click="ignore",
+                           help="text, predicted label, its probability and one column per class")
 
 # --------------------------------------------------------------------------- the embedding map
 st.divider()
@@ -250,16 +393,6 @@ with exp_l:
 
 with exp_r:
     st.markdown("**Trained model**")
-
-
-    def _model_dir(run) -> Path | None:
-        cand = [run.model_dir] if run.model_dir else []
-        cand.append(str(run_model_dir(store.path, run.id)))
-        for c in cand:
-            if c and Path(c).is_dir():
-                return Path(c)
-        return None
-
     with_models = [(r, _model_dir(r)) for r in runs if r.status == "done"]
     with_models = [(r, d) for r, d in with_models if d is not None]
     if not with_models:
@@ -269,8 +402,10 @@ with exp_r:
         rid = st.selectbox("Run", [r.id for r, _ in with_models], format_func=names.get, key=f"res_model_run::{project}")
         folder = dict((r.id, d) for r, d in with_models)[rid]
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        quick = _student(dict((r.id, r) for r, _ in with_models)[rid]).startswith("quick")
         st.caption(f"{len(list(folder.rglob('*')))} files, {size / 1e6:.1f} MB before compression. Load it with "
-                   "`promptmix predict` or transformers' `AutoModelForSequenceClassification`.")
+                   "`promptmix predict`" + (" (logistic-regression weights over all-MiniLM-L6-v2 embeddings)."
+                                            if quick else " or transformers' `AutoModelForSequenceClassification`."))
         st.download_button("Model (zip)", icon=":material/download:", data=lambda: zip_folder_bytes(folder, root_name=f"run-{rid}"),
                            file_name=safe_filename(f"{project}-run-{rid}-model", "zip"), mime="application/zip",
                            width="stretch", key="res_dl_model")

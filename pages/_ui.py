@@ -82,11 +82,15 @@ def current_project() -> str | None:
 
 
 def set_current_project(name: str | None) -> None:
+    """Open ``name`` in this session, put it in the URL (a link to share) and remember it as the
+    project a new tab opens."""
     st.session_state["project"] = name
     if name:
         st.query_params["project"] = name
     elif "project" in st.query_params:
         del st.query_params["project"]
+    if name:
+        projects.remember_last_project(name, projects_folder())
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -278,3 +282,83 @@ def run_scores(final_metrics: dict[str, Any] | None) -> dict[str, Any]:
         }
     return {"accuracy": None, "macro_f1": None, "per_class": {}, "labels": [], "columns": [], "matrix": None,
             "n": None, "eval": None}
+
+
+# --------------------------------------------------------------------------- the project's test set
+NO_TEST_SET_NOTE = (
+    "No test set: scores come from a handful of held-out *generated* examples, labelled by the same LLM "
+    "that wrote them. With so few examples they mean little; add a test set of real labelled texts "
+    "(1 · Task → Test set, or 4 · Train) to measure the model."
+)
+
+
+def _save_test_set(store: ProjectStore, rows: list[dict], name: str, flash_key: str, upload_key: str) -> None:
+    n = store.set_test_set(rows, name=name, source="upload")
+    st.session_state[flash_key] = ("success", f"Saved the test set: {n} labelled examples from {md_escape(name)}. "
+                                              "Every training run from now on is scored on it.")
+    st.session_state[upload_key] = st.session_state.get(upload_key, 0) + 1  # a fresh uploader
+
+
+def _clear_test_set(store: ProjectStore, flash_key: str) -> None:
+    store.clear_test_set()
+    st.session_state[flash_key] = ("info", "Removed the test set.")
+
+
+def render_test_set(store: ProjectStore, task: Task, key: str, *, examples: list | None = None) -> None:
+    """The project's test set: what it holds, and an uploader (CSV/JSONL ``text,label``) that checks
+    every row against the task before anything is saved."""
+    from promptmix_core.task import TaskError
+    from promptmix_core.testset import TEST_SET_TYPES, read_test_set
+
+    flash_key, upload_key = f"{key}_flash", f"{key}_upload_n"
+    flash(flash_key)
+    info = store.test_set_info()
+    if info:
+        per_class = info["per_class"]
+        missing = [c for c in task.class_names if not per_class.get(c)]
+        st.markdown(f":material/fact_check: **Test set:** {info['n']} labelled examples"
+                    + (f" from {md_escape(info['name'])}" if info.get("name") else "") + ". Per class: "
+                    + " · ".join(f"{quote(c)} {per_class.get(c, 0)}" for c in task.class_names))
+        extra = sorted(set(per_class) - set(task.class_names))
+        if missing:
+            st.warning("No test examples for " + ", ".join(quote(c) for c in missing)
+                       + ": their recall cannot be measured.", icon=":material/warning:")
+        if extra:
+            st.warning("The test set has classes the task no longer has (" + ", ".join(quote(c) for c in extra)
+                       + "); those rows are left out when scoring.", icon=":material/warning:")
+        st.button("Remove the test set", key=f"{key}_clear", icon=":material/delete:",
+                  on_click=_clear_test_set, args=(store, flash_key))
+    else:
+        st.info(NO_TEST_SET_NOTE, icon=":material/info:")
+    up = st.file_uploader(
+        "Replace the test set (CSV or JSONL with text and label columns)" if info else
+        "Upload a test set (CSV or JSONL with text and label columns)",
+        type=list(TEST_SET_TYPES), key=f"{key}_file_{st.session_state.get(upload_key, 0)}",
+        help="Real labelled texts the model never trains on. Labels must be classes of the task; rows that "
+             "repeat a seed are refused.",
+    )
+    if up is None:
+        return
+    gen = [e.text for e in (examples if examples is not None else store.list_examples())]
+    try:
+        chk = read_test_set(up.getvalue(), up.name, task, generated_texts=gen)
+    except TaskError as exc:
+        st.error(f"{md_escape(up.name)} cannot be used as a test set: " + "; ".join(md_escape(p) for p in exc.problems))
+        return
+    counts = chk.per_class(task.class_names)
+    if chk.rows:
+        st.markdown(f"{md_escape(chk.name)}: **{len(chk.rows)}** usable rows of {chk.total}. Per class: "
+                    + " · ".join(f"{quote(c)} {n}" for c, n in counts.items()))
+    if chk.problems:
+        with st.container(border=True):
+            st.markdown(f":red[:material/error:] **{len(chk.problems)} row(s) refused**")
+            st.markdown("\n".join(f"- {md_escape(p)}" for p in chk.listed_problems()))
+    for note in chk.notes:
+        st.caption(f":material/info: {md_escape(note)}")
+    if not chk.rows:
+        st.error("No usable rows: nothing to save.")
+        return
+    label = (f"Use the {len(chk.rows)} usable rows as the test set" if chk.problems
+             else f"Use these {len(chk.rows)} rows as the test set")
+    st.button(label, type="primary", key=f"{key}_save", icon=":material/check:",
+              on_click=_save_test_set, args=(store, chk.rows, chk.name, flash_key, upload_key))

@@ -53,6 +53,24 @@ def _add_llm_args(p: argparse.ArgumentParser) -> None:
                                    "$PROMPTMIX_CACHE_DIR/llm_cache.sqlite: the same for app, CLI and experiments)")
 
 
+def _loading_printer():
+    """Shows a cold start of the bundled model on stderr: one updating line on a terminal, else each
+    step once ("loading the local model, 0 s...")."""
+    last_phase = None
+
+    def show(message: str) -> None:
+        nonlocal last_phase
+        phase = message.rsplit(",", 1)[0]
+        if sys.stderr.isatty():  # one line per step, updated in place
+            lead = "\n" if last_phase is not None and phase != last_phase else "\r"
+            print(lead + message + " " * 8, end="", file=sys.stderr, flush=True)
+        elif phase != last_phase:
+            print(message, file=sys.stderr, flush=True)
+        last_phase = phase
+
+    return show
+
+
 def _llm(args: argparse.Namespace, spec=None):
     """The client for a command: its endpoint flags (a spec's when given) and the one LLM cache
     (``--cache`` overrides it)."""
@@ -60,11 +78,11 @@ def _llm(args: argparse.Namespace, spec=None):
     from .paths import llm_cache_path
 
     if spec is not None:
-        config = resolve_llm_config(**spec.options())
+        config = resolve_llm_config(progress=_loading_printer(), **spec.options())
     else:
         config = resolve_llm_config(
             base_url=args.base_url, model=args.model, concurrency=args.concurrency, timeout=args.timeout,
-            max_retries=args.retries,
+            max_retries=args.retries, progress=_loading_printer(),
         )
     return LLMClient(config, cache_path=args.cache or llm_cache_path())
 
@@ -113,9 +131,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
         rel = relabel(task, result.examples, llm, spec.relabel_config(), progress=_Bar("relabel"))
         for row, r in zip(rows, rel):
-            row.update(llm_label=r.llm_label, relabel_status=r.status)
+            row.update(llm_label=r.llm_label, relabel_status=r.status, llm_confidence=r.confidence)
             if r.llm_label:
                 row["label"] = r.llm_label
+    if not args.no_flags:
+        from .flags import flag_summary, flag_texts
+
+        reasons = flag_texts(task, [r["text"] for r in rows])
+        for row, reason in zip(rows, reasons):
+            row["flag"] = reason
+        fs = flag_summary(reasons)
+        print(f"flagged {fs['flagged']} of {fs['texts']} as probable junk (kept, with a 'flag' reason)",
+              file=sys.stderr)
     _write_jsonl(Path(args.out), rows)
     print(
         f"kept {result.kept}/{result.requested} examples in {time.perf_counter() - t0:.1f} s; {llm.stats.summary()}; "
@@ -158,9 +185,12 @@ def _generate_into_project(args, task, spec, llm, bar, t0) -> int:
         row = e.to_row()
         stored = relabels.get(e.slot)
         if spec.relabel and stored is not None:
-            row.update(llm_label=stored.llm_label, relabel_status=stored.relabel_status)
+            row.update(llm_label=stored.llm_label, relabel_status=stored.relabel_status,
+                       llm_confidence=stored.llm_confidence)
             if stored.llm_label:
                 row["label"] = stored.llm_label
+        if stored is not None:
+            row["flag"] = stored.flag  # the job flagged its examples (pipeline.flag_job)
         rows.append(row)
     _write_jsonl(Path(args.out), rows)
     print(f"job #{life.job_id} in {args.project}: {outcome.summary}", file=sys.stderr)
@@ -190,6 +220,7 @@ def cmd_relabel(args: argparse.Namespace) -> int:
     for row, r in zip(rows, results):
         row["llm_label"] = r.llm_label
         row["relabel_status"] = r.status
+        row["llm_confidence"] = r.confidence
         if r.llm_label:
             row["label"] = r.llm_label
     _write_jsonl(Path(args.out), rows)
@@ -198,6 +229,37 @@ def cmd_relabel(args: argparse.Namespace) -> int:
         f"relabelled {s['relabelled']} in {time.perf_counter() - t0:.1f} s: {s['share_changed']:.0%} changed, "
         f"{s['share_unparseable']:.0%} unparseable; {llm.stats.summary()}"
     )
+    return EXIT_OK
+
+
+def cmd_flag(args: argparse.Namespace) -> int:
+    """Flag probable junk in a project (saved in the store) or in a JSONL file (written to --out)."""
+    from .flags import flag_project_examples, flag_summary, flag_texts
+
+    if args.project:
+        from .store import ProjectStore
+
+        store = ProjectStore(args.project, create=False)
+        task = store.load_task()
+        if task is None:
+            raise TaskError("the project has no task yet")
+        s = flag_project_examples(store, task, job_id=args.job)
+        print(f"flagged {s['flagged']} of {s['texts']} examples as probable junk: "
+              + ", ".join(f"{k} {v}" for k, v in s["by_reason"].items()))
+        if args.reject:
+            n = store.reject_flagged(job_id=args.job, reviewer="cli")
+            print(f"rejected {n} flagged examples that were pending review")
+        return EXIT_OK
+    if not args.input or not args.task or not args.out:
+        raise TaskError("give --project, or an input JSONL with --task and --out")
+    task = load_task(args.task)
+    rows = _read_jsonl(Path(args.input))
+    reasons = flag_texts(task, [str(r["text"]) for r in rows])
+    for row, reason in zip(rows, reasons):
+        row["flag"] = reason
+    _write_jsonl(Path(args.out), rows)
+    s = flag_summary(reasons)
+    print(f"flagged {s['flagged']} of {s['texts']}: " + ", ".join(f"{k} {v}" for k, v in s["by_reason"].items()))
     return EXIT_OK
 
 
@@ -232,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-mixup", action="store_true", help="plain examples of Ci, no mixup")
     g.add_argument("--seed", type=int, default=G.seed)
     g.add_argument("--examples-per-call", type=int, default=G.examples_per_call,
-                   help=f"examples asked for per call (default {G.examples_per_call})")
+                   help=f"examples asked for per call (default {G.examples_per_call}; at most half of --per-class, "
+                   "so every class gets at least two calls, each with its own partner class and alpha)")
     g.add_argument("--max-calls", type=int, help="most calls per class (default 4 per example + 5)")
     g.add_argument("--k", type=int, help="draw k seeds per class from a larger labelled file")
     g.add_argument("--task-seed", type=int, default=0, help="seed for drawing the k seeds")
@@ -240,8 +303,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--nearest", type=int, default=G.nearest, help="classes shown to the relabeler")
     g.add_argument("--project", help="also record into this project file (resumable)")
     g.add_argument("--job", type=int, help="with --project: resume this job id")
+    g.add_argument("--no-flags", action="store_true", help="do not flag probable junk (flag column)")
     _add_llm_args(g)
     g.set_defaults(func=cmd_generate)
+
+    f = sub.add_parser("flag", help="flag probable junk among generated examples (meta-text, near-copies, noise, off-topic)")
+    f.add_argument("input", nargs="?", help="generated examples (JSONL with text), with --task and --out")
+    f.add_argument("--task", help="task file the examples belong to")
+    f.add_argument("--out", help="output JSONL (each row gains 'flag': the reason, '' when fine)")
+    f.add_argument("--project", help="flag the examples in this project file instead (saved there)")
+    f.add_argument("--job", type=int, help="with --project: only this generation job's examples")
+    f.add_argument("--reject", action="store_true", help="with --project: also reject the flagged ones still pending")
+    f.set_defaults(func=cmd_flag)
 
     r = sub.add_parser("relabel", help="step 2: relabel generated examples with an LLM classifier (A2)")
     r.add_argument("input", help="generated examples (JSONL with text and label)")
@@ -258,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="write the task as JSON or YAML")
     c.set_defaults(func=cmd_check)
 
-    for module in ("promptmix_core.llm.local", "promptmix_core.experiment", "promptmix_core.training.cli"):
+    for module in ("promptmix_core.llm.local", "promptmix_core.experiment", "promptmix_core.training.cli",
+                   "promptmix_core.export"):
         try:
             mod = __import__(module, fromlist=["register_cli"])
         except ImportError:

@@ -32,26 +32,34 @@ def _load(path: str):
     return tok, model
 
 
-def embed_texts(texts: Sequence[str], *, batch_size: int = 64, max_length: int = 128):
-    """Return a float32 numpy array (len(texts), 384) of unit-length embeddings."""
+def embed_texts(texts: Sequence[str], *, batch_size: int = 64, max_length: int = 128, progress=None):
+    """Return a float32 numpy array (len(texts), 384) of unit-length embeddings.
+
+    Texts are batched by length (less padding; the result is the same, in the order given).
+    ``progress(done, total)`` is called after each batch when given.
+    """
     import numpy as np
     import torch
 
     texts = [str(t) for t in texts]
     if not texts:
         return np.zeros((0, 384), dtype="float32")
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = np.zeros((len(texts), 384), dtype="float32")
     with _lock:
         tok, model = _load(minilm_path())
-        out = []
         with torch.inference_mode():
-            for i in range(0, len(texts), batch_size):
+            for i in range(0, len(order), batch_size):
+                idx = order[i : i + batch_size]
                 batch = tok(
-                    texts[i : i + batch_size], padding=True, truncation=True, max_length=max_length,
+                    [texts[j] for j in idx], padding=True, truncation=True, max_length=max_length,
                     return_tensors="pt",
                 )
                 hidden = model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
-                out.append(pooled.float().numpy())
-    return np.concatenate(out, axis=0)
+                out[idx] = pooled.float().numpy()
+                if progress is not None:
+                    progress(min(i + batch_size, len(order)), len(order))
+    return out

@@ -27,7 +27,9 @@ COLUMNS = [
     "mixed_with",
     "alpha",
     "llm_label",
+    "llm_confidence",
     "relabel_status",
+    "flag",
     "review_status",
     "example_id",
 ]
@@ -58,33 +60,42 @@ def curated_records(
     pending: str = "a2",
     include_seeds: bool = True,
 ) -> list[dict[str, Any]]:
-    """Rows of the curated data set: the seeds, then every generated example that keeps a label."""
+    """Rows of the curated data set: the seeds, then every generated example that keeps a label.
+
+    ``examples`` are the store's ``Example`` objects or plain mappings with the same names
+    (:meth:`ProjectStore.export_rows`)."""
     rows: list[dict[str, Any]] = []
     if include_seeds and task is not None:
         for c in task.classes:
             for text in c.examples:
                 rows.append({
                     "text": text, "label": c.name, "source": "seed", "intended_label": c.name,
-                    "mixed_with": None, "alpha": None, "llm_label": None, "relabel_status": None,
-                    "review_status": None, "example_id": None,
+                    "mixed_with": None, "alpha": None, "llm_label": None, "llm_confidence": None,
+                    "relabel_status": None, "flag": None, "review_status": None, "example_id": None,
                 })
     for ex in examples:
         label = label_for(ex, label_source, pending=pending)
         if label is None:
             continue
         rows.append({
-            "text": ex.text,
+            "text": _get(ex, "text"),
             "label": label,
             "source": "generated",
-            "intended_label": ex.intended_label,
-            "mixed_with": ex.mixed_with,
-            "alpha": ex.alpha,
-            "llm_label": ex.llm_label,
-            "relabel_status": ex.relabel_status,
-            "review_status": ex.review_status,
-            "example_id": ex.id,
+            "intended_label": _get(ex, "intended_label"),
+            "mixed_with": _get(ex, "mixed_with"),
+            "alpha": _get(ex, "alpha"),
+            "llm_label": _get(ex, "llm_label"),
+            "llm_confidence": _get(ex, "llm_confidence"),
+            "relabel_status": _get(ex, "relabel_status"),
+            "flag": _get(ex, "flag") or None,
+            "review_status": _get(ex, "review_status"),
+            "example_id": _get(ex, "id"),
         })
     return rows
+
+
+def _get(ex: Any, name: str) -> Any:
+    return ex.get(name) if isinstance(ex, Mapping) else getattr(ex, name, None)
 
 
 def neutralize_formula(value: Any) -> Any:
@@ -191,8 +202,85 @@ def safe_filename(name: str, ext: str) -> str:
     return f"{stem[:60]}.{ext.lstrip('.')}"
 
 
+FORMATS = ("csv", "jsonl", "parquet")
+PENDING_RULES = ("a2", "a1", "drop")
+
+
+def export_project(
+    project: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    fmt: str | None = None,
+    label_source: str = "reviewed",
+    pending: str = "a2",
+    include_seeds: bool = True,
+) -> dict[str, Any]:
+    """Write a project's curated data set to ``out`` (the rows the Results page exports by default).
+
+    ``fmt`` defaults to the file's extension (csv, jsonl or parquet), else csv. The file is written
+    whole or not at all. Returns counts: rows, seeds, generated and the format.
+    """
+    from .store import open_project
+
+    if label_source not in LABEL_SOURCES:
+        raise ValueError(f"labels must be one of {', '.join(LABEL_SOURCES)}")
+    if pending not in PENDING_RULES:
+        raise ValueError(f"pending must be one of {', '.join(PENDING_RULES)}")
+    out = Path(out)
+    if fmt is None:
+        ext = out.suffix.lower().lstrip(".")
+        fmt = ext if ext in FORMATS else "csv"
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; use csv, jsonl or parquet")
+    store = open_project(project)
+    try:
+        task = store.load_task()
+        records = curated_records(task, store.export_rows(), label_source=label_source, pending=pending,
+                                  include_seeds=include_seeds)
+    finally:
+        store.close()
+    data = dataset_bytes(records, fmt)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, out)
+    n_gen = sum(r["source"] == "generated" for r in records)
+    return {"rows": len(records), "seeds": len(records) - n_gen, "generated": n_gen, "format": fmt, "path": str(out)}
+
+
+def cmd_export(args: Any) -> int:
+    info = export_project(args.project, args.out, fmt=args.format, label_source=args.labels,
+                          pending=args.pending, include_seeds=not args.no_seeds)
+    print(f"wrote {info['rows']} rows ({info['seeds']} seeds, {info['generated']} generated examples) "
+          f"to {info['path']} as {info['format']}")
+    return 0
+
+
+def register_cli(subparsers: Any) -> None:
+    """``promptmix export PROJECT.pmx --out FILE [--format csv|jsonl|parquet] [--labels reviewed|a1|a2]``."""
+    p = subparsers.add_parser(
+        "export", help="write a project's curated data set (the rows the Results page exports)",
+        description="The curated data set of a project: the seed examples, then every generated example that "
+                    "keeps a label (text, label, source, intended label, mixed with, alpha, LLM label, relabel "
+                    "status, decision). Rejected examples are always left out.",
+    )
+    p.add_argument("project", help="project file (.pmx)")
+    p.add_argument("--out", required=True, help="file to write")
+    p.add_argument("--format", choices=FORMATS, help="default: from --out's extension, else csv")
+    p.add_argument("--labels", choices=LABEL_SOURCES, default="reviewed",
+                   help="reviewed: your decisions (default); a1: the written-for class; a2: the LLM relabel")
+    p.add_argument("--pending", choices=PENDING_RULES, default="a2",
+                   help="with --labels reviewed, examples not reviewed yet: a2 (the LLM relabel, default, as on "
+                        "the Results page), a1 (the written-for class) or drop")
+    p.add_argument("--no-seeds", action="store_true", help="leave the seed examples out")
+    p.set_defaults(func=cmd_export)
+
+
 __all__ = [
     "COLUMNS",
+    "FORMATS",
+    "export_project",
+    "register_cli",
     "LABEL_SOURCES",
     "curated_records",
     "dataset_bytes",

@@ -2,20 +2,35 @@
 
 Classes are split at random into groups of ``group_size`` (leftovers join the last group). For each
 class Ci the prompt shows every class of its group (description and seeds), then asks for a diverse
-set of short examples that each belong alpha% to Ci and (1-alpha)% to Cj, Cj drawn from the same
-group, alpha = 0.5 + 0.5*Beta(5, 2) rounded to 0.05 (one draw per prompt). Each example is first
-labelled Ci. Several examples are asked for per call and every valid unique one is kept until the
-class has exactly ``per_class``.
+set of short examples that each belong alpha% to Ci and (1-alpha)% to Cj, Cj from the same group,
+alpha = 0.5 + 0.5*Beta(5, 2) rounded to 0.05. Every call (request ``r`` of class Ci) draws its own
+Cj and alpha, and a class's examples come from at least two calls (see :func:`examples_per_call`),
+so each class mixes with several partners at several strengths. Each example is first labelled Ci.
 
-Reproducible and resumable: request ``r`` of class Ci always has the same Cj, alpha and prompt for a
-given seed, and its response is cached under sample index ``r``; a re-run replays the cache (zero
-calls) and a resumed job skips what the store already holds.
+Deterministic and resumable. Request ``r`` of class Ci always has the same Cj, alpha and prompt for
+a given seed, and its response is cached under sample index ``r``. What is kept is a pure function
+of the responses, never of their arrival order:
+
+- a class's candidates are its responses' valid lines in (request, line) order, without seeds or
+  repeats; a text that several classes produced goes to the first of them in class order that keeps
+  it (each class keeps its first ``per_class`` candidates once the classes before it are final);
+- which requests are made is itself decided in a fixed order: request ``r`` of a class is made when
+  the results of that class's requests ``0..k-1`` (k <= r, all complete) estimate that it is needed,
+  or, once the class and all before it are complete, when cross-class duplicates left it short.
+
+So the same task, settings and seed give the same examples in the same order whatever the timing,
+retries or faults, and a re-run replays the cache with zero calls. Requests are issued as soon as a
+slot of the client's concurrency frees (one queue for all classes, in (class, request) order), not
+in rounds. A class's examples are saved once they are final: the classes before it are final and
+every request before theirs is in; a resumed job keeps what the store holds and replays the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
+import json
 import math
 import random
 import re
@@ -36,7 +51,7 @@ class GenerationConfig:
     group_size: int = 4
     mixup: bool = True
     seed: int = 0
-    examples_per_call: int = 5
+    examples_per_call: int = 5  # at most ceil(per_class / 2) are asked for: see examples_per_call()
     temperature: float = 1.0
     max_tokens: int = 400
     max_calls_per_class: int | None = None
@@ -75,6 +90,7 @@ class GeneratedExample:
     model: str = ""
     endpoint: str = ""
     created_at: float = field(default_factory=time.time)
+    request: int | None = None  # the call it came from: request r of its class (None: unknown, older data)
 
     def to_row(self) -> dict[str, Any]:
         return {
@@ -84,6 +100,7 @@ class GeneratedExample:
             "mixed_with": self.mixed_with,
             "alpha": self.alpha,
             "mixup": self.mixup,
+            "request": self.request,
         }
 
 
@@ -133,11 +150,45 @@ class RequestSpec:
     cj: str | None
     alpha: float | None
     messages: list[dict[str, str]]
+    n: int = 5  # examples asked for
 
 
+def examples_per_call(config: GenerationConfig) -> int:
+    """Examples asked for in one call: ``config.examples_per_call``, but at most half of ``per_class``
+    (rounded up), so that every class's examples come from at least two calls, each with its own
+    partner class and alpha (for 5 per class: 3 per call, two calls, one spare line)."""
+    n = int(config.per_class)
+    return max(1, min(int(config.examples_per_call), math.ceil(n / 2) if n >= 2 else 1))
+
+
+def _partner(others: Sequence[str], seed: int, ci: str, r: int) -> str:
+    """Partner class of request ``r``: the other classes of the group in a shuffled cycle (a new
+    shuffle per cycle), so consecutive calls mix with different partners and all partners come up
+    equally often."""
+    cycle, pos = divmod(r, len(others))
+    order = sorted(others)
+    _stable_rng("partners", seed, ci, cycle).shuffle(order)
+    return order[pos]
+
+
+def _alpha(seed: int, ci: str, r: int) -> float:
+    """alpha of request ``r``: a fresh draw per call; requests come in pairs (0, 1), (2, 3), ... and
+    the second of a pair draws again while it equals the first, so a class's first two calls always
+    differ in alpha."""
+    rng = _stable_rng("alpha", seed, ci, r)
+    a = sample_alpha(rng)
+    if r % 2 == 1:
+        first = _alpha(seed, ci, r - 1)
+        while a == first:
+            a = sample_alpha(rng)
+    return a
+
+
+# Worded for small instruct models too (measured with the bundled SmolLM2-135M: benchmarks/prompt_tuning.py,
+# docs/LOCAL_MODEL.md): say what an example is (a text like the seeds), and what not to write.
 SYSTEM_PROMPT = (
-    "You write realistic, varied examples for training a text classifier. "
-    "Follow the requested format exactly and write nothing else."
+    "You write short, realistic texts for training a text classifier, one per line, numbered. "
+    "Write only the texts: never explain them, never mention categories, percentages or examples."
 )
 
 
@@ -163,23 +214,26 @@ def build_generation_prompt(
             f'Generate a diverse set of {n} short examples where each example belongs {a}% to category '
             f'"{ci}" and {100 - a}% to category "{cj}".'
         )
+        lines.append(f'Each example is a new text like the examples above: mostly "{ci}", partly "{cj}".')
     else:
         lines.append(f'Generate a diverse set of {n} short examples that belong to category "{ci}".')
+        lines.append("Each example is a new text like the examples above.")
+    lines.append("Do not copy the examples above and do not name the categories.")
     lines.append(f"Write each example on its own line, numbered 1 to {n}. Write only the examples.")
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n".join(lines)}]
 
 
 def plan_request(task: Task, groups: Sequence[Sequence[str]], config: GenerationConfig, ci: str, r: int) -> RequestSpec:
+    """Request ``r`` of class ``ci``: a pure function of the task, the settings, ``ci`` and ``r``."""
     group = next(g for g in groups if ci in g)
-    rng = _stable_rng("request", config.seed, ci, r)
     cj: str | None = None
     alpha: float | None = None
     if config.mixup:
-        others = [c for c in group if c != ci]
-        cj = rng.choice(others)
-        alpha = sample_alpha(rng)
-    messages = build_generation_prompt(task, group, ci, cj, alpha, config.examples_per_call, config.mixup)
-    return RequestSpec(ci=ci, r=r, cj=cj, alpha=alpha, messages=messages)
+        cj = _partner([c for c in group if c != ci], config.seed, ci, r)
+        alpha = _alpha(config.seed, ci, r)
+    n = examples_per_call(config)
+    messages = build_generation_prompt(task, group, ci, cj, alpha, n, config.mixup)
+    return RequestSpec(ci=ci, r=r, cj=cj, alpha=alpha, messages=messages, n=n)
 
 
 # ------------------------------------------------------------------------------- parsing
@@ -273,6 +327,133 @@ def parse_examples(
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
+def call_key(llm: LLMClient, config: GenerationConfig, spec: RequestSpec) -> str:
+    """Identifies one call: endpoint, model, sampling settings, prompt and sample index."""
+    blob = json.dumps(
+        {"endpoint": llm.config.base_url, "model": llm.config.model, "temperature": config.temperature,
+         "max_tokens": config.max_tokens, "messages": spec.messages, "sample": spec.r},
+        sort_keys=True, ensure_ascii=False,
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass
+class _Candidate:
+    text: str
+    norm: str
+    r: int
+    idx: int
+
+
+@dataclass
+class _Response:
+    spec: RequestSpec
+    completion: Completion
+    key: str
+    texts: list[str]
+
+
+class _ClassRun:
+    """One class's requests and examples. Every decision reads only completed results, in order:
+    ``prefix`` counts the requests 0..prefix-1 that are all in; nothing after a gap is looked at."""
+
+    MIN_YIELD = 0.05
+
+    def __init__(self, name: str, index: int, n: int, e: int, budget: int, seeds: set[str],
+                 pinned: list[GeneratedExample], speculate: bool = True):
+        self.name, self.index, self.n, self.e, self.budget = name, index, n, e, budget
+        self.speculate = speculate
+        self.seeds = seeds
+        self.pinned = pinned[:n]  # what the store already holds for this class (resume)
+        self.pinned_norms = {normalize_text(p.text) for p in self.pinned}
+        self.responses: dict[int, _Response] = {}
+        self.prefix = 0  # requests 0..prefix-1 are complete
+        self.planned = 0  # requests 0..planned-1 are made (or queued)
+        self.queued = 0
+        self.lines = 0  # lines asked for by the complete prefix
+        self.cands: list[_Candidate] = []  # the prefix's valid lines, no seeds, no repeats, in (r, line) order
+        self._cand_norms: set[str] = set()
+        self._fresh = 0  # candidates that are not already pinned
+        self.kept: list[GeneratedExample] = list(self.pinned)
+        self._scan = 0  # candidates already considered for ``kept``
+        self.excl: set[str] = set()
+        self.writable = False  # the classes before this one are final: ``kept`` may grow (and be saved)
+        self.final = len(self.pinned) >= n
+        if not self.final:
+            self.planned = self._want()
+
+    # ------------------------------------------------------------------ planning
+    def have(self) -> int:
+        """Examples this class would keep from its prefix, cross-class duplicates not counted yet."""
+        return min(self.n, len(self.pinned) + self._fresh)
+
+    def _yield(self, usable: int) -> float:
+        """Lines kept per line asked for, as expected of the calls not made yet when planning top-ups.
+
+        A request once made cannot be taken back, so the guess leans optimistic. Until the class has asked
+        for ``per_class`` lines, and always for a local model (whose calls cost compute, not waiting), it
+        is 1: top-ups only replace what came back short, so no more calls are made than rounds would make.
+        After that, for an endpoint, twice the observed share, at most 1: a good model (half or more of
+        its lines usable) still gets replacements only; a weak one gets top-ups that cover about half of
+        what is missing per wave instead of a long trickle of single calls."""
+        if not self.speculate or self.lines < self.n:
+            return 1.0
+        return min(1.0, max(self.MIN_YIELD, 2 * (usable + self.e) / (self.lines + self.e)))
+
+    def _want(self) -> int:
+        """How many requests the complete prefix says this class needs (capped by the budget)."""
+        need = self.n - self.have()
+        if need <= 0:
+            return self.prefix
+        return min(self.budget, self.prefix + math.ceil(need / (self.e * self._yield(len(self.cands)))))
+
+    def absorb(self) -> None:
+        """Take in the responses that extend the complete prefix, re-planning after each one."""
+        while self.prefix in self.responses:
+            resp = self.responses[self.prefix]
+            for idx, text in enumerate(resp.texts):
+                norm = normalize_text(text)
+                if not norm or norm in self.seeds or norm in self._cand_norms:
+                    continue
+                self._cand_norms.add(norm)
+                self.cands.append(_Candidate(text, norm, self.prefix, idx))
+                if norm not in self.pinned_norms:
+                    self._fresh += 1
+            self.lines += resp.spec.n
+            self.prefix += 1
+            if not self.final:
+                self.planned = max(self.planned, self._want())
+
+    # ------------------------------------------------------------------- keeping
+    def make_writable(self, excl: set[str]) -> None:
+        self.writable = True
+        self.excl = excl
+
+    def grow(self, example: Callable[[_Candidate, _Response], GeneratedExample]) -> list[GeneratedExample]:
+        """Keep the next candidates of the prefix, in order, that no earlier class kept."""
+        new: list[GeneratedExample] = []
+        while self._scan < len(self.cands) and len(self.kept) < self.n:
+            c = self.cands[self._scan]
+            self._scan += 1
+            if c.norm in self.pinned_norms or c.norm in self.excl:
+                continue
+            ex = example(c, self.responses[c.r])
+            self.kept.append(ex)
+            new.append(ex)
+        return new
+
+    def settle(self) -> None:
+        """Once every planned request is in: final, or a top-up for what cross-class duplicates took."""
+        if self.final or not self.writable or self.prefix < self.planned:
+            return
+        short = self.n - len(self.kept)
+        if short > 0 and self.planned < self.budget:
+            usable = len(self.kept) - len(self.pinned)
+            self.planned = min(self.budget, self.planned + math.ceil(short / (self.e * self._yield(usable))))
+        else:
+            self.final = True
+
+
 async def agenerate(
     task: Task,
     config: GenerationConfig,
@@ -286,32 +467,38 @@ async def agenerate(
 ) -> GenerationResult:
     groups = make_groups(task.class_names, config.group_size, config.seed)
     n = config.per_class
-    seen: set[str] = {normalize_text(ex) for c in task.classes for ex in c.examples}
-    kept: dict[str, list[GeneratedExample]] = {c: [] for c in task.class_names}
+    e = examples_per_call(config)
+    seeds = {normalize_text(ex) for c in task.classes for ex in c.examples}
+
+    # resume: what the store (or ``existing``) holds counts, first, for its class
     previous = list(existing)
     if store is not None and job_id is not None:
         previous += store.list_examples(job_id=job_id)
-    for ex in previous:  # resume: what the store holds counts
+    pinned: dict[str, list[GeneratedExample]] = {c: [] for c in task.class_names}
+    stored_norms: set[str] = set()
+    for ex in previous:
+        norm = normalize_text(ex.text)
         label = ex.intended_label
-        if label in kept and len(kept[label]) < n and normalize_text(ex.text) not in seen:
-            seen.add(normalize_text(ex.text))
-            kept[label].append(
-                GeneratedExample(
-                    text=ex.text, label=ex.intended_label, intended_label=ex.intended_label,
-                    mixed_with=ex.mixed_with, alpha=ex.alpha, mixup=bool(ex.mixup), slot=ex.slot,
-                    prompt=getattr(ex, "prompt", ""), raw_response=getattr(ex, "raw_response", ""),
-                    model=getattr(ex, "model", ""), endpoint=getattr(ex, "endpoint", ""),
-                )
+        if norm in seeds or norm in stored_norms or label not in pinned:
+            continue
+        stored_norms.add(norm)
+        pinned[label].append(
+            GeneratedExample(
+                text=ex.text, label=ex.intended_label, intended_label=ex.intended_label,
+                mixed_with=ex.mixed_with, alpha=ex.alpha, mixup=bool(ex.mixup), slot=ex.slot,
+                prompt=getattr(ex, "prompt", "") or "", raw_response=getattr(ex, "raw_response", "") or "",
+                model=getattr(ex, "model", ""), endpoint=getattr(ex, "endpoint", ""),
+                request=getattr(ex, "request_index", getattr(ex, "request", None)),
             )
-    requests_made = {c: 0 for c in task.class_names}
+        )
+    runs = [
+        _ClassRun(c, i, n, e, config.call_budget, seeds, pinned[c], speculate=not getattr(llm.config, "local", False))
+        for i, c in enumerate(task.class_names)
+    ]
     errors: list[BaseException] = []
     total = n * len(task.classes)
     cancelled = False
-
-    def report() -> None:
-        if progress is not None:
-            done = sum(len(v) for v in kept.values())
-            progress({"phase": "generate", "done": done, "kept": done, "total": total, **llm.stats.as_dict()})
+    queue: list[tuple[int, int]] = []  # (class index, request): one queue for all classes, in that order
 
     def stop_now() -> bool:
         nonlocal cancelled
@@ -319,62 +506,106 @@ async def agenerate(
             cancelled = True
         return cancelled or bool(errors)
 
+    def report() -> None:
+        if progress is not None:
+            done = sum(min(n, len(r.kept)) if r.writable else r.have() for r in runs)
+            kept = sum(len(r.kept) for r in runs)
+            progress({"phase": "generate", "done": done, "kept": kept, "total": total,
+                      "requests": sum(r.prefix for r in runs), **llm.stats.as_dict()})
+
+    def example(c: _Candidate, resp: _Response) -> GeneratedExample:
+        spec = resp.spec
+        return GeneratedExample(
+            text=c.text, label=spec.ci, intended_label=spec.ci, mixed_with=spec.cj, alpha=spec.alpha,
+            mixup=config.mixup, slot=f"{spec.ci}|{spec.r}|{c.idx}|{resp.key[:8]}",
+            prompt=spec.messages[-1]["content"], raw_response=resp.completion.text,
+            model=llm.config.model, endpoint=llm.config.base_url, request=spec.r,
+        )
+
+    def save(run: _ClassRun, new: list[GeneratedExample]) -> None:
+        """Each response once (``responses``), then the examples kept from it, in one transaction."""
+        if store is None or job_id is None or not new:
+            return
+        by_request: dict[int, list[GeneratedExample]] = {}
+        for ex in new:
+            by_request.setdefault(ex.request, []).append(ex)
+        for r, exs in by_request.items():
+            resp = run.responses[r]
+            with store.transaction():
+                response_id = store.add_response({
+                    "job_id": job_id, "call_key": resp.key, "class_name": run.name, "request_index": r,
+                    "mixed_with": resp.spec.cj, "alpha": resp.spec.alpha,
+                    "prompt": resp.spec.messages[-1]["content"], "raw_response": resp.completion.text,
+                    "finish_reason": resp.completion.finish_reason, "model": llm.config.model,
+                    "endpoint": llm.config.base_url, "prompt_tokens": resp.completion.prompt_tokens,
+                    "completion_tokens": resp.completion.completion_tokens,
+                })
+                store.add_examples([
+                    {**asdict(x), "prompt": "", "raw_response": "", "job_id": job_id,
+                     "norm_text": normalize_text(x.text), "response_id": response_id}
+                    for x in exs
+                ])
+
+    def advance() -> None:
+        """Re-plan, keep and save in class order; reads only complete prefixes, so the outcome never
+        depends on the order in which responses arrived."""
+        earlier_final = True
+        excl = set(stored_norms)  # texts the store holds and those kept by earlier (final) classes
+        for run in runs:
+            run.absorb()
+            if earlier_final and not run.writable:
+                run.make_writable(set(excl))
+            if run.writable:
+                save(run, run.grow(example))
+                run.settle()
+            while run.queued < run.planned:
+                heapq.heappush(queue, (run.index, run.queued))
+                run.queued += 1
+            earlier_final = earlier_final and run.final
+            excl.update(normalize_text(x.text) for x in run.kept)
+
     async def call(spec: RequestSpec) -> Completion:
         return await llm.achat(
             spec.messages, temperature=config.temperature, max_tokens=config.max_tokens, sample_index=spec.r,
             abort=stop_now,
         )
 
-    async def run_class(ci: str) -> None:
-        r = 0
-        while len(kept[ci]) < n and not stop_now():
-            budget = config.call_budget - requests_made[ci]
-            if budget <= 0:
-                return
-            needed = n - len(kept[ci])
-            n_req = max(1, min(budget, math.ceil(needed / config.examples_per_call)))
-            specs = [plan_request(task, groups, config, ci, r + i) for i in range(n_req)]
-            r += n_req
-            requests_made[ci] += n_req
-            tasks = [asyncio.ensure_future(call(s)) for s in specs]
-            for spec, fut in zip(specs, tasks):  # in request order, each as soon as it is in
-                try:
-                    res = await fut
-                except CallSkipped:
-                    continue
-                except Exception as exc:  # noqa: BLE001 - kept, reported once all in flight are done
-                    errors.append(exc if isinstance(exc, LLMError) else LLMError(f"{type(exc).__name__}: {exc}"))
-                    continue
-                texts = parse_examples(
-                    res.text, task=task, truncated=res.finish_reason == "length", max_chars=config.max_example_chars
-                )
-                new: list[GeneratedExample] = []
-                for idx, text in enumerate(texts):
-                    if len(kept[ci]) >= n:
-                        break
-                    norm = normalize_text(text)
-                    if norm in seen:
-                        continue
-                    seen.add(norm)
-                    ex = GeneratedExample(
-                        text=text, label=ci, intended_label=ci, mixed_with=spec.cj, alpha=spec.alpha,
-                        mixup=config.mixup, slot=f"{ci}|{spec.r}|{idx}",
-                        prompt=spec.messages[-1]["content"], raw_response=res.text,
-                        model=llm.config.model, endpoint=llm.config.base_url,
-                    )
-                    kept[ci].append(ex)
-                    new.append(ex)
-                if new and store is not None and job_id is not None:
-                    store.add_examples(
-                        [{**asdict(e), "job_id": job_id, "norm_text": normalize_text(e.text)} for e in new]
-                    )
-                report()
-
+    # twice the client's concurrency in tasks: the client's semaphore keeps ``concurrency`` on the wire, and
+    # the next requests have done their cache look-up and wait at the semaphore, ready when a slot frees
+    limit = 2 * max(1, int(llm.config.concurrency))
+    in_flight: dict[asyncio.Future, tuple[_ClassRun, RequestSpec]] = {}
+    advance()
     report()
-    await asyncio.gather(*(run_class(c) for c in task.class_names))
-    examples = [e for c in task.class_names for e in kept[c]]
-    shortfalls = {c: n - len(v) for c, v in kept.items() if len(v) < n}
-    result = GenerationResult(examples=examples, stats=llm.stats.as_dict(), shortfalls=shortfalls, requested=total)
+    while True:
+        # the next request starts as soon as a slot frees, whichever class it is for
+        while queue and len(in_flight) < limit and not stop_now():
+            index, r = heapq.heappop(queue)
+            spec = plan_request(task, groups, config, runs[index].name, r)
+            in_flight[asyncio.ensure_future(call(spec))] = (runs[index], spec)
+        if not in_flight:
+            break
+        done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+        for fut in done:
+            run, spec = in_flight.pop(fut)
+            try:
+                res = fut.result()
+            except CallSkipped:
+                continue
+            except Exception as exc:  # noqa: BLE001 - kept, reported once all in flight are done
+                errors.append(exc if isinstance(exc, LLMError) else LLMError(f"{type(exc).__name__}: {exc}"))
+                continue
+            texts = parse_examples(
+                res.text, task=task, truncated=res.finish_reason == "length", max_chars=config.max_example_chars
+            )
+            run.responses[spec.r] = _Response(spec, res, call_key(llm, config, spec), texts)
+        advance()
+        report()
+
+    examples = [x for run in runs for x in run.kept]
+    shortfalls = {run.name: n - len(run.kept) for run in runs if len(run.kept) < n}
+    stats = {**llm.stats.as_dict(), "requests": sum(run.prefix for run in runs),
+             "requests_per_class": {run.name: run.prefix for run in runs}, "examples_per_call": e}
+    result = GenerationResult(examples=examples, stats=stats, shortfalls=shortfalls, requested=total)
     if errors:
         first = errors[0]
         raise GenerationFailed(str(first), result) from first

@@ -75,14 +75,19 @@ def file_format(path: str | Path) -> str:
 
 
 def parse_labelled(
-    text: str, fmt: str, name: str = "the file", *, require_label: bool = True, keep_fields: bool = False
+    text: str, fmt: str, name: str = "the file", *, require_label: bool = True, keep_fields: bool = False,
+    with_lines: bool = False,
 ) -> list[dict[str, Any]]:
     """Rows of CSV or JSONL text (see the module docstring).
 
     Returns ``{"text", "label"}`` rows; with ``require_label=False`` the label may be missing
     (``None``); with ``keep_fields=True`` every other field of the row is kept as well (generated
-    examples carry ``intended_label``, ``llm_label``...)."""
+    examples carry ``intended_label``, ``llm_label``...). With ``with_lines=True`` (a checker that
+    reports problems row by row, e.g. the test-set upload) every row gains ``"_line"`` (its line in
+    the file) and rows with a blank text or label are kept (``None``) instead of skipped; a file
+    with no rows at all is still refused."""
     rows: list[dict[str, Any]] = []
+    lines: list[int] = []
     if fmt == "jsonl":
         for i, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -94,12 +99,17 @@ def parse_labelled(
             if not isinstance(obj, dict):
                 raise TaskError(f"{name}: line {i} is not a JSON object")
             rows.append(obj)
+            lines.append(i)
         columns = set().union(*(r.keys() for r in rows)) if rows else set()
     elif fmt == "csv":
         try:
             reader = csv.DictReader(io.StringIO(text, newline=""))
             columns = set(reader.fieldnames or [])
-            rows = list(reader)
+            for r in reader:
+                if with_lines and all(_blank(v) for v in r.values()):
+                    continue  # an empty line of commas: nothing to report
+                rows.append(r)
+                lines.append(reader.line_num)
         except csv.Error as exc:
             raise TaskError(f"{name} is not a readable CSV file: {exc}") from None
     else:
@@ -115,9 +125,15 @@ def parse_labelled(
         )
     tcol, lcol = lower["text"], lower.get("label")
     out = []
-    for r in rows:
+    for line, r in zip(lines, rows):
         t = r.get(tcol)
         lab = r.get(lcol) if lcol is not None else None
+        if with_lines:
+            row = dict(r) if keep_fields else {}
+            row.update({"text": None if _blank(t) else str(t).strip(), "label": None if _blank(lab) else str(lab).strip(),
+                        "_line": line})
+            out.append(row)
+            continue
         if _blank(t) or (require_label and _blank(lab)):
             continue
         row: dict[str, Any] = dict(r) if keep_fields else {}

@@ -5,9 +5,10 @@ write examples and relabels into the store, never the job's row (that is
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from .errors import Cancelled, TaskError
 from .generate import GenerationFailed, GenerationResult, agenerate
@@ -27,9 +28,22 @@ def stop_checker(store: ProjectStore, job_id: int):
     return StepContext(stop_flag=lambda: store.cancel_requested(job_id)).should_stop
 
 
-def llm_for(spec: LLMSpec, api_key: str | None = None) -> LLMClient:
-    """The client a job uses: its endpoint settings, and the one LLM cache of every entry point."""
-    return LLMClient(resolve_llm_config(api_key=api_key, **spec.options()), cache_path=llm_cache_path())
+def llm_for(spec: LLMSpec, api_key: str | None = None, progress: Callable[[str], None] | None = None) -> LLMClient:
+    """The client a job uses: its endpoint settings, and the one LLM cache of every entry point.
+    ``progress(message)`` hears about a cold start of the bundled model (see :func:`model_loading_reporter`)."""
+    return LLMClient(resolve_llm_config(api_key=api_key, progress=progress, **spec.options()),
+                     cache_path=llm_cache_path())
+
+
+def model_loading_reporter(ctx: StepContext) -> Callable[[str], None]:
+    """Progress sink for a cold start of the bundled model: the job's message becomes "loading the
+    local model, 5 s..." (progress phase ``loading-model``) instead of a bare "starting"."""
+
+    def report(message: str) -> None:
+        ctx.progress({"phase": "loading-model", "done": 0, "total": 0, "message": message}, force=True)
+        ctx.note(message)
+
+    return report
 
 
 def llm_for_job(store: ProjectStore, config: dict[str, Any], api_key: str | None) -> LLMClient:
@@ -66,6 +80,7 @@ def run_generation(store: ProjectStore, job_id: int, spec: GenerationSpec, ctx: 
             f"kept {result.kept}/{result.requested} examples; {llm.stats.summary()}; "
             f"{result.calls_per_kept:.2f} calls and {result.tokens_per_kept:.0f} tokens per kept example"
         )
+        summary += "; " + flag_job(store, job_id, task, ctx)
         if spec.relabel:
             summary += "; " + await relabel_pending(store, job_id, task, llm, spec.relabel_config(), ctx)
         ctx.progress({"phase": "done", "done": result.kept, "total": result.requested, "kept": result.kept,
@@ -75,9 +90,23 @@ def run_generation(store: ProjectStore, job_id: int, spec: GenerationSpec, ctx: 
     try:
         return llm.run_sync(run())
     except (GenerationFailed, Cancelled):
+        with contextlib.suppress(Exception):  # what was kept gets its flags too; never mask the error
+            flag_job(store, job_id, task, ctx)
         ctx.progress({"phase": "stopped", **llm.stats.as_dict(), "done": store.count_examples(job_id)["total"]},
                      force=True)
         raise
+
+
+def flag_job(store: ProjectStore, job_id: int, task: Task, ctx: StepContext | None = None) -> str:
+    """Flag the probable junk among the job's examples (``promptmix_core.flags``; saved in
+    ``examples.flag``, nothing is removed). Returns a one-line summary."""
+    from .flags import flag_project_examples
+
+    if ctx is not None:
+        ctx.progress({"phase": "flag", "done": 0, "total": store.count_examples(job_id)["total"]}, force=True)
+    s = flag_project_examples(store, task, job_id=job_id)
+    parts = ", ".join(f"{k} {v}" for k, v in s["by_reason"].items() if v)
+    return f"flagged {s['flagged']} of {s['texts']} as probable junk" + (f" ({parts})" if parts else "")
 
 
 async def relabel_pending(store: ProjectStore, source_job: int | None, task: Task, llm: LLMClient,
@@ -89,7 +118,8 @@ async def relabel_pending(store: ProjectStore, source_job: int | None, task: Tas
     already = total - len(pending)
 
     def on_result(i: int, res) -> None:
-        store.set_relabel(pending[i].id, llm_label=res.llm_label, status=res.status, raw=res.raw, prompt=res.prompt)
+        store.set_relabel(pending[i].id, llm_label=res.llm_label, status=res.status, raw=res.raw, prompt=res.prompt,
+                          confidence=res.confidence)
 
     def relabel_progress(p: dict[str, Any]) -> None:
         ctx.progress({**p, "done": already + p["done"], "total": total})
@@ -122,14 +152,16 @@ def run_generation_job(store: ProjectStore, job: Job, api_key: str | None = None
     ctx = ctx or _job_context(store, job.id)
     ctx.note("connecting to the LLM")
     _task(store)  # a clear error before any endpoint is started
-    return run_generation(store, job.id, spec, ctx, llm_for(spec.llm, api_key)).summary
+    return run_generation(store, job.id, spec, ctx,
+                          llm_for(spec.llm, api_key, progress=model_loading_reporter(ctx))).summary
 
 
 def run_relabel_job(store: ProjectStore, job: Job, api_key: str | None = None,
                     ctx: StepContext | None = None) -> str:
     """The worker's step for kind "relabel"."""
     spec = RelabelSpec.from_stored(job.config)
-    return run_relabel(store, spec, ctx or _job_context(store, job.id), llm_for(spec.llm, api_key))
+    ctx = ctx or _job_context(store, job.id)
+    return run_relabel(store, spec, ctx, llm_for(spec.llm, api_key, progress=model_loading_reporter(ctx)))
 
 
 def _job_context(store: ProjectStore, job_id: int) -> StepContext:
@@ -139,5 +171,5 @@ def _job_context(store: ProjectStore, job_id: int) -> StepContext:
     return JobLifecycle(store, job_id).context()
 
 
-__all__ = ["GenerationOutcome", "llm_for", "relabel_pending", "run_generation", "run_generation_job",
+__all__ = ["GenerationOutcome", "flag_job", "llm_for", "model_loading_reporter", "relabel_pending", "run_generation", "run_generation_job",
            "run_relabel", "run_relabel_job", "stop_checker"]

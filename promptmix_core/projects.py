@@ -32,6 +32,7 @@ from .task import (
 SUFFIX = ".pmx"
 ENV_DIR = "PROMPTMIX_PROJECTS_DIR"
 DEMO_MARKER = ".demo-created"
+LAST_PROJECT_FILE = ".last-project"  # the project a new browser tab opens when its link names none
 MAX_NAME_CHARS = 64
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 _NAME_RE = re.compile(r"^[\w][\w .\-]*$", re.UNICODE)
@@ -177,6 +178,33 @@ def delete_project(name: str, folder: str | os.PathLike | None = None, *, force:
             shutil.rmtree(side_dir, ignore_errors=True)
 
 
+def remember_last_project(name: str | None, folder: str | os.PathLike | None = None) -> None:
+    """Note ``name`` as the project used last (best effort: a read-only folder just forgets)."""
+    base = projects_dir(folder)
+    path = base / LAST_PROJECT_FILE
+    try:
+        if not name:
+            path.unlink(missing_ok=True)
+            return
+        clean = check_name(name)
+        if path.is_file() and path.read_text("utf-8").strip() == clean:
+            return
+        tmp = base / f"{LAST_PROJECT_FILE}.{os.getpid()}.tmp"
+        tmp.write_text(clean + "\n", "utf-8")
+        os.replace(tmp, path)
+    except (OSError, ProjectError):
+        pass
+
+
+def last_project(folder: str | os.PathLike | None = None) -> str | None:
+    """The project used last, when it still exists."""
+    try:
+        name = (projects_dir(folder) / LAST_PROJECT_FILE).read_text("utf-8").strip()
+        return name if name and project_exists(name, folder) else None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def unique_name(base: str, folder: str | os.PathLike | None = None) -> str:
     """``base``, or ``base 2``, ``base 3``... whichever is free."""
     name = check_name(base)
@@ -281,6 +309,7 @@ __all__ = [
     "field_problems",
     "field_warnings",
     "import_task_bytes",
+    "last_project",
     "lines_to_examples",
     "list_projects",
     "open_project",
@@ -288,5 +317,6 @@ __all__ = [
     "project_side_dirs",
     "project_path",
     "projects_dir",
+    "remember_last_project",
     "unique_name",
 ]

@@ -28,6 +28,7 @@ VARIABLES: dict[str, str] = {
     "PROMPTMIX_PROJECTS_DIR": "the app's projects folder (default ./projects)",
     "PROMPTMIX_EMBEDDER": "folder of the sentence embedder used by relabel and review (default: the bundled all-MiniLM-L6-v2)",
     "PROMPTMIX_LOCAL_THREADS": "CPU threads of the bundled local model server (default OMP_NUM_THREADS, else min(4, cores))",
+    "PROMPTMIX_LOCAL_BACKEND": "server of the bundled model: promptmix (the project's batching server, default) or transformers (`transformers serve`)",
     "PROMPTMIX_JOB_API_KEY": "internal: hands the API key from the app to its background worker (never stored)",
     "PROMPTMIX_CHROMIUM": "tests/scripts only: the Chromium binary for browser tests (default /usr/bin/chromium)",
     "PROMPTMIX_FORCE_CPU": "scripts/setup_env.py only: 1 installs the CPU build of torch even with a GPU",
@@ -54,6 +55,7 @@ class Settings:
     projects_dir: Path = Path("projects")
     embedder_path: str | None = None
     local_threads: int | None = None
+    local_backend: str | None = None
     job_api_key: str | None = field(default=None, repr=False)
 
     @classmethod
@@ -85,6 +87,7 @@ class Settings:
             projects_dir=Path(_clean(env.get("PROMPTMIX_PROJECTS_DIR")) or "projects").expanduser(),
             embedder_path=_clean(env.get("PROMPTMIX_EMBEDDER")),
             local_threads=threads,
+            local_backend=(_clean(env.get("PROMPTMIX_LOCAL_BACKEND")) or "").lower() or None,
             job_api_key=_clean(env.get("PROMPTMIX_JOB_API_KEY")),
         )
 

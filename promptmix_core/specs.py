@@ -20,7 +20,8 @@ Stored shapes::
                "demo", "llm": {"base_url", "model", "concurrency", "timeout", "max_retries"}}
     relabel   {"source_job", "nearest", "llm": {...}}
     train     {"label_source", "pending", "unparseable", "example_job_id", "include_seeds",
-               "val_path", "val_fraction", "out_dir", "name", "method", "train": {TrainConfig}}
+               "val_path", "val_fraction", "out_dir", "name", "method", "student", "test_path",
+               "use_test_set", "embed_lr": {EmbedLRConfig}, "train": {TrainConfig}}
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from .llm.config import LLMConfig
 from .relabel import RelabelConfig
 from .training.config import TrainConfig
 from .training.data import LABEL_SOURCES, PENDING_RULES, UNPARSEABLE_RULES
+from .training.embed_lr import EmbedLRConfig
+from .training.plan import STUDENTS
 
 
 def _is_int(v: Any) -> bool:
@@ -156,7 +159,8 @@ class GenerationSpec(_Spec):
 
     Fields: ``per_class`` examples kept per class (exactly); ``group_size`` classes per prompt
     group; ``mixup`` (off: plain examples of each class, alpha 1); ``seed`` (groups, Cj and alpha
-    draws); ``examples_per_call`` asked for per call; ``temperature``; ``max_tokens`` per answer;
+    draws); ``examples_per_call`` asked for per call (at most half of ``per_class``, rounded up, so every
+    class gets at least two calls with their own Cj and alpha); ``temperature``; ``max_tokens`` per answer;
     ``max_calls_per_class`` (``None``: 4 per example + 5); ``max_example_chars`` (longer lines are
     dropped); ``relabel`` then relabel what was generated; ``nearest`` classes shown to the relabeler;
     ``demo`` marks the demo project's pre-written job; ``llm`` the endpoint.
@@ -209,7 +213,7 @@ class GenerationSpec(_Spec):
         )
 
     def relabel_config(self) -> RelabelConfig:
-        return RelabelConfig(nearest=self.nearest)
+        return RelabelConfig(nearest=self.nearest, seed=self.seed)  # the seed also draws the candidate order
 
     # ---------------------------------------------------------------- stored
     def to_dict(self) -> dict[str, Any]:
@@ -302,7 +306,13 @@ class TrainingSpec(_Spec):
     ``val_path``: a labelled CSV/JSONL to validate on, else ``val_fraction`` of the generated examples
     held out per class; ``out_dir`` (``None``: ``<project>.models/run-<id>``); ``name`` and ``method``
     of the run; ``train``: the fine-tuning settings (:class:`TrainConfig`; its learning rate ``None``
-    follows TrainConfig's rule: 4e-5, 6e-5 for 50+ classes)."""
+    follows TrainConfig's rule: 4e-5, 6e-5 for 50+ classes).
+
+    ``student``: ``finetune`` (the default: fine-tune ``train.model``) or ``embed-lr`` (the quick
+    student: frozen all-MiniLM-L6-v2 embeddings + logistic regression, settings in ``embed_lr``).
+    Scoring: with ``test_path`` (a labelled CSV/JSONL, every row checked against the task) the run
+    is scored on that file; otherwise, with ``use_test_set``, on the project's test set when it has
+    one. Generated examples that repeat a test row are never trained on."""
 
     KIND: ClassVar[str] = "train"
 
@@ -316,10 +326,25 @@ class TrainingSpec(_Spec):
     out_dir: str | None = None
     name: str | None = None
     method: str | None = None
+    student: str = "finetune"
+    test_path: str | None = None
+    use_test_set: bool = True
+    embed_lr: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> list[str]:
         p: list[str] = []
+        if self.student not in STUDENTS:
+            p.append(f"student must be one of {', '.join(STUDENTS)} (got {self.student!r})")
+        if not isinstance(self.use_test_set, bool):
+            p.append(f"use_test_set must be true or false (got {self.use_test_set!r})")
+        if not isinstance(self.embed_lr, Mapping):
+            p.append("embed_lr must be an object of quick-student settings")
+        else:
+            try:
+                EmbedLRConfig.from_dict(self.embed_lr)
+            except ValueError as exc:
+                p.append(str(exc))
         if self.label_source not in LABEL_SOURCES:
             p.append(f"label_source must be one of {', '.join(LABEL_SOURCES)} (got {self.label_source!r})")
         if self.pending not in PENDING_RULES:
@@ -332,7 +357,7 @@ class TrainingSpec(_Spec):
             p.append(f"include_seeds must be true or false (got {self.include_seeds!r})")
         if not (_is_num(self.val_fraction) and 0 <= self.val_fraction < 1):
             p.append(f"val_fraction must be at least 0 and below 1 (got {self.val_fraction!r})")
-        for name in ("val_path", "out_dir", "name", "method"):
+        for name in ("val_path", "out_dir", "name", "method", "test_path"):
             v = getattr(self, name)
             if v is not None and not isinstance(v, str):
                 p.append(f"{name} must be text (got {v!r})")

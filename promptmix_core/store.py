@@ -15,6 +15,7 @@ import re
 import sqlite3
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,13 +114,93 @@ CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics(run_id, id);
 
 # Additive migrations, applied on open when missing (see ``ProjectStore._migrate``). Append here; never
 # edit an entry that has shipped. Tables: (name, "CREATE TABLE IF NOT EXISTS ...; CREATE INDEX ...").
-_ADDED_TABLES: list[tuple[str, str]] = []
+_ADDED_TABLES: list[tuple[str, str]] = [
+    # one row per LLM generation call that gave kept examples: its prompt and answer are stored once
+    # and the examples kept from it point at it (``examples.response_id``) instead of copying them
+    (
+        "responses",
+        "CREATE TABLE IF NOT EXISTS responses (id INTEGER PRIMARY KEY AUTOINCREMENT, job_id INTEGER NOT NULL, "
+        "call_key TEXT NOT NULL, class_name TEXT NOT NULL DEFAULT '', request_index INTEGER, mixed_with TEXT, "
+        "alpha REAL, prompt TEXT NOT NULL DEFAULT '', raw_response TEXT NOT NULL DEFAULT '', finish_reason TEXT, "
+        "model TEXT NOT NULL DEFAULT '', endpoint TEXT NOT NULL DEFAULT '', prompt_tokens INTEGER, "
+        "completion_tokens INTEGER, created_at REAL NOT NULL, UNIQUE (job_id, call_key)); "
+        "CREATE INDEX IF NOT EXISTS responses_by_job ON responses(job_id)",
+    ),
+    # Every review decision made through ``apply_review_batch`` / ``bulk_decide``, with what it replaced:
+    # idempotent by the client's decision id, conflicts judged per browser tab, undo as a history per tab
+    # (a unit is one decision or one bulk action). Also the index the review queue pages through.
+    (
+        "review_log",
+        """CREATE TABLE IF NOT EXISTS review_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    client_id TEXT NOT NULL UNIQUE,
+    unit TEXT NOT NULL,
+    tab TEXT NOT NULL DEFAULT '',
+    reviewer TEXT,
+    example_id INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    label TEXT,
+    prev_status TEXT NOT NULL,
+    prev_label TEXT,
+    prev_reviewed_at REAL,
+    prev_reviewed_by TEXT,
+    version INTEGER NOT NULL,
+    undo_of TEXT,
+    undone INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS review_log_by_example ON review_log(example_id, version);
+CREATE INDEX IF NOT EXISTS review_log_by_unit ON review_log(unit);
+CREATE INDEX IF NOT EXISTS review_log_by_tab ON review_log(tab, id);
+CREATE INDEX IF NOT EXISTS examples_by_review ON examples(review_status, id);
+CREATE INDEX IF NOT EXISTS examples_review_cover ON examples(review_status, relabel_status, llm_confidence, flag,
+    intended_label, llm_label, mixed_with)""",
+    ),
+    # MiniLM sentence vectors of generated examples (float16) and the class nearest by embedding
+    # (against seeds and accepted examples), for the review queue's "most informative" order.
+    (
+        "example_vectors",
+        """CREATE TABLE IF NOT EXISTS example_vectors (
+    example_id INTEGER PRIMARY KEY,
+    model TEXT NOT NULL,
+    vec BLOB NOT NULL,
+    nearest_label TEXT,
+    nearest_score REAL
+)""",
+    ),
+    # the project's test set: real labelled examples every training run is scored on (never trained on)
+    ("test_examples", """
+CREATE TABLE IF NOT EXISTS test_examples (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    text TEXT NOT NULL,
+    norm_text TEXT NOT NULL UNIQUE,
+    label TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
+    added_at REAL NOT NULL
+)"""),
+    # exactly which rows (and labels) a training run used: split train / val / test, source seed /
+    # generated / file / test_set; example_id is the examples row for generated ones
+    ("run_examples", """
+CREATE TABLE IF NOT EXISTS run_examples (
+    run_id INTEGER NOT NULL,
+    split TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    example_id INTEGER,
+    text TEXT NOT NULL,
+    label TEXT NOT NULL,
+    PRIMARY KEY (run_id, split, position)
+)"""),
+]
 # Columns: (table, column, SQL declaration with a default).
 _ADDED_COLUMNS: list[tuple[str, str, str]] = [
     # the relabeler's confidence in its answer, in [0, 1] (from logprobs or candidate scoring); NULL: unknown
     ("examples", "llm_confidence", "REAL"),
     # why an example is probably junk ("meta-text", "near-copy of a seed", ...); '' when not flagged
     ("examples", "flag", "TEXT NOT NULL DEFAULT ''"),
+    # the generation call the example came from (``responses.id``); NULL in files written before it,
+    # whose examples carry their prompt and raw response inline
+    ("examples", "response_id", "INTEGER"),
 ]
 
 _SECRET_PATTERNS = [
@@ -193,6 +274,8 @@ class Example:
     norm_text: str = ""
     llm_confidence: float | None = None
     flag: str = ""
+    response_id: int | None = None  # the generation call it came from (prompt and raw response live there)
+    request_index: int | None = None  # request r of its class in that job (from the response, or the slot)
 
     @property
     def final_label(self) -> str | None:
@@ -213,7 +296,9 @@ class Example:
             "mixed_with": self.mixed_with,
             "alpha": self.alpha,
             "llm_label": self.llm_label,
+            "llm_confidence": self.llm_confidence,
             "relabel_status": self.relabel_status,
+            "flag": self.flag,
             "review_status": self.review_status,
             "review_label": self.review_label,
             "final_label": self.final_label,
@@ -277,6 +362,98 @@ def _row_to(cls, row: sqlite3.Row, json_fields: Iterable[str] = (), bool_fields:
         d[f] = bool(d[f])
     names = cls.__dataclass_fields__.keys()
     return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# --------------------------------------------------------------------------- review queue helpers
+QUEUE_ORDERS = ("pending", "informative")
+LOW_CONFIDENCE = 0.5
+# Why an example is worth a look early ("most informative first"): each reason adds its weight.
+INFORMATIVE_WEIGHTS = {"relabel_differs": 4, "relabel_failed": 4, "embedding_differs": 3, "flagged": 2,
+                       "low_confidence": 1}
+_NEAREST_DIFFERS_SQL = (
+    "(v.nearest_label IS NOT NULL AND v.nearest_label != e.intended_label "
+    "AND v.nearest_label != COALESCE(e.llm_label, e.intended_label))"
+)
+INFORMATIVE_SCORE_SQL = (
+    f"((e.relabel_status IS 'changed') * {INFORMATIVE_WEIGHTS['relabel_differs']}"
+    f" + (e.relabel_status IS 'unparseable') * {INFORMATIVE_WEIGHTS['relabel_failed']}"
+    f" + {_NEAREST_DIFFERS_SQL} * {INFORMATIVE_WEIGHTS['embedding_differs']}"
+    f" + (COALESCE(e.flag, '') != '') * {INFORMATIVE_WEIGHTS['flagged']}"
+    f" + (e.llm_confidence IS NOT NULL AND e.llm_confidence < {LOW_CONFIDENCE})"
+    f" * {INFORMATIVE_WEIGHTS['low_confidence']})"
+)
+# columns tables read by default (never the prompt or the raw generation response)
+LIST_COLUMNS = ("id", "text", "intended_label", "mixed_with", "alpha", "llm_label", "relabel_status",
+                "review_status", "review_label", "label", "job_id")
+EXPORT_COLUMNS = ("id", "text", "label", "intended_label", "mixed_with", "alpha", "llm_label", "relabel_status",
+                  "review_status", "review_label", "job_id")
+_EXAMPLE_COLUMNS = {
+    "id", "job_id", "slot", "text", "norm_text", "label", "intended_label", "mixed_with", "alpha", "mixup",
+    "model", "endpoint", "created_at", "llm_label", "llm_raw", "relabel_status", "relabeled_at",
+    "review_status", "review_label", "reviewed_at", "reviewed_by", "version", "llm_confidence", "flag",
+}
+
+
+def _card_columns(e: str, v: str) -> str:
+    """The columns the review card shows (the relabel's raw answer cut to __RAW__ characters)."""
+    return (
+        f"{e}id AS id, {e}job_id AS job_id, {e}text AS text, {e}label AS label, "
+        f"{e}intended_label AS intended_label, {e}mixed_with AS mixed_with, {e}alpha AS alpha, {e}mixup AS mixup, "
+        f"{e}llm_label AS llm_label, substr({e}llm_raw, 1, __RAW__) AS llm_raw, "
+        f"length({e}llm_raw) AS llm_raw_len, {e}relabel_status AS relabel_status, "
+        f"{e}llm_confidence AS llm_confidence, COALESCE({e}flag, '') AS flag, {e}review_status AS review_status, "
+        f"{e}review_label AS review_label, {e}version AS version, {v}nearest_label AS nearest_label"
+    )
+
+
+def _example_where(
+    *,
+    review_status: str | Sequence[str] | None = None,
+    label: str | None = None,
+    relabel_status: str | Sequence[str] | None = None,
+    search: str | None = None,
+    alias: str = "",
+) -> tuple[list[str], list[Any]]:
+    """WHERE clauses for the review filters (the same meaning as :meth:`ProjectStore.list_examples`)."""
+    where: list[str] = []
+    params: list[Any] = []
+    for col, val in (("review_status", review_status), ("relabel_status", relabel_status)):
+        if val is None:
+            continue
+        col = alias + col
+        vals = [val] if isinstance(val, str) else list(val)
+        if "none" in vals:
+            vals = [v for v in vals if v != "none"]
+            clause = f"({col} IS NULL" + (f" OR {col} IN ({','.join('?' * len(vals))})" if vals else "") + ")"
+        else:
+            clause = f"{col} IN ({','.join('?' * len(vals))})"
+        where.append(clause)
+        params.extend(vals)
+    if label is not None:
+        where.append(f"({alias}intended_label = ? OR {alias}llm_label = ? OR {alias}mixed_with = ?)")
+        params.extend([label, label, label])
+    if search:
+        where.append(f"instr(lower({alias}text), lower(?)) > 0")
+        params.append(search)
+    return where, params
+
+
+def _statuses(review_status: str | Sequence[str] | None) -> set[str]:
+    """The review statuses a filter lets through."""
+    if review_status is None:
+        return set(REVIEW_STATUSES)
+    vals = [review_status] if isinstance(review_status, str) else list(review_status)
+    return {v for v in vals if v in REVIEW_STATUSES}
+
+
+def _applied_result(rows: Sequence[sqlite3.Row]) -> dict[str, Any]:
+    """The result of an operation found already applied (a resend)."""
+    first = rows[0]
+    if first["undo_of"]:
+        return {"ok": True, "undo": first["undo_of"], "n": len(rows), "dup": True,
+                "restored": [{"id": int(r["example_id"]), "version": int(r["version"])} for r in rows[:200]]}
+    return {"ok": True, "id": int(first["example_id"]), "status": first["action"], "label": first["label"],
+            "version": int(first["version"]), "dup": True}
 
 
 class ProjectStore:
@@ -418,12 +595,21 @@ class ProjectStore:
         if not missing_tables and not missing_cols:
             return
         with self.transaction() as c:
-            for sql in missing_tables:
-                for stmt in sql.split(";"):
-                    if stmt.strip():
-                        c.execute(stmt)
-            for table, column, decl in missing_cols:
-                c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+            stmts = [st.strip() for sql in missing_tables for st in sql.split(";") if st.strip()]
+            # tables first, then columns (also of tables just made), then indexes, which may use the columns
+            is_index = re.compile(r"(?is)^CREATE\s+(UNIQUE\s+)?INDEX\b").match
+            for st in stmts:
+                if not is_index(st):
+                    c.execute(st)
+            tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            for table, column, decl in _ADDED_COLUMNS:
+                if table in tables:
+                    have = {r[1] for r in c.execute(f"PRAGMA table_info({table})")}
+                    if column not in have:
+                        c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+            for st in stmts:
+                if is_index(st):
+                    c.execute(st)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -580,8 +766,8 @@ class ProjectStore:
             for r in rows:
                 cur = c.execute(
                     "INSERT OR IGNORE INTO examples(job_id, slot, text, norm_text, label, intended_label, "
-                    "mixed_with, alpha, mixup, prompt, raw_response, model, endpoint, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "mixed_with, alpha, mixup, prompt, raw_response, model, endpoint, created_at, response_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         r["job_id"],
                         r["slot"],
@@ -597,10 +783,71 @@ class ProjectStore:
                         r.get("model", ""),
                         scrub_secrets(r.get("endpoint", ""), _env_secrets()),
                         r.get("created_at", now),
+                        r.get("response_id"),
                     ),
                 )
                 n += cur.rowcount
         return n
+
+    def add_response(self, row: Mapping[str, Any]) -> int:
+        """Store one generation call's prompt and answer once (the same ``job_id`` and ``call_key`` are
+        stored once); returns its id, for the ``response_id`` of the examples kept from it."""
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO responses(job_id, call_key, class_name, request_index, mixed_with, alpha, "
+                "prompt, raw_response, finish_reason, model, endpoint, prompt_tokens, completion_tokens, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row["job_id"],
+                    row["call_key"],
+                    row.get("class_name", ""),
+                    row.get("request_index"),
+                    row.get("mixed_with"),
+                    row.get("alpha"),
+                    row.get("prompt", ""),
+                    row.get("raw_response", ""),
+                    row.get("finish_reason"),
+                    row.get("model", ""),
+                    scrub_secrets(row.get("endpoint", ""), _env_secrets()),
+                    row.get("prompt_tokens"),
+                    row.get("completion_tokens"),
+                    row.get("created_at", time.time()),
+                ),
+            )
+            found = c.execute(
+                "SELECT id FROM responses WHERE job_id = ? AND call_key = ?", (row["job_id"], row["call_key"])
+            ).fetchone()
+        return int(found[0])
+
+    def _with_responses(self, examples: list[Example]) -> list[Example]:
+        """Fill ``prompt``, ``raw_response`` and ``request_index`` from each example's response row (read
+        once per response, the strings shared by its examples); rows of older files keep theirs."""
+        ids = sorted({e.response_id for e in examples if e.response_id is not None})
+        found: dict[int, sqlite3.Row] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            for r in self._query(
+                "SELECT id, prompt, raw_response, request_index FROM responses "
+                f"WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                found[r["id"]] = r
+        for e in examples:
+            resp = found.get(e.response_id) if e.response_id is not None else None
+            if resp is not None:
+                e.prompt = e.prompt or resp["prompt"]
+                e.raw_response = e.raw_response or resp["raw_response"]
+                e.request_index = resp["request_index"]
+            else:  # older rows: the slot reads "class|request|line"
+                parts = (e.slot or "").split("|")
+                if len(parts) >= 3 and parts[-2].isdigit():
+                    e.request_index = int(parts[-2])
+        return examples
+
+    def list_responses(self, job_id: int) -> list[dict[str, Any]]:
+        """The generation calls of a job that gave kept examples, in request order per class."""
+        rows = self._query("SELECT * FROM responses WHERE job_id = ? ORDER BY id", (job_id,))
+        return [dict(r) for r in rows]
 
     def list_examples(
         self,
@@ -610,10 +857,14 @@ class ProjectStore:
         label: str | None = None,
         relabel_status: str | Sequence[str] | None = None,
         search: str | None = None,
+        flagged: bool | None = None,
         limit: int | None = None,
         offset: int = 0,
     ) -> list[Example]:
+        """Examples in id order; ``flagged`` True/False keeps only those with/without a junk flag."""
         where, params = [], []
+        if flagged is not None:
+            where.append("flag != ''" if flagged else "flag = ''")
         if job_id is not None:
             where.append("job_id = ?")
             params.append(job_id)
@@ -641,29 +892,36 @@ class ProjectStore:
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
             params.extend([limit, offset])
-        return [_row_to(Example, r, (), ("mixup",)) for r in self._query(sql, params)]
+        return self._with_responses([_row_to(Example, r, (), ("mixup",)) for r in self._query(sql, params)])
 
     def get_example(self, example_id: int) -> Example | None:
         rows = self._query("SELECT * FROM examples WHERE id = ?", (example_id,))
-        return _row_to(Example, rows[0], (), ("mixup",)) if rows else None
+        return self._with_responses([_row_to(Example, rows[0], (), ("mixup",))])[0] if rows else None
 
     def count_examples(self, job_id: int | None = None) -> dict[str, int]:
-        """Counts for the sidebar and the review page."""
+        """Counts for the sidebar and the review page (read from the narrow review index)."""
         cond, params = ("WHERE job_id = ?", (job_id,)) if job_id is not None else ("", ())
-        row = self._query(
-            "SELECT COUNT(*) AS total, "
-            "SUM(relabel_status IS NOT NULL) AS relabelled, "
-            "SUM(relabel_status = 'agree') AS agree, "
-            "SUM(relabel_status = 'changed') AS changed, "
-            "SUM(relabel_status = 'unparseable') AS unparseable, "
-            "SUM(review_status != 'pending') AS reviewed, "
-            "SUM(review_status = 'accepted') AS accepted, "
-            "SUM(review_status = 'overridden') AS overridden, "
-            "SUM(review_status = 'rejected') AS rejected "
-            f"FROM examples {cond}",
+        rows = self._query(
+            f"SELECT review_status, relabel_status, COUNT(*) FROM examples {cond} GROUP BY review_status, relabel_status",
             params,
+        )
+        out = dict.fromkeys(("total", "relabelled", "agree", "changed", "unparseable", "reviewed", "accepted",
+                             "overridden", "rejected", "flagged", "flagged_pending"), 0)
+        for review_status, relabel_status, n in rows:
+            out["total"] += n
+            if relabel_status is not None:
+                out["relabelled"] += n
+                if relabel_status in ("agree", "changed", "unparseable"):
+                    out[relabel_status] += n
+            if review_status != "pending":
+                out["reviewed"] += n
+                if review_status in ("accepted", "overridden", "rejected"):
+                    out[review_status] += n
+        flagged = self._query(  # the review index covers flag: no full rows read
+            f"SELECT SUM(flag != ''), SUM(flag != '' AND review_status = 'pending') FROM examples {cond}", params
         )[0]
-        return {k: int(row[k] or 0) for k in row.keys()}
+        out["flagged"], out["flagged_pending"] = int(flagged[0] or 0), int(flagged[1] or 0)
+        return out
 
     def set_relabel(
         self,
@@ -673,16 +931,48 @@ class ProjectStore:
         status: str,
         raw: str = "",
         prompt: str = "",
+        confidence: float | None = None,
     ) -> None:
+        """Save a relabel; ``confidence`` (the relabeler's probability for its answer, in [0, 1], or
+        None when the endpoint gave none) goes to ``llm_confidence``."""
         if status not in RELABEL_STATUSES:
             raise ValueError(f"unknown relabel status {status!r}")
+        if confidence is not None:
+            confidence = float(confidence)
+            if not 0.0 <= confidence <= 1.0:
+                raise ValueError(f"a confidence must be in [0, 1], got {confidence}")
         with self.transaction() as c:
             c.execute(
                 "UPDATE examples SET llm_label = ?, relabel_status = ?, llm_raw = ?, relabel_prompt = ?, "
-                "relabeled_at = ?, label = CASE WHEN ? IS NOT NULL THEN ? ELSE label END "
+                "relabeled_at = ?, label = CASE WHEN ? IS NOT NULL THEN ? ELSE label END, llm_confidence = ? "
                 "WHERE id = ?",
-                (llm_label, status, raw, prompt, time.time(), llm_label, llm_label, example_id),
+                (llm_label, status, raw, prompt, time.time(), llm_label, llm_label, confidence, example_id),
             )
+
+    def set_flags(self, reasons: Mapping[int, str]) -> int:
+        """Save junk flags (example id -> reason; '' clears a flag) in one transaction; returns how many
+        rows changed. Flags never change labels or review decisions."""
+        n = 0
+        with self.transaction() as c:
+            for example_id, reason in reasons.items():
+                n += c.execute("UPDATE examples SET flag = ? WHERE id = ? AND flag != ?",
+                               (str(reason or ""), int(example_id), str(reason or ""))).rowcount
+        return n
+
+    def reject_flagged(self, *, job_id: int | None = None, reviewer: str | None = None) -> int:
+        """Reject, in one transaction, every flagged example still pending review (of ``job_id``, or all);
+        examples someone already decided on are left alone. Returns how many were rejected; undo one
+        with ``review(id, "pending")``."""
+        cond, params = "flag != '' AND review_status = 'pending'", []
+        if job_id is not None:
+            cond += " AND job_id = ?"
+            params.append(job_id)
+        with self.transaction() as c:
+            return c.execute(
+                f"UPDATE examples SET review_status = 'rejected', review_label = NULL, reviewed_at = ?, "
+                f"reviewed_by = ?, version = version + 1 WHERE {cond}",
+                (time.time(), reviewer, *params),
+            ).rowcount
 
     def review(
         self,
@@ -740,7 +1030,444 @@ class ProjectStore:
 
     def delete_examples(self, job_id: int) -> int:
         with self.transaction() as c:
-            return c.execute("DELETE FROM examples WHERE job_id = ?", (job_id,)).rowcount
+            n = c.execute("DELETE FROM examples WHERE job_id = ?", (job_id,)).rowcount
+            c.execute("DELETE FROM responses WHERE job_id = ?", (job_id,))
+            return n
+
+    # ------------------------------------------------------------------ review: queue, batches, undo
+    def review_queue(
+        self,
+        *,
+        order: str = "pending",
+        review_status: str | Sequence[str] | None = None,
+        label: str | None = None,
+        relabel_status: str | Sequence[str] | None = None,
+        search: str | None = None,
+        after: Sequence[Any] | None = None,
+        limit: int = 40,
+        raw_chars: int = 400,
+    ) -> list[dict[str, Any]]:
+        """One page of the review queue: the card's columns only (never the prompt or the generation
+        response), in queue order, after the sort key ``after`` (the ``key`` of the last row seen).
+
+        ``order`` is ``"pending"`` (pending examples first, then by id) or ``"informative"`` (pending
+        first, then by :data:`INFORMATIVE_SCORE_SQL`, highest first, then by relabel confidence, lowest
+        first). Every row carries ``key`` = ``[a, b, id]``, the keyset to continue from. The order is
+        worked out on the narrow review index; only the page's rows are read in full.
+        """
+        if order not in QUEUE_ORDERS:
+            raise ValueError(f"unknown queue order {order!r}; use one of {', '.join(QUEUE_ORDERS)}")
+        where, params = _example_where(
+            review_status=review_status, label=label, relabel_status=relabel_status, search=search, alias="e."
+        )
+        limit = int(limit)
+        keys: list[tuple[int, float, int]] = []
+        if order == "pending":
+            # two segments, each in id order straight from examples_by_review: pending, then decided
+            allowed = _statuses(review_status)
+            segments = [(0, ["pending"]), (1, [s for s in REVIEW_STATUSES if s != "pending"])]
+            for ka, statuses in segments:
+                statuses = [s for s in statuses if s in allowed]
+                if not statuses or len(keys) >= limit:
+                    continue
+                if after is not None and int(after[0]) > ka:
+                    continue
+                cond = list(where) + [f"e.review_status IN ({','.join('?' * len(statuses))})"]
+                args = list(params) + statuses
+                if after is not None and int(after[0]) == ka:
+                    cond.append("e.id > ?")
+                    args.append(int(after[2]))
+                rows = self._connect().execute(
+                    f"SELECT e.id FROM examples e WHERE {' AND '.join(cond)} ORDER BY e.id LIMIT ?",
+                    [*args, limit - len(keys)],
+                ).fetchall()
+                keys += [(ka, 0.0, int(r[0])) for r in rows]
+        else:
+            ka = f"((e.review_status != 'pending') * 1000 - {INFORMATIVE_SCORE_SQL})"
+            kb = "COALESCE(e.llm_confidence, 1.0)"
+            inner = (
+                f"SELECT e.id AS id, {ka} AS ka, {kb} AS kb FROM examples e "
+                "LEFT JOIN example_vectors v ON v.example_id = e.id"
+            )
+            inner += (" WHERE " + " AND ".join(where)) if where else ""
+            sql = f"SELECT id, ka, kb FROM ({inner})"
+            args = list(params)
+            if after is not None:
+                sql += " WHERE (ka, kb, id) > (?, ?, ?)"
+                args.extend([int(after[0]), float(after[1]), int(after[2])])
+            sql += " ORDER BY ka, kb, id LIMIT ?"
+            keys = [(int(r[1]), float(r[2]), int(r[0]))
+                    for r in self._connect().execute(sql, [*args, limit]).fetchall()]
+        if not keys:
+            return []
+        rows = {r["id"]: r for r in self.review_rows([k[2] for k in keys], raw_chars=raw_chars)}
+        out = []
+        for ka_, kb_, ex_id in keys:
+            if ex_id in rows:
+                d = rows[ex_id]
+                d["key"] = [ka_, kb_, ex_id]
+                out.append(d)
+        return out
+
+    def count_reasons(self) -> dict[str, int]:
+        """How many pending examples have each reason of the informative order."""
+        row = self._query(
+            "SELECT SUM(e.relabel_status IS 'changed'), SUM(e.relabel_status IS 'unparseable'), "
+            f"SUM({_NEAREST_DIFFERS_SQL}), SUM(COALESCE(e.flag, '') != ''), "
+            f"SUM(e.llm_confidence IS NOT NULL AND e.llm_confidence < {LOW_CONFIDENCE}) "
+            "FROM examples e LEFT JOIN example_vectors v ON v.example_id = e.id WHERE e.review_status = 'pending'"
+        )[0]
+        codes = ("relabel_differs", "relabel_failed", "embedding_differs", "flagged", "low_confidence")
+        return {c: int(v or 0) for c, v in zip(codes, row)}
+
+    def review_rows(self, example_ids: Sequence[int], *, raw_chars: int = 400) -> list[dict[str, Any]]:
+        """The card's columns of the given examples (in id order)."""
+        out: list[dict[str, Any]] = []
+        ids = [int(i) for i in example_ids]
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            sql = (
+                f"SELECT {_card_columns('e.', 'v.')} FROM examples e "
+                f"LEFT JOIN example_vectors v ON v.example_id = e.id WHERE e.id IN ({','.join('?' * len(chunk))}) "
+                "ORDER BY e.id"
+            )
+            for r in self._connect().execute(sql.replace("__RAW__", str(int(raw_chars))), chunk):
+                d = dict(r)
+                d["mixup"] = bool(d["mixup"])
+                out.append(d)
+        return out
+
+    def count_matching(
+        self,
+        *,
+        review_status: str | Sequence[str] | None = None,
+        label: str | None = None,
+        relabel_status: str | Sequence[str] | None = None,
+        search: str | None = None,
+    ) -> int:
+        where, params = _example_where(
+            review_status=review_status, label=label, relabel_status=relabel_status, search=search
+        )
+        sql = "SELECT COUNT(*) FROM examples" + ((" WHERE " + " AND ".join(where)) if where else "")
+        return int(self._query(sql, params)[0][0])
+
+    def matching_ids(
+        self,
+        *,
+        review_status: str | Sequence[str] | None = None,
+        label: str | None = None,
+        relabel_status: str | Sequence[str] | None = None,
+        search: str | None = None,
+    ) -> list[int]:
+        """Ids of the examples a filter matches (in id order), read from the narrow review index."""
+        where, params = _example_where(
+            review_status=review_status, label=label, relabel_status=relabel_status, search=search
+        )
+        sql = "SELECT id FROM examples" + ((" WHERE " + " AND ".join(where)) if where else "")
+        return sorted(int(r[0]) for r in self._query(sql, params))
+
+    def example_page(
+        self,
+        *,
+        review_status: str | Sequence[str] | None = None,
+        label: str | None = None,
+        relabel_status: str | Sequence[str] | None = None,
+        search: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        columns: Sequence[str] = LIST_COLUMNS,
+    ) -> list[dict[str, Any]]:
+        """One page of examples (id order) with only ``columns`` read, for tables."""
+        bad = [c for c in columns if c not in _EXAMPLE_COLUMNS]
+        if bad:
+            raise ValueError(f"unknown example columns: {bad}")
+        where, params = _example_where(
+            review_status=review_status, label=label, relabel_status=relabel_status, search=search
+        )
+        sql = f"SELECT {', '.join(columns)} FROM examples"
+        sql += (" WHERE " + " AND ".join(where)) if where else ""
+        sql += " ORDER BY id LIMIT ? OFFSET ?"
+        return [dict(r) for r in self._query(sql, [*params, int(limit), int(offset)])]
+
+    def examples_since(
+        self,
+        after_id: int = 0,
+        *,
+        job_id: int | None = None,
+        limit: int = 500,
+        columns: Sequence[str] = LIST_COLUMNS,
+    ) -> list[dict[str, Any]]:
+        """Examples with an id above ``after_id`` (oldest first), only ``columns`` read: what a live view
+        has not seen yet."""
+        bad = [c for c in columns if c not in _EXAMPLE_COLUMNS]
+        if bad:
+            raise ValueError(f"unknown example columns: {bad}")
+        cols = ", ".join(dict.fromkeys(["id", *columns]))
+        if job_id is None:
+            sql, params = f"SELECT {cols} FROM examples WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+        else:
+            sql = f"SELECT {cols} FROM examples WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?"
+            params = (job_id, after_id, limit)
+        return [dict(r) for r in self._query(sql, params)]
+
+    def latest_examples(
+        self, n: int, *, job_id: int | None = None, columns: Sequence[str] = LIST_COLUMNS
+    ) -> list[dict[str, Any]]:
+        """The ``n`` newest examples (oldest first), only ``columns`` read."""
+        bad = [c for c in columns if c not in _EXAMPLE_COLUMNS]
+        if bad:
+            raise ValueError(f"unknown example columns: {bad}")
+        cols = ", ".join(dict.fromkeys(["id", *columns]))
+        cond, params = ("WHERE job_id = ?", [job_id]) if job_id is not None else ("", [])
+        rows = self._query(f"SELECT {cols} FROM examples {cond} ORDER BY id DESC LIMIT ?", [*params, int(n)])
+        return [dict(r) for r in reversed(rows)]
+
+    def export_rows(self) -> list[dict[str, Any]]:
+        """Every example with the columns an export needs (no prompt or response), in id order."""
+        cols = ", ".join(EXPORT_COLUMNS)
+        return [dict(r) for r in self._query(f"SELECT {cols} FROM examples ORDER BY id")]
+
+    def apply_review_batch(
+        self, ops: Sequence[Mapping[str, Any]], *, tab: str, reviewer: str | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Apply a batch of review operations in one transaction; returns a result per operation id.
+
+        An operation is a decision ``{"cid", "id", "action": accepted|overridden|rejected, "label",
+        "base"}`` or an undo ``{"cid", "undo": UNIT}``. ``cid`` is the client's id for the operation:
+        an operation already applied is never applied again (a resend is harmless). ``base`` is the
+        example's version when this tab loaded it: the decision is refused (``conflict``) only when
+        someone other than ``tab`` changed the example since then; decisions of the same tab never
+        conflict with each other. An undo restores what the unit (a decision, or a bulk action, of this
+        tab) replaced, for each example nobody else changed since.
+        """
+        tab = str(tab or "")
+        results: dict[str, dict[str, Any]] = {}
+        cids = [str(op.get("cid") or "") for op in ops]
+        if any(not c for c in cids):
+            raise ValueError("every review operation needs a client id (cid)")
+        now = time.time()
+        with self.transaction() as c:
+            applied: dict[str, list[sqlite3.Row]] = {}
+            for i in range(0, len(cids), 500):
+                chunk = cids[i : i + 500]
+                for r in c.execute(
+                    "SELECT unit, example_id, action, label, version, undo_of FROM review_log "
+                    f"WHERE unit IN ({','.join('?' * len(chunk))}) ORDER BY id",
+                    chunk,
+                ):
+                    applied.setdefault(r["unit"], []).append(r)
+            for cid, op in zip(cids, ops):
+                if cid in results:
+                    continue
+                if cid in applied:
+                    results[cid] = _applied_result(applied[cid])
+                elif op.get("undo"):
+                    results[cid] = self._undo_unit(c, str(op["undo"]), cid=cid, tab=tab, reviewer=reviewer, now=now)
+                else:
+                    results[cid] = self._decide(c, op, cid=cid, tab=tab, reviewer=reviewer, now=now)
+        return results
+
+    @staticmethod
+    def _changed_only_by(c: sqlite3.Connection, example_id: int, since: int, current: int, tab: str) -> bool:
+        """True when every change to the example after version ``since`` was made by ``tab``."""
+        if current == since:
+            return True
+        if not tab or current < since:
+            return False
+        n = c.execute(
+            "SELECT COUNT(*) FROM review_log WHERE example_id = ? AND version > ? AND version <= ? AND tab = ?",
+            (example_id, since, current, tab),
+        ).fetchone()[0]
+        return int(n) == current - since
+
+    def _decide(
+        self, c: sqlite3.Connection, op: Mapping[str, Any], *, cid: str, tab: str, reviewer: str | None, now: float
+    ) -> dict[str, Any]:
+        action = str(op.get("action") or "")
+        try:
+            ex_id = int(op["id"])
+        except (KeyError, TypeError, ValueError):
+            return {"ok": False, "error": "the decision names no example"}
+        if action not in ("accepted", "overridden", "rejected"):
+            return {"ok": False, "id": ex_id, "error": f"unknown review decision {action!r}"}
+        label = op.get("label") if action == "overridden" else None
+        if action == "overridden" and not label:
+            return {"ok": False, "id": ex_id, "error": "an override needs a class"}
+        row = c.execute(
+            "SELECT review_status, review_label, reviewed_at, reviewed_by, version FROM examples WHERE id = ?",
+            (ex_id,),
+        ).fetchone()
+        if row is None:
+            return {"ok": False, "id": ex_id, "missing": True}
+        base = op.get("base")
+        if base is not None and not self._changed_only_by(c, ex_id, int(base), int(row["version"]), tab):
+            return {
+                "ok": False, "id": ex_id, "conflict": True,
+                "current": {"status": row["review_status"], "label": row["review_label"],
+                            "version": int(row["version"]), "by": row["reviewed_by"]},
+            }
+        version = int(row["version"]) + 1
+        c.execute(
+            "UPDATE examples SET review_status = ?, review_label = ?, reviewed_at = ?, reviewed_by = ?, "
+            "version = ? WHERE id = ?",
+            (action, label, now, reviewer, version, ex_id),
+        )
+        c.execute(
+            "INSERT INTO review_log(client_id, unit, tab, reviewer, example_id, action, label, prev_status, "
+            "prev_label, prev_reviewed_at, prev_reviewed_by, version, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (cid, cid, tab, reviewer, ex_id, action, label, row["review_status"], row["review_label"],
+             row["reviewed_at"], row["reviewed_by"], version, now),
+        )
+        return {"ok": True, "id": ex_id, "status": action, "label": label, "version": version}
+
+    def _undo_unit(
+        self, c: sqlite3.Connection, unit: str, *, cid: str, tab: str, reviewer: str | None, now: float
+    ) -> dict[str, Any]:
+        entries = c.execute(
+            "SELECT * FROM review_log WHERE unit = ? AND undo_of IS NULL AND undone = 0 ORDER BY id DESC", (unit,)
+        ).fetchall()
+        if not entries:
+            return {"ok": False, "undo": unit, "nothing": True}
+        if any(e["tab"] != tab for e in entries):
+            return {"ok": False, "undo": unit, "error": "only the tab that made a decision can undo it"}
+        restored, skipped = [], []
+        log_rows = []
+        for e in entries:
+            ex_id = int(e["example_id"])
+            row = c.execute(
+                "SELECT review_status, review_label, reviewed_at, reviewed_by, version FROM examples WHERE id = ?",
+                (ex_id,),
+            ).fetchone()
+            if row is None or not self._changed_only_by(c, ex_id, int(e["version"]), int(row["version"]), tab):
+                skipped.append(ex_id)
+                continue
+            version = int(row["version"]) + 1
+            c.execute(
+                "UPDATE examples SET review_status = ?, review_label = ?, reviewed_at = ?, reviewed_by = ?, "
+                "version = ? WHERE id = ?",
+                (e["prev_status"], e["prev_label"], e["prev_reviewed_at"], e["prev_reviewed_by"], version, ex_id),
+            )
+            log_rows.append((f"{cid}:{ex_id}", cid, tab, reviewer, ex_id, "undo", e["prev_label"], row["review_status"],
+                             row["review_label"], row["reviewed_at"], row["reviewed_by"], version, unit, now))
+            restored.append({"id": ex_id, "status": e["prev_status"], "label": e["prev_label"], "version": version})
+        c.executemany(
+            "INSERT INTO review_log(client_id, unit, tab, reviewer, example_id, action, label, prev_status, "
+            "prev_label, prev_reviewed_at, prev_reviewed_by, version, undo_of, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            log_rows,
+        )
+        c.execute("UPDATE review_log SET undone = 1 WHERE unit = ? AND undo_of IS NULL", (unit,))
+        return {"ok": True, "undo": unit, "n": len(restored), "restored": restored[:200], "skipped": skipped[:200],
+                "n_skipped": len(skipped), "bulk": len(entries) > 1 or unit.startswith("bulk:")}
+
+    def bulk_decide(
+        self,
+        example_ids: Sequence[int],
+        decision: str,
+        *,
+        tab: str,
+        unit: str | None = None,
+        reviewer: str | None = None,
+        only_pending: bool = True,
+    ) -> tuple[str, int]:
+        """One decision (accepted or rejected) for many examples, in one transaction, recorded as one
+        undo unit of ``tab``. Idempotent by ``unit``. Returns ``(unit, number changed)``."""
+        if decision not in ("accepted", "rejected"):
+            raise ValueError("a bulk action accepts or rejects")
+        unit = unit or f"bulk:{uuid.uuid4().hex}"
+        now = time.time()
+        n = 0
+        with self.transaction() as c:
+            if c.execute("SELECT 1 FROM review_log WHERE unit = ? LIMIT 1", (unit,)).fetchone():
+                return unit, int(c.execute("SELECT COUNT(*) FROM review_log WHERE unit = ?", (unit,)).fetchone()[0])
+            ids = [int(i) for i in example_ids]
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                cond = " AND review_status = 'pending'" if only_pending else ""
+                rows = c.execute(
+                    "SELECT id, review_status, review_label, reviewed_at, reviewed_by, version FROM examples "
+                    f"WHERE id IN ({','.join('?' * len(chunk))}){cond}",
+                    chunk,
+                ).fetchall()
+                c.executemany(
+                    "UPDATE examples SET review_status = ?, review_label = NULL, reviewed_at = ?, reviewed_by = ?, "
+                    "version = version + 1 WHERE id = ?",
+                    [(decision, now, reviewer, r["id"]) for r in rows],
+                )
+                c.executemany(
+                    "INSERT INTO review_log(client_id, unit, tab, reviewer, example_id, action, label, prev_status, "
+                    "prev_label, prev_reviewed_at, prev_reviewed_by, version, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)",
+                    [(f"{unit}:{r['id']}", unit, tab, reviewer, r["id"], decision, r["review_status"],
+                      r["review_label"], r["reviewed_at"], r["reviewed_by"], int(r["version"]) + 1, now) for r in rows],
+                )
+                n += len(rows)
+        return unit, n
+
+    def review_history(self, tab: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The undo history of a tab, newest first: units (one decision, or one bulk action) not undone."""
+        rows = self._query(
+            "SELECT unit, COUNT(*) AS n, MAX(id) AS seq, MIN(example_id) AS example_id, MAX(action) AS action, "
+            "MAX(label) AS label, MAX(created_at) AS at FROM review_log "
+            "WHERE tab = ? AND undo_of IS NULL AND undone = 0 GROUP BY unit ORDER BY seq DESC LIMIT ?",
+            (tab, int(limit)),
+        )
+        out = [dict(r) for r in rows]
+        singles = [r["example_id"] for r in out if r["n"] == 1]
+        texts = {}
+        for i in range(0, len(singles), 500):
+            chunk = singles[i : i + 500]
+            texts.update({r[0]: r[1] for r in self._query(
+                f"SELECT id, substr(text, 1, 80) FROM examples WHERE id IN ({','.join('?' * len(chunk))})", chunk)})
+        for r in out:
+            r["bulk"] = r["n"] > 1 or str(r["unit"]).startswith("bulk:")
+            r["text"] = texts.get(r["example_id"], "") if not r["bulk"] else ""
+        return out
+
+    # ------------------------------------------------------------------ example vectors (review order)
+    def vector_todo(self, model: str, limit: int = 256) -> list[tuple[int, str]]:
+        """(id, text) of generated examples without a vector from ``model`` yet."""
+        rows = self._query(
+            "SELECT e.id, e.text FROM examples e LEFT JOIN example_vectors v ON v.example_id = e.id "
+            "AND v.model = ? WHERE v.example_id IS NULL ORDER BY e.id LIMIT ?",
+            (model, int(limit)),
+        )
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    def count_vectors(self, model: str) -> tuple[int, int]:
+        """(examples with a vector from ``model``, all examples)."""
+        have = self._query(
+            "SELECT COUNT(*) FROM example_vectors v JOIN examples e ON e.id = v.example_id WHERE v.model = ?", (model,)
+        )[0][0]
+        total = self._query("SELECT COUNT(*) FROM examples")[0][0]
+        return int(have), int(total)
+
+    def save_vectors(self, model: str, rows: Iterable[tuple[int, bytes]]) -> None:
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT INTO example_vectors(example_id, model, vec) VALUES (?, ?, ?) "
+                "ON CONFLICT(example_id) DO UPDATE SET model = excluded.model, vec = excluded.vec, "
+                "nearest_label = NULL, nearest_score = NULL",
+                [(int(i), model, sqlite3.Binary(v)) for i, v in rows],
+            )
+
+    def load_vectors(self, model: str) -> list[tuple[int, bytes, str | None]]:
+        """(example id, vector bytes, the example's reviewed label or None) for every stored vector."""
+        rows = self._query(
+            "SELECT v.example_id, v.vec, CASE e.review_status WHEN 'accepted' THEN e.label "
+            "WHEN 'overridden' THEN e.review_label END FROM example_vectors v "
+            "JOIN examples e ON e.id = v.example_id WHERE v.model = ? ORDER BY v.example_id",
+            (model,),
+        )
+        return [(int(r[0]), bytes(r[1]), r[2]) for r in rows]
+
+    def save_nearest(self, rows: Iterable[tuple[int, str | None, float | None]]) -> None:
+        with self.transaction() as c:
+            c.executemany(
+                "UPDATE example_vectors SET nearest_label = ?, nearest_score = ? WHERE example_id = ?",
+                [(lab, score, int(i)) for i, lab, score in rows],
+            )
 
     # ---------------------------------------------------------------------- runs
     def create_run(
@@ -811,6 +1538,74 @@ class ProjectStore:
             (run_id, after_id),
         )
         return [dict(r) for r in rows]
+
+    def record_run_examples(self, run_id: int, split: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Record the rows a run used for ``split`` (train, val or test), replacing earlier ones.
+
+        Each row: ``text``, ``label``, ``source`` and, for generated examples, ``example_id``.
+        """
+        with self.transaction() as c:
+            c.execute("DELETE FROM run_examples WHERE run_id = ? AND split = ?", (run_id, split))
+            c.executemany(
+                "INSERT INTO run_examples(run_id, split, position, source, example_id, text, label) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, split, i, str(r.get("source") or ""), r.get("example_id"), str(r["text"]),
+                  str(r["label"])) for i, r in enumerate(rows)],
+            )
+
+    def get_run_examples(self, run_id: int, split: str | None = None) -> list[dict[str, Any]]:
+        """The rows a run used (see :meth:`record_run_examples`), in order."""
+        sql = "SELECT split, position, source, example_id, text, label FROM run_examples WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if split is not None:
+            sql += " AND split = ?"
+            params.append(split)
+        return [dict(r) for r in self._query(sql + " ORDER BY split, position", params)]
+
+    # ------------------------------------------------------------------ test set
+    def set_test_set(self, rows: Iterable[Mapping[str, Any]], *, name: str = "", source: str = "upload") -> int:
+        """Replace the project's test set with ``rows`` (``text``, ``label``). Rows whose normalised
+        text repeats an earlier one are skipped. Returns how many were stored."""
+        from .task import normalize_text
+
+        now = time.time()
+        n = 0
+        with self.transaction() as c:
+            c.execute("DELETE FROM test_examples")
+            for r in rows:
+                text = str(r["text"]).strip()
+                cur = c.execute(
+                    "INSERT OR IGNORE INTO test_examples(text, norm_text, label, source, added_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (text, normalize_text(text), str(r["label"]).strip(), source, now),
+                )
+                n += cur.rowcount
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES ('test_set', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (json.dumps({"name": name, "source": source, "added_at": now, "n": n}),),
+            )
+        return n
+
+    def clear_test_set(self) -> None:
+        with self.transaction() as c:
+            c.execute("DELETE FROM test_examples")
+            c.execute("DELETE FROM meta WHERE key = 'test_set'")
+
+    def list_test_examples(self) -> list[dict[str, Any]]:
+        """The test set as ``{"id", "text", "label", "source"}`` rows (empty without one)."""
+        return [dict(r) for r in self._query("SELECT id, text, label, source FROM test_examples ORDER BY id")]
+
+    def test_set_info(self) -> dict[str, Any] | None:
+        """``{"name", "source", "added_at", "n", "per_class"}`` of the test set, or None without one."""
+        rows = self._query("SELECT label, COUNT(*) FROM test_examples GROUP BY label ORDER BY label")
+        if not rows:
+            return None
+        raw = self.get_meta("test_set")
+        info = json.loads(raw) if raw else {}
+        per_class = {r[0]: int(r[1]) for r in rows}
+        return {"name": info.get("name", ""), "source": info.get("source", ""), "added_at": info.get("added_at"),
+                "n": sum(per_class.values()), "per_class": per_class}
 
     # ------------------------------------------------------------------- summary
     def summary(self) -> dict[str, Any]:

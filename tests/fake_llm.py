@@ -6,6 +6,15 @@ prompts get a class name. Faults are scripted per request (``script``) or drawn 
 (``fault_rate``): 429 with or without Retry-After, 500/502/503, slow answers, dropped connections,
 empty, truncated, garbage or very long content. The server serves at most ``max_requests`` and
 shuts itself down after ``lifetime`` seconds, so nothing outlives a test.
+
+Optional features, each ``"accept"``, ``"refuse"`` (HTTP 400 naming the field, as vLLM/llama.cpp
+builds without them answer) or ``"ignore"`` (the field is dropped, as ``transformers serve`` does):
+
+* ``structured`` for ``response_format`` (json_schema with one enum property): accepted, the answer is
+  ``{"<key>": "<value>"}`` with the value the classifier picks if it is in the enum, else the first;
+* ``logprobs`` for ``logprobs``/``top_logprobs``: accepted, the answer comes in tokens of up to four
+  characters whose logprobs put ``answer_confidence`` on the label (the whole answer for free text;
+  the JSON value and its closing quote for a structured one; scaffolding 0).
 """
 
 from __future__ import annotations
@@ -61,7 +70,14 @@ class FakeLLM:
         retry_after: float = 0.05,
         responder: Callable[[dict[str, Any]], str] | None = None,
         classify: Callable[[str, list[str]], str] | None = None,
+        structured: str = "ignore",
+        logprobs: str = "ignore",
+        answer_confidence: float = 0.8,
     ):
+        assert structured in ("accept", "refuse", "ignore") and logprobs in ("accept", "refuse", "ignore")
+        self.structured = structured
+        self.logprobs_mode = logprobs
+        self.answer_confidence = answer_confidence
         self.model = model
         self.latency = latency
         self.fault_rate = fault_rate
@@ -157,12 +173,16 @@ class FakeLLM:
 
     def _completion(self, content: str, body: dict[str, Any], finish: str = "stop") -> dict[str, Any]:
         prompt_chars = sum(len(m.get("content", "")) for m in body.get("messages", []))
+        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": content},
+                                  "finish_reason": finish}
+        if self.logprobs_mode == "accept" and (body.get("logprobs") or body.get("top_logprobs")):
+            choice["logprobs"] = {"content": self._token_logprobs(content, body)}
         return {
             "id": f"chatcmpl-{next(self._counter)}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
+            "choices": [choice],
             "usage": {
                 "prompt_tokens": prompt_chars // 4 + 1,
                 "completion_tokens": len(content) // 4 + 1,
@@ -170,7 +190,50 @@ class FakeLLM:
             },
         }
 
+    @staticmethod
+    def _enum(body: dict[str, Any]) -> tuple[str, list[str]] | None:
+        rf = body.get("response_format")
+        if not isinstance(rf, dict) or rf.get("type") != "json_schema":
+            return None
+        props = ((rf.get("json_schema") or {}).get("schema") or {}).get("properties") or {}
+        for key, prop in props.items():
+            if isinstance(prop, dict) and prop.get("enum"):
+                return key, list(prop["enum"])
+        return None
+
+    def _token_logprobs(self, content: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        import math
+
+        span = (0, len(content))
+        enum = self._enum(body) if self.structured == "accept" else None
+        if enum is not None and content.startswith("{"):
+            m = re.search(r'"%s"\s*:\s*"([^"]*)"' % re.escape(enum[0]), content)
+            if m:
+                span = (m.start(1), m.end(1) + 1)
+        pieces: list[tuple[int, int]] = []
+        cuts = sorted({0, span[0], span[1], len(content)})
+        for a, b in zip(cuts, cuts[1:]):
+            pieces.extend((i, min(i + 4, b)) for i in range(a, b, 4))
+        inside = [p for p in pieces if p[0] < span[1] and p[1] > span[0]]
+        each = math.log(self.answer_confidence) / max(1, len(inside))
+        top_n = int(body.get("top_logprobs") or 0)
+        out = []
+        for a, b in pieces:
+            tok = content[a:b]
+            lp = each if (a, b) in inside else 0.0
+            out.append({"token": tok, "logprob": lp, "bytes": list(tok.encode()),
+                        "top_logprobs": [{"token": tok, "logprob": lp, "bytes": list(tok.encode())}][:top_n]})
+        return out
+
     def default_answer(self, body: dict[str, Any]) -> str:
+        enum = self._enum(body) if self.structured == "accept" else None
+        if enum is not None:
+            free = self._free_answer(body)
+            key, values = enum
+            return json.dumps({key: free if free in values else values[0]})
+        return self._free_answer(body)
+
+    def _free_answer(self, body: dict[str, Any]) -> str:
         prompt = body.get("messages", [{}])[-1].get("content", "")
         gen = _GEN.search(prompt)
         if gen:
@@ -247,6 +310,16 @@ class FakeLLM:
                     {"error": {"message": f"The model `{body.get('model')}` does not exist", "code": "model_not_found"}},
                 )
                 return
+            refused = None
+            if self.structured == "refuse" and body.get("response_format") is not None:
+                refused = ("response_format", "Unsupported parameter: 'response_format' is not supported by this server")
+            elif self.logprobs_mode == "refuse" and (body.get("logprobs") or body.get("top_logprobs") is not None):
+                refused = ("logprobs", "logprobs is not supported with this model")
+            if refused is not None:
+                self.outcomes.append(f"400-{refused[0]}")
+                self._send_json(handler, 400, {"error": {"message": refused[1], "type": "invalid_request_error",
+                                                         "param": refused[0]}})
+                return
             action = "503" if self.down else self._pick_action()
             self.outcomes.append(action)
             if self.latency:
@@ -265,6 +338,9 @@ class FakeLLM:
         elif action.startswith("429-retry"):
             secs = action.split(":", 1)[1] if ":" in action else f"{self.retry_after:g}"
             self._send_json(handler, 429, {"error": {"message": "Rate limit reached"}}, {"Retry-After": secs})
+        elif action == "400":
+            self._send_json(handler, 400, {"error": {"message": "This model's maximum context length is exceeded",
+                                                     "type": "invalid_request_error"}})
         elif action in ("500", "502", "503"):
             self._send_json(handler, int(action), {"error": {"message": f"server error {action}"}})
         elif action.startswith("slow"):

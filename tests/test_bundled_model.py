@@ -35,3 +35,28 @@ def test_real_model_generates_and_relabels(tmp_path, small_task):
             assert r.status in ("agree", "changed", "unparseable")
             assert (r.llm_label is None) == (r.status == "unparseable")
             assert r.llm_label is None or r.llm_label in small_task.class_names
+
+
+def test_real_model_relabels_always_name_a_candidate(tmp_path, small_task):
+    """Constrained relabels on the bundled model's server: every answer is one of the candidates shown,
+    with a confidence in [0, 1]; the candidate order is shuffled per example."""
+    from promptmix_core.relabel import RelabelConfig, relabel_summary
+
+    texts = ["I lost my card on the bus", "When will my card arrive?", "What is the euro rate today?",
+             "My top-up did not work", "I want my money back", "My PIN is blocked", "hello there",
+             "The weather is nice today", "Card gone, PIN blocked, refund please", "1234 5678"]
+    items = [{"text": t, "intended_label": small_task.class_names[i % 6]} for i, t in enumerate(texts)]
+    with LocalServer() as server:
+        cfg = LLMConfig(base_url=server.base_url, model=server.model, api_key="local", local=True,
+                        concurrency=8, timeout=300)
+        llm = LLMClient(cfg, cache_path=tmp_path / "cache.sqlite")
+        results = relabel(small_task, items, llm, RelabelConfig(nearest=4))
+    assert len(results) == 10
+    for r in results:
+        assert r.status in ("agree", "changed") and r.llm_label in r.candidates, r
+        assert r.constrained and r.confidence is not None and 0.0 <= r.confidence <= 1.0
+        assert len(r.candidates) == 4
+    assert len({tuple(r.candidates) for r in results}) > 1  # candidate order varies per example
+    s = relabel_summary(results)
+    assert s["unparseable"] == 0 and abs(sum(s["label_shares"].values()) - 1.0) < 1e-9
+    assert llm.stats.failures == 0 and llm.stats.refusals == 0

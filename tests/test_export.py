@@ -172,3 +172,44 @@ def test_safe_filename():
     assert safe_filename("Banking support demo-dataset", "csv") == "Banking_support_demo-dataset.csv"
     assert safe_filename("../../etc/passwd", ".zip") == "etc_passwd.zip"
     assert safe_filename("", "csv") == "export.csv"
+
+
+# --------------------------------------------------------------------------- promptmix export
+def test_export_command_writes_the_rows_the_results_page_exports(tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    from promptmix_core.cli import main
+
+    path = tmp_path / "demo.pmx"
+    store = create_demo(path)
+    ex = store.list_examples()
+    store.review(ex[0].id, "rejected")
+    store.review(ex[1].id, "overridden", label="exchange_rate")
+    store.review(ex[2].id, "accepted")
+    task = store.load_task()
+    # the Results page: reviewed labels, pending ones with the LLM relabel, seeds included
+    expected = curated_records(task, store.list_examples(), label_source="reviewed", pending="a2", include_seeds=True)
+    store.close()
+
+    assert main(["export", str(path), "--out", str(tmp_path / "out.csv")]) == 0
+    assert "wrote 29 rows (10 seeds, 19 generated examples)" in capsys.readouterr().out
+    assert (tmp_path / "out.csv").read_bytes() == dataset_bytes(expected, "csv")
+    assert main(["export", str(path), "--out", str(tmp_path / "out.jsonl")]) == 0  # format from the extension
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text("utf-8").splitlines()]
+    assert rows == [json.loads(line) for line in dataset_bytes(expected, "jsonl").decode().splitlines()]
+    assert {r["example_id"]: r["label"] for r in rows if r["source"] == "generated"}[ex[1].id] == "exchange_rate"
+    assert ex[0].id not in {r["example_id"] for r in rows}
+    assert main(["export", str(path), "--out", str(tmp_path / "data.bin"), "--format", "parquet", "--labels", "a1",
+                 "--no-seeds"]) == 0
+    table = pq.read_table(tmp_path / "data.bin").to_pylist()
+    assert len(table) == 20 and all(r["label"] == r["intended_label"] for r in table)
+    assert set(COLUMNS) <= set(table[0])
+    assert main(["export", str(path), "--out", str(tmp_path / "a2.csv"), "--labels", "a2", "--pending", "drop"]) == 0
+
+
+def test_export_command_refuses_a_missing_project(tmp_path, capsys):
+    from promptmix_core.cli import main
+
+    assert main(["export", str(tmp_path / "nope.pmx"), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "no project at" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()

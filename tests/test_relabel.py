@@ -81,3 +81,51 @@ def test_classify_texts_for_llm_direct(fake_llm, small_task):
     llm = LLMClient(LLMConfig(base_url=fake_llm.base_url, model="fake-model"))
     labels = classify_texts(small_task, ["exchange rate please", "card lost!"], llm)
     assert labels == ["exchange_rate", "card_lost"]
+
+
+def test_constrained_relabel_with_confidence(make_fake_llm, small_task):
+    from promptmix_core.llm.client import forget_refusals
+
+    forget_refusals()
+    fake = make_fake_llm(structured="accept", logprobs="accept", answer_confidence=0.65)
+    llm = LLMClient(LLMConfig(base_url=fake.base_url, model="fake-model"))
+    items = [{"text": f"my card lost again, case {i}", "intended_label": "card_lost"} for i in range(12)]
+    out = relabel(small_task, items, llm, RelabelConfig(nearest=3))
+    for req in fake.requests:
+        enum = req["response_format"]["json_schema"]["schema"]["properties"]["label"]["enum"]
+        user = req["messages"][-1]["content"]
+        assert [ln[len("Category: "):] for ln in user.splitlines() if ln.startswith("Category: ")] == enum
+        assert req["logprobs"] is True
+    for r in out:
+        assert r.constrained and r.llm_label == "card_lost" and r.status == "agree"
+        assert r.confidence == pytest.approx(0.65) and r.raw.startswith("{")
+        assert r.candidates[0] in r.candidates and len(r.candidates) == 3
+    s = relabel_summary(out)
+    assert s["label_shares"] == {"card_lost": 1.0} and s["constrained"] == 12
+    assert s["mean_confidence"] == pytest.approx(0.65)
+    assert 0 < s["share_first_listed"] < 1  # the order rotates: card_lost is not always listed first
+
+
+def test_candidate_order_rotates_evenly():
+    from promptmix_core.relabel import candidate_order
+
+    names = ["a", "b", "c", "d"]
+    firsts = [candidate_order(["c", "a", "d", "b"], f"text {i}", 0, names)[0] for i in range(400)]
+    assert {n: firsts.count(n) for n in names} == pytest.approx({n: 100 for n in names}, abs=30)
+    order = candidate_order(["c", "a", "d", "b"], "x", 0, names)
+    assert order == candidate_order(["d", "b", "c", "a"], "x", 0, names)  # same text and seed: same order
+    k = order.index("a")
+    assert order[k:] + order[:k] == names  # a rotation of the task's class order
+
+
+def test_relabel_falls_back_to_free_text_when_refused(make_fake_llm, small_task):
+    from promptmix_core.llm.client import forget_refusals
+
+    forget_refusals()
+    fake = make_fake_llm(structured="refuse", logprobs="refuse")
+    llm = LLMClient(LLMConfig(base_url=fake.base_url, model="fake-model", concurrency=4))
+    items = [{"text": f"exchange rate please {i}", "intended_label": "exchange_rate"} for i in range(6)]
+    out = relabel(small_task, items, llm)
+    assert all(r.llm_label == "exchange_rate" and not r.constrained and r.confidence is None for r in out)
+    assert fake.outcomes.count("400-response_format") == 1 and fake.outcomes.count("400-logprobs") == 1
+    assert llm.stats.refusals == 2 and llm.stats.failures == 0

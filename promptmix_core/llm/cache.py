@@ -49,22 +49,50 @@ class ResponseCache:
         self._conn.execute("PRAGMA busy_timeout = 30000")
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute(_DDL)
+        # added later: why the answer ended ("length" = cut off at max_tokens), so that a replayed answer
+        # is parsed exactly like the fresh one (its cut-off last line dropped); NULL in older rows
+        have = {r[1] for r in self._conn.execute("PRAGMA table_info(llm_cache)")}
+        if "finish_reason" not in have:
+            try:
+                self._conn.execute("ALTER TABLE llm_cache ADD COLUMN finish_reason TEXT")
+            except sqlite3.OperationalError as exc:  # another process added it in the meantime
+                if "duplicate column" not in str(exc).lower():
+                    raise
+        if "extra" not in have:  # files written before answers kept logprobs
+            try:
+                self._conn.execute("ALTER TABLE llm_cache ADD COLUMN extra TEXT NOT NULL DEFAULT ''")
+            except sqlite3.OperationalError as exc:  # another process added it first
+                if "duplicate column" not in str(exc).lower():
+                    raise
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
             row = self._conn.execute(
-                "SELECT response, prompt_tokens, completion_tokens FROM llm_cache WHERE key = ?", (key,)
+                "SELECT response, prompt_tokens, completion_tokens, finish_reason, extra FROM llm_cache WHERE key = ?",
+                (key,),
             ).fetchone()
         if row is None:
             return None
-        return {"text": row[0], "prompt_tokens": row[1], "completion_tokens": row[2]}
+        extra = None
+        if row[4]:
+            try:
+                extra = json.loads(row[4])
+            except ValueError:
+                extra = None
+        return {"text": row[0], "prompt_tokens": row[1], "completion_tokens": row[2], "finish_reason": row[3],
+                "extra": extra}
 
-    def put(self, key: str, text: str, prompt_tokens: int, completion_tokens: int, model: str) -> None:
+    def put(
+        self, key: str, text: str, prompt_tokens: int, completion_tokens: int, model: str,
+        finish_reason: str | None = None, extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Store an answer; ``extra`` (JSON-able, e.g. the answer's logprobs) comes back from :meth:`get`."""
+        blob = json.dumps(dict(extra), ensure_ascii=False) if extra else ""
         with self._lock:
             self._conn.execute(
                 "INSERT OR REPLACE INTO llm_cache(key, response, prompt_tokens, completion_tokens, model, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (key, text, int(prompt_tokens), int(completion_tokens), model, time.time()),
+                "created_at, finish_reason, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, text, int(prompt_tokens), int(completion_tokens), model, time.time(), finish_reason, blob),
             )
 
     def __len__(self) -> int:

@@ -37,6 +37,56 @@ class CallSkipped(Exception):
     """The caller's ``abort`` check said stop before the call was sent (nothing was spent)."""
 
 
+# Optional request features an endpoint may refuse with 400/422 (transformers serve ignores them,
+# older vLLM/llama.cpp/Ollama builds and some proxies refuse them). A refusal is remembered per
+# endpoint and model for the life of the process, so later calls go out without the feature at once.
+OPTIONAL_FEATURES = ("response_format", "logprobs")
+_refusals: dict[tuple[str, str], set[str]] = {}
+_refusals_lock = threading.Lock()
+
+
+def endpoint_refuses(base_url: str, model: str, feature: str) -> bool:
+    """Whether this endpoint refused ``feature`` (one of :data:`OPTIONAL_FEATURES`) in this process."""
+    with _refusals_lock:
+        return feature in _refusals.get((base_url.rstrip("/"), model), set())
+
+
+def remember_refusal(base_url: str, model: str, feature: str) -> None:
+    with _refusals_lock:
+        _refusals.setdefault((base_url.rstrip("/"), model), set()).add(feature)
+
+
+def forget_refusal(base_url: str, model: str, feature: str) -> None:
+    with _refusals_lock:
+        _refusals.get((base_url.rstrip("/"), model), set()).discard(feature)
+
+
+class _RefusedMeanwhile(Exception):
+    """A feature of a waiting call was refused by another call: send it again without the feature."""
+
+
+def forget_refusals() -> None:
+    """Forget every remembered refusal (tests; or after the endpoint was upgraded)."""
+    with _refusals_lock:
+        _refusals.clear()
+
+
+def _feature_params(feature: str) -> tuple[str, ...]:
+    return ("logprobs", "top_logprobs") if feature == "logprobs" else (feature,)
+
+
+def _refused_feature(message: str, params: Mapping[str, Any]) -> str | None:
+    """Which optional feature a 400/422 answer is most likely about (None: none was sent)."""
+    sent = [f for f in OPTIONAL_FEATURES if f in params]
+    if not sent:
+        return None
+    low = message.lower()
+    for f in sent:
+        if f.replace("_", "") in low.replace("_", "").replace(" ", "") or (f == "response_format" and "schema" in low):
+            return f
+    return sent[0]
+
+
 @dataclass
 class Completion:
     text: str
@@ -44,6 +94,11 @@ class Completion:
     completion_tokens: int
     cached: bool
     finish_reason: str | None = None
+    # per answer token: {"token", "logprob", "top_logprobs": [{"token", "logprob"}, ...]}; None when the
+    # endpoint sent none (not asked, or refused)
+    logprobs: list[dict[str, Any]] | None = None
+    # the optional features this answer was produced with (e.g. {"response_format", "logprobs"})
+    features: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -54,6 +109,7 @@ class UsageStats:
     cache_hits: int = 0
     retries: int = 0
     failures: int = 0
+    refusals: int = 0  # optional features (response_format, logprobs) the endpoint refused once
     prompt_tokens: int = 0
     completion_tokens: int = 0
     price_prompt_per_1m: float | None = None
@@ -83,6 +139,7 @@ class UsageStats:
             "cache_hits": self.cache_hits,
             "retries": self.retries,
             "failures": self.failures,
+            "refusals": self.refusals,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "tokens": self.tokens,
@@ -203,21 +260,67 @@ class LLMClient:
         sample_index: int = 0,
         use_cache: bool = True,
         abort: Callable[[], bool] | None = None,
+        response_format: Mapping[str, Any] | None = None,
+        logprobs: bool = False,
+        top_logprobs: int | None = None,
     ) -> Completion:
+        """One chat completion (cached). ``response_format`` (e.g. a ``json_schema``) and ``logprobs``
+        are optional features: sent unless this endpoint has refused them before; an endpoint that
+        answers 400/422 to one gets the same call again without it, once, and is remembered (see
+        :func:`endpoint_refuses`). ``Completion.features`` tells which ones the answer had."""
         params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
         if top_p is not None:
             params["top_p"] = top_p
+        base, model = self.config.base_url, self.config.model
+        if response_format is not None and not endpoint_refuses(base, model, "response_format"):
+            params["response_format"] = dict(response_format)
+        if logprobs and not endpoint_refuses(base, model, "logprobs"):
+            params["logprobs"] = True
+            if top_logprobs:
+                params["top_logprobs"] = int(top_logprobs)
+        refused_here: list[str] = []  # features this call found refused, until a call without them succeeds
+        first_error: LLMFatalError | None = None
+        while True:
+            params = {k: v for k, v in params.items()
+                      if not any(k in _feature_params(f) and endpoint_refuses(base, model, f) for f in OPTIONAL_FEATURES)}
+            try:
+                return await self._achat_params(messages, params, sample_index, use_cache, abort)
+            except _RefusedMeanwhile:
+                continue  # another call found a refusal while this one waited: go without the feature
+            except LLMFatalError as exc:
+                request_scoped = not getattr(exc, "endpoint_wide", True)
+                feature = _refused_feature(str(exc), params) if request_scoped else None
+                if feature is not None:  # drop optional features one at a time until the endpoint answers
+                    remember_refusal(base, model, feature)  # at once, so calls waiting now go without it
+                    self.stats.add(failures=-1, refusals=1)  # a refused feature is not a failed call
+                    refused_here.append(feature)
+                    first_error = first_error or exc
+                    continue
+                if refused_here and request_scoped:  # refused without them too: they were not the reason
+                    for f in refused_here:
+                        forget_refusal(base, model, f)
+                    self.stats.add(refusals=-len(refused_here))  # the failed call already counts as the failure
+                    raise (first_error or exc) from None
+                raise
+
+    async def _achat_params(self, messages, params: dict[str, Any], sample_index: int, use_cache: bool,
+                            abort) -> Completion:
+        features = frozenset(f for f in OPTIONAL_FEATURES if f in params)
         key = cache_key(self.config.base_url, self.config.model, params, messages, sample_index)
         if use_cache and self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
                 self.stats.add(cache_hits=1)
-                return Completion(hit["text"], hit["prompt_tokens"], hit["completion_tokens"], cached=True)
+                return Completion(hit["text"], hit["prompt_tokens"], hit["completion_tokens"], cached=True,
+                                  finish_reason=hit.get("finish_reason"),
+                                  logprobs=(hit.get("extra") or {}).get("logprobs"), features=features)
         started = time.monotonic()
         client, semaphore, probe = self._loop_state()
 
         async def send() -> Completion:
             async with semaphore:
+                if any(endpoint_refuses(self.config.base_url, self.config.model, f) for f in features):
+                    raise _RefusedMeanwhile()
                 return await self._network_call(client, messages, params, started, abort)
 
         completion: Completion | None = None
@@ -228,8 +331,11 @@ class LLMClient:
                     completion = await send()
         if completion is None:
             completion = await send()
+        completion.features = features
         if use_cache and self.cache is not None:
-            self.cache.put(key, completion.text, completion.prompt_tokens, completion.completion_tokens, self.config.model)
+            extra = {"logprobs": completion.logprobs} if completion.logprobs is not None else None
+            self.cache.put(key, completion.text, completion.prompt_tokens, completion.completion_tokens,
+                           self.config.model, completion.finish_reason, extra=extra)
         return completion
 
     def chat(self, messages: Sequence[Mapping[str, str]], **kwargs: Any) -> Completion:
@@ -324,11 +430,37 @@ class LLMClient:
             prompt_tokens = sum(len(m.get("content", "")) for m in messages) // 4
             completion_tokens = len(text) // 4
         self.stats.add(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-        return Completion(text, prompt_tokens, completion_tokens, cached=False, finish_reason=choice.finish_reason)
+        return Completion(text, prompt_tokens, completion_tokens, cached=False, finish_reason=choice.finish_reason,
+                          logprobs=_token_logprobs(getattr(choice, "logprobs", None)))
 
     async def acheck(self) -> None:
         """One tiny call to fail fast on a bad key, model or URL (cached calls skip the network)."""
         await self.achat([{"role": "user", "content": "Say OK."}], temperature=0.0, max_tokens=2, use_cache=False)
+
+
+def _token_logprobs(logprobs: Any) -> list[dict[str, Any]] | None:
+    """``choice.logprobs.content`` as plain dicts (token, logprob, top_logprobs), or None."""
+    content = getattr(logprobs, "content", None) if logprobs is not None else None
+    if content is None and isinstance(logprobs, Mapping):
+        content = logprobs.get("content")
+    if not content:
+        return None
+    out = []
+    for item in content:
+        get = item.get if isinstance(item, Mapping) else (lambda k, _i=item: getattr(_i, k, None))
+        try:
+            lp = float(get("logprob"))
+        except (TypeError, ValueError):
+            return None
+        top = []
+        for alt in get("top_logprobs") or []:
+            aget = alt.get if isinstance(alt, Mapping) else (lambda k, _a=alt: getattr(_a, k, None))
+            try:
+                top.append({"token": str(aget("token") or ""), "logprob": float(aget("logprob"))})
+            except (TypeError, ValueError):
+                continue
+        out.append({"token": str(get("token") or ""), "logprob": lp, "top_logprobs": top})
+    return out
 
 
 def _error_message(exc: Exception) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 # USD per million tokens (prompt, completion) for models whose price is public; cost is shown
 # only where a price is known. Local models cost nothing.
@@ -17,6 +17,7 @@ KNOWN_PRICES: dict[str, tuple[float, float]] = {
 }
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+LOCAL_CONCURRENCY = 16  # calls in flight to the bundled model's batching server (its batch size)
 
 
 from ..errors import LLMConfigError  # noqa: E402 - the one definition lives in errors.py
@@ -79,11 +80,13 @@ def resolve_llm_config(
     *,
     settings: Mapping[str, Any] | None = None,
     start_local: bool = True,
+    progress: Callable[[str], None] | None = None,
     **options: Any,
 ) -> LLMConfig:
     """Pick the endpoint: explicit arguments, then ``OPENAI_BASE_URL``/``OPENAI_API_KEY``/
     ``PROMPTMIX_MODEL``, then saved settings; with no endpoint anywhere, the bundled SmolLM2 served
-    on 127.0.0.1 (started on first use)."""
+    on 127.0.0.1 (started on first use; ``progress(message)`` hears about a cold start, see
+    :func:`promptmix_core.llm.local.ensure_local_server`)."""
     from ..settings import get_settings
 
     env = get_settings()
@@ -103,12 +106,14 @@ def resolve_llm_config(
         else:
             if not start_local:
                 raise LLMConfigError("no LLM endpoint configured")
-            from .local import ensure_local_server
+            from .local import default_backend, ensure_local_server
 
-            local_url, local_model = ensure_local_server()
-            # The bundled server answers one request at a time on the CPU and a client timeout does
-            # not cancel a request there: few calls in flight and a generous timeout.
-            options["concurrency"] = min(int(options.get("concurrency", 2)), 2)
+            local_url, local_model = ensure_local_server(progress=progress)
+            # The bundled model's server decodes every request in flight as one batch (up to 16 rows),
+            # so calls in flight are what makes it fast; `transformers serve` runs one at a time. A
+            # client timeout does not cancel a request there: a generous timeout.
+            cap = LOCAL_CONCURRENCY if default_backend() == "promptmix" else 2
+            options["concurrency"] = min(int(options.get("concurrency", cap)), cap)
             options["timeout"] = max(float(options.get("timeout", 300.0)), 300.0)
             return LLMConfig(base_url=local_url, model=local_model, api_key="local", local=True, **options)
     if not model:

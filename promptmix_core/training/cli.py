@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import tempfile
@@ -45,6 +44,22 @@ def _read_rows(path: str) -> list[dict[str, Any]]:
     return read_labelled_file(path, keep_fields=True)
 
 
+def _print_scores(m: dict[str, Any], prefix: str, what: str) -> None:
+    if m.get(f"{prefix}accuracy") is None:
+        return
+    print(f"{what} (n={m.get(f'{prefix}n')}): accuracy {m[f'{prefix}accuracy']:.4f}, "
+          f"macro-F1 {m[f'{prefix}macro_f1']:.4f}")
+    per_class = m.get(f"{prefix}per_class") or {}
+    for name, v in per_class.items():
+        print(f"  {name}: precision {v['precision']:.3f} recall {v['recall']:.3f} F1 {v['f1']:.3f} "
+              f"(support {v['support']})")
+    conf = m.get(f"{prefix}confusion")
+    if conf and conf.get("matrix"):
+        from .metrics import format_confusion
+
+        print(format_confusion({"confusion": conf}))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .callbacks import PrintCallback
     from .config import ModelLoadError
@@ -55,24 +70,57 @@ def cmd_train(args: argparse.Namespace) -> int:
             return _train_project(args, cfg)
         if not args.data:
             raise ValueError("give --data FILE (labelled or generated examples) or --project FILE")
-        from ..task import load_task
+        from ..task import ClassSpec, Task, load_task
         from .data import build_training_data
         from .trainer import train
 
         rows = _read_rows(args.data)
         generated = any("intended_label" in r for r in rows)
         task = load_task(args.task) if args.task else None
+        labels = task.class_names if task else sorted({str(r.get("intended_label") or r["label"]) for r in rows})
+        test_rows: list[dict[str, str]] = []
+        if args.test:  # checked row by row against the classes; never trained on
+            from ..testset import read_test_set_file
+
+            check_task = task or Task("data", [ClassSpec(lab) for lab in labels])
+            chk = read_test_set_file(args.test, check_task)
+            for problem in chk.listed_problems(10):
+                print(f"test set: {problem}", file=sys.stderr)
+            if not chk.rows:
+                raise ValueError(f"{Path(args.test).name} has no usable test rows")
+            test_rows = chk.rows
+        exclude = [r["text"] for r in test_rows]
         if generated:
-            ts = build_training_data(task, rows, label_source=args.label_source, pending=args.pending)
+            ts = build_training_data(task, rows, label_source=args.label_source, pending=args.pending,
+                                     exclude_texts=exclude)
         else:
-            ts = build_training_data(task, [], labels=None if task else sorted({str(r["label"]) for r in rows}))
+            ts = build_training_data(task, [], labels=None if task else labels)
             extra = build_training_data(None, [{"text": r["text"], "intended_label": r["label"]} for r in rows],
-                                        label_source="a1", labels=ts.labels or None)
+                                        label_source="a1", labels=ts.labels or None, exclude_texts=exclude)
             ts.rows += [r for r in extra.rows]
             ts.labels = ts.labels or extra.labels
+            ts.dropped.update({k: ts.dropped.get(k, 0) + v for k, v in extra.dropped.items()})
         val = _read_rows(args.val) if args.val else []
         print(f"training data: {json.dumps(ts.summary())}")
+        test_kw = dict(test_texts=[r["text"] for r in test_rows] or None,
+                       test_labels=[r["label"] for r in test_rows] or None)
+        if args.student == "embed-lr":
+            if args.nproc and args.nproc > 1:
+                raise ValueError("--nproc is for fine-tuning; the quick student (embed-lr) runs in one process")
+            from .embed_lr import train_embed_lr
+
+            res = train_embed_lr(None, ts.texts, ts.targets, label_names=ts.labels,
+                                 val_texts=[r["text"] for r in val] or None,
+                                 val_labels=[r["label"] for r in val] or None, out_dir=args.out, **test_kw)
+            print(f"done: quick student on {res.n_train} examples in {res.train_time_s:.1f} s; model in {res.model_dir}")
+            m = res.final_metrics()
+            _print_scores(m, "val_", "validation")
+            _print_scores(m, "test_", "test")
+            return EXIT_OK
         if args.nproc and args.nproc > 1:
+            if test_rows:
+                raise ValueError("--test is not supported with --nproc; score the saved model with "
+                                 "`promptmix predict` instead")
             from .ddp_entry import launch
 
             with tempfile.TemporaryDirectory() as tmp:
@@ -83,13 +131,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             return EXIT_OK
         res = train(cfg, ts.texts, ts.targets, label_names=ts.labels,
                     val_texts=[r["text"] for r in val] or None, val_labels=[r["label"] for r in val] or None,
-                    out_dir=args.out, callbacks=[PrintCallback()], keep_model=False)
+                    out_dir=args.out, callbacks=[PrintCallback()], keep_model=False, **test_kw)
     except ModelLoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     vm = res.val_metrics
     print(f"done: {res.steps} steps, {res.train_samples_per_s:.1f} samples/s on {res.device}; model in {res.model_dir}"
           + (f"; validation accuracy {vm['accuracy']:.4f}, macro-F1 {vm['macro_f1']:.4f}" if vm else ""))
+    _print_scores(res.final_metrics(), "test_", "test")
     return EXIT_OK
 
 
@@ -105,6 +154,8 @@ def _train_project(args: argparse.Namespace, cfg) -> int:
         "label_source": args.label_source, "pending": args.pending, "train": cfg.to_dict(),
         "val_path": str(Path(args.val).resolve()) if args.val else None,
         "out_dir": str(Path(args.out).resolve()) if args.out else None,
+        "student": args.student, "test_path": str(Path(args.test).resolve()) if args.test else None,
+        "use_test_set": not args.no_test_set,
     })
     life = JobLifecycle.create(store, "train", spec.to_dict())
     try:
@@ -117,53 +168,44 @@ def _train_project(args: argparse.Namespace, cfg) -> int:
         print(str(exc) or "training was stopped")
         return EXIT_FAIL
     m = out["metrics"]
-    print(f"run #{out['run_id']} {out['status']}: {m.get('steps')} steps; model in {out['model_dir']}")
+    what = "quick student" if m.get("student") == "embed-lr" else f"{m.get('steps')} steps"
+    print(f"run #{out['run_id']} {out['status']}: {what}; model in {out['model_dir']}")
     if m.get("val_accuracy") is not None:
         print(f"validation ({out['data']['val_source']}, n={m.get('val_n')}): accuracy {m['val_accuracy']:.4f}, "
               f"macro-F1 {m['val_macro_f1']:.4f}")
+    ts_info = m.get("test_set") or {}
+    _print_scores(m, "test_", f"test ({ts_info.get('name', 'test set')})")
+    if m.get("test_accuracy") is None:
+        print("no test set: the scores above come from held-out generated examples and mean little; "
+              "give --test FILE or add a test set to the project")
+    print(f"recorded in {store.path.name} (run #{out['run_id']})")
     return EXIT_OK
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """Classify texts with a saved model (fine-tuned or quick student) through
+    :func:`.inference.classify`, the same function as the app's "Try the model"."""
     from .config import ModelLoadError
-    from .model_io import predict
+    from .inference import classify, read_texts
 
     texts = list(args.texts or [])
     if args.input:
         p = Path(args.input)
-        if p.suffix.lower() in (".csv", ".jsonl"):
-            from ..labelled import read_labelled_file
-
-            texts += [r["text"] for r in read_labelled_file(p, require_label=False)]
-        else:
-            texts += [ln.rstrip("\n") for ln in p.read_text("utf-8").splitlines() if ln.strip()]
+        texts += read_texts(p.read_bytes(), p.name)
     if not texts:
         raise ValueError("nothing to predict: give texts, or --input FILE (.txt one per line, .csv/.jsonl with text)")
     try:
-        labels, probs = predict(args.model_dir, texts, device=args.device)
+        pred = classify(args.model_dir, texts, device=args.device)
     except ModelLoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from .model_io import get_classifier
-
-    names = get_classifier(args.model_dir, device=args.device).labels
-    rows = [{"text": t, "label": lab, "confidence": float(pr.max()),
-             "probabilities": {n: round(float(v), 6) for n, v in zip(names, pr)}}
-            for t, lab, pr in zip(texts, labels, probs)]
     if args.out:
         out = Path(args.out)
-        if out.suffix.lower() == ".csv":
-            with open(out, "w", newline="", encoding="utf-8") as fh:
-                w = csv.writer(fh)
-                w.writerow(["text", "label", "confidence", *names])
-                for r in rows:
-                    w.writerow([r["text"], r["label"], f"{r['confidence']:.6f}", *[r["probabilities"][n] for n in names]])
-        else:
-            out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
-        print(f"wrote {len(rows)} predictions to {out}")
+        out.write_bytes(pred.to_csv_bytes() if out.suffix.lower() == ".csv" else pred.to_jsonl_bytes())
+        print(f"wrote {len(pred)} predictions to {out}")
     else:
-        for r in rows:
-            print(f"{r['label']}\t{r['confidence']:.3f}\t{r['text']}")
+        for i, (t, lab) in enumerate(zip(pred.texts, pred.predicted)):
+            print(f"{lab}\t{pred.confidence(i):.3f}\t{t}")
     return EXIT_OK
 
 
@@ -178,6 +220,12 @@ def register_cli(subparsers: Any) -> None:
     src.add_argument("--pending", default="drop", choices=["drop", "a1", "a2"],
                      help="with --label-source reviewed: what pending examples get (default drop)")
     src.add_argument("--val", help="labelled CSV/JSONL to validate on")
+    src.add_argument("--test", help="labelled CSV/JSONL (text,label) to score the model on: accuracy, macro-F1, "
+                                    "per-class scores, confusion matrix (with --project: recorded in the run)")
+    src.add_argument("--no-test-set", action="store_true",
+                     help="with --project: do not score on the project's test set")
+    t.add_argument("--student", default="finetune", choices=["finetune", "embed-lr"],
+                   help="finetune (default) or embed-lr: frozen MiniLM embeddings + logistic regression, in seconds")
     t.add_argument("--out", help="folder for the model (safetensors)")
     t.add_argument("--nproc", type=int, default=1, help="data-parallel processes via torchrun (with --data)")
     add_train_args(t)

@@ -123,12 +123,17 @@ def build_training_data(
     labels: Sequence[str] | None = None,
     include_seeds: bool = True,
     dedupe: bool = True,
+    exclude_texts: Iterable[str] = (),
 ) -> TrainingSet:
     """Seeds plus generated examples labelled by ``label_source`` (see the module docstring).
 
     ``labels`` is the label set; by default the task's classes (or every label seen). Examples whose
     label is outside it are dropped (``unknown_label``); duplicate texts (normalised) are dropped
-    after their first occurrence, seeds first (``duplicate``).
+    after their first occurrence, seeds first (``duplicate``). Generated examples whose text is one
+    of ``exclude_texts`` (the test set) are dropped (``in_test_set``): nothing is trained on test data.
+
+    Rows are ``{"text", "label", "source"}``; generated ones also carry ``example_id`` (the store's
+    example id, when the examples have one), so a run can record exactly what it trained on.
     """
     if label_source not in LABEL_SOURCES:
         raise ValueError(f"unknown label source {label_source!r}; use one of {', '.join(LABEL_SOURCES)}")
@@ -151,11 +156,12 @@ def build_training_data(
                     seen.setdefault(lab, None)
             labels = list(seen)
     label_set = set(labels)
-    rows: list[dict[str, str]] = []
+    rows: list[dict[str, Any]] = []
     dropped: Counter[str] = Counter()
     seen_text: set[str] = set()
+    excluded = {normalize_text(t) for t in exclude_texts}
 
-    def add(text: Any, label: str | None, source: str, reason: str = "") -> None:
+    def add(text: Any, label: str | None, source: str, reason: str = "", example_id: Any = None) -> None:
         if label is None:
             dropped[reason or "no_label"] += 1
             return
@@ -167,18 +173,25 @@ def build_training_data(
             dropped["unknown_label"] += 1
             return
         key = normalize_text(text)
+        if source != "seed" and key in excluded:
+            dropped["in_test_set"] += 1
+            return
         if dedupe and key in seen_text:
             dropped["duplicate"] += 1
             return
         seen_text.add(key)
-        rows.append({"text": text, "label": label, "source": source})
+        row: dict[str, Any] = {"text": text, "label": label, "source": source}
+        if isinstance(example_id, int) and not isinstance(example_id, bool):
+            row["example_id"] = example_id
+        rows.append(row)
 
     if include_seeds:
         for r in seed_rows:
             add(r["text"], r["label"], "seed")
     for ex in examples:
         lab, reason = example_label(ex, label_source, pending=pending, unparseable=unparseable)
-        add(example_view(ex).text, lab, "generated", reason)
+        eid = ex.get("id") if isinstance(ex, Mapping) else getattr(ex, "id", None)
+        add(example_view(ex).text, lab, "generated", reason, eid)
     return TrainingSet(rows=rows, labels=list(labels), dropped=dict(dropped))
 
 

@@ -13,7 +13,17 @@ Job config (``store.Job.config``): a :class:`~promptmix_core.specs.TrainingSpec`
 ``train``                 :class:`TrainConfig` fields (model, epochs, batch_size, learning_rate...)
 ``out_dir``               where the model is saved (default: ``<project>.models/run-<run id>`` beside the project file)
 ``name``                  the run's name
+``student``               ``"finetune"`` (default) or ``"embed-lr"`` (quick: MiniLM embeddings + logistic regression)
+``embed_lr``              the quick student's settings (``C``, ``class_weight``...)
+``test_path``             a labelled CSV/JSONL to score the run on (instead of the project's test set)
+``use_test_set``          score on the project's test set when it has one (default true)
 ========================  =====================================================================
+
+Test set. Every run is scored on real labelled data when there is some: ``test_path``, else the
+project's test set (``store.set_test_set``). Generated examples that repeat a test row are left
+out of training (``dropped["in_test_set"]``), and test rows that repeat a seed are left out of
+scoring, so the scores never come from training data. The run records exactly which rows (and
+labels) it trained, validated and was tested on (``store.get_run_examples``).
 
 Validation set. With no ``val_path``, a stratified ``val_fraction`` of the *generated* examples
 (after the label-source rules) is held out; the seeds always stay in training, since with k=2 per
@@ -37,15 +47,40 @@ def _read_labelled(path: str | Path) -> list[dict[str, str]]:
     return read_labelled_file(path)
 
 
+def _test_rows(store: Any, spec: Any, task: Any) -> tuple[list[dict[str, str]], dict[str, Any] | None]:
+    """The rows a run is scored on, and where they come from (None: no test set)."""
+    from ..testset import read_test_set_file, rows_fingerprint
+
+    if spec.test_path:
+        chk = read_test_set_file(spec.test_path, task)
+        if not chk.rows:
+            raise ValueError(f"{Path(spec.test_path).name} has no usable test rows: "
+                             + "; ".join(chk.listed_problems(5)))
+        rows = chk.rows
+        info = {"kind": "file", "name": Path(spec.test_path).name, "refused": len(chk.problems)}
+    elif spec.use_test_set:
+        classes = set(task.class_names)
+        rows = [{"text": r["text"], "label": r["label"]} for r in store.list_test_examples() if r["label"] in classes]
+        if not rows:
+            return [], None
+        meta = store.test_set_info() or {}
+        info = {"kind": "project", "name": meta.get("name") or "the project's test set"}
+    else:
+        return [], None
+    return rows, {**info, "n": len(rows), "fingerprint": rows_fingerprint(rows)}
+
+
 def prepare_job_data(store: Any, cfg: Any) -> dict[str, Any]:
-    """Training and validation rows for a job's :class:`~promptmix_core.specs.TrainingSpec` (or its
-    stored dict; see the module docstring)."""
+    """Training, validation and test rows for a job's :class:`~promptmix_core.specs.TrainingSpec`
+    (or its stored dict; see the module docstring)."""
     from ..specs import TrainingSpec
+    from ..task import normalize_text
 
     spec = cfg if isinstance(cfg, TrainingSpec) else TrainingSpec.from_stored(cfg)
     task = store.load_task()
     if task is None:
         raise ValueError("the project has no task yet; define the classes and seeds first")
+    test_rows, test_info = _test_rows(store, spec, task)
     examples = store.list_examples(job_id=spec.example_job_id)
     ts = build_training_data(
         task,
@@ -54,13 +89,22 @@ def prepare_job_data(store: Any, cfg: Any) -> dict[str, Any]:
         pending=spec.pending,
         unparseable=spec.unparseable,
         include_seeds=spec.include_seeds,
+        exclude_texts=[r["text"] for r in test_rows],
     )
     if not ts.rows:
         raise ValueError("no training examples: every example was dropped by the label rules")
+    if test_rows:  # a test row that repeats a seed (the task was edited after the upload) is training data
+        seeds = {normalize_text(r["text"]) for r in ts.rows if r["source"] == "seed"}
+        kept = [r for r in test_rows if normalize_text(r["text"]) not in seeds]
+        if len(kept) < len(test_rows):
+            test_info = {**test_info, "left_out_seed_repeats": len(test_rows) - len(kept), "n": len(kept)}
+        test_rows = kept
+        if not test_rows:
+            test_info = None
     train_rows, val_rows = ts.rows, []
     val_source = "none"
     if spec.val_path:
-        val_rows = [r for r in _read_labelled(spec.val_path) if r["label"] in set(ts.labels)]
+        val_rows = [{**r, "source": "file"} for r in _read_labelled(spec.val_path) if r["label"] in set(ts.labels)]
         if not val_rows:
             raise ValueError(f"{spec.val_path} has no rows whose label is one of the task's classes")
         val_source = "file"
@@ -80,7 +124,10 @@ def prepare_job_data(store: Any, cfg: Any) -> dict[str, Any]:
         "train_rows": train_rows,
         "val_rows": val_rows,
         "val_source": val_source,
+        "test_rows": [{**r, "source": "test_set"} for r in test_rows],
+        "test_set": test_info,
         "summary": {**ts.summary(), "train": len(train_rows), "val": len(val_rows), "val_source": val_source,
+                    "test": len(test_rows), "test_set": test_info,
                     "classes_without_training_data": missing},
     }
 
@@ -94,8 +141,10 @@ def run_training_job(store: Any, job: Any, ctx: Any = None) -> str:
     if out["status"] == "cancelled":
         raise Cancelled(f"training was stopped (run #{out['run_id']})")
     m = out["metrics"]
-    msg = f"run #{out['run_id']} done: {m.get('steps')} steps"
-    if m.get("val_accuracy") is not None:
+    msg = f"run #{out['run_id']} done: " + ("quick student" if m.get("student") == "embed-lr" else f"{m.get('steps')} steps")
+    if m.get("test_accuracy") is not None:
+        msg += f", test accuracy {m['test_accuracy']:.3f}, macro-F1 {m['test_macro_f1']:.3f} (n={m.get('test_n')})"
+    elif m.get("val_accuracy") is not None:
         msg += f", validation accuracy {m['val_accuracy']:.3f}, macro-F1 {m['val_macro_f1']:.3f}"
     return msg + f"; model in {out['model_dir']}"
 
@@ -131,21 +180,32 @@ def train_job(store: Any, job: Any, ctx: Any = None) -> dict[str, Any]:
     except BaseException as exc:
         store.update_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:4000])
         raise
-    result = train(
-        spec.train,
-        [r["text"] for r in data["train_rows"]],
-        [r["label"] for r in data["train_rows"]],
+    # exactly which rows (and labels) this run uses, before it starts
+    for split in ("train", "val", "test"):
+        store.record_run_examples(run_id, split, data[f"{split}_rows"])
+    common = dict(
         label_names=data["labels"],
         val_texts=[r["text"] for r in data["val_rows"]] or None,
         val_labels=[r["label"] for r in data["val_rows"]] or None,
+        test_texts=[r["text"] for r in data["test_rows"]] or None,
+        test_labels=[r["label"] for r in data["test_rows"]] or None,
         out_dir=out_dir,
         callbacks=[StoreCallback(store, run_id, progress=lambda p: ctx.progress(p, force=True),
                                  progress_every_s=1.0)],
         should_stop=ctx.should_stop,
-        keep_model=False,
     )
+    texts, labels = [r["text"] for r in data["train_rows"]], [r["label"] for r in data["train_rows"]]
+    if spec.student == "embed-lr":
+        from .embed_lr import train_embed_lr
+
+        result = train_embed_lr(spec.embed_lr, texts, labels, progress=lambda p: ctx.progress(p, force=True),
+                                **common)
+    else:
+        result = train(spec.train, texts, labels, keep_model=False, **common)
     metrics = result.final_metrics()
     metrics["data"] = data["summary"]
+    if data["test_set"]:
+        metrics["test_set"] = data["test_set"]
     store.update_run(run_id, final_metrics=metrics)
     ctx.progress({"phase": result.status, "run_id": run_id, "step": result.steps,
                   "total_steps": result.total_steps}, force=True)

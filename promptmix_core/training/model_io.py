@@ -89,7 +89,13 @@ def _from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
 
 
 def load_base_model(model: str | None, labels: Sequence[str]) -> tuple[Any, Any, str]:
-    """(model, tokenizer, resolved name) for fine-tuning: a fresh classification head over ``labels``."""
+    """(model, tokenizer, resolved name) for fine-tuning: a fresh classification head over ``labels``.
+
+    The weights are loaded in fp32 whatever the checkpoint's dtype (transformers 5 would otherwise
+    keep an fp16/bf16 checkpoint in half precision, and AdamW on half-precision weights loses the
+    small updates); mixed precision is the trainer's autocast.
+    """
+    import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     _quiet_transformers()
@@ -107,6 +113,7 @@ def load_base_model(model: str | None, labels: Sequence[str]) -> tuple[Any, Any,
             label2id={lab: i for i, lab in enumerate(labels)},
             use_safetensors=True,
             ignore_mismatched_sizes=True,
+            dtype=torch.float32,
         )
     except ModelLoadError:
         raise
@@ -211,7 +218,8 @@ def save_model(model: Any, tokenizer: Any, labels: Sequence[str], out_dir: str |
 
 
 def load_classifier(model_dir: str | Path, *, device: str = "auto") -> Classifier:
-    """Load a folder written by :func:`save_model` (safetensors only)."""
+    """Load a folder written by :func:`save_model` (safetensors only), or a quick student's folder
+    (``label_map.json`` kind ``embed-lr``, see :mod:`.embed_lr`; it runs on the CPU)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     _quiet_transformers()
@@ -224,6 +232,10 @@ def load_classifier(model_dir: str | Path, *, device: str = "auto") -> Classifie
             meta = json.loads(lm.read_text("utf-8"))
         except json.JSONDecodeError as exc:
             raise ModelLoadError(f"{lm} is not valid JSON: {exc}") from None
+    if meta.get("kind") == "embed-lr":
+        from .embed_lr import load_embed_lr
+
+        return load_embed_lr(folder, meta)  # type: ignore[return-value]
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         model = AutoModelForSequenceClassification.from_pretrained(str(folder), use_safetensors=True)

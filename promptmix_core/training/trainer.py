@@ -54,6 +54,7 @@ class TrainResult:
     config: dict[str, Any]
     model_dir: str | None = None
     classifier: Any = field(default=None, repr=False)  # a model_io.Classifier (rank 0), not serialised
+    test_metrics: dict[str, Any] | None = None  # scores on the test set, when one was given
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "classifier"}
@@ -69,6 +70,7 @@ class TrainResult:
             "train_time_s": round(self.train_time_s, 2),
             "n_train": self.n_train,
             "device": self.device,
+            "precision": self.precision,
         }
         if self.val_metrics:
             out["val_accuracy"] = self.val_metrics["accuracy"]
@@ -76,6 +78,14 @@ class TrainResult:
             out["val_n"] = self.val_metrics["n"]
             out["val_per_class"] = self.val_metrics["per_class"]
             out["val_confusion"] = self.val_metrics["confusion"]
+        if self.test_metrics:
+            out["test_accuracy"] = self.test_metrics["accuracy"]
+            out["test_macro_f1"] = self.test_metrics["macro_f1"]
+            out["test_n"] = self.test_metrics["n"]
+            out["test_per_class"] = self.test_metrics["per_class"]
+            out["test_confusion"] = self.test_metrics["confusion"]
+        if self.config.get("student"):
+            out["student"] = self.config["student"]
         return out
 
 
@@ -241,8 +251,14 @@ def train(
     run_id: int | None = None,
     job_id: int | None = None,
     keep_model: bool = True,
+    test_texts: Sequence[str] | None = None,
+    test_labels: Sequence[str] | None = None,
 ) -> TrainResult:
     """Fine-tune a sequence classifier on ``texts``/``labels``.
+
+    ``test_texts``/``test_labels`` (real labelled data, never trained on) are scored once at the end,
+    in fp32 like ``predict``; the scores go to ``TrainResult.test_metrics`` (and ``test_*`` in the
+    run's final metrics), before the run is marked done.
 
     The trainer writes nothing itself: it reports through ``callbacks`` (rank 0 only). With
     ``store`` and ``run_id`` a :class:`StoreCallback` is put first, so the run goes running -> done /
@@ -282,6 +298,15 @@ def train(
             bad = sorted(set(val_labels) - set(names))
             if bad:
                 raise ValueError(f"validation labels not in the label set: {', '.join(bad[:5])}")
+        has_test = bool(test_texts)
+        if has_test:
+            test_texts = [str(t) for t in test_texts]  # type: ignore[union-attr]
+            test_labels = [str(v) for v in (test_labels or [])]
+            if len(test_texts) != len(test_labels):
+                raise ValueError(f"{len(test_texts)} test texts but {len(test_labels)} labels")
+            bad = sorted(set(test_labels) - set(names))
+            if bad:
+                raise ValueError(f"test labels not in the label set: {', '.join(bad[:5])}")
         cfg = cfg.resolved(len(names))
         import torch
 
@@ -290,7 +315,7 @@ def train(
         with torch.enable_grad():
             result = _train_impl(cfg, texts, labels, names, val_texts if has_val else None,
                                  val_labels if has_val else None, out_dir, cbs, should_stop,
-                                 keep_model, dist, t_start)
+                                 keep_model, dist, t_start, (test_texts, test_labels) if has_test else None)
     except BaseException as exc:
         if isinstance(exc, (Cancelled, KeyboardInterrupt)):  # SIGTERM from the worker, Ctrl-C
             status, msg = "cancelled", (str(exc) or "interrupted")
@@ -308,7 +333,8 @@ def train(
 
 
 def _train_impl(cfg: TrainConfig, texts, labels, names, val_texts, val_labels, out_dir,
-                cbs: list[TrainerCallback], should_stop, keep_model, dist: _Dist, t_start: float) -> TrainResult:
+                cbs: list[TrainerCallback], should_stop, keep_model, dist: _Dist, t_start: float,
+                test: tuple[list[str], list[str]] | None = None) -> TrainResult:
     import torch
     import torch.nn.functional as F
 
@@ -490,10 +516,17 @@ def _train_impl(cfg: TrainConfig, texts, labels, names, val_texts, val_labels, o
     if status == "done":
         do_eval(round(step / steps_per_epoch, 4))
 
+    test_metrics: dict[str, Any] | None = None
+    if status == "done" and test is not None and dist.main:
+        test_enc = tokenizer(list(test[0]), truncation=True, max_length=cfg.max_length)["input_ids"]
+        test_metrics = evaluate_model(net, test_enc, [label_index[lab] for lab in test[1]], names, device=device,
+                                      pad_id=pad_id, batch_size=cfg.eval_batch_size, amp_dtype=None)
+
     model_dir = None
     if status == "done" and out_dir is not None and dist.main:
         extra = {"base_model": model_name, "train_config": cfg.to_dict(),
-                 "val_metrics": {k: val_metrics[k] for k in ("accuracy", "macro_f1", "n")} if val_metrics else None}
+                 "val_metrics": {k: val_metrics[k] for k in ("accuracy", "macro_f1", "n")} if val_metrics else None,
+                 "test_metrics": {k: test_metrics[k] for k in ("accuracy", "macro_f1", "n")} if test_metrics else None}
         model_dir = str(save_model(model, tokenizer, names, out_dir, max_length=cfg.max_length, extra=extra))
     dist.barrier()
     model.eval()
@@ -506,6 +539,7 @@ def _train_impl(cfg: TrainConfig, texts, labels, names, val_texts, val_labels, o
         train_samples_per_s=(samples * dist.world) / train_time if train_time > 0 else 0.0,
         device=device, precision=precision, world_size=dist.world, rank=dist.rank,
         labels=list(names), n_train=len(enc), config=cfg.to_dict(), model_dir=model_dir, classifier=clf,
+        test_metrics=test_metrics,
     )
     for cb in cbs:
         cb.on_train_end(result)

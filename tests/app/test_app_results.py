@@ -118,3 +118,77 @@ def test_model_download_offered_for_a_saved_model(make_app, demo_store, tmp_path
     at = make_app(RESULTS)
     assert len(at.get("download_button")) == 4
     assert "2 files" in texts(at)
+
+
+def _test_run(store, acc=0.75, n=8):
+    labels = LABELS
+    matrix = [[0] * 5 for _ in range(5)]
+    for i in range(5):
+        matrix[i][i] = 1
+    matrix[1][0] = 1
+    matrix[2][2] += 1
+    matrix[3][4] = 1
+    fm = {"val_accuracy": 1.0, "val_macro_f1": 1.0, "val_n": 2, "val_per_class": _per_class([1.0] * 5),
+          "val_confusion": {"labels": labels, "matrix": [[1 if i == j and i < 2 else 0 for j in range(5)] for i in range(5)]},
+          "test_accuracy": acc, "test_macro_f1": 0.7, "test_n": n, "test_per_class": _per_class([0.7] * 5),
+          "test_confusion": {"labels": labels, "matrix": matrix}, "n_train": 30, "epochs": 3, "steps": 12,
+          "train_time_s": 4.2, "data": {"train": 30, "seeds": 10, "val": 2}}
+    run = store.create_run({"label_source": "reviewed", "train": {"epochs": 3}}, name="with test set")
+    store.update_run(run, status="done", device="cpu", final_metrics=fm)
+    return run
+
+
+def test_run_scored_on_the_test_set_shows_test_scores_over_all_classes(make_app, demo_store):
+    demo_store.set_test_set([{"text": f"t{i}", "label": LABELS[i % 5]} for i in range(8)], name="real.csv")
+    _test_run(demo_store)
+    at = make_app(RESULTS)
+    assert not at.exception, at.exception
+    # the test-set score, not the 100 % on two held-out generated examples
+    assert ("Accuracy", "75.0%") in [(m.label, m.value) for m in at.metric]
+    assert "on 8 test examples" in texts(at)
+    assert "Scores on 8 test examples, over all 5 classes" in texts(at)
+    assert "On 2 held-out generated examples: accuracy 100.0%" in texts(at)
+    assert "No test set" not in texts(at)
+    import json as _json
+
+    specs = [_json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    heat = [s["data"][0] for s in specs if s["data"] and s["data"][0]["type"] == "heatmap"]
+    assert len(heat) == 1
+    assert heat[0]["x"] == LABELS and heat[0]["y"] == LABELS  # every class, even those never predicted
+    import base64
+
+    counts = np.frombuffer(base64.b64decode(heat[0]["text"]["bdata"]), dtype=heat[0]["text"]["dtype"])
+    assert counts.sum() == 8 and heat[0]["text"]["shape"] == "5, 5"  # the test set's counts, not the 2 generated
+
+
+def test_without_a_test_set_the_page_says_scores_mean_little(make_app, demo_store):
+    _add_run(demo_store, "val only", 1.0, 1.0)
+    at = make_app(RESULTS)
+    assert any("No test set" in w.value and "mean little" in w.value for w in at.warning)
+    assert "on 11 held-out generated examples" in texts(at)
+
+
+def test_try_the_model_with_a_quick_student(make_app, demo_store, tmp_path):
+    from promptmix_core.training.embed_lr import train_embed_lr
+
+    task = demo_store.load_task()
+    rows = task.seed_rows()
+    res = train_embed_lr(None, [r["text"] for r in rows], [r["label"] for r in rows], label_names=task.class_names,
+                         out_dir=tmp_path / "quick")
+    run = demo_store.create_run({"student": "embed-lr"}, name="quick")
+    demo_store.update_run(run, status="done", device="cpu", model_dir=res.model_dir, final_metrics=res.final_metrics())
+    at = make_app(RESULTS)
+    assert by_key(at.button, "res_try_btn").disabled  # nothing typed yet
+    by_key(at.text_area, "res_try_text::Banking support demo").input("Someone stole my card, block it please")
+    at.run()
+    by_key(at.button, "res_try_btn").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert "Predicted class: **card_lost_or_stolen**" in texts(at), [t for t in texts(at).splitlines() if "redict" in t]
+    import json as _json
+
+    specs = [_json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    spec = [s for s in specs if s["layout"].get("xaxis", {}).get("title", {}).get("text") == "probability"][0]
+    assert sorted(spec["data"][0]["y"]) == sorted(LABELS)  # one bar per class
+    assert abs(sum(spec["data"][0]["x"]) - 1.0) < 1e-3
+    assert spec["layout"]["xaxis"]["range"] == [0, 1]

@@ -1,6 +1,14 @@
-"""3 · Review: accept / override / reject / undo one by one, bulk actions, filters, conflicts."""
+"""3 · Review: the card's queue and counts, decisions sent by the card (accept / override / reject /
+undo), conflicts, bulk actions with confirmation and undo, filters, the paged list.
+
+AppTest cannot run the card's JavaScript, so these tests speak its protocol: they read the data the
+page gives the card and set the state the card sends (``sync``); the browser tests
+(``tests/e2e/test_review_card.py``) press the real keys.
+"""
 
 from __future__ import annotations
+
+import json
 
 from app_helpers import by_key, texts
 
@@ -9,6 +17,7 @@ from promptmix_core.demo import DEMO_NAME
 
 REVIEW = "pages/3_review.py"
 DEMO = DEMO_NAME
+CARD = f"rv_card::{DEMO}"
 
 
 def _click(at, key):
@@ -17,77 +26,174 @@ def _click(at, key):
     assert not at.exception, at.exception
 
 
-def _current_id(at) -> int:
-    cap = next(c.value for c in at.caption if c.value.startswith("Example #"))
-    return int(cap.split("#")[1].split(" ")[0])
+def card_data(at) -> dict:
+    """What the page handed to the review card in the last run."""
+    found = []
+
+    def walk(node):
+        children = getattr(node, "children", None)
+        if isinstance(children, dict):
+            for c in children.values():
+                walk(c)
+        proto = getattr(node, "proto", None)
+        if type(node).__name__ == "UnknownElement" and getattr(proto, "component_name", "") == "promptmix_review_card":
+            found.append(json.loads(proto.json))
+
+    walk(at._tree)
+    assert len(found) == 1, f"expected one review card, found {len(found)}"
+    return found[0]
+
+
+class Card:
+    """Plays the browser side of the card: keeps the queue window and sends operations."""
+
+    def __init__(self, at, tab="tab-A", key=CARD):
+        self.at, self.tab, self.key = at, tab, key
+        self.req, self.n, self.items, self.outbox = 0, 0, [], []
+        self.qid = None
+        self.take(card_data(at))
+        self.send()  # the card says hello at once: the page learns the tab's id
+
+
+    def take(self, data):
+        page = data.get("page")
+        if page and page["qid"] != self.qid:
+            self.qid, self.items = page["qid"], page["items"]
+        acks = data.get("acks") or {}
+        self.outbox = [op for op in self.outbox if op["cid"] not in acks]
+        self.data = data
+        return data
+
+    def item(self, i=0):
+        return self.items[i]
+
+    def send(self, *ops, want=None):
+        for op in ops:
+            self.n += 1
+            op = {"cid": f"c{self.tab}{self.n}", "tab": self.tab, **op}
+            self.outbox.append(op)
+        self.req += 1
+        self.at.session_state[self.key] = {"sync": {
+            "project": DEMO, "inst": "inst-1", "tab": self.tab, "req": self.req, "qid": self.qid, "want": want,
+            "ops": list(self.outbox)}}
+        self.at.run()
+        assert not self.at.exception, self.at.exception
+        return self.take(card_data(self.at))
+
+    def decide(self, ex, action, label=None):
+        data = self.send({"id": ex["id"], "action": action, "label": label, "base": ex["version"]})
+        return data["acks"][f"c{self.tab}{self.n}"]
+
+    def undo(self, unit):
+        data = self.send({"undo": unit})
+        return data["acks"][f"c{self.tab}{self.n}"]
 
 
 def test_review_page_shows_counts_and_the_first_example(make_app, demo_store):
     at = make_app(REVIEW)
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Generated"] == "20" and metrics["Pending"] == "20" and metrics["Relabel agrees"] == "75%"
+    data = card_data(at)
+    counts = data["counts"]  # the card shows them, moving with each key
+    assert counts["total"] == 20 and counts["total"] - counts["reviewed"] == 20
+    assert counts["agree"] / counts["relabelled"] == 0.75
     first = demo_store.list_examples()[0]
-    assert _current_id(at) == first.id
-    assert first.text.split()[0] in texts(at)
-    assert "Written for" in texts(at) and "card_lost_or_stolen" in texts(at)
-    # the list of examples below
-    assert len(at.dataframe) == 1
+    card = data["page"]["items"][0]
+    assert card["id"] == first.id and card["text"] == first.text
+    assert card["intended_label"] == "card_lost_or_stolen" and card["mixed_with"] == first.mixed_with
+    assert card["alpha"] == first.alpha and card["llm_label"] == first.llm_label and card["llm_raw"] == first.llm_raw
+    # the card says in words what Accept saves
+    assert card["accept_label"] == first.label and card["accept_source"].startswith("LLM relabel")
+    assert [c["id"] for c in data["page"]["items"]] == [e.id for e in demo_store.list_examples()]
+    assert data["classes"] == demo_store.load_task().class_names and data["order"] == "pending"
+    # the list of examples below, one page of it
+    assert len(at.dataframe) == 1 and "Examples shown (20)" in texts(at)
 
 
 def test_accept_reject_override_undo(make_app, demo_store):
     at = make_app(REVIEW)
+    card = Card(at)
     ids = [e.id for e in demo_store.list_examples()]
-    _click(at, "rv_accept")
+    assert card.decide(card.item(0), "accepted")["ok"]
     assert demo_store.get_example(ids[0]).review_status == "accepted"
-    assert _current_id(at) == ids[1]  # moved on to the next pending example
-    assert "Accepted example" in texts(at)
-
-    _click(at, "rv_reject")
+    assert card.decide(card.item(1), "rejected")["ok"]
     assert demo_store.get_example(ids[1]).review_status == "rejected"
-    assert _current_id(at) == ids[2]
-
-    by_key(at.selectbox, f"rv_override::{DEMO}::{ids[2]}").select("transfer_not_received")
-    _click(at, "rv_override")
+    assert card.decide(card.item(2), "overridden", "transfer_not_received")["ok"]
     ex = demo_store.get_example(ids[2])
     assert ex.review_status == "overridden" and ex.review_label == "transfer_not_received"
     assert ex.final_label == "transfer_not_received"
 
-    metrics = {m.label: m.value for m in at.metric}
-    assert (metrics["Accepted"], metrics["Rejected"], metrics["Overridden"], metrics["Pending"]) == ("1", "1", "1", "17")
+    counts = card.data["counts"]
+    assert (counts["accepted"], counts["rejected"], counts["overridden"], counts["total"] - counts["reviewed"]) == (1, 1, 1, 17)
+    # the tab's history, newest first: what U undoes
+    assert [h["example_id"] for h in card.data["history"]] == [ids[2], ids[1], ids[0]]
 
-    # undo: show all, go back to the first example, set it to pending again
-    by_key(at.selectbox, "rv_status::" + DEMO).select("All")
+    # undo, repeatedly, whatever the filter shows: the filter now shows none of these examples
+    by_key(at.selectbox, "rv_agree::" + DEMO).select("Relabel failed")
     at.run()
-    assert _current_id(at) == ids[3]
-    _click(at, "rv_prev")
-    _click(at, "rv_prev")
-    _click(at, "rv_prev")
-    assert _current_id(at) == ids[0]
-    _click(at, "rv_undo")
-    assert demo_store.get_example(ids[0]).review_status == "pending"
-    _click(at, "rv_next")
-    assert _current_id(at) == ids[1]
+    for unit in [h["unit"] for h in card.data["history"]]:
+        res = card.undo(unit)
+        assert res["ok"] and res["rows"][0]["review_status"] == "pending"
+    assert all(demo_store.get_example(i).review_status == "pending" for i in ids[:3])
+    assert card.data["history"] == []
+    assert card.data["counts"]["reviewed"] == 0
+
+
+def test_a_resent_batch_is_not_applied_twice(make_app, demo_store):
+    at = make_app(REVIEW)
+    card = Card(at)
+    first = card.item(0)
+    card.outbox = [{"cid": "same", "tab": card.tab, "id": first["id"], "action": "rejected", "base": 0}]
+    card.send()
+    card.outbox = [{"cid": "same", "tab": card.tab, "id": first["id"], "action": "rejected", "base": 0}]
+    data = card.send()
+    assert data["acks"]["same"]["dup"]
+    assert demo_store.get_example(first["id"]).version == 1
 
 
 def test_conflict_is_reported_and_nothing_is_overwritten(make_app, demo_store):
     at = make_app(REVIEW)
+    card = Card(at)
     first = demo_store.list_examples()[0]
     # another tab decides on the same example after this page loaded it
     demo_store.review(first.id, "rejected", expected_version=first.version)
-    _click(at, "rv_accept")
-    assert any("changed in another tab" in e.value for e in at.error)
+    res = card.decide(card.item(0), "accepted")
+    assert res["conflict"] and res["current"]["status"] == "rejected"
     assert demo_store.get_example(first.id).review_status == "rejected"
+    # keys of one tab never conflict with each other, even on one example and before any answer
+    second = card.item(1)
+    data = card.send({"id": second["id"], "action": "accepted", "base": 0},
+                     {"id": second["id"], "action": "rejected", "base": 0},
+                     {"id": second["id"], "action": "overridden", "label": "exchange_rate", "base": 0})
+    assert all(r["ok"] for r in data["acks"].values())
+    assert demo_store.get_example(second["id"]).review_label == "exchange_rate"
 
 
 def test_bulk_accept_where_the_relabel_agrees(make_app, demo_store):
     at = make_app(REVIEW)
+    card = Card(at)
     agree = [e.id for e in demo_store.list_examples(relabel_status="agree")]
     _click(at, "rv_bulk_agree")
+    # it asks first, with the count
+    assert demo_store.count_examples()["accepted"] == 0
+    assert "Accept 15 pending examples where the relabel agrees?" in texts(at)
+    _click(at, "rv_bulk_confirm")
     assert all(demo_store.get_example(i).review_status == "accepted" for i in agree)
     assert demo_store.count_examples()["accepted"] == len(agree) == 15
     assert f"Accepted {len(agree)} examples" in texts(at)
+    # one step to undo, from the card's history (U) or the button
+    card.take(card_data(at))
+    assert card.data["history"][0]["bulk"] and card.data["history"][0]["n"] == 15
+    _click(at, "rv_bulk_undo")
+    assert demo_store.count_examples()["accepted"] == 0 and "Undid the bulk action: 15 examples" in texts(at)
+    _click(at, "rv_bulk_agree")
+    _click(at, "rv_bulk_cancel")
+    assert demo_store.count_examples()["accepted"] == 0
+    _click(at, "rv_bulk_agree")
+    _click(at, "rv_bulk_confirm")
+    res = Card(at).undo(card_data(at)["history"][0]["unit"])
+    assert res["ok"] and res["bulk"] and res["n"] == 15 and demo_store.count_examples()["accepted"] == 0
     # the rest: accept everything the filters show
     _click(at, "rv_bulk_shown")
+    _click(at, "rv_bulk_confirm")
     assert demo_store.count_examples()["reviewed"] == 20
     assert "Everything is reviewed" in texts(at)
 
@@ -97,6 +203,8 @@ def test_filters_and_search(make_app, demo_store):
     by_key(at.selectbox, "rv_agree::" + DEMO).select("Relabel differs")
     at.run()
     assert "Examples shown (5)" in texts(at)
+    data = card_data(at)
+    assert len(data["page"]["items"]) == 5 and all(c["relabel_status"] == "changed" for c in data["page"]["items"])
     by_key(at.selectbox, "rv_agree::" + DEMO).select("Any")
     by_key(at.selectbox, "rv_class::" + DEMO).select("exchange_rate")
     at.run()
@@ -107,10 +215,37 @@ def test_filters_and_search(make_app, demo_store):
     by_key(at.text_input, "rv_search::" + DEMO).input("airline")
     at.run()
     assert "Examples shown (1)" in texts(at)
-    assert "airline" in texts(at)
+    assert "airline" in card_data(at)["page"]["items"][0]["text"]
     by_key(at.text_input, "rv_search::" + DEMO).input("no such words anywhere")
     at.run()
     assert "No examples match these filters" in texts(at)
+
+
+def test_most_informative_order_says_why(make_app, demo_store):
+    at = make_app(REVIEW)
+    by_key(at.selectbox, "rv_order::" + DEMO).select("informative")
+    at.run()
+    assert not at.exception
+    items = card_data(at)["page"]["items"]
+    changed = {e.id for e in demo_store.list_examples(relabel_status="changed")}
+    assert {c["id"] for c in items[:5]} == changed
+    assert all(c["reasons"][0]["code"] == "relabel_differs" for c in items[:5])
+    assert all(not c["reasons"] for c in items[5:])
+    assert "Nearest class" in texts(at) or "nearest class" in texts(at)
+
+
+def test_a_row_of_the_list_opens_in_the_card(make_app, demo_store):
+    at = make_app(REVIEW)
+    ids = [e.id for e in demo_store.list_examples()]
+    at.session_state["rv_focus"] = {"seq": 1, "id": ids[7]}
+    at.run()
+    focus = card_data(at)["focus"]
+    assert focus["seq"] == 1 and focus["row"]["id"] == ids[7]
+    # once the card has shown it, it is not opened again (say, when the page is opened again)
+    at.session_state[CARD] = {"sync": {"project": DEMO, "inst": "i", "tab": "t", "req": 1,
+                                       "qid": card_data(at)["qid"], "want": None, "ops": [], "focus_seen": 1}}
+    at.run()
+    assert card_data(at)["focus"] is None
 
 
 def test_empty_state_without_examples(make_app, projects_dir):
@@ -123,7 +258,8 @@ def test_empty_state_without_examples(make_app, projects_dir):
 
 
 def test_llm_text_is_shown_literally(make_app, demo_store):
-    """Markdown or HTML in generated text must not render as links, images or markup."""
+    """Markdown or HTML in generated text must not render as links, images or markup: the card puts it
+    in the page as text (tested in the browser), and nothing here renders it as Markdown."""
     job = demo_store.create_job("generate", {}, status="done")
     evil = "**bold** [click](http://evil.example) <img src=x onerror=alert(1)> $x^2$ :red[red]"
     demo_store.add_examples([{"job_id": job, "slot": "x", "text": evil, "norm_text": "evil",
@@ -131,8 +267,9 @@ def test_llm_text_is_shown_literally(make_app, demo_store):
     at = make_app(REVIEW)
     by_key(at.text_input, "rv_search::" + DEMO).input("click")
     at.run()
+    assert card_data(at)["page"]["items"][0]["text"] == evil
     shown = [m.value for m in at.markdown if "click" in m.value]
-    assert shown and all(r"\*\*bold\*\*" in v and r"\[click\]" in v and r"\<img" in v and r"\$" in v for v in shown)
+    assert all(r"\*\*bold\*\*" in v and r"\[click\]" in v and r"\<img" in v and r"\$" in v for v in shown)
 
 
 def test_filters_are_kept_per_project(make_app, demo_store, projects_dir):
@@ -152,3 +289,4 @@ def test_filters_are_kept_per_project(make_app, demo_store, projects_dir):
     assert not at.exception
     assert by_key(at.selectbox, "rv_class::other").value == "All classes"
     assert "Examples shown (1)" in texts(at)
+    assert card_data(at)["project"] == "other" and card_data(at)["classes"] == ["pos", "neg"]

@@ -92,6 +92,30 @@ def test_project_in_the_url_is_opened(make_app, projects_dir):
     assert any("no project called" in w.value for w in at2.sidebar.warning)
 
 
+def test_a_link_opens_its_project_and_page_and_a_new_tab_the_last_one_used(make_app, projects_dir):
+    """``?project=NAME`` with a page opens both (a link for a second reviewer); a new tab without a link
+    opens the project used last, remembered in the projects folder."""
+    projects.ensure_demo(projects_dir)
+    projects.create_project("second", projects_dir).close()
+    at = make_app("pages/3_review.py", project="second")
+    assert by_key(at.sidebar.selectbox, "sb_project").value == "second"
+    assert at.title[0].value == "3 · Review"
+    assert projects.last_project(projects_dir) == "second"
+    fresh = make_app()  # another tab, no link
+    assert by_key(fresh.sidebar.selectbox, "sb_project").value == "second"
+    assert fresh.query_params["project"] in ("second", ["second"])
+    # switching in the sidebar changes the project a new tab opens
+    by_key(fresh.sidebar.selectbox, "sb_project").select(DEMO_NAME)
+    fresh.run()
+    assert projects.last_project(projects_dir) == DEMO_NAME
+    assert by_key(make_app().sidebar.selectbox, "sb_project").value == DEMO_NAME
+    # a remembered project that was deleted since is skipped
+    projects.remember_last_project("second", projects_dir)
+    projects.delete_project("second", projects_dir)
+    assert projects.last_project(projects_dir) is None
+    assert by_key(make_app().sidebar.selectbox, "sb_project").value == DEMO_NAME
+
+
 def test_all_projects_deleted_shows_a_way_back(make_app, projects_dir):
     at = make_app()
     projects.delete_project(DEMO_NAME, projects_dir)

@@ -180,3 +180,81 @@ def test_old_flat_train_settings_are_migrated(demo_store):
             spec.train.max_length, spec.train.max_steps) == (7, 16, 50, 3, 32, None)
     assert spec.train.learning_rate is None
     assert TrainingSpec.from_page_settings({**old, "train_lr": "3e-5"}).train.learning_rate == 3e-5
+
+
+def test_after_reviewing_the_page_defaults_to_reviewed_labels(make_app, started, demo_store):
+    ex = demo_store.list_examples()
+    demo_store.review(ex[0].id, "rejected")
+    demo_store.review(ex[1].id, "overridden", label="exchange_rate")
+    demo_store.review(ex[2].id, "accepted")
+    at = make_app(TRAIN)
+    assert not at.exception, at.exception
+    assert by_key(at.radio, K + "label_source").value == "reviewed"
+    pending = by_key(at.radio, K + "pending")
+    assert pending.value == "drop" and len(pending.options) == 3  # leave out, A1, A2: a visible choice
+    assert "not reviewed (17)" in pending.label
+    # counts per class of exactly what the run will use: 10 seeds + the accepted and the overridden one
+    counts = [d.value for d in at.dataframe if "validation" in d.value.columns][0]
+    assert counts["train"].sum() + counts["validation"].sum() == 12
+    assert int(counts.loc[counts["class"] == "exchange_rate", "generated"].iloc[0]) >= 1
+    assert "Left out: 1 rejected · 17 pending (left out)" in texts(at)
+    assert any("Fewer generated examples than seeds" in w.value for w in at.warning)
+    by_key(at.button, "train_start").click()
+    at.run()
+    cfg = started[0]["config"]
+    assert cfg["label_source"] == "reviewed" and cfg["pending"] == "drop"
+
+
+def test_the_plan_shown_is_the_real_one(make_app, started):
+    at = make_app(TRAIN)
+    # 10 seeds + 15 generated (one per class held out); batch 8: 4 steps per epoch; minimum 100 steps
+    assert "**Plan:** 100 steps = 25 epochs over 25 examples" in texts(at)
+    assert "batch 8, 4 steps per epoch, learning rate 4e-05 (auto)" in texts(at)
+    assert any("Minimum steps 100 raises the 5 epochs you asked for to 25" in i.value for i in at.info)
+    by_key(at.number_input, K + "min_steps").set_value(0)
+    at.run()
+    assert "**Plan:** 20 steps = 5 epochs over 25 examples" in texts(at)
+    assert not any("raises" in i.value for i in at.info)
+    by_key(at.button, "train_start").click()
+    at.run()
+    assert started[0]["config"]["name"] == "a2 · 20 steps = 5 epochs"  # the run is named after the real plan
+
+
+def test_quick_student_and_test_set_on_the_train_page(make_app, started, demo_store):
+    demo_store.set_test_set([{"text": "my card was taken from my bag", "label": "card_lost_or_stolen"},
+                             {"text": "what rate do you give for dollars", "label": "exchange_rate"}], name="real.csv")
+    at = make_app(TRAIN)
+    assert "Test set: scored on 2 real labelled examples (real.csv)" in texts(at).replace("**", "")
+    by_key(at.radio, K + "student").set_value("embed-lr")
+    at.run()
+    assert not at.exception, at.exception
+    assert "fits a logistic regression" in texts(at)
+    # 25 training + 5 validation + 2 test texts
+    assert "Plan: embed 32 texts once, then fit a logistic regression on 25" in texts(at).replace("**", "")
+    by_key(at.button, "train_start").click()
+    at.run()
+    cfg = started[0]["config"]
+    assert cfg["student"] == "embed-lr" and cfg["use_test_set"] is True and cfg["name"] == "a2 · quick student"
+
+
+def test_accuracy_axis_stays_within_0_to_100_percent(make_app, demo_store):
+    import json
+
+    job = demo_store.create_job("train", {"label_source": "a2"}, status="running")
+    demo_store.update_job(job, pid=os.getpid(), progress={"phase": "training", "step": 4, "total_steps": 20})
+    run = demo_store.create_run({"label_source": "a2"}, name="live", job_id=job)
+    demo_store.update_run(run, status="running", device="cpu")
+    demo_store.log_metrics(run, 2, {"train_loss": 1.5})
+    demo_store.log_metrics(run, 2, {"val_accuracy": 0.5, "val_macro_f1": 0.5, "val_loss": 1.2})
+    demo_store.log_metrics(run, 4, {"val_accuracy": 1.0, "val_macro_f1": 1.0, "val_loss": 0.9})
+    at = make_app(TRAIN)
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    acc = [s for s in specs if s["layout"]["title"]["text"] == "Validation accuracy"][0]
+    assert acc["layout"]["yaxis"]["range"] == [0, 1] and acc["layout"]["yaxis"]["tickformat"] == ".0%"
+    assert acc["layout"]["yaxis"]["autorange"] is False
+    # a later poll reads only the new rows and keeps the axis
+    demo_store.log_metrics(run, 6, {"val_accuracy": 0.75, "val_macro_f1": 0.7, "val_loss": 0.8})
+    at.run()
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    acc = [s for s in specs if s["layout"]["title"]["text"] == "Validation accuracy"][0]
+    assert acc["data"][0]["y"] == [0.5, 1.0, 0.75] and acc["layout"]["yaxis"]["range"] == [0, 1]

@@ -127,3 +127,16 @@ def _stop_workers(folder: Path) -> None:
 def shots():
     SHOTS.mkdir(parents=True, exist_ok=True)
     return SHOTS
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory):
+    """One app server for a whole test module (each test uses its own project in its folder)."""
+    base = tmp_path_factory.mktemp("app")
+    (base / "projects").mkdir()
+    server = StreamlitServer(base / "projects", base / "streamlit.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+        _stop_workers(server.projects_dir)

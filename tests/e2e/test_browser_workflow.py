@@ -54,6 +54,11 @@ def _metric(page: Page, label: str) -> str:
     return m.first.locator("[data-testid='stMetricValue']").inner_text().strip()
 
 
+def _count(page: Page, name: str) -> int:
+    """A count the review card shows (total, pending, accepted, overridden, rejected)."""
+    return int(json.loads(page.locator(".pmx-card").get_attribute("data-counts"))[name])
+
+
 def _goto(page: Page, base: str, path: str, project: str | None = None) -> None:
     page.goto(f"{base}/{path}" + (f"?project={project}" if project else ""))
     wait_idle(page)
@@ -163,7 +168,9 @@ def test_full_workflow(page: Page, app_server, make_fake_llm, shots, tmp_path):
     # ------------------------------------------------------------------ review with shortcuts
     _nav(page, "3 · Review")
     main = _main(page)
-    assert _metric(page, "Generated") == "12" and _metric(page, "Pending") == "12"
+    card = page.locator(".pmx-card[data-ready='1']")
+    expect(card).to_be_visible(timeout=30_000)
+    assert (_count(page, "total"), _count(page, "pending")) == (12, 12)
     screenshot(page, shots / "05_review.png")
 
     def current_id() -> int:
@@ -172,32 +179,29 @@ def test_full_workflow(page: Page, app_server, make_fake_llm, shots, tmp_path):
 
     first = current_id()
     main.get_by_role("heading", name="3 · Review").click()  # focus out of any input
-    page.keyboard.press("a")  # accept
-    wait_idle(page)
-    expect(main).to_contain_text(f"Accepted example #{first}")
-    wait_idle(page)
+    page.keyboard.press("a")  # accept: the next example shows at once
+    expect(card).not_to_have_attribute("data-current-id", str(first))
     second = current_id()
     assert second != first
-    _select(page, main, "Override with class", "refund_request")
-    main.get_by_role("heading", name="3 · Review").click()  # focus out of any input
-    page.keyboard.press("o")  # override with the class picked
-    wait_idle(page)
-    expect(main).to_contain_text(f"Overrode to refund_request example #{second}")
-    wait_idle(page)
+    expect(card.locator(".pmx-saved")).to_contain_text("saved")  # the card says the decision is saved
+    page.keyboard.press("o")  # override: the class picker, with type-ahead
+    page.keyboard.type("refund")
+    page.keyboard.press("Enter")
+    expect(card).not_to_have_attribute("data-current-id", str(second))
     third = current_id()
     page.keyboard.press("x")  # reject
-    wait_idle(page)
-    expect(main).to_contain_text(f"Rejected example #{third}")
-    wait_idle(page)
-    assert (_metric(page, "Accepted"), _metric(page, "Overridden"), _metric(page, "Rejected")) == ("1", "1", "1")
-    assert _metric(page, "Pending") == "9"
+    expect(card).not_to_have_attribute("data-current-id", str(third))
+    expect(card).to_have_attribute("data-outbox", "0")
+    assert (_count(page, "accepted"), _count(page, "overridden"), _count(page, "rejected")) == (1, 1, 1)
+    assert _count(page, "pending") == 9
     screenshot(page, shots / "06_review_decided.png")
 
     # a refresh loses nothing: same project, decisions still there
     page.reload()
     wait_idle(page)
     expect(_sidebar(page)).to_contain_text("e2e")
-    assert _metric(page, "Rejected") == "1"
+    expect(page.locator(".pmx-card[data-ready='1']")).to_be_visible(timeout=30_000)
+    assert _count(page, "rejected") == 1
 
     # ------------------------------------------------------------------ train a tiny model, watch the chart
     _nav(page, "4 · Train")
@@ -265,5 +269,6 @@ def test_deep_link_after_a_restart_opens_inside_the_app(page: Page, app_server, 
     expect(nav).to_have_count(5)
     expect(nav.first).to_contain_text("1 · Task")
     expect(_sidebar(page)).to_contain_text("Banking support demo")
-    assert _metric(page, "Generated") == "20"
+    expect(page.locator(".pmx-card[data-ready='1']")).to_be_visible(timeout=30_000)
+    assert _count(page, "total") == 20
     screenshot(page, shots / "11_review_deep_link.png")

@@ -126,8 +126,11 @@ def test_two_processes_racing_on_the_same_examples_never_overwrite_silently(proj
 
 def test_two_app_sessions_on_the_review_page(tmp_path, monkeypatch):
     """Two browser sessions (AppTest) open the same example; the second decision is refused with a
-    message, not written over the first."""
+    message, not written over the first. The sessions speak the review card's protocol (AppTest cannot
+    run its JavaScript): each sends its decision with the example's version it loaded and its tab id."""
     pytest.importorskip("streamlit")
+    import json
+
     from streamlit.testing.v1 import AppTest
 
     from rel_helpers import tiny_task
@@ -140,25 +143,46 @@ def test_two_app_sessions_on_the_review_page(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     store = projects.create_project("shared", folder, task=tiny_task())
     ids = _seed_examples(store, 4)
+    key = "rv_card::shared"
 
-    def session():
+    def card_data(at):
+        found = []
+
+        def walk(node):
+            children = getattr(node, "children", None)
+            if isinstance(children, dict):
+                for c in children.values():
+                    walk(c)
+            proto = getattr(node, "proto", None)
+            if getattr(proto, "component_name", "") == "promptmix_review_card":
+                found.append(json.loads(proto.json))
+
+        walk(at._tree)
+        return found[0]
+
+    def session(tab):
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
         at.query_params["project"] = "shared"
         at.run()
         at.switch_page("pages/3_review.py")
         at.run()
         assert not at.exception, at.exception
-        return at
+        first = card_data(at)["page"]["items"][0]
+        return at, first
 
-    def click(at, key):
-        next(b for b in at.button if getattr(b, "key", None) == key).click()
+    def decide(at, tab, ex, action):
+        op = {"cid": f"{tab}-1", "id": ex["id"], "action": action, "base": ex["version"], "tab": tab}
+        at.session_state[key] = {"sync": {"project": "shared", "inst": tab, "tab": tab, "req": 1,
+                                          "qid": card_data(at)["qid"], "want": None, "ops": [op]}}
         at.run()
         assert not at.exception, at.exception
+        return card_data(at)["acks"][op["cid"]]
 
-    alice, bob = session(), session()
-    click(alice, "rv_accept")
+    (alice, seen_a), (bob, seen_b) = session("alice"), session("bob")
+    assert seen_a["id"] == seen_b["id"] == ids[0] and seen_a["version"] == seen_b["version"] == 0
+    assert decide(alice, "alice", seen_a, "accepted")["ok"]
     assert store.get_example(ids[0]).review_status == "accepted"
-    click(bob, "rv_reject")  # bob still sees the version before alice's decision
-    assert any("changed in another tab or by another person" in e.value for e in bob.error)
+    res = decide(bob, "bob", seen_b, "rejected")  # bob still sees the version before alice's decision
+    assert not res["ok"] and "changed in another tab or by another person" in res["message"]
     ex = store.get_example(ids[0])
     assert (ex.review_status, ex.version) == ("accepted", 1)

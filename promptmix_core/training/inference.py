@@ -1,0 +1,112 @@
+"""Classifying texts with a trained model: the one function behind ``promptmix predict`` and the
+app's "Try the model" (a typed text, or an uploaded file of texts into a downloadable CSV).
+
+Works with every saved kind (a fine-tuned model or the quick embed-lr student), through
+:func:`.model_io.get_classifier` (cached per process).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+CHUNK = 64  # texts per progress update
+TEXT_FILE_TYPES = ("csv", "jsonl", "txt")
+
+
+@dataclass
+class Predictions:
+    """``classes`` in the model's order; ``predicted[i]`` and ``probs[i]`` (one row per text)."""
+
+    classes: list[str]
+    texts: list[str]
+    predicted: list[str]
+    probs: Any  # numpy float32 array (n_texts, n_classes)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def confidence(self, i: int) -> float:
+        return float(self.probs[i].max()) if len(self.classes) else 0.0
+
+    def rows(self) -> list[dict[str, Any]]:
+        """``{"text", "label", "confidence", "probabilities": {class: p}}`` per text."""
+        return [{"text": t, "label": lab, "confidence": round(self.confidence(i), 6),
+                 "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, self.probs[i])}}
+                for i, (t, lab) in enumerate(zip(self.texts, self.predicted))]
+
+    def ranked(self, i: int) -> list[tuple[str, float]]:
+        """(class, probability) for text ``i``, most probable first."""
+        return sorted(((c, float(p)) for c, p in zip(self.classes, self.probs[i])), key=lambda x: -x[1])
+
+    def to_csv_bytes(self) -> bytes:
+        """``text,label,confidence,<one column per class>``; formula-safe for spreadsheets."""
+        from ..export import neutralize_formula
+
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf, lineterminator="\r\n")
+        w.writerow(["text", "label", "confidence", *[neutralize_formula(c) for c in self.classes]])
+        for i, (t, lab) in enumerate(zip(self.texts, self.predicted)):
+            w.writerow([neutralize_formula(t), neutralize_formula(lab), f"{self.confidence(i):.6f}",
+                        *[f"{float(p):.6f}" for p in self.probs[i]]])
+        return buf.getvalue().encode("utf-8")
+
+    def to_jsonl_bytes(self) -> bytes:
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows()).encode("utf-8")
+
+
+def classify(
+    model_dir: str | Path,
+    texts: Sequence[str],
+    *,
+    device: str = "auto",
+    batch_size: int = 64,
+    progress: Callable[[int, int], None] | None = None,
+) -> Predictions:
+    """Predict the class and the probability of every class for each text.
+
+    ``progress(done, total)`` is called after every chunk of :data:`CHUNK` texts (a progress bar).
+    Raises :class:`.config.ModelLoadError` for a folder that is not a usable model.
+    """
+    import numpy as np
+
+    from .model_io import get_classifier
+
+    clf = get_classifier(model_dir, device=device)
+    texts = ["" if t is None else str(t) for t in texts]
+    parts = []
+    step = max(CHUNK, batch_size)
+    for s in range(0, len(texts), step):
+        parts.append(clf.predict_proba(texts[s : s + step], batch_size=batch_size))
+        if progress is not None:
+            progress(min(s + step, len(texts)), len(texts))
+    probs = np.concatenate(parts, axis=0) if parts else np.zeros((0, len(clf.labels)), dtype=np.float32)
+    predicted = [clf.labels[int(i)] for i in probs.argmax(axis=1)] if len(probs) else []
+    return Predictions(classes=list(clf.labels), texts=texts, predicted=predicted, probs=probs)
+
+
+def read_texts(data: bytes, filename: str) -> list[str]:
+    """Texts to classify from an uploaded or local file.
+
+    ``.csv`` / ``.jsonl``: the ``text`` column or field, read by the one labelled-file reader
+    (:func:`promptmix_core.labelled.parse_labelled`; a label column is allowed, not needed).
+    ``.txt``: one text per line. Blank texts are skipped.
+    """
+    from ..errors import TaskError
+    from ..labelled import FORMATS, decode_bytes, parse_labelled
+
+    name = str(filename or "the file").replace("\\", "/").rsplit("/", 1)[-1]
+    suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ".txt"
+    content = decode_bytes(data, name)
+    if suffix in FORMATS:
+        return [r["text"] for r in parse_labelled(content, FORMATS[suffix], name, require_label=False)]
+    if suffix != ".txt":
+        raise TaskError(f"{name}: give a .csv (text column), .jsonl (text field) or .txt file (one text per line)")
+    return [ln.strip() for ln in content.splitlines() if ln.strip()]
+
+
+__all__ = ["CHUNK", "Predictions", "TEXT_FILE_TYPES", "classify", "read_texts"]

@@ -1,0 +1,89 @@
+"""The bundled model's own server: request parsing (fast) and, against the real model (slow), batched
+generation with per-request settings, stop strings, n, and constrained answers by scoring."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+
+import pytest
+
+from promptmix_core.llm.serve import RequestError, constrained_choices, parse_request
+from promptmix_core.relabel import label_schema
+
+MODEL = "smollm2-135m-instruct"
+MSG = [{"role": "user", "content": "hi"}]
+
+
+def test_parse_request_defaults_and_limits():
+    r = parse_request({"model": MODEL, "messages": MSG}, MODEL)
+    assert r.temperature == 1.0 and r.top_p == 1.0 and r.n == 1 and r.stop == [] and r.choices is None
+    r = parse_request({"model": MODEL, "messages": MSG, "temperature": 0, "max_completion_tokens": 7,
+                       "stop": "\n", "n": 3, "seed": 5, "top_logprobs": 2}, MODEL)
+    assert (r.temperature, r.max_tokens, r.stop, r.n, r.seed, r.logprobs, r.top_logprobs) == (0.0, 7, ["\n"], 3, 5, True, 2)
+    with pytest.raises(RequestError) as e:
+        parse_request({"model": "other", "messages": MSG}, MODEL)
+    assert e.value.status == 404
+    for bad in ({"temperature": 3}, {"max_tokens": 0}, {"n": 0}, {"stop": [1]}, {"messages": []},
+                {"top_logprobs": 50}, {"tools": [{"type": "function"}]}):
+        with pytest.raises(RequestError):
+            parse_request({"model": MODEL, "messages": MSG, **bad}, MODEL)
+
+
+def test_constrained_forms():
+    assert constrained_choices({"response_format": label_schema(["b", "a", "b"])}) == (["b", "a"], "label")
+    assert constrained_choices({"guided_choice": ["x", "y"]}) == (["x", "y"], None)
+    assert constrained_choices({"response_format": {"type": "text"}}) == (None, None)
+    assert constrained_choices({}) == (None, None)
+    for rf in ({"type": "json_object"},
+               {"type": "json_schema", "json_schema": {"schema": {"type": "object", "properties": {
+                   "a": {"type": "string"}, "b": {"type": "string"}}}}},
+               {"type": "json_schema", "json_schema": {"schema": {"type": "object", "properties": {
+                   "a": {"type": "string"}}}}}):
+        with pytest.raises(RequestError):  # 400: a client falls back to free text
+            constrained_choices({"response_format": rf})
+
+
+@pytest.mark.slow
+def test_real_server_batches_with_each_requests_settings(tmp_path):
+    import openai
+
+    from promptmix_core.llm.local import LocalServer
+
+    prompt = [{"role": "user", "content": "Write three short sentences about the weather in a small town."}]
+    with LocalServer(backend="promptmix") as server:
+        client = openai.AsyncOpenAI(base_url=server.base_url, api_key="local", timeout=300, max_retries=0)
+
+        async def go():
+            alone = await client.chat.completions.create(model=server.model, messages=prompt, max_tokens=24,
+                                                         temperature=0)
+            batch = await asyncio.gather(
+                client.chat.completions.create(model=server.model, messages=prompt, max_tokens=24, temperature=0),
+                *(client.chat.completions.create(model=server.model, messages=prompt, max_tokens=12,
+                                                 temperature=1.3, seed=s) for s in (1, 2)),
+                client.chat.completions.create(model=server.model, messages=prompt, max_tokens=40, temperature=0,
+                                               stop=["."]),
+                client.chat.completions.create(model=server.model, messages=prompt, max_tokens=8, temperature=1.0,
+                                               n=3, seed=7),
+                client.chat.completions.create(
+                    model=server.model, max_tokens=10, temperature=0, logprobs=True, top_logprobs=2,
+                    response_format=label_schema(["sports", "politics", "cooking"]),
+                    messages=[{"role": "user", "content": "Which category: sports, politics or cooking?\n"
+                                                          "Text: The striker scored twice in the final."}]),
+            )
+            await client.close()
+            return alone, batch
+
+        alone, (greedy, s1, s2, stopped, multi, scored) = asyncio.run(go())
+    g = alone.choices[0].message.content
+    assert greedy.choices[0].message.content == g  # greedy in a batch of sampled rows: unchanged
+    assert s1.usage.completion_tokens <= 12 and s1.choices[0].message.content != s2.choices[0].message.content
+    assert stopped.choices[0].finish_reason == "stop" and "." not in stopped.choices[0].message.content
+    assert len(multi.choices) == 3 and multi.usage.completion_tokens <= 24
+    content = scored.choices[0].message.content
+    assert json.loads(content)["label"] in ("sports", "politics", "cooking")
+    tokens = scored.choices[0].logprobs.content
+    assert "".join(t.token for t in tokens) == content
+    conf = math.exp(sum(t.logprob for t in tokens))
+    assert 0.0 < conf <= 1.0
