@@ -111,7 +111,7 @@ class EmbedLRClassifier:
 
         label_map = {
             "format": FORMAT_VERSION,
-            "kind": KIND,
+            "kind": self.kind,
             "embedder": EMBEDDER,
             "labels": self.labels,
             "label2id": {lab: i for i, lab in enumerate(self.labels)},

@@ -5,9 +5,9 @@ It is the baseline users compare PromptMix against for "a few examples -> a chea
 runs on the same bundled all-MiniLM-L6-v2 and the same k seeds (``setfit``), or on seeds plus the
 relabelled examples (``setfit+a2``). Uses the ``setfit`` package (pinned in pyproject, imported lazily).
 
-Saved models hold no pickle: the body is saved by sentence-transformers as safetensors, the head as
-plain JSON (``head.json``: coefficients, intercepts, classes), and ``label_map.json`` names the student
-kind so ``promptmix predict`` and the app load it like any other model.
+Saved models hold no pickle: the head is saved as the quick embed-lr student saves its head
+(safetensors, ``label_map.json`` with kind ``setfit``), the fine-tuned body by sentence-transformers as
+safetensors in ``body/``; ``promptmix predict`` and the app load it like any other model.
 
 Fair settings (documented in docs/RESULTS.md): setfit's defaults (20 pair iterations per example, one
 epoch, batch 16, body learning rate 2e-5, cosine-similarity loss) with ``max_steps`` capping the
@@ -22,11 +22,12 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
+
+from .embed_lr import WEIGHTS_FILE, EmbedLRClassifier
 
 log = logging.getLogger(__name__)
 
-HEAD_FILE = "head.json"
 BODY_DIR = "body"
 STUDENT_KIND = "setfit"
 
@@ -71,55 +72,33 @@ class SetFitConfig:
         return asdict(self)
 
 
-class EmbeddingClassifier:
-    """A sentence-transformer body plus a linear softmax head: ``predict(texts) -> (labels, probs)``.
+class SetFitClassifier(EmbedLRClassifier):
+    """The fine-tuned sentence-transformer body plus the linear softmax head (the quick student's head
+    and file format, with the body beside it): ``predict(texts) -> (labels, probs)``."""
 
-    The same shape as :class:`~promptmix_core.training.model_io.Classifier` so prediction, the app's
-    "Try the model" and evaluation treat both alike."""
+    kind = STUDENT_KIND
 
-    def __init__(self, body: Any, coef: Any, intercept: Any, labels: Sequence[str], *,
+    def __init__(self, body: Any, labels: Sequence[str], coef: Any, intercept: Any, *,
                  meta: dict[str, Any] | None = None):
-        import numpy as np
-
+        super().__init__(labels, coef, intercept, meta=meta)
         self.body = body
-        self.coef = np.asarray(coef, dtype=np.float32)
-        self.intercept = np.asarray(intercept, dtype=np.float32)
-        self.labels = list(labels)
-        self.meta = dict(meta or {})
-        if self.coef.shape != (len(self.labels), _embedding_dim(self.body)):
-            raise ValueError(f"head shape {self.coef.shape} does not fit {len(self.labels)} labels")
-
-    def embed(self, texts: Sequence[str], *, batch_size: int = 64) -> Any:
-        return self.body.encode(["" if t is None else str(t) for t in texts], batch_size=batch_size,
-                                convert_to_numpy=True, show_progress_bar=False)
+        if self.coef.shape[1] != _embedding_dim(body):
+            raise ValueError(f"head of width {self.coef.shape[1]} does not fit a body of {_embedding_dim(body)}")
+        self.device = str(getattr(body, "device", "cpu"))
 
     def predict_proba(self, texts: Sequence[str], *, batch_size: int = 64) -> Any:
         import numpy as np
 
-        if not len(texts):
+        texts = ["" if t is None else str(t) for t in texts]
+        if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        logits = self.embed(texts, batch_size=batch_size) @ self.coef.T + self.intercept
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
-
-    def predict(self, texts: Sequence[str], *, batch_size: int = 64) -> tuple[list[str], Any]:
-        probs = self.predict_proba(texts, batch_size=batch_size)
-        return [self.labels[int(i)] for i in probs.argmax(axis=1)], probs
+        emb = self.body.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+        return self.proba_from_embeddings(emb)
 
     def save(self, out_dir: str | Path, *, extra: dict[str, Any] | None = None) -> Path:
-        """Body as safetensors (sentence-transformers), head and labels as JSON; never a pickle."""
-        from .model_io import LABEL_MAP_FILE
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        """Head and labels as the quick student writes them, the body as safetensors in ``body/``."""
+        out = super().save(out_dir, extra={"body": BODY_DIR, **(extra or {})})
         self.body.save(str(out / BODY_DIR), safe_serialization=True)
-        (out / HEAD_FILE).write_text(json.dumps({
-            "labels": self.labels, "coef": self.coef.tolist(), "intercept": self.intercept.tolist(),
-        }) + "\n", "utf-8")
-        meta = {**self.meta, **(extra or {}), "student": self.meta.get("student", STUDENT_KIND),
-                "labels": self.labels, "label2id": {lab: i for i, lab in enumerate(self.labels)}}
-        (out / LABEL_MAP_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", "utf-8")
         return out
 
 
@@ -128,39 +107,29 @@ def _embedding_dim(body: Any) -> int:
     return int(get())
 
 
-def is_embedding_model(folder: str | Path) -> bool:
-    return (Path(folder) / HEAD_FILE).is_file() and (Path(folder) / BODY_DIR).is_dir()
-
-
-def load_embedding_classifier(folder: str | Path, *, device: str = "auto") -> EmbeddingClassifier:
-    from .config import ModelLoadError
-    from .model_io import LABEL_MAP_FILE, check_safetensors_folder
-
-    folder = Path(folder).expanduser()
-    check_safetensors_folder(folder / BODY_DIR)
-    try:
-        head = json.loads((folder / HEAD_FILE).read_text("utf-8"))
-        meta = json.loads((folder / LABEL_MAP_FILE).read_text("utf-8")) if (folder / LABEL_MAP_FILE).exists() else {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{folder}: the classifier head is unreadable ({exc})") from None
-    body = _load_body(str(folder / BODY_DIR), device)
-    try:
-        return EmbeddingClassifier(body, head["coef"], head["intercept"], head["labels"], meta=meta)
-    except (KeyError, ValueError) as exc:
-        raise ModelLoadError(f"{folder}: the classifier head does not fit the body ({exc})") from None
-
-
-def _load_body(path: str, device: str = "auto") -> Any:
+def load_setfit(folder: str | Path, meta: Mapping[str, Any], *, device: str = "auto") -> SetFitClassifier:
+    """Load a folder written by :meth:`SetFitClassifier.save` (``meta``: its label_map.json)."""
+    from safetensors.numpy import load_file
     from sentence_transformers import SentenceTransformer
 
-    from .model_io import pick_device
+    from .config import ModelLoadError
+    from .model_io import check_safetensors_folder, pick_device
 
-    return SentenceTransformer(path, device=pick_device(device), local_files_only=True)
+    folder = Path(folder).expanduser()
+    try:
+        check_safetensors_folder(folder / BODY_DIR)
+        w = load_file(str(folder / WEIGHTS_FILE))
+        body = SentenceTransformer(str(folder / BODY_DIR), device=pick_device(device), local_files_only=True)
+        return SetFitClassifier(body, meta["labels"], w["coef"], w["intercept"], meta=dict(meta))
+    except ModelLoadError:
+        raise
+    except (KeyError, ValueError, OSError) as exc:
+        raise ModelLoadError(f"could not load the SetFit model in {folder}: {exc}") from None
 
 
 @dataclass
 class SetFitResult:
-    classifier: EmbeddingClassifier
+    classifier: SetFitClassifier
     seconds: float
     steps: int
     pairs: int
@@ -262,8 +231,7 @@ def train_setfit(
     else:
         for row, cls in enumerate(head.classes_):
             coef[cls], intercept[cls] = head.coef_[row], head.intercept_[row]
-    clf = EmbeddingClassifier(model.model_body, coef, intercept, names,
-                              meta={"student": STUDENT_KIND, "setfit": cfg.to_dict()})
+    clf = SetFitClassifier(model.model_body, names, coef, intercept, meta={"setfit": cfg.to_dict()})
     if out_dir is not None:
         clf.save(out_dir)
     return SetFitResult(clf, time.perf_counter() - t0, steps, pairs, cfg.to_dict())
@@ -280,5 +248,4 @@ def _quiet() -> None:
         pass
 
 
-__all__ = ["EmbeddingClassifier", "SetFitConfig", "SetFitResult", "is_embedding_model",
-           "load_embedding_classifier", "plan_steps", "train_setfit"]
+__all__ = ["SetFitClassifier", "SetFitConfig", "SetFitResult", "load_setfit", "plan_steps", "train_setfit"]

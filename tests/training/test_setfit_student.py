@@ -6,13 +6,8 @@ import json
 
 import pytest
 
-from promptmix_core.training.setfit_student import (
-    SetFitConfig,
-    is_embedding_model,
-    load_embedding_classifier,
-    plan_steps,
-    train_setfit,
-)
+from promptmix_core.training.model_io import load_classifier
+from promptmix_core.training.setfit_student import SetFitClassifier, SetFitConfig, plan_steps, train_setfit
 
 pytest.importorskip("setfit")
 
@@ -43,10 +38,10 @@ def test_setfit_trains_on_seeds_and_round_trips(tmp_path, row_maker):
     assert probs.shape == (3, 4) and abs(float(probs.sum()) - 3.0) < 1e-4
     assert float(probs[:, 3].max()) < 1e-3  # a class without examples is never predicted
     folder = tmp_path / "m"
-    assert is_embedding_model(folder)
     assert not [p for p in folder.rglob("*") if p.suffix in (".bin", ".pkl", ".pt", ".pickle", ".joblib")]
-    assert json.loads((folder / "label_map.json").read_text())["student"] == "setfit"
-    again = load_embedding_classifier(folder)
+    assert json.loads((folder / "label_map.json").read_text())["kind"] == "setfit"
+    again = load_classifier(folder)  # the one loader behind predict and "Try the model"
+    assert isinstance(again, SetFitClassifier)
     labels2, probs2 = again.predict(probe)
     assert labels2 == labels and abs(probs2 - probs).max() < 1e-5
 
