@@ -16,11 +16,9 @@ contrastive phase for larger training sets so a run stays comparable in wall tim
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -127,19 +125,6 @@ def load_setfit(folder: str | Path, meta: Mapping[str, Any], *, device: str = "a
         raise ModelLoadError(f"could not load the SetFit model in {folder}: {exc}") from None
 
 
-@dataclass
-class SetFitResult:
-    classifier: SetFitClassifier
-    seconds: float
-    steps: int
-    pairs: int
-    config: dict[str, Any] = field(default_factory=dict)
-
-    def summary(self) -> dict[str, Any]:
-        return {"student": STUDENT_KIND, "seconds": round(self.seconds, 2), "steps": self.steps,
-                "pairs": self.pairs, "config": self.config}
-
-
 def plan_steps(n_examples: int, cfg: SetFitConfig) -> tuple[int, int]:
     """(pairs, optimiser steps) of the contrastive phase for ``n_examples`` training texts."""
     pairs = 2 * cfg.num_iterations * n_examples  # setfit draws one positive and one negative per iteration
@@ -149,92 +134,102 @@ def plan_steps(n_examples: int, cfg: SetFitConfig) -> tuple[int, int]:
     return pairs, steps
 
 
-def train_setfit(
+def fine_tune_body(
     texts: Sequence[str],
     labels: Sequence[str],
-    label_names: Sequence[str],
-    cfg: SetFitConfig | None = None,
+    cfg: SetFitConfig,
     *,
-    out_dir: str | Path | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-) -> SetFitResult:
-    """Contrastive fine-tuning of the body on pairs of ``texts``, then a logistic-regression head.
-
-    ``progress`` gets ``{"phase", "step", "steps"}``; ``should_stop`` is polled every step and stops the
-    run with :class:`~promptmix_core.errors.Cancelled` semantics (raises ``Cancelled``)."""
-    cfg = cfg or SetFitConfig()
-    names = list(label_names)
-    bad = sorted({lab for lab in labels if lab not in names})
-    if bad:
-        raise ValueError(f"labels not in the task: {', '.join(bad)}")
-    if len(set(labels)) < 2:
-        raise ValueError("SetFit needs examples of at least two classes")
-    t0 = time.perf_counter()
-    import numpy as np
+) -> Any:
+    """SetFit's contrastive phase: the sentence-transformer body fine-tuned on pairs of ``texts``
+    (same class: similar; different: dissimilar). Returns the body; raises ``Cancelled`` on stop."""
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
     from transformers import TrainerCallback
 
+    from ..errors import Cancelled
     from .config import resolve_model_name
 
     _quiet()
-    try:
-        from ..errors import Cancelled
-    except ImportError:  # before the error hierarchy existed
-        from ..generate import Cancelled
-
-    model = SetFitModel.from_pretrained(resolve_model_name(cfg.model), labels=names, local_files_only=True)
+    model = SetFitModel.from_pretrained(resolve_model_name(cfg.model), local_files_only=True)
     model.model_body.max_seq_length = cfg.max_length
     pairs, steps = plan_steps(len(texts), cfg)
     natural = math.ceil(pairs / cfg.batch_size) * cfg.epochs
     # transformers' max_steps is a target, not a cap (it repeats the data): set it only to cut a long run
     cap = steps if steps < natural else -1
+    stopped = []
 
     class _Hook(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001 - transformers' signature
             if progress is not None:
-                progress({"phase": "contrastive", "step": state.global_step, "steps": steps})
+                progress({"phase": "contrastive", "step": state.global_step, "steps": steps, "pairs": pairs})
             if should_stop is not None and should_stop():
                 control.should_training_stop = True
-                self.stopped = True
+                stopped.append(True)
             return control
 
-    hook = _Hook()
-    hook.stopped = False
     args = TrainingArguments(
         batch_size=cfg.batch_size, num_epochs=cfg.epochs, num_iterations=cfg.num_iterations,
         body_learning_rate=cfg.body_learning_rate, max_steps=cap, seed=cfg.seed,
         report_to="none", save_strategy="no", logging_strategy="no", show_progress_bar=False,
     )
-    ds = Dataset.from_dict({"text": [str(t) for t in texts], "label": list(labels)})
-    trainer = Trainer(model=model, args=args, train_dataset=ds, callbacks=[hook])
-    # setfit trains the body, then fits the head on the new embeddings; we fit the head ourselves so
-    # its settings are ours and it is saved without pickle.
+    ds = Dataset.from_dict({"text": [str(t) for t in texts], "label": [str(x) for x in labels]})
+    trainer = Trainer(model=model, args=args, train_dataset=ds, callbacks=[_Hook()])
+    # only setfit's body phase: the head is fitted like the quick student's (no pickle, our settings)
     trainer.train_embeddings(*trainer.dataset_to_parameters(ds), args=args)
-    if hook.stopped:
+    if stopped:
         raise Cancelled("training was stopped")
-    if progress is not None:
-        progress({"phase": "head", "step": steps, "steps": steps})
-    from sklearn.linear_model import LogisticRegression
+    return model.model_body
 
-    emb = model.model_body.encode(list(map(str, texts)), convert_to_numpy=True, show_progress_bar=False)
-    head = LogisticRegression(C=cfg.head_c, max_iter=2000, random_state=cfg.seed)
-    y = np.array([names.index(lab) for lab in labels])
-    head.fit(emb, y)
-    coef = np.zeros((len(names), emb.shape[1]), dtype=np.float32)
-    intercept = np.full(len(names), -1e4, dtype=np.float32)  # a class with no examples is never predicted
-    if len(head.classes_) == 2:  # binary LR keeps one row: class 1 vs class 0
-        c0, c1 = head.classes_
-        coef[c1], intercept[c1] = head.coef_[0], head.intercept_[0]
-        coef[c0], intercept[c0] = 0.0, 0.0
-    else:
-        for row, cls in enumerate(head.classes_):
-            coef[cls], intercept[cls] = head.coef_[row], head.intercept_[row]
-    clf = SetFitClassifier(model.model_body, names, coef, intercept, meta={"setfit": cfg.to_dict()})
-    if out_dir is not None:
-        clf.save(out_dir)
-    return SetFitResult(clf, time.perf_counter() - t0, steps, pairs, cfg.to_dict())
+
+def train_setfit(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    label_names: Sequence[str],
+    cfg: SetFitConfig | Mapping[str, Any] | None = None,
+    *,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    **common: Any,
+):
+    """SetFit end to end: the contrastive body (:func:`fine_tune_body`), then the quick student's
+    logistic head, scoring and reporting on that body's embeddings (:func:`.embed_lr.train_embed_lr`:
+    ``val_*``/``test_*`` texts and labels, ``out_dir``, ``callbacks``, ``store``/``run_id``). Returns a
+    :class:`.trainer.TrainResult` whose ``classifier`` is a :class:`SetFitClassifier`."""
+    from .embed_lr import _Stopped, train_embed_lr
+
+    cfg = cfg if isinstance(cfg, SetFitConfig) else SetFitConfig(**dict(cfg or {}))
+    names = list(label_names)
+    bad = sorted({str(lab) for lab in labels if lab not in names})
+    if bad:
+        raise ValueError(f"labels not in the task: {', '.join(bad)}")
+    if len(set(labels)) < 2:
+        raise ValueError("SetFit needs examples of at least two classes")
+    body: list[Any] = []
+
+    def encode(all_texts: Sequence[str], on_batch: Callable[[int, int], None]) -> Any:
+        import numpy as np
+
+        from ..errors import Cancelled
+
+        try:
+            body.append(fine_tune_body(texts, labels, cfg, progress=progress, should_stop=should_stop))
+        except Cancelled:
+            raise _Stopped() from None
+        chunks = []
+        for i in range(0, len(all_texts), 64):
+            chunks.append(body[0].encode(list(all_texts[i:i + 64]), convert_to_numpy=True, show_progress_bar=False))
+            on_batch(min(i + 64, len(all_texts)), len(all_texts))
+        return np.concatenate(chunks) if chunks else np.zeros((0, _embedding_dim(body[0])), dtype=np.float32)
+
+    def make(names_: Sequence[str], coef: Any, intercept: Any, *, meta: dict[str, Any]) -> SetFitClassifier:
+        return SetFitClassifier(body[0], names_, coef, intercept, meta={**meta, "setfit": cfg.to_dict()})
+
+    return train_embed_lr({"seed": cfg.seed, "C": cfg.head_c, "class_weight": None}, texts, labels, label_names=names,
+                          progress=progress, should_stop=should_stop, encode=encode, make_classifier=make,
+                          kind=STUDENT_KIND, model_name="SetFit (all-MiniLM-L6-v2 contrastive + logistic regression)",
+                          **common)
 
 
 def _quiet() -> None:

@@ -31,7 +31,9 @@ def test_setfit_trains_on_seeds_and_round_trips(tmp_path, row_maker):
     seen = []
     res = train_setfit([r["text"] for r in rows], [r["label"] for r in rows], names,
                        SetFitConfig(num_iterations=2, batch_size=8), out_dir=tmp_path / "m", progress=seen.append)
-    assert res.steps == 6 and seen[-1]["phase"] == "head"
+    contrastive = [p for p in seen if p["phase"] == "contrastive"]
+    assert contrastive[-1]["step"] == contrastive[-1]["steps"] == 6  # 2 x 2 iterations x 12 texts / batch 8
+    assert res.status == "done" and res.config["student"] == "setfit" and res.model_dir
     probe = ["the football and the coach with goal", "pizza with cheese and salad", "a guitar song at the concert"]
     labels, probs = res.classifier.predict(probe)
     assert labels == ["sport", "food", "music"]
