@@ -549,11 +549,12 @@ TARGETED_PAIRS = 3  # confused pairs aimed at by a2-targeted (both directions of
 def _fit(run: _Run, ts: Any, *, student: str) -> tuple[Any, dict[str, Any]]:
     """Train the method's student on ``ts``: (classifier with ``predict``, what to record)."""
     if student == "setfit":
-        from .training.setfit_student import SetFitConfig, train_setfit
+        from .training.setfit_student import SetFitConfig, plan_steps, train_setfit
 
-        res = train_setfit(ts.texts, ts.targets, run.labels, SetFitConfig(seed=run.seed))
-        return res.classifier, {"student": "setfit", "steps": res.steps, "train_time_s": round(res.seconds, 2),
-                                "setfit": res.config}
+        cfg = SetFitConfig(seed=run.seed)
+        res = train_setfit(ts.texts, ts.targets, run.labels, cfg)
+        return res.classifier, {"student": "setfit", "steps": plan_steps(len(ts), cfg)[1],
+                                "train_time_s": round(res.train_time_s, 2), "setfit": cfg.to_dict()}
     from .training.config import TrainConfig
     from .training.trainer import train
 
