@@ -162,11 +162,49 @@ def find_confusion(data: Any) -> Mapping[str, Any] | None:
         return data
     if isinstance(data.get("confusion"), Mapping):
         return data["confusion"]
+    for key in ("test_confusion", "val_confusion"):  # a run's final metrics (store: runs.final_metrics)
+        if isinstance(data.get(key), Mapping):
+            return data[key]
     for key in ("test_metrics", "test", "final_metrics", "metrics", "validation"):
         inner = find_confusion(data.get(key))
         if inner is not None:
             return inner
     return None
+
+
+def pairs_from_run(final_metrics: Mapping[str, Any], class_names: Sequence[str], *, top: int = 3,
+                   what: str = "the run") -> list[tuple[str, str]]:
+    """Directed generation pairs from a training run's metrics (its test set's confusion matrix, else its
+    validation split's). Raises ``ValueError`` when the run has neither or confuses no pair."""
+    conf = find_confusion(final_metrics)
+    if conf is None:
+        raise ValueError(f"{what} was scored on no labelled set (test set or validation split), so its "
+                         "confusions are unknown: give a test set, or use the low-margin pairs")
+    pairs = directed(pairs_from_confusion(conf, top=top))
+    if not pairs:
+        raise ValueError(f"{what} confuses no pair of classes on its labelled set")
+    return _check_names(pairs, class_names, what)
+
+
+def resolve_pairs(class_names: Sequence[str], *, pairs: str | None = None, source: str | None = None,
+                  store: Any = None, top: int = 3) -> list[tuple[str, str]]:
+    """The generation pairs a command asks for: ``pairs`` ("a:b,c:d"), or ``source``: a run id of the
+    project in ``store``, or a JSON file (run metrics, a confusion matrix or a list of pairs)."""
+    if pairs and source:
+        raise ValueError("give class pairs or where to read them from, not both")
+    if pairs:
+        return parse_pairs(pairs, class_names)
+    if source is None:
+        return []
+    text = str(source).strip()
+    if text.isdigit() and not Path(text).exists():
+        if store is None:
+            raise ValueError(f"a run id ({text}) needs the project it belongs to (--project)")
+        run = store.get_run(int(text))
+        if run is None:
+            raise ValueError(f"the project has no training run #{text}")
+        return pairs_from_run(run.final_metrics or {}, class_names, top=top, what=f"run #{text}")
+    return pairs_from_file(text, class_names, top=top)
 
 
 def _check_names(pairs: list[tuple[str, str]], class_names: Sequence[str], path: Any) -> list[tuple[str, str]]:
@@ -177,4 +215,4 @@ def _check_names(pairs: list[tuple[str, str]], class_names: Sequence[str], path:
 
 
 __all__ = ["ConfusedPair", "directed", "find_confusion", "pairs_from_confusion", "pairs_from_file",
-           "pairs_from_margins", "parse_pairs"]
+           "pairs_from_margins", "pairs_from_run", "parse_pairs", "resolve_pairs"]

@@ -82,3 +82,28 @@ def test_pairs_from_file_reads_metrics_matrices_and_lists(tmp_path):
     (tmp_path / "x.json").write_text("{not json")
     with pytest.raises(ValueError, match="not a readable JSON"):
         pairs_from_file(tmp_path / "x.json", LABELS)
+
+
+def test_resolve_pairs_from_a_project_run(tmp_path):
+    from promptmix_core.confusion import resolve_pairs
+    from promptmix_core.store import ProjectStore
+
+    store = ProjectStore(tmp_path / "p.pmx")
+    gold = ["card_lost", "card_arrival", "refund", "top_up"]
+    with_test = store.create_run({})
+    store.update_run(with_test, status="done", final_metrics={
+        "test_confusion": compute_metrics(gold, ["card_arrival", "card_arrival", "top_up", "top_up"], LABELS)["confusion"]})
+    bare = store.create_run({})
+    store.update_run(bare, status="done", final_metrics={"steps": 3})
+    assert resolve_pairs(LABELS, source=str(with_test), store=store, top=1) in (
+        [("card_lost", "card_arrival"), ("card_arrival", "card_lost")], [("refund", "top_up"), ("top_up", "refund")])
+    assert len(resolve_pairs(LABELS, source=str(with_test), store=store, top=2)) == 4
+    with pytest.raises(ValueError, match="no labelled set"):
+        resolve_pairs(LABELS, source=str(bare), store=store)
+    with pytest.raises(ValueError, match="no training run #99"):
+        resolve_pairs(LABELS, source="99", store=store)
+    with pytest.raises(ValueError, match="needs the project"):
+        resolve_pairs(LABELS, source="3")
+    with pytest.raises(ValueError, match="not both"):
+        resolve_pairs(LABELS, pairs="refund:top_up", source="3")
+    assert resolve_pairs(LABELS) == []
