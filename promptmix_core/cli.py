@@ -114,6 +114,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     task = load_task(args.task, k=args.k, seed=args.task_seed)
     spec = GenerationSpec.from_cli_args(args)  # the same spec the app's Generate page builds
+    if args.pairs or args.pairs_from:  # a targeted round: only the named (or most confused) class pairs
+        from .confusion import resolve_pairs
+
+        store = None
+        if args.project and str(args.pairs_from or "").strip().isdigit():
+            from .store import ProjectStore
+
+            store = ProjectStore(args.project, create=False)
+        pairs = resolve_pairs(task.class_names, pairs=args.pairs, source=args.pairs_from, store=store,
+                              top=args.pairs_top)
+        spec = GenerationSpec.from_dict({**spec.to_dict(), "pairs": [list(p) for p in pairs]})
+        print("targeted round: " + ", ".join(f"{a} mixed with {b}" for a, b in pairs), file=sys.stderr)
     llm = _llm(args, spec.llm)
     bar = _Bar("generate")
     t0 = time.perf_counter()
@@ -304,6 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--project", help="also record into this project file (resumable)")
     g.add_argument("--job", type=int, help="with --project: resume this job id")
     g.add_argument("--no-flags", action="store_true", help="do not flag probable junk (flag column)")
+    g.add_argument("--pairs", help='a targeted round: only these class pairs, "a:b,c:d" (a mixed with b, ...)')
+    g.add_argument("--pairs-from", metavar="RUN_OR_JSON",
+                   help="a targeted round on the pairs a student confuses most: a run id of --project, or a JSON "
+                        "file (run metrics, a confusion matrix {labels, matrix}, or a list of pairs)")
+    g.add_argument("--pairs-top", type=int, default=3, help="with --pairs-from: how many confused pairs (default 3)")
     _add_llm_args(g)
     g.set_defaults(func=cmd_generate)
 

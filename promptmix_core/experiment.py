@@ -35,10 +35,11 @@ import math
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-METHODS = ("baseline", "eda", "a1", "a2", "no-mixup", "llm-direct")
+METHODS = ("baseline", "eda", "a1", "a2", "no-mixup", "llm-direct", "a2-targeted", "setfit", "setfit+a2")
 METHOD_TITLES = {
     "baseline": "Seeds only (baseline)",
     "eda": "EDA (Wei & Zou 2019)",
@@ -46,8 +47,13 @@ METHOD_TITLES = {
     "a2": "PromptMix A2 (generated + LLM relabel)",
     "no-mixup": "PromptMix without mixup (A2)",
     "llm-direct": "LLM-direct (relabel classifier on test)",
+    "a2-targeted": "PromptMix A2 + one round aimed at the A2 student's confused pairs",
+    "setfit": "SetFit (Tunstall et al. 2022) on the seeds",
+    "setfit+a2": "SetFit on seeds + A2 examples",
 }
-LLM_METHODS = {"a1", "a2", "no-mixup", "llm-direct"}
+LLM_METHODS = {"a1", "a2", "no-mixup", "llm-direct", "a2-targeted", "setfit+a2"}
+#: methods whose student is SetFit rather than the fine-tuned classifier
+SETFIT_METHODS = {"setfit", "setfit+a2"}
 RESULT_VERSION = 1
 
 
@@ -175,11 +181,18 @@ def generation_spec(*, per_class: int, group_size: int, mixup: bool, seed: int, 
 
 def _generated(task, run_seed: int, mixup: bool, relabel_needed: bool, *, per_class: int, group_size: int,
                nearest: int, llm: _LLMHolder, cache_dir: Path, log: Callable[[str], None],
-               gen_kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Generated examples (+ relabels) for one run, from the cache when the settings match."""
+               gen_kwargs: Mapping[str, Any], pairs: Sequence[Sequence[str]] = ()) -> dict[str, Any]:
+    """Generated examples (+ relabels) for one run, from the cache when the settings match.
+
+    ``pairs`` aims generation at those (Ci, Cj) pairs only (a targeted round)."""
+    pairs = [list(p) for p in pairs]
     key_obj = {"task": task.to_dict(), "per_class": per_class, "group_size": group_size, "mixup": mixup,
                "seed": run_seed, "nearest": nearest, "gen": dict(gen_kwargs), "llm": llm.identity()}
-    path = cache_dir / f"seed{run_seed}_{'mixup' if mixup else 'nomixup'}.json"
+    kind = "mixup" if mixup else "nomixup"
+    if pairs:
+        key_obj["pairs"] = pairs
+        kind = "targeted-" + _key(pairs)[:8]
+    path = cache_dir / f"seed{run_seed}_{kind}.json"
     cached = _read_json(path)
     if cached and cached.get("key") == _key(key_obj) and (cached.get("relabelled") or not relabel_needed):
         return cached
@@ -194,9 +207,11 @@ def _generated(task, run_seed: int, mixup: bool, relabel_needed: bool, *, per_cl
         t0 = time.perf_counter()
         shortfalls: dict[str, int] = {}
         error = None
+        before = client.stats.as_dict()
         try:
+            options = {**dict(gen_kwargs), **({"pairs": pairs} if pairs else {})}
             spec = generation_spec(per_class=per_class, group_size=group_size, mixup=mixup, seed=run_seed,
-                                   nearest=nearest, options=gen_kwargs)
+                                   nearest=nearest, options=options)
             res = generate(task, spec.generation_config(), client)
         except GenerationFailed as exc:  # too few usable answers: keep what was made, say so
             res = exc.result
@@ -204,16 +219,19 @@ def _generated(task, run_seed: int, mixup: bool, relabel_needed: bool, *, per_cl
             error = str(exc)
             log(f"  warning: {exc}")
         rows = [e.to_row() for e in res.examples]
-        info = {"generation_s": time.perf_counter() - t0, "shortfalls": shortfalls, "generation_error": error}
-    out = {"key": _key(key_obj), "llm": llm.identity(), "examples": rows,
+        info = {"generation_s": time.perf_counter() - t0, "shortfalls": shortfalls, "generation_error": error,
+                "generation_llm": _stats_delta(before, client.stats.as_dict())}
+    out = {"key": _key(key_obj), "llm": llm.identity(), "examples": rows, "pairs": pairs,
            "relabelled": False, "generation_s": info.get("generation_s"), "shortfalls": info.get("shortfalls", {}),
-           "generation_error": info.get("generation_error")}
+           "generation_error": info.get("generation_error"), "generation_llm": info.get("generation_llm")}
     if relabel_needed and rows:
         from .relabel import RelabelConfig, relabel, relabel_summary
 
         log(f"  relabelling {len(rows)} examples")
         t0 = time.perf_counter()
+        before = client.stats.as_dict()
         rel = relabel(task, rows, client, RelabelConfig(nearest=nearest))
+        out["relabel_llm"] = _stats_delta(before, client.stats.as_dict())
         for row, r in zip(rows, rel):
             row["llm_label"] = r.llm_label if r else None
             row["relabel_status"] = r.status if r else None
@@ -224,6 +242,12 @@ def _generated(task, run_seed: int, mixup: bool, relabel_needed: bool, *, per_cl
         out["relabelled"] = True
     _write_json(path, out)
     return out
+
+
+def _stats_delta(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, int]:
+    """LLM use between two ``UsageStats.as_dict()`` snapshots (calls, cache hits, tokens)."""
+    return {k: int(after.get(k) or 0) - int(before.get(k) or 0)
+            for k in ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "tokens")}
 
 
 def run_experiment(
@@ -250,6 +274,8 @@ def run_experiment(
     reuse: bool = True,
     command: str | None = None,
     log: Callable[[str], None] = _log_default,
+    progress: Callable[[int, int, str], None] | None = None,
+    val_per_class: int = 10,
 ) -> dict[str, Any]:
     """Run the experiment and write results; returns the summary (also in ``results.json``).
 
@@ -257,12 +283,9 @@ def run_experiment(
     choose the LLM; by default :func:`resolve_llm_config` (environment, else the bundled local
     model), started only when a method needs it. ``train_config`` is a :class:`TrainConfig` or dict.
     """
-    from .eda import augment_rows
     from .task import task_from_rows
     from .training.config import TrainConfig
-    from .training.data import build_training_data
-    from .training.metrics import aggregate, compute_metrics, mean_std
-    from .training.trainer import train
+    from .training.metrics import compute_metrics
 
     methods = parse_methods(methods)
     if not isinstance(k, int) or k < 1:
@@ -295,10 +318,21 @@ def run_experiment(
         "test_total": len(data["test"]), "classes": len({r["label"] for r in data["train"]}),
         "group_size": group_size, "nearest": nearest, "eda_alpha": eda_alpha, "eda_num_aug": num_aug,
         "base_seed": base_seed, "train": tcfg.to_dict(), "generation_options": gen_kwargs,
+        "val_per_class": val_per_class,
     }
     per_run: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     gen_stats: list[dict[str, Any]] = []
     t_all = time.perf_counter()
+    total_cells, done_cells = runs * len(methods), 0
+
+    def write_tables() -> dict[str, Any]:
+        """results.json/.csv/.md from the cells finished so far (written after every cell)."""
+        summary = _summarise(settings, methods, per_run, gen_stats, holder, t_all, command)
+        _write_json(out / "results.json", summary)
+        _write_csv(out / "results.csv", summary["methods"])
+        (out / "results.md").write_text(format_markdown(summary), "utf-8")
+        return summary
+
     for r in range(runs):
         seed = base_seed + r
         task = task_from_rows(data["train"], name=data["name"], descriptions=data["descriptions"], k=k, seed=seed)
@@ -306,16 +340,22 @@ def run_experiment(
         log(f"run {r + 1}/{runs} (seed {seed}): {len(labels)} classes x {k} seeds")
         gens: dict[str, dict[str, Any]] = {}
 
-        def gen(mixup: bool, need_relabel: bool) -> dict[str, Any]:
-            name = "mixup" if mixup else "nomixup"
+        def gen(mixup: bool, need_relabel: bool, pairs: Sequence[Sequence[str]] = (), n: int = per_class,
+                name: str | None = None) -> dict[str, Any]:
+            name = name or ("mixup" if mixup else "nomixup")
             if name not in gens or (need_relabel and not gens[name].get("relabelled")):
-                gens[name] = _generated(task, seed, mixup, need_relabel, per_class=per_class,
+                gens[name] = _generated(task, seed, mixup, need_relabel, per_class=n,
                                         group_size=group_size, nearest=nearest, llm=holder,
-                                        cache_dir=out / "cache", log=log, gen_kwargs=gen_kwargs)
+                                        cache_dir=out / "cache", log=log, gen_kwargs=gen_kwargs, pairs=pairs)
             return gens[name]
 
+        run = _Run(task=task, seed=seed, labels=labels, gen=gen, methods=methods, eda_alpha=eda_alpha,
+                   num_aug=num_aug, tcfg=tcfg, log=log,
+                   val=_validation_split(data["train"], task, seed, val_per_class), per_class=per_class)
         for method in methods:
-            key_settings = {k2: v for k2, v in settings.items() if k2 != "runs"}  # runs=3 reuses runs=1's run 0
+            # runs=3 reuses runs=1's run 0; the validation split matters to the targeted round only
+            key_settings = {k2: v for k2, v in settings.items()
+                            if k2 != "runs" and (k2 != "val_per_class" or method == "a2-targeted")}
             method_key = {"v": RESULT_VERSION, "method": method, "task": task.to_dict(), "settings": key_settings,
                           "test": _key(test)}
             if method in LLM_METHODS:
@@ -325,6 +365,9 @@ def run_experiment(
             if prev and prev.get("key") == _key(method_key):
                 log(f"  {method}: reused {raw_path.relative_to(out)}")
                 per_run[method].append(prev)
+                done_cells += 1
+                if progress is not None:
+                    progress(done_cells, total_cells, f"{method} run {r + 1}")
                 continue
             t0 = time.perf_counter()
             record: dict[str, Any] = {"method": method, "run": r, "seed": seed}
@@ -343,44 +386,46 @@ def run_experiment(
                 metrics = compute_metrics(test_labels, preds, labels)
                 record.update(n_train=0, unparseable=sum(p is None for p in preds))
             else:
-                if method == "baseline":
-                    ts = build_training_data(task, [], label_source="a1")
-                elif method == "eda":
-                    aug = augment_rows(task.seed_rows(), num_aug=num_aug, alpha=eda_alpha, seed=seed)
-                    ts = build_training_data(task, [{"text": a["text"], "intended_label": a["label"]} for a in aug],
-                                             label_source="a1")
-                elif method == "a1":
-                    g = gen(True, "a2" in methods)
-                    ts = build_training_data(task, g["examples"], label_source="a1")
-                    record["generation"] = {k2: g.get(k2) for k2 in ("shortfalls", "generation_error")}
-                elif method == "a2":
-                    g = gen(True, True)
-                    ts = build_training_data(task, g["examples"], label_source="a2")
-                    record["generation"] = {k2: g.get(k2) for k2 in ("shortfalls", "generation_error", "relabel_summary")}
-                else:  # no-mixup
-                    g = gen(False, True)
-                    ts = build_training_data(task, g["examples"], label_source="a2")
-                    record["generation"] = {k2: g.get(k2) for k2 in ("shortfalls", "generation_error", "relabel_summary")}
-                run_cfg = TrainConfig.from_dict({**tcfg.to_dict(), "seed": seed})
-                res = train(run_cfg, ts.texts, ts.targets, label_names=labels, keep_model=True)
-                preds, _ = res.classifier.predict(test_texts)
+                ts, extra = _METHOD_DATA[method](run)
+                record.update(extra)
+                clf, fit = _fit(run, ts, student="setfit" if method in SETFIT_METHODS else "finetune")
+                if method == "a2" and "a2-targeted" in methods:
+                    run.a2_classifier = clf  # the targeted round reads its confusions on the validation split
+                preds, _ = clf.predict(test_texts)
                 metrics = compute_metrics(test_labels, preds, labels)
-                record.update(n_train=len(ts), data=ts.summary(), steps=res.steps, epochs=res.epochs,
-                              train_time_s=round(res.train_time_s, 2), device=res.device,
-                              learning_rate=res.config["learning_rate"])
-                del res
+                record.update(n_train=len(ts), data=ts.summary(), **fit)
+                del clf
             record.update(key=_key(method_key), accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"],
                           metrics=metrics, seconds=round(time.perf_counter() - t0, 2), seeds=task.seed_rows())
             _write_json(raw_path, record)
             per_run[method].append(record)
             log(f"  {method}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
                 f"({record.get('n_train', 0)} training examples, {record['seconds']:.0f} s)")
+            done_cells += 1
+            if progress is not None:
+                progress(done_cells, total_cells, f"{method} run {r + 1}")
+            write_tables()
+        run.a2_classifier = None
         for name, g in gens.items():
             gen_stats.append({"run": r, "kind": name, "kept": len(g["examples"]), "shortfalls": g.get("shortfalls"),
-                              "generation_s": g.get("generation_s"), "relabel": g.get("relabel_summary")})
+                              "generation_s": g.get("generation_s"), "relabel": g.get("relabel_summary"),
+                              "pairs": g.get("pairs") or None, "generation_llm": g.get("generation_llm"),
+                              "relabel_llm": g.get("relabel_llm"),
+                              "flagged": sum(1 for e in g["examples"] if e.get("flag"))})
+
+    summary = write_tables()
+    log(f"wrote {out / 'results.md'}")
+    return summary
+
+
+def _summarise(settings: Mapping[str, Any], methods: Sequence[str], per_run: Mapping[str, list[dict[str, Any]]],
+               gen_stats: list[dict[str, Any]], holder: "_LLMHolder", t_all: float, command: str | None) -> dict[str, Any]:
+    from .training.metrics import aggregate, mean_std
 
     summary_rows = []
     for m in methods:
+        if not per_run[m]:
+            continue
         agg = aggregate(per_run[m])
         n_mean, _ = mean_std(x.get("n_train", 0) for x in per_run[m])
         per_class_f1 = {}
@@ -389,14 +434,153 @@ def run_experiment(
         summary_rows.append({"method": m, "title": METHOD_TITLES[m], **agg, "n_train_mean": n_mean,
                              "per_class_f1": per_class_f1})
     llm_stats = holder.get().stats.as_dict() if holder.started else None
-    summary = {"settings": settings, "llm": holder.identity() if any(m in LLM_METHODS for m in methods) else None,
-               "methods": summary_rows, "generation": gen_stats, "llm_stats_this_invocation": llm_stats,
-               "seconds": round(time.perf_counter() - t_all, 1), "command": command}
-    _write_json(out / "results.json", summary)
-    _write_csv(out / "results.csv", summary_rows)
-    (out / "results.md").write_text(format_markdown(summary), "utf-8")
-    log(f"wrote {out / 'results.md'}")
-    return summary
+    return {"settings": settings, "llm": holder.identity() if any(m in LLM_METHODS for m in methods) else None,
+            "methods": summary_rows, "generation": gen_stats, "llm_stats_this_invocation": llm_stats,
+            "seconds": round(time.perf_counter() - t_all, 1), "command": command,
+            "complete": all(len(per_run[m]) == settings["runs"] for m in methods)}
+
+
+# ------------------------------------------------------------------ methods: what each one trains on
+@dataclass
+class _Run:
+    """One run (one seed draw) of the experiment, as the method builders see it."""
+
+    task: Any
+    seed: int
+    labels: list[str]
+    gen: Callable[..., dict[str, Any]]
+    methods: Sequence[str]
+    eda_alpha: float
+    num_aug: int
+    tcfg: Any
+    log: Callable[[str], None]
+    val: list[dict[str, str]]
+    per_class: int
+    a2_classifier: Any = None
+
+
+def _gen_info(g: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    return {"generation": {k: g.get(k) for k in ("shortfalls", "generation_error", *keys)}}
+
+
+def _data_baseline(run: _Run):
+    from .training.data import build_training_data
+
+    return build_training_data(run.task, [], label_source="a1"), {}
+
+
+def _data_eda(run: _Run):
+    from .eda import augment_rows
+    from .training.data import build_training_data
+
+    aug = augment_rows(run.task.seed_rows(), num_aug=run.num_aug, alpha=run.eda_alpha, seed=run.seed)
+    return build_training_data(run.task, [{"text": a["text"], "intended_label": a["label"]} for a in aug],
+                               label_source="a1"), {}
+
+
+def _data_a1(run: _Run):
+    from .training.data import build_training_data
+
+    g = run.gen(True, bool({"a2", "a2-targeted", "setfit+a2"} & set(run.methods)))
+    return build_training_data(run.task, g["examples"], label_source="a1"), _gen_info(g)
+
+
+def _data_a2(run: _Run):
+    from .training.data import build_training_data
+
+    g = run.gen(True, True)
+    return build_training_data(run.task, g["examples"], label_source="a2"), _gen_info(g, "relabel_summary")
+
+
+def _data_no_mixup(run: _Run):
+    from .training.data import build_training_data
+
+    g = run.gen(False, True)
+    return build_training_data(run.task, g["examples"], label_source="a2"), _gen_info(g, "relabel_summary")
+
+
+def _data_a2_targeted(run: _Run):
+    """A2, then one more round aimed at the pairs the A2 student confuses on a validation split drawn
+    from the training pool (never the test set): Ci mixed with Cj at alpha drawn as usual, relabelled."""
+    from .confusion import directed, pairs_from_confusion, pairs_from_margins
+    from .training.data import build_training_data
+    from .training.metrics import compute_metrics
+
+    ts_a2, info = _data_a2(run)
+    clf = run.a2_classifier
+    if clf is None:  # a2 was not among the methods of this invocation (or was reused from raw/)
+        clf, _ = _fit(run, ts_a2, student="finetune")
+    if run.val:
+        preds, _ = clf.predict([v["text"] for v in run.val])
+        conf = compute_metrics([v["label"] for v in run.val], preds, run.labels)["confusion"]
+        confused = pairs_from_confusion(conf, top=TARGETED_PAIRS)
+    else:
+        confused = []
+    if not confused:  # a perfect validation score: fall back to the student's close calls on its own data
+        g0 = run.gen(True, True)
+        _, probs = clf.predict([e["text"] for e in g0["examples"]]) if g0["examples"] else ([], [])
+        confused = pairs_from_margins(probs, run.labels, top=TARGETED_PAIRS) if len(probs) else []
+    pairs = directed(confused)
+    extra = {**info, "targeted": {"pairs": [list(p) for p in pairs],
+                                  "confused": [c.as_dict() for c in confused], "val_n": len(run.val)}}
+    if not pairs:
+        run.log("  a2-targeted: the A2 student confuses no pair; nothing more to generate")
+        return ts_a2, extra
+    n = max(1, math.ceil(run.per_class / 2))
+    g2 = run.gen(True, True, pairs=pairs, n=n, name="targeted")
+    extra["targeted"].update(kept=len(g2["examples"]), relabel_summary=g2.get("relabel_summary"))
+    a2_rows = run.gen(True, True)["examples"]
+    return build_training_data(run.task, list(a2_rows) + list(g2["examples"]), label_source="a2"), extra
+
+
+_METHOD_DATA: dict[str, Callable[[_Run], Any]] = {
+    "baseline": _data_baseline,
+    "eda": _data_eda,
+    "a1": _data_a1,
+    "a2": _data_a2,
+    "no-mixup": _data_no_mixup,
+    "a2-targeted": _data_a2_targeted,
+    "setfit": _data_baseline,
+    "setfit+a2": _data_a2,
+}
+TARGETED_PAIRS = 3  # confused pairs aimed at by a2-targeted (both directions of each)
+
+
+def _fit(run: _Run, ts: Any, *, student: str) -> tuple[Any, dict[str, Any]]:
+    """Train the method's student on ``ts``: (classifier with ``predict``, what to record)."""
+    if student == "setfit":
+        from .training.setfit_student import SetFitConfig, plan_steps, train_setfit
+
+        cfg = SetFitConfig(seed=run.seed)
+        res = train_setfit(ts.texts, ts.targets, run.labels, cfg)
+        return res.classifier, {"student": "setfit", "steps": plan_steps(len(ts), cfg)[1],
+                                "train_time_s": round(res.train_time_s, 2), "setfit": cfg.to_dict()}
+    from .training.config import TrainConfig
+    from .training.trainer import train
+
+    res = train(TrainConfig.from_dict({**run.tcfg.to_dict(), "seed": run.seed}), ts.texts, ts.targets,
+                label_names=run.labels, keep_model=True)
+    return res.classifier, {"student": "finetune", "steps": res.steps, "epochs": res.epochs,
+                            "train_time_s": round(res.train_time_s, 2), "device": res.device,
+                            "learning_rate": res.config["learning_rate"]}
+
+
+def _validation_split(train_rows: Sequence[Mapping[str, str]], task: Any, seed: int,
+                      per_class: int) -> list[dict[str, str]]:
+    """Up to ``per_class`` rows per class from the training pool, never a seed (a2-targeted's confusions)."""
+    from .task import normalize_text
+
+    seeds = {normalize_text(t) for c in task.classes for t in c.examples}
+    by: dict[str, list[dict[str, str]]] = {}
+    for row in sorted(train_rows, key=lambda r: (r["label"], r["text"])):
+        if normalize_text(row["text"]) not in seeds:
+            by.setdefault(row["label"], []).append({"text": row["text"], "label": row["label"]})
+    rng = random.Random(f"promptmix-validation|{seed}")
+    out: list[dict[str, str]] = []
+    for lab in task.class_names:
+        rows = by.get(lab, [])
+        out.extend(rng.sample(rows, min(per_class, len(rows))))
+    return out
 
 
 def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -461,8 +645,6 @@ def format_markdown(summary: Mapping[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------- CLI
 def cmd_experiment(args: Any) -> int:
-    from .training.cli import train_config_from_args
-
     classes: Any = None
     if args.classes:
         classes = int(args.classes) if args.classes.isdigit() else [c.strip() for c in args.classes.split(",")]
@@ -478,13 +660,21 @@ def cmd_experiment(args: Any) -> int:
         gen_opts["max_calls_per_class"] = args.max_calls
     if args.examples_per_call:
         gen_opts["examples_per_call"] = args.examples_per_call
-    summary = run_experiment(
-        args.data, k=args.k, methods=args.methods, runs=args.runs, per_class=args.per_class,
-        test_limit=args.test_limit, classes=classes, out_dir=args.out, llm_config=llm_config,
-        train_config=train_config_from_args(args), group_size=args.group_size, nearest=args.nearest,
-        base_seed=args.seed, reuse=not args.no_reuse, generation_options=gen_opts, command="promptmix " + " ".join(sys.argv[1:]),
-        log=lambda m: print(m, flush=True),
-    )
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, desc="experiment", unit="cell", file=sys.stderr, dynamic_ncols=True,
+               bar_format="{desc}: {n}/{total} method x run cells |{bar}| {elapsed}<{remaining} {postfix}")
+
+    def progress(done: int, total: int, label: str) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(f"last: {label}")
+        bar.refresh()
+
+    try:
+        summary = _run_from_args(args, classes, llm_config, gen_opts, progress)
+    finally:
+        bar.close()
     print()
     md = format_markdown(summary).split("\n")
     start = next(i for i, ln in enumerate(md) if ln.startswith("| method"))
@@ -493,6 +683,19 @@ def cmd_experiment(args: Any) -> int:
             break
         print(ln)
     return 0
+
+
+def _run_from_args(args: Any, classes: Any, llm_config: Any, gen_opts: Mapping[str, Any],
+                   progress: Callable[[int, int, str], None]) -> dict[str, Any]:
+    from .training.cli import train_config_from_args
+
+    return run_experiment(
+        args.data, k=args.k, methods=args.methods, runs=args.runs, per_class=args.per_class,
+        test_limit=args.test_limit, classes=classes, out_dir=args.out, llm_config=llm_config,
+        train_config=train_config_from_args(args), group_size=args.group_size, nearest=args.nearest,
+        base_seed=args.seed, reuse=not args.no_reuse, generation_options=gen_opts, command="promptmix " + " ".join(sys.argv[1:]),
+        log=lambda m: print(m, flush=True), progress=progress, val_per_class=args.val_per_class,
+    )
 
 
 def register_cli(subparsers: Any) -> None:
@@ -511,6 +714,8 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--max-calls", type=int, help="most generation calls per class (default 4 per example + 5)")
     p.add_argument("--examples-per-call", type=int, help="examples asked for per generation call (default 5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first run")
+    p.add_argument("--val-per-class", type=int, default=10,
+                   help="a2-targeted: validation rows per class drawn from train.csv (never a seed, never test)")
     p.add_argument("--no-reuse", action="store_true", help="retrain even when raw/ has a matching result")
     p.add_argument("--out", required=True, help="results folder")
     g = p.add_argument_group("LLM endpoint (default: OPENAI_BASE_URL, else the bundled local model)")

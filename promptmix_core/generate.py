@@ -56,9 +56,17 @@ class GenerationConfig:
     max_tokens: int = 400
     max_calls_per_class: int | None = None
     max_example_chars: int = 400
+    # a targeted round: only these (Ci, Cj) pairs, "write Ci mixed with Cj" (empty: every class, partners
+    # from its group). Each Ci listed gets ``per_class`` examples; its partners are the Cj listed with it.
+    pairs: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         problems = []
+        self.pairs = tuple((str(a), str(b)) for a, b in (self.pairs or ()))
+        if any(a == b for a, b in self.pairs):
+            problems.append("a class pair must name two different classes")
+        if self.pairs and not self.mixup:
+            problems.append("class pairs need mixup (they say which class each is mixed with)")
         if not 1 <= int(self.per_class) <= 10_000:
             problems.append("examples per class must be between 1 and 10,000")
         if int(self.group_size) < 2:
@@ -225,7 +233,11 @@ def build_generation_prompt(
 
 def plan_request(task: Task, groups: Sequence[Sequence[str]], config: GenerationConfig, ci: str, r: int) -> RequestSpec:
     """Request ``r`` of class ``ci``: a pure function of the task, the settings, ``ci`` and ``r``."""
-    group = next(g for g in groups if ci in g)
+    if config.pairs:  # a targeted round: the prompt shows Ci and the partners it is confused with
+        partners = [b for a, b in config.pairs if a == ci]
+        group = [ci] + [c for c in task.class_names if c in partners]
+    else:
+        group = next(g for g in groups if ci in g)
     cj: str | None = None
     alpha: float | None = None
     if config.mixup:
@@ -454,6 +466,18 @@ class _ClassRun:
             self.final = True
 
 
+def target_classes(task: Task, config: GenerationConfig) -> list[str]:
+    """The classes a run writes examples for, in task order: every class, or for a targeted round the
+    first class of each pair. Raises ``ValueError`` naming pair classes the task does not have."""
+    if not config.pairs:
+        return list(task.class_names)
+    unknown = sorted({c for pair in config.pairs for c in pair if c not in task.class_names})
+    if unknown:
+        raise ValueError(f"class pairs name classes the task does not have: {', '.join(unknown)}")
+    wanted = {a for a, _ in config.pairs}
+    return [c for c in task.class_names if c in wanted]
+
+
 async def agenerate(
     task: Task,
     config: GenerationConfig,
@@ -466,6 +490,7 @@ async def agenerate(
     existing: Iterable[Any] = (),
 ) -> GenerationResult:
     groups = make_groups(task.class_names, config.group_size, config.seed)
+    classes = target_classes(task, config)
     n = config.per_class
     e = examples_per_call(config)
     seeds = {normalize_text(ex) for c in task.classes for ex in c.examples}
@@ -474,7 +499,7 @@ async def agenerate(
     previous = list(existing)
     if store is not None and job_id is not None:
         previous += store.list_examples(job_id=job_id)
-    pinned: dict[str, list[GeneratedExample]] = {c: [] for c in task.class_names}
+    pinned: dict[str, list[GeneratedExample]] = {c: [] for c in classes}
     stored_norms: set[str] = set()
     for ex in previous:
         norm = normalize_text(ex.text)
@@ -493,10 +518,10 @@ async def agenerate(
         )
     runs = [
         _ClassRun(c, i, n, e, config.call_budget, seeds, pinned[c], speculate=not getattr(llm.config, "local", False))
-        for i, c in enumerate(task.class_names)
+        for i, c in enumerate(classes)
     ]
     errors: list[BaseException] = []
-    total = n * len(task.classes)
+    total = n * len(classes)
     cancelled = False
     queue: list[tuple[int, int]] = []  # (class index, request): one queue for all classes, in that order
 

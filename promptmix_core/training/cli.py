@@ -104,15 +104,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"training data: {json.dumps(ts.summary())}")
         test_kw = dict(test_texts=[r["text"] for r in test_rows] or None,
                        test_labels=[r["label"] for r in test_rows] or None)
-        if args.student == "embed-lr":
+        if args.student in ("embed-lr", "setfit"):
             if args.nproc and args.nproc > 1:
-                raise ValueError("--nproc is for fine-tuning; the quick student (embed-lr) runs in one process")
+                raise ValueError(f"--nproc is for fine-tuning; the {args.student} student runs in one process")
             from .embed_lr import train_embed_lr
+            from .setfit_student import train_setfit
 
-            res = train_embed_lr(None, ts.texts, ts.targets, label_names=ts.labels,
-                                 val_texts=[r["text"] for r in val] or None,
-                                 val_labels=[r["label"] for r in val] or None, out_dir=args.out, **test_kw)
-            print(f"done: quick student on {res.n_train} examples in {res.train_time_s:.1f} s; model in {res.model_dir}")
+            common = dict(label_names=ts.labels, val_texts=[r["text"] for r in val] or None,
+                          val_labels=[r["label"] for r in val] or None, out_dir=args.out, **test_kw)
+            if args.student == "setfit":
+                res = train_setfit(ts.texts, ts.targets, common.pop("label_names"), {"seed": args.train_seed}, **common)
+            else:
+                res = train_embed_lr(None, ts.texts, ts.targets, **common)
+            print(f"done: {args.student} student on {res.n_train} examples in {res.train_time_s:.1f} s; "
+                  f"model in {res.model_dir}")
             m = res.final_metrics()
             _print_scores(m, "val_", "validation")
             _print_scores(m, "test_", "test")
@@ -168,7 +173,9 @@ def _train_project(args: argparse.Namespace, cfg) -> int:
         print(str(exc) or "training was stopped")
         return EXIT_FAIL
     m = out["metrics"]
-    what = "quick student" if m.get("student") == "embed-lr" else f"{m.get('steps')} steps"
+    from .plan import STUDENT_WORDS
+
+    what = STUDENT_WORDS.get(m.get("student")) or f"{m.get('steps')} steps"
     print(f"run #{out['run_id']} {out['status']}: {what}; model in {out['model_dir']}")
     if m.get("val_accuracy") is not None:
         print(f"validation ({out['data']['val_source']}, n={m.get('val_n')}): accuracy {m['val_accuracy']:.4f}, "
@@ -224,7 +231,7 @@ def register_cli(subparsers: Any) -> None:
                                     "per-class scores, confusion matrix (with --project: recorded in the run)")
     src.add_argument("--no-test-set", action="store_true",
                      help="with --project: do not score on the project's test set")
-    t.add_argument("--student", default="finetune", choices=["finetune", "embed-lr"],
+    t.add_argument("--student", default="finetune", choices=["finetune", "embed-lr", "setfit"],
                    help="finetune (default) or embed-lr: frozen MiniLM embeddings + logistic regression, in seconds")
     t.add_argument("--out", help="folder for the model (safetensors)")
     t.add_argument("--nproc", type=int, default=1, help="data-parallel processes via torchrun (with --data)")

@@ -111,7 +111,7 @@ class EmbedLRClassifier:
 
         label_map = {
             "format": FORMAT_VERSION,
-            "kind": KIND,
+            "kind": self.kind,
             "embedder": EMBEDDER,
             "labels": self.labels,
             "label2id": {lab: i for i, lab in enumerate(self.labels)},
@@ -154,8 +154,15 @@ def train_embed_lr(
     job_id: int | None = None,
     should_stop: Callable[[], bool] | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    encode: Callable[..., Any] | None = None,
+    make_classifier: Callable[..., Any] | None = None,
+    kind: str = KIND,
+    model_name: str = f"{EMBEDDER} + logistic regression",
 ):
     """Fit the quick student; returns a :class:`.trainer.TrainResult` (one "step").
+
+    ``encode(texts, on_batch)`` and ``make_classifier(names, coef, intercept, meta=...)`` replace the
+    frozen embedder and :class:`EmbedLRClassifier` for a student with its own body (SetFit, ``kind``).
 
     Reports like the fine-tuning trainer, through ``callbacks`` (with ``store``/``run_id`` a
     :class:`.callbacks.StoreCallback` first: the run goes running -> done / cancelled / failed and
@@ -194,7 +201,7 @@ def train_embed_lr(
                 raise ValueError(f"{what} labels not in the label set: {', '.join(bad[:5])}")
         info: dict[str, Any] = {"step": 0, "total_steps": 1, "epoch": 0.0, "epochs": 1, "n_train": len(texts),
                                 "n_val": len(val_texts or []), "device": "cpu", "precision": "fp32",
-                                "world_size": 1, "model": f"{EMBEDDER} + logistic regression"}
+                                "world_size": 1, "model": model_name}
         for cb in cbs:
             cb.on_train_begin(info)
         val_texts, test_texts = list(val_texts or []), list(test_texts or [])
@@ -209,10 +216,10 @@ def train_embed_lr(
 
         t0 = time.perf_counter()
         try:
-            emb = _embed(all_texts, on_batch)
+            emb = (encode or _embed)(all_texts, on_batch)
         except _Stopped:
             result = _result(TrainResult, "cancelled", names, texts, cfg, 0.0, time.perf_counter() - t_start,
-                             None, None, [], None, None)
+                             None, None, [], None, None, kind=kind)
             for cb in cbs:
                 cb.on_run_end("cancelled", result, None)
             return result
@@ -241,8 +248,8 @@ def train_embed_lr(
             for i, lab in enumerate(fitted):
                 coef[names.index(lab)] = lr.coef_[i]
                 intercept[names.index(lab)] = lr.intercept_[i]
-        clf = EmbedLRClassifier(names, coef, intercept, meta={"base_model": EMBEDDER, "C": cfg.C,
-                                                              "class_weight": cfg.class_weight})
+        clf = (make_classifier or EmbedLRClassifier)(names, coef, intercept, meta={
+            "base_model": EMBEDDER, "C": cfg.C, "class_weight": cfg.class_weight})
         p_train = clf.proba_from_embeddings(x_train)
         idx = [names.index(lab) for lab in labels]
         train_loss = float(-np.mean(np.log(np.clip(p_train[np.arange(len(idx)), idx], 1e-12, None))))
@@ -270,12 +277,12 @@ def train_embed_lr(
                 cb.on_evaluate(1, 1.0, val_metrics, info)
         model_dir = None
         if out_dir is not None:
-            extra = {"train_config": {"student": KIND, **cfg.__dict__},
+            extra = {"train_config": {"student": kind, **cfg.__dict__},
                      "val_metrics": {k: val_metrics[k] for k in ("accuracy", "macro_f1", "n")} if val_metrics else None,
                      "test_metrics": {k: test_metrics[k] for k in ("accuracy", "macro_f1", "n")} if test_metrics else None}
             model_dir = str(clf.save(out_dir, extra=extra))
         result = _result(TrainResult, "done", names, texts, cfg, embed_s + fit_s, time.perf_counter() - t_start,
-                         train_loss, val_metrics, history, model_dir, clf, test_metrics=test_metrics)
+                         train_loss, val_metrics, history, model_dir, clf, test_metrics=test_metrics, kind=kind)
         for cb in cbs:
             cb.on_train_end(result)
     except BaseException as exc:
@@ -297,14 +304,14 @@ class _Stopped(Exception):
 
 
 def _result(cls, status, names, texts, cfg, train_s, elapsed, train_loss, val_metrics, history, model_dir, clf,
-            *, test_metrics=None):
+            *, test_metrics=None, kind: str = KIND):
     return cls(
         status=status, steps=1 if status == "done" else 0, total_steps=1, epochs=1,
         epoch=1.0 if status == "done" else 0.0, train_loss=train_loss, val_metrics=val_metrics,
         history=history, train_time_s=train_s, elapsed_s=elapsed,
         train_samples_per_s=(len(texts) / train_s) if train_s > 0 else 0.0,
         device="cpu", precision="fp32", world_size=1, rank=0, labels=list(names), n_train=len(texts),
-        config={"student": KIND, **cfg.__dict__}, model_dir=model_dir, classifier=clf, test_metrics=test_metrics,
+        config={"student": kind, **cfg.__dict__}, model_dir=model_dir, classifier=clf, test_metrics=test_metrics,
     )
 
 

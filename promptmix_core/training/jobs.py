@@ -13,7 +13,8 @@ Job config (``store.Job.config``): a :class:`~promptmix_core.specs.TrainingSpec`
 ``train``                 :class:`TrainConfig` fields (model, epochs, batch_size, learning_rate...)
 ``out_dir``               where the model is saved (default: ``<project>.models/run-<run id>`` beside the project file)
 ``name``                  the run's name
-``student``               ``"finetune"`` (default) or ``"embed-lr"`` (quick: MiniLM embeddings + logistic regression)
+``student``               ``"finetune"`` (default), ``"embed-lr"`` (quick: MiniLM embeddings + logistic regression)
+                          or ``"setfit"`` (SetFit: contrastive MiniLM + logistic regression)
 ``embed_lr``              the quick student's settings (``C``, ``class_weight``...)
 ``test_path``             a labelled CSV/JSONL to score the run on (instead of the project's test set)
 ``use_test_set``          score on the project's test set when it has one (default true)
@@ -141,7 +142,9 @@ def run_training_job(store: Any, job: Any, ctx: Any = None) -> str:
     if out["status"] == "cancelled":
         raise Cancelled(f"training was stopped (run #{out['run_id']})")
     m = out["metrics"]
-    msg = f"run #{out['run_id']} done: " + ("quick student" if m.get("student") == "embed-lr" else f"{m.get('steps')} steps")
+    from .plan import STUDENT_WORDS
+
+    msg = f"run #{out['run_id']} done: " + (STUDENT_WORDS.get(m.get("student")) or f"{m.get('steps')} steps")
     if m.get("test_accuracy") is not None:
         msg += f", test accuracy {m['test_accuracy']:.3f}, macro-F1 {m['test_macro_f1']:.3f} (n={m.get('test_n')})"
     elif m.get("val_accuracy") is not None:
@@ -200,6 +203,11 @@ def train_job(store: Any, job: Any, ctx: Any = None) -> dict[str, Any]:
 
         result = train_embed_lr(spec.embed_lr, texts, labels, progress=lambda p: ctx.progress(p, force=True),
                                 **common)
+    elif spec.student == "setfit":
+        from .setfit_student import train_setfit
+
+        result = train_setfit(texts, labels, common.pop("label_names"), {"seed": spec.train.seed},
+                              progress=lambda p: ctx.progress(p, force=True), **common)
     else:
         result = train(spec.train, texts, labels, keep_model=False, **common)
     metrics = result.final_metrics()

@@ -218,8 +218,9 @@ def save_model(model: Any, tokenizer: Any, labels: Sequence[str], out_dir: str |
 
 
 def load_classifier(model_dir: str | Path, *, device: str = "auto") -> Classifier:
-    """Load a folder written by :func:`save_model` (safetensors only), or a quick student's folder
-    (``label_map.json`` kind ``embed-lr``, see :mod:`.embed_lr`; it runs on the CPU)."""
+    """Load a folder written by :func:`save_model` (safetensors only), a quick student's folder
+    (``label_map.json`` kind ``embed-lr``, see :mod:`.embed_lr`; it runs on the CPU) or a SetFit
+    student's (kind ``setfit``, see :mod:`.setfit_student`)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     _quiet_transformers()
@@ -236,6 +237,10 @@ def load_classifier(model_dir: str | Path, *, device: str = "auto") -> Classifie
         from .embed_lr import load_embed_lr
 
         return load_embed_lr(folder, meta)  # type: ignore[return-value]
+    if meta.get("kind") == "setfit":
+        from .setfit_student import load_setfit
+
+        return load_setfit(folder, meta, device=device)  # type: ignore[return-value]
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         model = AutoModelForSequenceClassification.from_pretrained(str(folder), use_safetensors=True)

@@ -11,7 +11,10 @@ from typing import Any, Iterable, Mapping, Sequence
 from .config import TrainConfig
 
 UNBALANCED_RATIO = 3.0  # the biggest class at least this many times the smallest: "badly unbalanced"
-STUDENTS = {"finetune": "fine-tuned transformer", "embed-lr": "quick student (embeddings + logistic regression)"}
+STUDENTS = {"finetune": "fine-tuned transformer", "embed-lr": "quick student (embeddings + logistic regression)",
+            "setfit": "SetFit (contrastive MiniLM + logistic regression, no LLM needed)"}
+#: how a finished run of a student other than fine-tuning is named in messages (fine-tuning: its steps)
+STUDENT_WORDS = {"embed-lr": "quick student", "setfit": "SetFit student"}
 
 
 def default_label_source(examples: Iterable[Any]) -> str:
@@ -155,4 +158,4 @@ def train_plan(cfg: TrainConfig, n_examples: int, num_labels: int, world_size: i
                      max_steps=cfg.max_steps, world_size=world_size)
 
 
-__all__ = ["STUDENTS", "ClassCounts", "DataReport", "TrainPlan", "data_report", "default_label_source", "train_plan"]
+__all__ = ["STUDENTS", "STUDENT_WORDS", "ClassCounts", "DataReport", "TrainPlan", "data_report", "default_label_source", "train_plan"]
