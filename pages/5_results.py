@@ -55,7 +55,9 @@ def _model_dir(run) -> Path | None:
 
 def _student(run) -> str:
     kind = (run.final_metrics or {}).get("student") or (run.config or {}).get("student") or "finetune"
-    return "quick student (embeddings + logistic regression)" if kind == "embed-lr" else "fine-tuned"
+    from promptmix_core.training.plan import STUDENTS
+
+    return "fine-tuned" if kind == "finetune" else STUDENTS.get(kind, kind)
 
 
 def _eval_caption(s: dict) -> str:
@@ -283,6 +285,70 @@ else:
                            file_name=safe_filename(f"{project}-predictions-run-{res['run']}", "csv"),
                            mime="text/csv", key="res_batch_dl", on_click="ignore",
                            help="text, predicted label, its probability and one column per class")
+
+# --------------------------------------------------------------------------- aim generation at confusions
+st.divider()
+st.subheader("Generate where the model is confused")
+if not with_models:
+    st.info("Once a training run finishes, the class pairs its model confuses most are listed here, with one "
+            "click to generate more borderline examples for exactly those pairs.")
+else:
+    import dataclasses
+
+    from promptmix_core.confusion import directed, suggest_pairs
+    from promptmix_core.jobs import start_job
+    from promptmix_core.settings import get_settings
+    from promptmix_core.specs import GenerationSpec
+
+    conf_run = st.selectbox("Run", [r.id for r, _ in with_models], format_func=lambda i: try_names[i],
+                            key="conf_run", help="The pairs come from this run's test set or validation split; "
+                                                 "without either, from its close calls on the generated examples")
+    run = next(r for r, _ in with_models if r.id == conf_run)
+    fm = run.final_metrics or {}
+    pool_probs = None
+    if not any(isinstance(fm.get(k), dict) for k in ("test_confusion", "val_confusion")):
+        pool = [e.text for e in store.list_examples()][:2000]
+        if pool:
+            try:
+                with st.spinner(f"Reading the model's close calls on {len(pool)} generated examples..."):
+                    pool_probs = classify(try_dirs[conf_run], pool).probs
+            except (ModelLoadError, OSError) as exc:
+                st.warning(f"Could not load run #{conf_run}'s model: {md_escape(exc)}")
+    confused, where = suggest_pairs(fm, task.class_names, pool_probs=pool_probs, top=3)
+    if not confused:
+        st.success("This run confuses no pair of classes on its labelled data: nothing to aim at.")
+    else:
+        counted = "errors" if where != "generated pool" else "close calls"
+        st.caption(f"Most confused pairs of run #{conf_run}, read from its {where} ({counted} in both directions)."
+                   + (" Close calls on generated examples are a weaker signal than errors on real labelled "
+                      "data: add a test set for a better aim." if where == "generated pool" else ""))
+        st.dataframe(pd.DataFrame([{"class": p.a, "confused with": p.b, counted: p.count,
+                                    f"{p.a} read as {p.b}": p.a_as_b, f"{p.b} read as {p.a}": p.b_as_a}
+                                   if where != "generated pool" else
+                                   {"class": p.a, "confused with": p.b, counted: p.count} for p in confused]),
+                     hide_index=True, width="stretch")
+        pairs = directed(confused)
+        jobs = [j for j in store.list_jobs("generate") if not (j.config or {}).get("demo")]
+        base = GenerationSpec.from_stored(jobs[0].config) if jobs else GenerationSpec()
+        c1, c2 = st.columns([1, 2], gap="large")
+        n_more = c1.number_input("Examples per class and pair direction", 1, 200, value=min(base.per_class, 10),
+                                 key="conf_n", help="Ci mixed with Cj at alpha drawn as usual; then relabelled and "
+                                                    "queued for review like any other job")
+        busy = any(j.active for j in store.list_jobs("generate"))
+        go_ = c2.button(f"Generate {int(n_more) * len({a for a, _ in pairs})} examples for these pairs",
+                        icon=":material/target:", type="primary", disabled=busy, key="conf_go",
+                        help="Uses the endpoint of the last generation job" if jobs else "Uses the default endpoint")
+        if busy:
+            c2.caption("A generation job is running; start this when it is done.")
+        if go_:
+            spec = dataclasses.replace(base, per_class=int(n_more), pairs=[list(p) for p in pairs], mixup=True,
+                                       demo=False)
+            try:
+                job_id = start_job(store.path, "generate", spec.to_dict(), api_key=get_settings().api_key)
+            except Exception as exc:  # noqa: BLE001 - shown to the user
+                st.error(f"Could not start the job: {md_escape(exc)}")
+            else:
+                st.success(f"Started job #{job_id}: follow it on the Generate page, then review its examples.")
 
 # --------------------------------------------------------------------------- the embedding map
 st.divider()

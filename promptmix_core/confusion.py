@@ -207,6 +207,20 @@ def resolve_pairs(class_names: Sequence[str], *, pairs: str | None = None, sourc
     return pairs_from_file(text, class_names, top=top)
 
 
+def suggest_pairs(final_metrics: Mapping[str, Any], labels: Sequence[str], *, pool_probs: Any = None,
+                  top: int = 3) -> tuple[list[ConfusedPair], str]:
+    """The pairs a finished run confuses most, and where that was read: its labelled set's confusion
+    matrix (``"test set"`` / ``"validation split"``), else its low-margin predictions on an unlabelled
+    pool (``pool_probs``, rows in ``labels`` order: ``"generated pool"``); ``([], "")`` when neither."""
+    for key, where in (("test_confusion", "test set"), ("val_confusion", "validation split")):
+        conf = final_metrics.get(key) if isinstance(final_metrics, Mapping) else None
+        if isinstance(conf, Mapping):
+            return pairs_from_confusion(conf, top=top), where
+    if pool_probs is not None and len(pool_probs):
+        return pairs_from_margins(pool_probs, labels, top=top), "generated pool"
+    return [], ""
+
+
 def _check_names(pairs: list[tuple[str, str]], class_names: Sequence[str], path: Any) -> list[tuple[str, str]]:
     bad = sorted({x for p in pairs for x in p if x not in class_names})
     if bad:
@@ -215,4 +229,4 @@ def _check_names(pairs: list[tuple[str, str]], class_names: Sequence[str], path:
 
 
 __all__ = ["ConfusedPair", "directed", "find_confusion", "pairs_from_confusion", "pairs_from_file",
-           "pairs_from_margins", "pairs_from_run", "parse_pairs", "resolve_pairs"]
+           "pairs_from_margins", "pairs_from_run", "parse_pairs", "resolve_pairs", "suggest_pairs"]

@@ -107,3 +107,17 @@ def test_resolve_pairs_from_a_project_run(tmp_path):
     with pytest.raises(ValueError, match="not both"):
         resolve_pairs(LABELS, pairs="refund:top_up", source="3")
     assert resolve_pairs(LABELS) == []
+
+
+def test_suggest_pairs_prefers_labelled_data_then_close_calls():
+    from promptmix_core.confusion import suggest_pairs
+
+    gold = ["card_lost", "card_arrival", "refund", "top_up"]
+    conf = compute_metrics(gold, ["card_arrival", "card_arrival", "refund", "top_up"], LABELS)["confusion"]
+    probs = [[0.05, 0.05, 0.46, 0.44]]
+    assert suggest_pairs({"val_confusion": conf}, LABELS, pool_probs=probs)[1] == "validation split"
+    pairs, where = suggest_pairs({"test_confusion": conf, "val_confusion": {}}, LABELS)
+    assert where == "test set" and (pairs[0].a, pairs[0].b) == ("card_lost", "card_arrival")
+    pairs, where = suggest_pairs({"steps": 4}, LABELS, pool_probs=probs)
+    assert where == "generated pool" and (pairs[0].a, pairs[0].b) == ("refund", "top_up")
+    assert suggest_pairs({}, LABELS) == ([], "")

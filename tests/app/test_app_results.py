@@ -192,3 +192,37 @@ def test_try_the_model_with_a_quick_student(make_app, demo_store, tmp_path):
     assert sorted(spec["data"][0]["y"]) == sorted(LABELS)  # one bar per class
     assert abs(sum(spec["data"][0]["x"]) - 1.0) < 1e-3
     assert spec["layout"]["xaxis"]["range"] == [0, 1]
+
+
+def test_generate_where_the_model_is_confused(make_app, demo_store, tmp_path, monkeypatch):
+    """The pairs come from the run's test-set confusions; one click starts a targeted generation job."""
+    from promptmix_core import jobs
+    from promptmix_core.specs import GenerationSpec
+    from promptmix_core.training.embed_lr import train_embed_lr
+
+    task = demo_store.load_task()
+    rows = task.seed_rows()
+    res = train_embed_lr(None, [r["text"] for r in rows], [r["label"] for r in rows], label_names=task.class_names,
+                         out_dir=tmp_path / "quick")
+    run = _test_run(demo_store)  # test confusions: declined->lost x1, exchange_rate->refund x1
+    demo_store.update_run(run, model_dir=res.model_dir)
+    launched = []
+    monkeypatch.setattr(jobs, "launch_worker", lambda path, job_id, api_key=None: launched.append(job_id))
+    at = make_app(RESULTS)
+    assert not at.exception, at.exception
+    assert "read from its test set" in texts(at)
+    table = [d.value for d in at.dataframe if "confused with" in d.value.columns][0]
+    assert set(map(tuple, table[["class", "confused with"]].values)) == {
+        ("card_lost_or_stolen", "declined_card_payment"), ("exchange_rate", "refund_not_showing")}
+    by_key(at.number_input, "conf_n").set_value(4)
+    at.run()
+    by_key(at.button, "conf_go").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert launched, [e.value for e in at.error]
+    spec = GenerationSpec.from_stored(demo_store.get_job(launched[0]).config)
+    assert spec.per_class == 4 and spec.mixup
+    assert sorted(map(tuple, spec.pairs)) == sorted([
+        ("card_lost_or_stolen", "declined_card_payment"), ("declined_card_payment", "card_lost_or_stolen"),
+        ("exchange_rate", "refund_not_showing"), ("refund_not_showing", "exchange_rate")])
+    assert f"Started job #{launched[0]}" in texts(at)
