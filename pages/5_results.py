@@ -459,9 +459,7 @@ with exp_l:
 
 with exp_r:
     st.markdown("**Trained model**")
-    with_models = [(r, _model_dir(r)) for r in runs if r.status == "done"]
-    with_models = [(r, d) for r, d in with_models if d is not None]
-    if not with_models:
+    if not with_models:  # the finished runs with a saved model, found for "Try the model" above
         st.info("No saved model yet: a finished training run's model folder can be downloaded here as a zip.")
     else:
         names = {r.id: f"#{r.id} · {r.name or r.method}" for r, _ in with_models}

@@ -415,7 +415,7 @@ def _example_where(
     search: str | None = None,
     alias: str = "",
 ) -> tuple[list[str], list[Any]]:
-    """WHERE clauses for the review filters (the same meaning as :meth:`ProjectStore.list_examples`)."""
+    """WHERE clauses of the review filters, for :meth:`ProjectStore.list_examples` and the review queue."""
     where: list[str] = []
     params: list[Any] = []
     for col, val in (("review_status", review_status), ("relabel_status", relabel_status)):
@@ -863,29 +863,13 @@ class ProjectStore:
         offset: int = 0,
     ) -> list[Example]:
         """Examples in id order; ``flagged`` True/False keeps only those with/without a junk flag."""
-        where, params = [], []
+        where, params = _example_where(review_status=review_status, label=label, relabel_status=relabel_status,
+                                       search=search)
         if flagged is not None:
             where.append("flag != ''" if flagged else "flag = ''")
         if job_id is not None:
             where.append("job_id = ?")
             params.append(job_id)
-        for col, val in (("review_status", review_status), ("relabel_status", relabel_status)):
-            if val is None:
-                continue
-            vals = [val] if isinstance(val, str) else list(val)
-            if "none" in vals:
-                vals = [v for v in vals if v != "none"]
-                clause = f"({col} IS NULL" + (f" OR {col} IN ({','.join('?' * len(vals))})" if vals else "") + ")"
-            else:
-                clause = f"{col} IN ({','.join('?' * len(vals))})"
-            where.append(clause)
-            params.extend(vals)
-        if label is not None:
-            where.append("(intended_label = ? OR llm_label = ? OR mixed_with = ?)")
-            params.extend([label, label, label])
-        if search:
-            where.append("instr(lower(text), lower(?)) > 0")
-            params.append(search)
         sql = "SELECT * FROM examples"
         if where:
             sql += " WHERE " + " AND ".join(where)
