@@ -23,6 +23,7 @@ from pages._ui import (
 )
 from promptmix_core import projects
 from promptmix_core.demo import DEMO_NAME, create_demo
+from promptmix_core.store import StoreError
 
 st.set_page_config(
     page_title="PromptMix Studio",
@@ -34,8 +35,8 @@ st.set_page_config(
 folder = projects_folder()
 try:
     projects.ensure_demo(folder)
-except OSError as exc:
-    st.error(f"The projects folder {folder} cannot be used: {exc}")
+except (OSError, projects.ProjectError, StoreError) as exc:
+    st.error(f"The projects folder {md_escape(folder)} cannot be used: {md_escape(exc)}")
     st.stop()
 
 
@@ -94,11 +95,12 @@ def _create() -> None:
             raise projects.ProjectError(f"a project called '{name}' already exists")
         if template.startswith("Copy of the banking demo"):
             path = projects.project_path(name, folder)
+            projects.check_writable(folder)
             create_demo(path, with_examples=False)
         else:
             projects.create_project(name, folder)
-    except projects.ProjectError as exc:
-        st.session_state["sb_flash"] = ("error", f"Could not create the project: {exc}.")
+    except (projects.ProjectError, StoreError, OSError) as exc:  # a read-only folder, a full disk, ...
+        st.session_state["sb_flash"] = ("error", f"Could not create the project: {md_escape(exc)}.")
         return
     st.session_state["sb_new_name"] = ""
     set_current_project(name)
@@ -115,7 +117,7 @@ def _delete() -> None:
     try:
         forget_store(projects.project_path(name, folder))
         projects.delete_project(name, folder)
-    except projects.ProjectError as exc:
+    except (projects.ProjectError, StoreError, OSError) as exc:
         st.session_state["sb_flash"] = ("error", f"Could not delete: {exc}.")
         return
     st.session_state["sb_delete_confirm"] = False
@@ -141,8 +143,13 @@ def _job_status() -> None:
 
 
 def _restore_demo() -> None:
-    name = projects.unique_name(DEMO_NAME, folder)
-    create_demo(projects.project_path(name, folder))
+    try:
+        name = projects.unique_name(DEMO_NAME, folder)
+        projects.check_writable(folder)
+        create_demo(projects.project_path(name, folder))
+    except (projects.ProjectError, StoreError, OSError) as exc:
+        st.session_state["sb_flash"] = ("error", f"Could not restore the demo: {md_escape(exc)}.")
+        return
     set_current_project(name)
 
 

@@ -14,6 +14,7 @@ from pages._ui import (
     md_escape,
     render_test_set,
     store_or_stop,
+    write_failed,
 )
 from promptmix_core.projects import (
     IMPORT_TYPES,
@@ -22,6 +23,7 @@ from promptmix_core.projects import (
     import_task_bytes,
     lines_to_examples,
 )
+from promptmix_core.store import StoreError
 from promptmix_core.task import ClassSpec, Task, TaskError
 
 ensure_app_shell()
@@ -121,7 +123,11 @@ def _save() -> None:
         st.session_state["task_flash"] = ("error", "Not saved: fix the problems marked below.")
         return
     old = store.load_task()
-    store.save_task(task)
+    try:
+        store.save_task(task)
+    except StoreError as exc:  # a full disk or a read-only folder: said, nothing lost from the draft
+        st.session_state["task_flash"] = ("error", write_failed(exc))
+        return
     d["source"] = task.to_json()
     d["show_errors"] = False
     msg = f"Saved the task: {len(task.classes)} classes, {sum(len(c.examples) for c in task.classes)} seeds."
@@ -138,7 +144,11 @@ def _save() -> None:
 
 
 def _use_import(task: Task, test_rows: list | None = None, file_name: str = "") -> None:
-    store.save_task(task)
+    try:
+        store.save_task(task)
+    except StoreError as exc:  # a full disk or a read-only folder: said, the import can be tried again
+        st.session_state["task_flash"] = ("error", write_failed(exc))
+        return
     st.session_state[DRAFT] = _draft_from(task, task.to_json())
     msg = (f"Imported “{md_escape(task.name)}”: {len(task.classes)} classes, "
            f"{sum(len(c.examples) for c in task.classes)} seeds. The task is saved.")
@@ -232,6 +242,9 @@ with tab_import:
             st.error(f"{md_escape(up.name)} cannot be imported:")
             for p in exc.problems:
                 st.markdown(f"- {md_escape(p)}")
+        except (RecursionError, MemoryError, ValueError) as exc:  # a hostile file past the readers' limits
+            st.error(f"{md_escape(up.name)} cannot be imported: it is too large or too deeply nested to read "
+                     f"({type(exc).__name__}).")
         else:
             st.success(
                 f"{md_escape(up.name)}: {len(imported.classes)} classes, "

@@ -23,11 +23,13 @@ from pages._ui import (
     status_badge,
     store_or_stop,
     task_or_stop,
+    write_failed,
 )
 from promptmix_core.alpha import ALPHA_BINS, alpha_preview
 from promptmix_core.errors import SpecError
 from promptmix_core.settings import get_settings
 from promptmix_core.specs import GenerationSpec, LLMSpec
+from promptmix_core.store import StoreError
 from promptmix_core.task import TaskError, validate
 
 ensure_app_shell()
@@ -109,13 +111,17 @@ def alpha_chart(preview: np.ndarray | None, actual: list[float] | None) -> go.Fi
 
 # --------------------------------------------------------------------------- callbacks
 def _cancel(job_id: int) -> None:
-    store.request_cancel(job_id)
-    st.session_state["gen_flash"] = ("info", f"Asked job #{job_id} to stop; it stops after the calls in flight.")
-
-
-def _resume(job_id: int, api_key: str | None) -> None:
     try:
-        resume_job(store, job_id, api_key)
+        store.request_cancel(job_id)
+    except StoreError as exc:
+        st.session_state["gen_flash"] = ("error", write_failed(exc))
+        return
+    st.session_state["gen_flash"] = ("info", f"Asked job #{job_id} to stop; it stops within a second.")
+
+
+def _resume(job_id: int, api_key: str | None, base_url: str | None = None) -> None:
+    try:
+        resume_job(store, job_id, api_key, base_url)
     except Exception as exc:  # noqa: BLE001 - shown to the user
         st.session_state["gen_flash"] = ("error", f"Could not resume job #{job_id}: {md_escape(exc)}")
         return
@@ -160,11 +166,13 @@ def render_progress(job_id: int) -> None:
             + (f"{cfg.per_class} per class · group size {cfg.group_size} · mixup {'on' if cfg.mixup else 'off'} · "
                f"model {md_escape(cfg.llm.model or 'default')}" if cfg else "settings of an unknown version")
         )
+        if job.active and p.get("notice"):  # "rate limited: waiting 120 s, retry 2 of 4"
+            st.warning(md_escape(p["notice"]), icon=":material/hourglass_top:")
         if job.message and job.status != "running":
             (st.error if job.status == "failed" else st.caption)(md_escape(job.message))
         if job.active:
             st.button("Stop", icon=":material/stop_circle:", key=f"gen_stop_{job.id}", on_click=_cancel, args=(job.id,),
-                      disabled=job.cancel_requested, help="Stops after the calls in flight; resume later.")
+                      disabled=job.cancel_requested, help="Stops at once (calls in flight are abandoned); resume later.")
             if job.cancel_requested:
                 st.caption("Stopping…")
             recent = _live_examples(job.id)
@@ -282,8 +290,11 @@ if provider == "openai":
 elif provider == "compatible":
     new_settings["base_url"] = base_url or ""
     new_settings["model"] = model or ""
-if new_settings != settings:
-    store.save_settings(new_settings)
+if new_settings != settings and not store.read_only:
+    try:
+        store.save_settings(new_settings)
+    except StoreError:  # a full disk: the settings are remembered next time
+        pass
 
 spec = GenerationSpec(  # the same typed spec the CLI, the worker and the experiments use
     per_class=int(per_class), group_size=int(group_size), mixup=bool(mixup), seed=int(seed),
@@ -294,10 +305,15 @@ spec = GenerationSpec(  # the same typed spec the CLI, the worker and the experi
 problems = []
 if provider == "compatible" and not spec.llm.base_url:
     problems.append("Give the base URL of the OpenAI-compatible server.")
+elif provider == "compatible" and "://***@" in str(spec.llm.base_url):
+    problems.append("Type the endpoint's user and password in the base URL again (http://user:password@host/...): "
+                    "they are never saved.")
 else:
     problems += [p[:1].upper() + p[1:] + "." for p in spec.validate()]
 if provider == "openai" and not api_key:
     problems.append("OpenAI needs an API key.")
+if store.read_only:
+    problems.append("The project is read-only here, so nothing can be generated into it.")
 
 st.divider()
 start_cols = st.columns([1.3, 1.3, 3])
@@ -309,7 +325,7 @@ start = start_cols[0].button(
 resumable = (current is not None and current.status in ("cancelled", "failed")
              and not getattr(job_spec(current), "demo", False))
 if resumable:
-    start_cols[1].button(f"Resume job #{current.id}", icon=":material/replay:", on_click=_resume, args=(current.id, api_key),
+    start_cols[1].button(f"Resume job #{current.id}", icon=":material/replay:", on_click=_resume, args=(current.id, api_key, spec.llm.base_url),
                          disabled=busy, width="stretch", key="gen_resume",
                          help="Continue the stopped job: what it already generated is kept")
 for p in problems:

@@ -25,6 +25,7 @@ from pages._ui import (
 )
 from promptmix_core import review
 from promptmix_core.review import ORDERS, QueueFilter
+from promptmix_core.store import StoreError
 
 ensure_app_shell()
 header(
@@ -167,7 +168,11 @@ def _confirm_bulk() -> None:
     if not ask:
         return
     decision, what = BULK[ask["kind"]]
-    unit, n = review.bulk(store, _bulk_targets(ask["kind"]), decision, tab=_tab(), unit=ask["unit"])
+    try:
+        unit, n = review.bulk(store, _bulk_targets(ask["kind"]), decision, tab=_tab(), unit=ask["unit"])
+    except StoreError as exc:  # a full disk or a read-only folder: said, nothing changed
+        st.session_state["rv_flash"] = ("error", f"Nothing was changed: {md_escape(exc)}.")
+        return
     st.session_state[GEN] = st.session_state.get(GEN, 0) + 1
     st.session_state["rv_last_bulk"] = {"unit": unit, "n": n, "decision": decision, "what": what}
     verb = "Accepted" if decision == "accepted" else "Rejected"
@@ -180,8 +185,13 @@ def _undo_bulk() -> None:
     last = st.session_state.pop("rv_last_bulk", None)
     if not last:
         return
-    res = review.apply_ops(store, [{"cid": f"u{uuid.uuid4().hex[:20]}", "undo": last["unit"], "tab": _tab()}],
-                           classes, tab=_tab())
+    try:
+        res = review.apply_ops(store, [{"cid": f"u{uuid.uuid4().hex[:20]}", "undo": last["unit"], "tab": _tab()}],
+                               classes, tab=_tab())
+    except StoreError as exc:
+        st.session_state["rv_last_bulk"] = last
+        st.session_state["rv_flash"] = ("error", f"Nothing was undone: {md_escape(exc)}.")
+        return
     r = next(iter(res.values()), {})
     st.session_state[GEN] = st.session_state.get(GEN, 0) + 1
     if r.get("ok"):
@@ -248,7 +258,11 @@ def review_area() -> None:
     tab = _tab()
     acks: dict = {}
     if sync.get("ops") and sync.get("project") == project:
-        acks = review.apply_ops(store, sync["ops"], classes, tab=tab)
+        try:
+            acks = review.apply_ops(store, sync["ops"], classes, tab=tab)
+        except StoreError as exc:  # a full disk or a read-only folder: not acknowledged, so the tab keeps them
+            st.error(f"Your latest decisions could not be saved: {md_escape(exc)}. They stay in this tab and are "
+                     "sent again.", icon=":material/error:")
     lap("apply")
     # counts: moved on by the review log since they were counted (any tab's decisions); counted again
     # every 10 s for what does not go through the log

@@ -30,6 +30,7 @@ from pages._ui import (
 from promptmix_core.errors import SpecError
 from promptmix_core.specs import TrainingSpec
 from promptmix_core.training.config import TrainConfig, default_learning_rate
+from promptmix_core.store import StoreError
 from promptmix_core.training.data import build_training_data
 from promptmix_core.training.jobs import prepare_job_data
 from promptmix_core.training.plan import data_report, train_plan
@@ -62,7 +63,11 @@ MODELS = {"bundled": "Bundled MiniLM (all-MiniLM-L6-v2, 22 M parameters)", "othe
 
 
 def _cancel(job_id: int) -> None:
-    store.request_cancel(job_id)
+    try:
+        store.request_cancel(job_id)
+    except StoreError as exc:
+        st.session_state["train_flash"] = ("error", f"Could not ask the job to stop: {md_escape(exc)}.")
+        return
     st.session_state["train_flash"] = ("info", f"Asked training job #{job_id} to stop after the current step.")
 
 
@@ -364,8 +369,11 @@ if spec is not None and not spec_problems:
     if lr_problem:  # keep the last good learning rate, not the typo
         remembered["train"]["learning_rate"] = last.train.learning_rate
     new_settings["training"] = remembered
-    if new_settings != settings:
-        store.save_settings(new_settings)
+    if new_settings != settings and not store.read_only:
+        try:
+            store.save_settings(new_settings)
+        except StoreError:  # a full disk: the settings are remembered next time
+            pass
 
 # --------------------------------------------------------------------------- what the run will use
 summary = counts[source] if source != "reviewed" else build_training_data(
@@ -420,6 +428,8 @@ with st.expander("Test set" + (f" · {store.test_set_info()['n']} examples" if s
     render_test_set(store, task, "train_test", examples=examples)
 
 problems = [p for p in (model_problem, lr_problem) if p] + ([] if lr_problem else spec_problems)
+if store.read_only:
+    problems.append("The project is read-only here, so no run can be recorded in it.")
 if summary["total"] == 0 or data is None:
     problems.append("There are no training examples for this label source.")
 st.divider()

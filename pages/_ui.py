@@ -132,7 +132,16 @@ def store_or_stop() -> ProjectStore:
             "Create a project in the sidebar (or open the banking demo) to start.",
         )
         st.stop()
+    if getattr(store, "read_only", False):
+        st.warning(f"This project is open read-only: {md_escape(store.read_only_reason)}. You can look at "
+                   "everything; saving, reviewing and starting jobs need a folder you can write to.",
+                   icon=":material/lock:")
     return store
+
+
+def write_failed(exc: Exception) -> str:
+    """A failed write (full disk, read-only folder) in words for a flash message."""
+    return f"Not saved: {md_escape(exc)}."
 
 
 def task_or_stop(store: ProjectStore) -> Task:
@@ -222,11 +231,15 @@ def start_job(store: ProjectStore, kind: str, config: dict[str, Any], api_key: s
     return int(jobs.start_job(str(store.path), kind, config, api_key=api_key or None))
 
 
-def resume_job(store: ProjectStore, job_id: int, api_key: str | None = None) -> None:
+def resume_job(store: ProjectStore, job_id: int, api_key: str | None = None, base_url: str | None = None) -> None:
     """Start a stopped or failed job again; it continues from what the store holds."""
     from promptmix_core import jobs
+    from promptmix_core.store import scrub_secrets
 
-    jobs.resume_job(str(store.path), job_id, api_key=api_key or None)
+    if base_url and scrub_secrets(base_url) != base_url:  # an endpoint with user:password in its URL
+        jobs.resume_job(str(store.path), job_id, api_key=api_key or None, base_url=base_url)
+    else:
+        jobs.resume_job(str(store.path), job_id, api_key=api_key or None)
 
 
 @st.cache_resource(show_spinner=False)

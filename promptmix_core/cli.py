@@ -25,8 +25,17 @@ class _Bar:
             from tqdm import tqdm
 
             self.bar = tqdm(total=0, desc=desc, unit="ex", file=sys.stderr, leave=False)
+        self.notice: str | None = None
 
     def __call__(self, p: dict[str, Any]) -> None:
+        notice = p.get("notice")
+        if notice != self.notice:  # "rate limited: waiting 120 s, retry 2 of 4": said once, as it starts
+            self.notice = notice
+            if notice:
+                if self.bar is not None:
+                    self.bar.write(notice, file=sys.stderr)
+                else:
+                    print(notice, file=sys.stderr, flush=True)
         if self.bar is None:
             return
         self.bar.total = p.get("total", 0)
@@ -47,8 +56,12 @@ def _add_llm_args(p: argparse.ArgumentParser) -> None:
 
     g.add_argument("--concurrency", type=int, default=LLMSpec.concurrency,
                    help=f"calls in flight at once (default {LLMSpec.concurrency})")
-    g.add_argument("--timeout", type=float, default=LLMSpec.timeout, help=f"seconds per call (default {LLMSpec.timeout:g})")
+    g.add_argument("--timeout", type=float, default=LLMSpec.timeout,
+                   help=f"seconds per call, from connecting to the last byte (default {LLMSpec.timeout:g})")
     g.add_argument("--retries", type=int, default=LLMSpec.max_retries, help=f"retries per call (default {LLMSpec.max_retries})")
+    g.add_argument("--max-retry-after", type=float, default=LLMSpec.max_retry_after,
+                   help="longest wait a server's Retry-After may ask for, in seconds "
+                        f"(default {LLMSpec.max_retry_after:g})")
     g.add_argument("--cache", help="response cache file (default $PROMPTMIX_CACHE, else "
                                    "$PROMPTMIX_CACHE_DIR/llm_cache.sqlite: the same for app, CLI and experiments)")
 
@@ -75,45 +88,102 @@ def _llm(args: argparse.Namespace, spec=None):
     """The client for a command: its endpoint flags (a spec's when given) and the one LLM cache
     (``--cache`` overrides it)."""
     from .llm import LLMClient, resolve_llm_config
+    from .llm.cache import ResponseCache, check_cache_path
     from .paths import llm_cache_path
 
+    cache_path = check_cache_path(args.cache or llm_cache_path())  # a bad --cache fails before a server starts
     if spec is not None:
         config = resolve_llm_config(progress=_loading_printer(), **spec.options())
     else:
         config = resolve_llm_config(
             base_url=args.base_url, model=args.model, concurrency=args.concurrency, timeout=args.timeout,
-            max_retries=args.retries, progress=_loading_printer(),
+            max_retries=args.retries, max_retry_after=args.max_retry_after, progress=_loading_printer(),
         )
-    return LLMClient(config, cache_path=args.cache or llm_cache_path())
+    return LLMClient(config, cache=ResponseCache(cache_path))
+
+
+class OutputError(ValueError):
+    """The output path cannot be used (a folder, or another reason that is not the disk's)."""
+
+
+def _check_out(path: Path, what: str = "--out") -> Path:
+    """Refuse an output path that cannot be written, before any LLM call is spent on it."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise OutputError(f"{what} {path} is a folder; give a file name, e.g. {path / 'examples.jsonl'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _output_error(exc, path) from None
+    probe = path.with_name(path.name + ".tmp")
+    existed = probe.exists()
+    try:
+        with open(probe, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise _output_error(exc, path) from None
+    finally:
+        if not existed:
+            try:
+                probe.unlink()
+            except OSError:
+                pass
+    return path
+
+
+def _output_error(exc: OSError, path: Path) -> Exception:
+    """"the disk holding X is full" / "cannot write to folder X" (exit 1), else the OS's words."""
+    from .store import StoreReadOnlyError, storage_error
+
+    words = storage_error(exc, path)
+    if isinstance(words, StoreReadOnlyError):
+        return StoreReadOnlyError(f"cannot write to folder {path.parent}: {path.name} cannot be written there")
+    return words or OutputError(f"cannot write {path}: {exc.strerror or exc}")
 
 
 def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write rows to ``path`` through a temporary file (never a half-written ``path``)."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     n = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-            n += 1
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for r in rows:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+                n += 1
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise _output_error(exc, path) from None
     return n
 
 
 def _write_partial(args: argparse.Namespace, exc, llm) -> int:
+    """A failed or stopped run: one ``error:`` line, what was made in ``OUT.partial.jsonl``."""
+    from .store import StoreError
+
     partial = Path(str(args.out) + ".partial.jsonl")
-    n = _write_jsonl(partial, (e.to_row() for e in exc.result.examples))
     print(f"error: {exc}", file=sys.stderr)
-    print(f"kept {n} examples in {partial}; finished calls stay in the cache; "
-          f"{llm.stats.summary()}", file=sys.stderr)
+    try:
+        n = _write_jsonl(partial, (e.to_row() for e in exc.result.examples))
+        kept = f"kept {n} examples in {partial}"
+    except (OutputError, StoreError) as write_error:
+        kept = f"the {len(exc.result.examples)} examples made could not be saved ({write_error})"
+    print(f"{kept}; finished calls stay in the cache; {llm.stats.summary()}", file=sys.stderr)
     return EXIT_FAIL
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .generate import GenerationFailed, generate
+    from .generate import GenerationCancelled, GenerationFailed, generate
     from .specs import GenerationSpec
 
     task = load_task(args.task, k=args.k, seed=args.task_seed)
     spec = GenerationSpec.from_cli_args(args)  # the same spec the app's Generate page builds
+    out = _check_out(Path(args.out))  # a folder or a read-only place fails now, not after every call
     if args.pairs or args.pairs_from:  # a targeted round: only the named (or most confused) class pairs
         from .confusion import resolve_pairs
 
@@ -126,14 +196,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
                               top=args.pairs_top)
         spec = GenerationSpec.from_dict({**spec.to_dict(), "pairs": [list(p) for p in pairs]})
         print("targeted round: " + ", ".join(f"{a} mixed with {b}" for a, b in pairs), file=sys.stderr)
+    if args.project:
+        return _generate_into_project(args, task, spec, out)
     llm = _llm(args, spec.llm)
     bar = _Bar("generate")
     t0 = time.perf_counter()
-    if args.project:
-        return _generate_into_project(args, task, spec, llm, bar, t0)
     try:
         result = generate(task, spec.generation_config(), llm, progress=bar)
-    except GenerationFailed as exc:
+    except (GenerationFailed, GenerationCancelled) as exc:
         bar.close()
         return _write_partial(args, exc, llm)
     bar.close()
@@ -155,7 +225,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         fs = flag_summary(reasons)
         print(f"flagged {fs['flagged']} of {fs['texts']} as probable junk (kept, with a 'flag' reason)",
               file=sys.stderr)
-    _write_jsonl(Path(args.out), rows)
+    _write_jsonl(out, rows)
     print(
         f"kept {result.kept}/{result.requested} examples in {time.perf_counter() - t0:.1f} s; {llm.stats.summary()}; "
         f"{result.calls_per_kept:.2f} calls and {result.tokens_per_kept:.0f} tokens per kept example"
@@ -163,30 +233,42 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _generate_into_project(args, task, spec, llm, bar, t0) -> int:
+def _generate_into_project(args, task, spec, out: Path) -> int:
     """``generate --project``: the same job as the app's (spec stored, lifecycle, examples and, with
-    ``--relabel``, relabels saved in the project), run in this process; resumable with ``--job``."""
-    from .generate import GenerationFailed
+    ``--relabel``, relabels saved in the project), run in this process; resumable with ``--job``.
+
+    One generation job per project, CLI or app alike: while another runs, this is refused naming it
+    (:class:`~promptmix_core.store.JobBusyError`) before any LLM call."""
+    from .generate import GenerationCancelled, GenerationFailed
     from .lifecycle import JobLifecycle
     from .pipeline import run_generation
-    from .store import ProjectStore
+    from .store import ProjectStore, StoreError
 
     store = ProjectStore(args.project)
-    if store.load_task() is None:
-        store.save_task(task)
     if args.job:
         job = store.get_job(args.job)
         if job is None or job.kind != "generate":
             raise ValueError(f"{args.project} has no generation job #{args.job}")
-        life = JobLifecycle(store, args.job)
-    else:
-        life = JobLifecycle.create(store, "generate", spec.to_dict())
     # this process is the job's worker: a crash is found by pid, so the job never blocks the app
+    life = JobLifecycle.claim(store, "generate", spec.to_dict(), status="running", pid=os.getpid(),
+                              job_id=args.job or None, origin="cli")
+    try:
+        if store.load_task() is None:
+            store.save_task(task)
+        llm = _llm(args, spec.llm)
+    except BaseException as exc:
+        try:
+            life.failed(str(exc) or type(exc).__name__)
+        except StoreError:
+            pass
+        raise
+    bar = _Bar("generate")
+    t0 = time.perf_counter()
     try:
         with life.running("running from the command line", also=bar) as ctx:
             outcome = run_generation(store, life.job_id, spec, ctx, llm)
             life.finish(outcome.summary)
-    except GenerationFailed as exc:
+    except (GenerationFailed, GenerationCancelled) as exc:  # the job is marked; what was made is kept
         bar.close()
         return _write_partial(args, exc, llm)
     bar.close()
@@ -204,7 +286,7 @@ def _generate_into_project(args, task, spec, llm, bar, t0) -> int:
         if stored is not None:
             row["flag"] = stored.flag  # the job flagged its examples (pipeline.flag_job)
         rows.append(row)
-    _write_jsonl(Path(args.out), rows)
+    _write_jsonl(out, rows)
     print(f"job #{life.job_id} in {args.project}: {outcome.summary}", file=sys.stderr)
     print(
         f"kept {result.kept}/{result.requested} examples in {time.perf_counter() - t0:.1f} s; {llm.stats.summary()}; "
@@ -219,11 +301,12 @@ def cmd_relabel(args: argparse.Namespace) -> int:
 
     task = load_task(args.task)
     rows = read_labelled_file(args.input, require_label=False, keep_fields=True)
+    out = _check_out(Path(args.out))  # before any LLM call
     for r in rows:
         r.setdefault("intended_label", r.get("label"))
     spec = RelabelSpec.from_dict({"nearest": args.nearest, "llm": {
         "base_url": args.base_url, "model": args.model, "concurrency": args.concurrency,
-        "timeout": args.timeout, "max_retries": args.retries}})
+        "timeout": args.timeout, "max_retries": args.retries, "max_retry_after": args.max_retry_after}})
     llm = _llm(args, spec.llm)
     bar = _Bar("relabel")
     t0 = time.perf_counter()
@@ -235,7 +318,7 @@ def cmd_relabel(args: argparse.Namespace) -> int:
         row["llm_confidence"] = r.confidence
         if r.llm_label:
             row["label"] = r.llm_label
-    _write_jsonl(Path(args.out), rows)
+    _write_jsonl(out, rows)
     s = relabel_summary(results)
     print(
         f"relabelled {s['relabelled']} in {time.perf_counter() - t0:.1f} s: {s['share_changed']:.0%} changed, "
@@ -363,20 +446,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .llm import LLMConfigError, LLMError
-    from .store import StoreError
+    from .store import JobBusyError, StoreError, StoreFullError, StoreReadOnlyError, scrub_secrets
 
     try:
         return int(args.func(args) or 0)
     except TaskError as exc:
         for p in exc.problems:
-            print(f"error: {p}", file=sys.stderr)
+            print(f"error: {scrub_secrets(p)}", file=sys.stderr)
         return EXIT_USAGE
+    except (StoreFullError, StoreReadOnlyError, JobBusyError) as exc:  # the disk, the folder, another job
+        print(f"error: {scrub_secrets(str(exc))}", file=sys.stderr)
+        return EXIT_FAIL
     except (LLMConfigError, ValueError, StoreError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {scrub_secrets(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except LLMError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {scrub_secrets(str(exc))}", file=sys.stderr)
         return EXIT_FAIL
+    except (RecursionError, MemoryError) as exc:  # a hostile file that got past the readers' limits
+        print(f"error: the input is too large or too deeply nested to read ({type(exc).__name__})", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted; finished calls stay in the cache", file=sys.stderr)
         return 130

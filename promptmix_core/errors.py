@@ -55,7 +55,23 @@ class LLMConfigError(PromptMixError, ValueError):
 
 
 class StoreError(PromptMixError, RuntimeError):
-    """The file is not a usable PromptMix project."""
+    """The file is not a usable PromptMix project, or it cannot be written."""
+
+
+class StoreFullError(StoreError):
+    """The disk holding the project is full; the write was rolled back (the file stays intact)."""
+
+
+class StoreReadOnlyError(StoreError):
+    """The project's folder or file cannot be written (read-only folder, file system or permissions)."""
+
+
+class JobBusyError(StoreError):
+    """A job of the same kind is already running on the project (one writer per job kind)."""
+
+    def __init__(self, message: str, job_id: int):
+        super().__init__(message)
+        self.job_id = job_id
 
 
 class ModelLoadError(PromptMixError, RuntimeError):
@@ -65,11 +81,14 @@ class ModelLoadError(PromptMixError, RuntimeError):
 __all__ = [
     "Cancelled",
     "InvalidInput",
+    "JobBusyError",
     "LLMConfigError",
     "LLMError",
     "ModelLoadError",
     "PromptMixError",
     "SpecError",
     "StoreError",
+    "StoreFullError",
+    "StoreReadOnlyError",
     "TaskError",
 ]

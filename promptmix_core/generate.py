@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from .llm.client import CallSkipped, Completion, LLMClient, LLMError
+from .store import StoreError
 from .task import Task, normalize_name, normalize_text
 
 
@@ -499,6 +500,11 @@ async def agenerate(
     previous = list(existing)
     if store is not None and job_id is not None:
         previous += store.list_examples(job_id=job_id)
+    # Texts other jobs of the project already hold are never added again: a re-run with the same seed
+    # replays the cache, finds every text there, and asks for new ones instead of duplicating them.
+    other_jobs: set[str] = set()
+    if store is not None and job_id is not None:
+        other_jobs = store.example_norm_texts() - {normalize_text(ex.text) for ex in previous}
     pinned: dict[str, list[GeneratedExample]] = {c: [] for c in classes}
     stored_norms: set[str] = set()
     for ex in previous:
@@ -521,22 +527,33 @@ async def agenerate(
         for i, c in enumerate(classes)
     ]
     errors: list[BaseException] = []
+    store_failed: list[BaseException] = []  # the store could not be written (a full disk): stop saving
     total = n * len(classes)
     cancelled = False
     queue: list[tuple[int, int]] = []  # (class index, request): one queue for all classes, in that order
 
-    def stop_now() -> bool:
+    def user_stop() -> bool:
         nonlocal cancelled
         if should_stop is not None and should_stop():
             cancelled = True
-        return cancelled or bool(errors)
+        return cancelled
 
-    def report() -> None:
+    def stop_now() -> bool:
+        return user_stop() or bool(errors)
+
+    def report(*_: Any) -> None:
         if progress is not None:
             done = sum(min(n, len(r.kept)) if r.writable else r.have() for r in runs)
             kept = sum(len(r.kept) for r in runs)
-            progress({"phase": "generate", "done": done, "kept": kept, "total": total,
-                      "requests": sum(r.prefix for r in runs), **llm.stats.as_dict()})
+            p = {"phase": "generate", "done": done, "kept": kept, "total": total,
+                 "requests": sum(r.prefix for r in runs), **llm.stats.as_dict()}
+            p["notice"] = llm.notice  # "rate limited: waiting 120 s, retry 2 of 4" while it waits
+            try:
+                progress(p)
+            except Exception as exc:  # noqa: BLE001 - progress goes to the store: a full disk stops the job
+                if not store_failed:
+                    store_failed.append(exc)
+                    errors.append(exc)
 
     def example(c: _Candidate, resp: _Response) -> GeneratedExample:
         spec = resp.spec
@@ -544,12 +561,12 @@ async def agenerate(
             text=c.text, label=spec.ci, intended_label=spec.ci, mixed_with=spec.cj, alpha=spec.alpha,
             mixup=config.mixup, slot=f"{spec.ci}|{spec.r}|{c.idx}|{resp.key[:8]}",
             prompt=spec.messages[-1]["content"], raw_response=resp.completion.text,
-            model=llm.config.model, endpoint=llm.config.base_url, request=spec.r,
+            model=resp.completion.model or llm.config.model, endpoint=llm.public_url, request=spec.r,
         )
 
     def save(run: _ClassRun, new: list[GeneratedExample]) -> None:
         """Each response once (``responses``), then the examples kept from it, in one transaction."""
-        if store is None or job_id is None or not new:
+        if store is None or job_id is None or not new or store_failed:
             return
         by_request: dict[int, list[GeneratedExample]] = {}
         for ex in new:
@@ -561,8 +578,9 @@ async def agenerate(
                     "job_id": job_id, "call_key": resp.key, "class_name": run.name, "request_index": r,
                     "mixed_with": resp.spec.cj, "alpha": resp.spec.alpha,
                     "prompt": resp.spec.messages[-1]["content"], "raw_response": resp.completion.text,
-                    "finish_reason": resp.completion.finish_reason, "model": llm.config.model,
-                    "endpoint": llm.config.base_url, "prompt_tokens": resp.completion.prompt_tokens,
+                    "finish_reason": resp.completion.finish_reason,
+                    "model": resp.completion.model or llm.config.model,
+                    "endpoint": llm.public_url, "prompt_tokens": resp.completion.prompt_tokens,
                     "completion_tokens": resp.completion.completion_tokens,
                 })
                 store.add_examples([
@@ -575,13 +593,19 @@ async def agenerate(
         """Re-plan, keep and save in class order; reads only complete prefixes, so the outcome never
         depends on the order in which responses arrived."""
         earlier_final = True
-        excl = set(stored_norms)  # texts the store holds and those kept by earlier (final) classes
+        # texts the store holds (this job's, and other jobs' of the project) and those kept by earlier
+        # (final) classes
+        excl = stored_norms | other_jobs
         for run in runs:
             run.absorb()
             if earlier_final and not run.writable:
                 run.make_writable(set(excl))
             if run.writable:
-                save(run, run.grow(example))
+                try:
+                    save(run, run.grow(example))
+                except Exception as exc:  # noqa: BLE001 - a full disk: stop; what is kept stays in memory
+                    store_failed.append(exc)
+                    errors.append(exc)
                 run.settle()
             while run.queued < run.planned:
                 heapq.heappush(queue, (run.index, run.queued))
@@ -590,9 +614,10 @@ async def agenerate(
             excl.update(normalize_text(x.text) for x in run.kept)
 
     async def call(spec: RequestSpec) -> Completion:
+        # abort: not sent once anything failed or Stop was pressed; stop: abandoned in flight on Stop
         return await llm.achat(
             spec.messages, temperature=config.temperature, max_tokens=config.max_tokens, sample_index=spec.r,
-            abort=stop_now,
+            abort=stop_now, stop=user_stop if should_stop is not None else None,
         )
 
     # twice the client's concurrency in tasks: the client's semaphore keeps ``concurrency`` on the wire, and
@@ -601,30 +626,36 @@ async def agenerate(
     in_flight: dict[asyncio.Future, tuple[_ClassRun, RequestSpec]] = {}
     advance()
     report()
-    while True:
-        # the next request starts as soon as a slot frees, whichever class it is for
-        while queue and len(in_flight) < limit and not stop_now():
-            index, r = heapq.heappop(queue)
-            spec = plan_request(task, groups, config, runs[index].name, r)
-            in_flight[asyncio.ensure_future(call(spec))] = (runs[index], spec)
-        if not in_flight:
-            break
-        done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-        for fut in done:
-            run, spec = in_flight.pop(fut)
-            try:
-                res = fut.result()
-            except CallSkipped:
-                continue
-            except Exception as exc:  # noqa: BLE001 - kept, reported once all in flight are done
-                errors.append(exc if isinstance(exc, LLMError) else LLMError(f"{type(exc).__name__}: {exc}"))
-                continue
-            texts = parse_examples(
-                res.text, task=task, truncated=res.finish_reason == "length", max_chars=config.max_example_chars
-            )
-            run.responses[spec.r] = _Response(spec, res, call_key(llm, config, spec), texts)
-        advance()
-        report()
+    previous_notice = llm.on_notice
+    llm.on_notice = report  # a wait ("rate limited: waiting 120 s") reaches the progress as it starts
+    try:
+        while True:
+            # the next request starts as soon as a slot frees, whichever class it is for
+            while queue and len(in_flight) < limit and not stop_now():
+                index, r = heapq.heappop(queue)
+                spec = plan_request(task, groups, config, runs[index].name, r)
+                in_flight[asyncio.ensure_future(call(spec))] = (runs[index], spec)
+            if not in_flight:
+                break
+            done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for fut in done:
+                run, spec = in_flight.pop(fut)
+                try:
+                    res = fut.result()
+                except CallSkipped:
+                    continue
+                except Exception as exc:  # noqa: BLE001 - kept, reported once all in flight are done
+                    ours = isinstance(exc, (LLMError, StoreError))  # a full disk says so in words
+                    errors.append(exc if ours else LLMError(f"{type(exc).__name__}: {exc}"))
+                    continue
+                texts = parse_examples(
+                    res.text, task=task, truncated=res.finish_reason == "length", max_chars=config.max_example_chars
+                )
+                run.responses[spec.r] = _Response(spec, res, call_key(llm, config, spec), texts)
+            advance()
+            report()
+    finally:
+        llm.on_notice = previous_notice
 
     examples = [x for run in runs for x in run.kept]
     shortfalls = {run.name: n - len(run.kept) for run in runs if len(run.kept) < n}

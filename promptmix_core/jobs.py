@@ -11,9 +11,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .lifecycle import JobLifecycle
-from .store import ProjectStore
+from .store import ProjectStore, scrub_secrets
+
 
 API_KEY_ENV = "PROMPTMIX_JOB_API_KEY"
+# An endpoint URL with user:password in it travels like the key: in the worker's environment only; the
+# job's config holds it scrubbed (http://***@host/v1).
+BASE_URL_ENV = "PROMPTMIX_JOB_BASE_URL"
 JOB_KINDS = ("generate", "relabel", "train")
 
 
@@ -25,19 +29,27 @@ def job_log_path(store_path: str | Path, job_id: int) -> Path:
     return folder / f"job-{job_id}.log"
 
 
-def launch_worker(store_path: str | Path, job_id: int, *, api_key: str | None = None) -> int:
+def launch_worker(store_path: str | Path, job_id: int, *, api_key: str | None = None,
+                  base_url: str | None = None) -> int:
     """Start ``python -m promptmix_core.worker PROJECT JOB`` in its own session; returns its pid.
 
-    The API key travels in the child's environment only, never in the store or on the command line.
+    The API key (and an endpoint URL with credentials in it) travel in the child's environment only,
+    never in the store or on the command line.
     """
     env = dict(os.environ)
     env.pop(API_KEY_ENV, None)
+    env.pop(BASE_URL_ENV, None)
     if api_key:
         env[API_KEY_ENV] = api_key
+    if base_url and scrub_secrets(base_url) != base_url:
+        env[BASE_URL_ENV] = base_url
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    log = open(job_log_path(store_path, job_id), "ab")
+    try:
+        log = open(job_log_path(store_path, job_id), "ab")
+    except OSError:  # a full disk or a read-only logs folder: the job runs without a log file
+        log = open(os.devnull, "ab")
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "promptmix_core.worker", str(Path(store_path).resolve()), str(job_id)],
@@ -51,24 +63,32 @@ def launch_worker(store_path: str | Path, job_id: int, *, api_key: str | None = 
 
 
 def start_job(store_path: str | Path, kind: str, config: Mapping[str, Any], *, api_key: str | None = None) -> int:
-    """Record a job and start its worker. Refuses a second active job of the same kind."""
+    """Record a job and start its worker. Refuses a second active job of the same kind on the project
+    (:class:`~promptmix_core.store.JobBusyError` naming it), whoever started it: the app or the CLI."""
     if kind not in JOB_KINDS:
         raise ValueError(f"unknown job kind {kind!r}")
     store = ProjectStore(store_path)
     store.reap_stale_jobs()
-    busy = [j for j in store.list_jobs(kind) if j.active]
-    if busy:
-        raise RuntimeError(f"a {kind} job (#{busy[0].id}) is already running; stop it or wait for it")
     from .specs import spec_for_job
 
     spec = spec_for_job(kind, config)  # every problem of the settings now, not in the worker
-    job_id = JobLifecycle.create(store, kind, spec.to_dict()).job_id
-    launch_worker(store_path, job_id, api_key=api_key)
+    # one writer per job kind: refused (JobBusyError naming the running job) while one runs; the store
+    # keeps the endpoint URL scrubbed, the worker gets it whole through its environment
+    job_id = JobLifecycle.claim(store, kind, spec.to_dict()).job_id
+    llm = getattr(spec, "llm", None)
+    try:
+        launch_worker(store_path, job_id, api_key=api_key, base_url=getattr(llm, "base_url", None))
+    except BaseException as exc:  # the slot must not stay taken by a job that never started
+        JobLifecycle(store, job_id).failed(f"the worker could not be started: {exc}")
+        raise
     return job_id
 
 
-def resume_job(store_path: str | Path, job_id: int, *, api_key: str | None = None) -> None:
-    """Start a stopped, failed or crashed job again; it continues from what the store holds."""
+def resume_job(store_path: str | Path, job_id: int, *, api_key: str | None = None,
+               base_url: str | None = None) -> None:
+    """Start a stopped, failed or crashed job again; it continues from what the store holds.
+
+    ``base_url``: the endpoint with its credentials, when the job's (scrubbed) URL had some."""
     store = ProjectStore(store_path)
     store.reap_stale_jobs()
     job = store.get_job(job_id)
@@ -76,8 +96,12 @@ def resume_job(store_path: str | Path, job_id: int, *, api_key: str | None = Non
         raise KeyError(f"no job #{job_id}")
     if job.active:
         raise RuntimeError(f"job #{job_id} is still running")
-    JobLifecycle(store, job_id).requeue("resuming")
-    launch_worker(store_path, job_id, api_key=api_key)
+    JobLifecycle.claim(store, job.kind, job_id=job_id)  # back to queued, unless another one runs
+    try:
+        launch_worker(store_path, job_id, api_key=api_key, base_url=base_url)
+    except BaseException as exc:
+        JobLifecycle(store, job_id).failed(f"the worker could not be started: {exc}")
+        raise
 
 
 def cancel_job(store_path: str | Path, job_id: int) -> None:

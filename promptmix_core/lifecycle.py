@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any, Callable, Mapping
 
-from .errors import Cancelled
+from .errors import Cancelled, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +27,19 @@ ProgressFn = Callable[[dict[str, Any]], None]
 
 
 class Throttle:
-    """Call ``fn`` at most every ``interval`` seconds (always on ``force``)."""
+    """Call ``fn`` at most every ``interval`` seconds (always on ``force``, and always when a progress
+    dict's ``notice`` changed, so "rate limited: waiting 120 s" shows the moment the wait starts)."""
 
     def __init__(self, fn: Callable[..., Any], interval: float = 0.5):
         self.fn, self.interval, self.last = fn, interval, 0.0
+        self._notice: Any = None
 
     def __call__(self, *args: Any, force: bool = False) -> Any:
         now = time.monotonic()
-        if force or now - self.last >= self.interval:
+        notice = args[0].get("notice") if args and isinstance(args[0], dict) else self._notice
+        if force or notice != self._notice or now - self.last >= self.interval:
             self.last = now
+            self._notice = notice
             return self.fn(*args)
         return None
 
@@ -45,7 +49,7 @@ class StepContext:
 
     def __init__(self, *, progress: ProgressFn | None = None, note: Callable[[str], None] | None = None,
                  stop_flag: Callable[[], bool] | None = None, logger: logging.Logger | None = None,
-                 progress_every: float = 0.5, stop_every: float = 1.0, job_id: int | None = None):
+                 progress_every: float = 0.5, stop_every: float = 0.5, job_id: int | None = None):
         self._progress = Throttle(progress, progress_every) if progress is not None else None
         self._note = note
         self._stop_check = Throttle(stop_flag, stop_every) if stop_flag is not None else None
@@ -70,7 +74,8 @@ class StepContext:
             self._note(message)
 
     def should_stop(self) -> bool:
-        """Cheap and sticky: the flag is read at most once a second, and stays True once seen."""
+        """Cheap and sticky: the flag is read at most twice a second, and stays True once seen (calls
+        in flight poll it, so a job stops within a second of Stop)."""
         if not self._stopped and self._stop_check is not None:
             self._stopped = bool(self._stop_check())
         return self._stopped
@@ -108,6 +113,16 @@ class JobLifecycle:
     def create(cls, store: Any, kind: str, config: Mapping[str, Any], **kw: Any) -> "JobLifecycle":
         """Record a new job (queued) and return its lifecycle."""
         return cls(store, store.create_job(kind, dict(config)), **kw)
+
+    @classmethod
+    def claim(cls, store: Any, kind: str, config: Mapping[str, Any] | None = None, *, status: str = "queued",
+              pid: int | None = None, job_id: int | None = None, origin: str = "", **kw: Any) -> "JobLifecycle":
+        """Record a new job of ``kind`` (or take back ``job_id`` to resume it) unless a live job of the
+        same kind runs on the project: one writer per job kind, whoever starts it (app or CLI). The
+        refusal is a :class:`~promptmix_core.store.JobBusyError` naming the running job; a slot whose
+        worker is gone is taken over (see :meth:`ProjectStore.claim_job`)."""
+        return cls(store, store.claim_job(kind, dict(config or {}), status=status, pid=pid, job_id=job_id,
+                                          origin=origin), **kw)
 
     # ----------------------------------------------------------------- transitions
     def attach(self, pid: int) -> None:
@@ -161,8 +176,12 @@ class JobLifecycle:
 
     def _end(self, status: str, message: str, progress: Mapping[str, Any] | None) -> None:
         self._beat_stop.set()
-        self.store.update_job(self.job_id, status=status, message=str(message)[:4000],
-                              progress=dict(progress) if progress is not None else None)
+        try:
+            self.store.update_job(self.job_id, status=status, message=str(message)[:4000],
+                                  progress=dict(progress) if progress is not None else None)
+        except StoreError as exc:  # a full disk even after a checkpoint: the next look marks it failed
+            self.log.error("job #%s ended %s (%s), but that could not be recorded: %s",
+                           self.job_id, status, message, exc)
         self.status = status
         self.log.info("job #%s %s: %s", self.job_id, status, message)
 

@@ -17,7 +17,7 @@ from .llm import LLMClient, resolve_llm_config
 from .paths import llm_cache_path
 from .relabel import RelabelConfig, arelabel
 from .specs import GenerationSpec, LLMSpec, RelabelSpec
-from .store import Job, ProjectStore
+from .store import Job, ProjectStore, StoreError
 from .task import Task, validate
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,11 @@ def run_generation(store: ProjectStore, job_id: int, spec: GenerationSpec, ctx: 
     except (GenerationFailed, Cancelled):
         with contextlib.suppress(Exception):  # what was kept gets its flags too; never mask the error
             flag_job(store, job_id, task, ctx)
-        ctx.progress({"phase": "stopped", **llm.stats.as_dict(), "done": store.count_examples(job_id)["total"]},
-                     force=True)
+        try:
+            ctx.progress({"phase": "stopped", **llm.stats.as_dict(), "done": store.count_examples(job_id)["total"]},
+                         force=True)
+        except StoreError:  # a full disk: the job's final message matters more
+            pass
         raise
 
 

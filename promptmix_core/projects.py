@@ -16,7 +16,8 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from .store import ProjectStore, StoreError
+from .labelled import parse_labelled_bytes
+from .store import ProjectStore, StoreError, storage_error
 from .task import (
     MAX_TEXT_CHARS,
     Task,
@@ -113,17 +114,36 @@ def project_exists(name: str, folder: str | os.PathLike | None = None) -> bool:
         return False
 
 
+def check_writable(folder: str | os.PathLike | None = None) -> Path:
+    """The projects folder, created if missing; :class:`ProjectError` "cannot write to folder X" when
+    this process may not write there (a read-only folder or file system)."""
+    base = projects_dir(folder)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        words = storage_error(exc, base / "x")
+        raise ProjectError(str(words) if words else f"cannot create the folder {base}: {exc.strerror or exc}") from None
+    if not os.access(base, os.W_OK):
+        raise ProjectError(f"cannot write to folder {base}: new projects cannot be created there")
+    return base
+
+
 def create_project(name: str, folder: str | os.PathLike | None = None, task: Task | None = None) -> ProjectStore:
-    """Create a new, empty project (optionally with a task); refuses an existing name."""
+    """Create a new, empty project (optionally with a task); refuses an existing name, and says so
+    when the folder cannot be written or the disk is full (no half-made file is left)."""
     path = project_path(name, folder)
     if path.exists():
         raise ProjectError(f"a project called '{path.stem}' already exists")
     for other in list_projects(folder):
         if other.name.casefold() == path.stem.casefold():
             raise ProjectError(f"a project called '{other.name}' already exists")
-    store = ProjectStore(path, create=True)
-    if task is not None:
-        store.save_task(task)
+    check_writable(folder)
+    try:
+        store = ProjectStore(path, create=True)
+        if task is not None:
+            store.save_task(task)
+    except StoreError as exc:
+        raise ProjectError(str(exc)) from None
     return store
 
 
@@ -227,8 +247,8 @@ def ensure_demo(folder: str | os.PathLike | None = None) -> str | None:
     base = projects_dir(folder)
     base.mkdir(parents=True, exist_ok=True)
     marker = base / DEMO_MARKER
-    if marker.exists() or list_projects(base):
-        return None
+    if marker.exists() or list_projects(base) or not os.access(base, os.W_OK):
+        return None  # a read-only folder gets no demo: its projects open read-only
     create_demo(base / f"{DEMO_NAME}{SUFFIX}")
     marker.write_text(f"demo project created {time.strftime('%Y-%m-%d %H:%M:%S')}\n", "utf-8")
     return DEMO_NAME
@@ -286,14 +306,14 @@ def import_task_bytes(data: bytes, filename: str, *, k: int | None = None, seed:
     suffix = Path(name).suffix.lower().lstrip(".")
     if suffix not in IMPORT_TYPES:
         raise TaskError(f"{name}: use a .csv or .jsonl file with text,label columns, or a .json/.yaml task file")
-    text = decode_bytes(data, name)
     if suffix in ("csv", "jsonl"):
-        rows = read_labelled_rows(text, suffix, name)
         if k is not None and k < 1:
             raise TaskError("keep at least 1 seed per class")
+        # read line by line: an upload is never held decoded and parsed whole beside its bytes
+        rows = parse_labelled_bytes(data, suffix, name)
         # the same draw as the CLI and experiments (seeds.draw_seeds); small classes are kept whole
         return task_from_rows(rows, name=stem, k=k, seed=seed, keep_short=True)
-    task = parse_task_text(text, name)
+    task = parse_task_text(decode_bytes(data, name), name)
     if task.name == "untitled":
         task.name = stem
     return task
@@ -303,6 +323,7 @@ __all__ = [
     "ProjectError",
     "ProjectInfo",
     "check_name",
+    "check_writable",
     "create_project",
     "delete_project",
     "ensure_demo",

@@ -292,9 +292,14 @@ async def arelabel(
     errors: list[BaseException] = []
     done = 0
 
-    def report() -> None:
+    def report(*_: Any) -> None:
         if progress is not None:
-            progress({"phase": "relabel", "done": done, "total": len(items), **llm.stats.as_dict()})
+            try:
+                progress({"phase": "relabel", "done": done, "total": len(items), **llm.stats.as_dict(),
+                          "notice": llm.notice})
+            except Exception as exc:  # noqa: BLE001 - progress goes to the store: a full disk stops the job
+                if not errors:
+                    errors.append(exc)
 
     async def one(i: int) -> None:
         nonlocal done
@@ -306,7 +311,8 @@ async def arelabel(
             comp = await llm.achat(messages, temperature=0.0, max_tokens=config.max_tokens, sample_index=0,
                                    abort=lambda: bool(errors) or (should_stop is not None and should_stop()),
                                    response_format=label_schema(shown) if config.constrained else None,
-                                   logprobs=config.logprobs, top_logprobs=5 if config.logprobs else None)
+                                   logprobs=config.logprobs, top_logprobs=5 if config.logprobs else None,
+                                   stop=should_stop)
         except CallSkipped:
             return
         except LLMError as exc:
@@ -323,15 +329,24 @@ async def arelabel(
         res = RelabelResult(llm_label=label, status=status, raw=comp.text, prompt=messages[-1]["content"],
                             confidence=confidence, candidates=shown,
                             constrained="response_format" in getattr(comp, "features", ()))
+        if on_result is not None:
+            try:
+                on_result(i, res)
+            except Exception as exc:  # noqa: BLE001 - the store could not save it (a full disk): stop
+                errors.append(exc)
+                return
         results[i] = res
         done += 1
-        if on_result is not None:
-            on_result(i, res)
         report()
 
     report()
-    # Tasks are created in order; the client's semaphore bounds how many calls are in flight.
-    await asyncio.gather(*(one(i) for i in range(len(items))))
+    previous_notice = llm.on_notice
+    llm.on_notice = report
+    try:
+        # Tasks are created in order; the client's semaphore bounds how many calls are in flight.
+        await asyncio.gather(*(one(i) for i in range(len(items))))
+    finally:
+        llm.on_notice = previous_notice
     if errors:
         raise errors[0]
     if should_stop is not None and should_stop() and any(r is None for r in results):

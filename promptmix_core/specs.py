@@ -17,7 +17,8 @@ Stored shapes::
 
     generate  {"per_class", "group_size", "mixup", "seed", "examples_per_call", "temperature",
                "max_tokens", "max_calls_per_class", "max_example_chars", "relabel", "nearest",
-               "demo", "llm": {"base_url", "model", "concurrency", "timeout", "max_retries"}}
+               "demo", "llm": {"base_url", "model", "concurrency", "timeout", "max_retries",
+               "max_retry_after"}}
     relabel   {"source_job", "nearest", "llm": {...}}
     train     {"label_source", "pending", "unparseable", "example_job_id", "include_seeds",
                "val_path", "val_fraction", "out_dir", "name", "method", "student", "test_path",
@@ -114,6 +115,7 @@ class LLMSpec(_Spec):
     concurrency: int = LLMConfig.concurrency
     timeout: float = LLMConfig.timeout
     max_retries: int = LLMConfig.max_retries
+    max_retry_after: float = LLMConfig.max_retry_after  # the longest a server's Retry-After is waited out
 
     def validate(self) -> list[str]:
         p: list[str] = []
@@ -126,12 +128,15 @@ class LLMSpec(_Spec):
         if not (_is_num(self.timeout) and 0 < self.timeout <= 3600):
             p.append(f"the timeout must be between 0 and 3600 seconds (got {self.timeout!r})")
         _int_in(p, "max_retries", self.max_retries, 0, 20, "retries")
+        if not (_is_num(self.max_retry_after) and 0 <= self.max_retry_after <= 86_400):
+            p.append("the longest Retry-After wait must be between 0 and 86400 seconds "
+                     f"(got {self.max_retry_after!r})")
         return p
 
     def options(self) -> dict[str, Any]:
         """Keyword arguments for ``llm.resolve_llm_config``."""
         return {"base_url": self.base_url or None, "model": self.model or None, "concurrency": self.concurrency,
-                "timeout": self.timeout, "max_retries": self.max_retries}
+                "timeout": self.timeout, "max_retries": self.max_retries, "max_retry_after": self.max_retry_after}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -148,7 +153,7 @@ class LLMSpec(_Spec):
         return spec
 
 
-_LLM_KEYS = ("base_url", "model", "concurrency", "timeout", "max_retries")
+_LLM_KEYS = ("base_url", "model", "concurrency", "timeout", "max_retries", "max_retry_after")
 # keys an earlier `promptmix generate --project` stored with its job (every CLI option); dropped on read
 _LEGACY_CLI_KEYS = {"task", "out", "k", "task_seed", "project", "job", "cache", "func", "command"}
 
@@ -264,7 +269,8 @@ class GenerationSpec(_Spec):
             "seed": args.seed, "examples_per_call": args.examples_per_call,
             "max_calls_per_class": args.max_calls, "relabel": bool(args.relabel), "nearest": args.nearest,
             "llm": {"base_url": args.base_url, "model": args.model, "concurrency": args.concurrency,
-                    "timeout": args.timeout, "max_retries": args.retries},
+                    "timeout": args.timeout, "max_retries": args.retries,
+                    "max_retry_after": getattr(args, "max_retry_after", LLMConfig.max_retry_after)},
         })
 
 

@@ -9,6 +9,7 @@ API keys are never written here (see :func:`scrub_secrets`).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -113,7 +114,8 @@ CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics(run_id, id);
 # earlier versions keep theirs (unused: every entry point now shares ``paths.llm_cache_path()``).
 
 # Additive migrations, applied on open when missing (see ``ProjectStore._migrate``). Append here; never
-# edit an entry that has shipped. Tables: (name, "CREATE TABLE IF NOT EXISTS ...; CREATE INDEX ...").
+# edit an entry that has shipped. Tables: (name, "CREATE TABLE IF NOT EXISTS ...; CREATE INDEX ...");
+# an index alone may be listed too, under its own name.
 _ADDED_TABLES: list[tuple[str, str]] = [
     # one row per LLM generation call that gave kept examples: its prompt and answer are stored once
     # and the examples kept from it point at it (``examples.response_id``) instead of copying them
@@ -192,6 +194,8 @@ CREATE TABLE IF NOT EXISTS run_examples (
     label TEXT NOT NULL,
     PRIMARY KEY (run_id, split, position)
 )"""),
+    # generation never adds a text the project already holds (any job): looked up by normalised text
+    ("examples_by_norm", "CREATE INDEX IF NOT EXISTS examples_by_norm ON examples(norm_text)"),
 ]
 # Columns: (table, column, SQL declaration with a default).
 _ADDED_COLUMNS: list[tuple[str, str, str]] = [
@@ -202,11 +206,17 @@ _ADDED_COLUMNS: list[tuple[str, str, str]] = [
     # the generation call the example came from (``responses.id``); NULL in files written before it,
     # whose examples carry their prompt and raw response inline
     ("examples", "response_id", "INTEGER"),
+    # who started a job: "cli" (promptmix ... --project) or "" (the app); named when a second one is refused
+    ("jobs", "origin", "TEXT NOT NULL DEFAULT ''"),
 ]
 
-_SECRET_PATTERNS = [
-    re.compile(r"sk-[A-Za-z0-9_\-]{8,}"),
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-\.]{8,}"),
+_SECRET_PATTERNS = [  # (pattern, replacement)
+    (re.compile(r"sk-[A-Za-z0-9_\-]{8,}"), "***"),
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-\.]{8,}"), r"\1***"),
+    # credentials in a URL: scheme://user:password@host (the user name goes too)
+    (re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://)[^/\s:@'\"]+:[^/\s@'\"]*@"), r"\1***@"),
+    # a key passed as a query parameter: ?api_key=..., &key=..., &token=...
+    (re.compile(r"(?i)([?&](?:api[_\-]?key|key|token|access_token|password|secret)=)[^&\s'\"]+"), r"\1***"),
 ]
 _SECRET_KEYS = {"api_key", "apikey", "key", "authorization", "token", "secret", "password"}
 
@@ -218,8 +228,8 @@ def scrub_secrets(value: Any, secrets: Sequence[str] = ()) -> Any:
         for s in secrets:
             if s and len(s) >= 4:
                 out = out.replace(s, "***")
-        for pat in _SECRET_PATTERNS:
-            out = pat.sub(lambda m: (m.group(1) if m.groups() else "") + "***", out)
+        for pat, repl in _SECRET_PATTERNS:
+            out = pat.sub(repl, out)
         return out
     if isinstance(value, Mapping):
         return {
@@ -231,15 +241,63 @@ def scrub_secrets(value: Any, secrets: Sequence[str] = ()) -> Any:
     return value
 
 
+_REGISTERED_SECRETS: set[str] = set()
+_PLACEHOLDER_KEYS = {"not-needed", "local", "none", "empty", "no-key"}
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a key this process uses (an LLM client's, a worker's) so that every later write and
+    message scrubs it too, even once it has left the environment."""
+    if value and len(value) >= 6 and value.strip().lower() not in _PLACEHOLDER_KEYS:
+        _REGISTERED_SECRETS.add(value)
+
+
 def _env_secrets() -> list[str]:
-    return [v for k, v in os.environ.items() if k.endswith("API_KEY") and v]
+    env = [v for k, v in os.environ.items() if k.endswith("API_KEY") and v]
+    return [*env, *sorted(_REGISTERED_SECRETS - set(env))]
+
+
+def known_secrets(*extra: str | None) -> list[str]:
+    """Every key this process knows of (``extra`` plus the ``*API_KEY`` environment variables)."""
+    return [s for s in (*extra, *_env_secrets()) if s]
 
 
 _VERIFIED: set[str] = set()
 _VERIFIED_LOCK = threading.Lock()
 
 
-from .errors import StoreError  # noqa: E402 - the one definition lives in errors.py
+from .errors import JobBusyError, StoreError, StoreFullError, StoreReadOnlyError  # noqa: E402 - defined in errors.py
+
+_SQLITE_FULL, _SQLITE_READONLY, _SQLITE_CANTOPEN = 13, 8, 14
+
+
+def _can_write(path: Path) -> bool:
+    """Whether this process may write ``path`` (a file that exists, else its folder)."""
+    target = path if path.exists() else path.parent
+    return os.access(target, os.W_OK) and (target == path.parent or os.access(path.parent, os.W_OK))
+
+
+def storage_error(exc: BaseException, path: str | Path) -> StoreError | None:
+    """Words for a write that failed because of the disk or the folder, or None for other errors.
+
+    "the disk holding FOLDER is full" / "cannot write to folder FOLDER"."""
+    path = Path(path)
+    folder = path.parent
+    code = getattr(exc, "sqlite_errorcode", None)
+    base = code & 0xFF if isinstance(code, int) else None
+    err = getattr(exc, "errno", None)
+    text = str(exc).lower()
+    if base == _SQLITE_FULL or err == errno.ENOSPC or "disk is full" in text or "no space left" in text:
+        return StoreFullError(
+            f"the disk holding {folder} is full: {path.name} could not be written; what was saved before is "
+            "kept. Free some space, then resume"
+        )
+    if (
+        base == _SQLITE_READONLY or err in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly" in text
+        or "read-only" in text or (base == _SQLITE_CANTOPEN and not _can_write(path))
+    ):
+        return StoreReadOnlyError(f"cannot write to folder {folder}: {path.name} is read-only here")
+    return None
 
 
 class ConflictError(RuntimeError):
@@ -322,6 +380,7 @@ class Job:
     started_at: float | None
     finished_at: float | None
     heartbeat_at: float | None
+    origin: str = ""
 
     @property
     def active(self) -> bool:
@@ -469,6 +528,10 @@ class ProjectStore:
             if self.path.exists():
                 raise StoreError(f"{self.path.name} is an empty file, not a PromptMix project")
             raise StoreError(f"no project at {self.path}")
+        # A project in a folder (or a file) this process cannot write opens read-only: it can be looked
+        # at, and every write says "cannot write to folder X" instead of failing somewhere deep.
+        self.read_only = False
+        self._uri: str | None = None
         if exists:
             key = str(self.path.resolve())
             with _VERIFIED_LOCK:
@@ -479,11 +542,69 @@ class ProjectStore:
                     self._check_header()
                     _VERIFIED.add(key)
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise storage_error(exc, self.path) or StoreError(
+                    f"cannot create the folder {self.path.parent}: {exc.strerror or exc}") from None
+            if not _can_write(self.path):
+                raise StoreReadOnlyError(
+                    f"cannot write to folder {self.path.parent}: the project {self.path.name} cannot be created there"
+                )
             with _VERIFIED_LOCK:  # made here: a later open in this process must not read it raw either
                 _VERIFIED.add(str(self.path.resolve()))
         self._local = threading.local()
-        self._init_schema(new=not exists)
+        if exists and not _can_write(self.path):
+            self._open_read_only()
+            return
+        try:
+            self._init_schema(new=not exists)
+        except StoreError:
+            if not exists:
+                self._forget_new_file()
+            raise
+
+    def _forget_new_file(self) -> None:
+        """A project that could not be created leaves no empty file behind."""
+        for side in (self.path, self.path.with_name(self.path.name + "-wal"),
+                     self.path.with_name(self.path.name + "-shm")):
+            try:
+                side.unlink()
+            except OSError:
+                pass
+
+    def _open_read_only(self) -> None:
+        """Open without writing anything, not even SQLite's ``-shm`` file: ``mode=ro`` when the WAL side
+        files exist, else ``immutable=1`` (nobody can write a file in a read-only folder)."""
+        from urllib.parse import quote
+
+        self.read_only = True
+        base = "file:" + quote(str(self.path.resolve()))
+        last: Exception | None = None
+        for params in ("mode=ro", "immutable=1"):
+            self._uri = f"{base}?{params}"
+            self.close()
+            try:
+                conn = self._connect()
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            except sqlite3.DatabaseError as exc:
+                last = exc
+                continue
+            if app_id != APP_ID and tables and "meta" not in tables:
+                self.close()
+                raise StoreError(f"{self.path.name} is an SQLite database of another application, not a project")
+            if not {"meta", "examples", "jobs"} <= tables:
+                self.close()
+                raise StoreError(f"{self.path.name} is not a complete project and cannot be repaired in a "
+                                 f"read-only folder ({self.path.parent})")
+            return
+        self.close()
+        raise StoreError(f"{self.path.name} cannot be read: {last}")
+
+    @property
+    def read_only_reason(self) -> str:
+        return f"cannot write to folder {self.path.parent}: the project is open read-only"
 
     # ------------------------------------------------------------------ plumbing
     def _check_header(self) -> None:
@@ -512,7 +633,11 @@ class ProjectStore:
     def _connect(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            if self._uri is not None:
+                conn = sqlite3.connect(self._uri, uri=True, timeout=30, isolation_level=None,
+                                       check_same_thread=False)
+            else:
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 30000")
             conn.execute("PRAGMA foreign_keys = ON")
@@ -522,19 +647,34 @@ class ProjectStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE ... COMMIT, rolled back on error)."""
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT, rolled back on error).
+
+        A full disk or a folder that cannot be written comes out as :class:`StoreFullError` or
+        :class:`StoreReadOnlyError` (the transaction rolled back, the file intact)."""
+        if self.read_only:
+            raise StoreReadOnlyError(self.read_only_reason)
         conn = self._connect()
         if conn.in_transaction:  # nested use joins the outer transaction
             yield conn
             return
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self.path) or exc from None
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
             conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:  # SQLite may have rolled back already (a full disk does)
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            if isinstance(exc, (sqlite3.Error, OSError)):
+                words = storage_error(exc, self.path)
+                if words is not None:
+                    raise words from None
+            raise
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return self._connect().execute(sql, params).fetchall()
@@ -580,13 +720,17 @@ class ProjectStore:
             raise
         except sqlite3.DatabaseError as exc:
             self.close()
+            words = storage_error(exc, self.path)
+            if words is not None:
+                raise words from None
             raise StoreError(f"{self.path.name} is not a usable project file: {exc}") from None
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Additive migrations: tables in ``_ADDED_TABLES`` and columns in ``_ADDED_COLUMNS`` that a file
         written by an older version lacks are added in one transaction; a current file is only read."""
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        missing_tables = [sql for name, sql in _ADDED_TABLES if name not in tables]
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        missing_tables = [sql for name, sql in _ADDED_TABLES if name not in names]
         missing_cols = []
         for table, column, decl in _ADDED_COLUMNS:
             if table in tables:
@@ -718,8 +862,85 @@ class ProjectStore:
             params.append(now)
         if not sets:
             return
+        sql = f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?"
+        try:
+            with self.transaction() as c:
+                c.execute(sql, (*params, job_id))
+        except StoreFullError:
+            if status not in JOB_FINAL:
+                raise
+            # The last word on a job matters most: make room by moving the WAL into the database file
+            # and truncating it, then try once more.
+            self.checkpoint()
+            with self.transaction() as c:
+                c.execute(sql, (*params, job_id))
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the database file and truncate it (frees space); False when it could not."""
+        try:
+            row = self._connect().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            return bool(row is not None and row[0] == 0)
+        except sqlite3.Error:
+            return False
+
+    def claim_job(
+        self,
+        kind: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        status: str = "queued",
+        pid: int | None = None,
+        job_id: int | None = None,
+        stale_after: float = 60.0,
+        origin: str = "",
+    ) -> int:
+        """Record a new job of ``kind`` (or take back ``job_id`` to resume it) unless a live job of the
+        same kind runs on this project: one writer per job kind. The look and the write are one
+        IMMEDIATE transaction, so of two processes claiming at once exactly one wins; the other gets a
+        :class:`JobBusyError` naming the running job. A job whose worker is gone (its pid dead, or no
+        heartbeat for ``stale_after`` seconds) is marked failed in the same transaction and its slot
+        taken over."""
+        now = time.time()
         with self.transaction() as c:
-            c.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*params, job_id))
+            rows = c.execute(
+                "SELECT * FROM jobs WHERE kind = ? AND status IN ('queued', 'running') ORDER BY id", (kind,)
+            ).fetchall()
+            for row in rows:
+                job = _row_to(Job, row, ("config", "progress"), ("cancel_requested",))
+                if _job_is_dead(job, now, stale_after):
+                    self._mark_dead(c, job.id, now)
+                    continue
+                raise JobBusyError(describe_busy_job(job), job.id)
+            if job_id is None:
+                cfg = scrub_secrets(dict(config or {}), _env_secrets())
+                cur = c.execute(
+                    "INSERT INTO jobs(kind, status, config, created_at, pid, heartbeat_at, started_at, origin) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (kind, status, json.dumps(cfg), now, pid, now, now if status == "running" else None, origin),
+                )
+                return int(cur.lastrowid)
+            found = c.execute("SELECT status FROM jobs WHERE id = ? AND kind = ?", (job_id, kind)).fetchone()
+            if found is None:
+                raise KeyError(f"no {kind} job #{job_id}")
+            c.execute(
+                "UPDATE jobs SET status = ?, cancel_requested = 0, finished_at = NULL, pid = ?, heartbeat_at = ?, "
+                "message = 'resuming', started_at = COALESCE(started_at, ?), origin = ? WHERE id = ?",
+                (status, pid, now, now if status == "running" else None, origin, job_id),
+            )
+            return int(job_id)
+
+    @staticmethod
+    def _mark_dead(c: sqlite3.Connection, job_id: int, now: float) -> None:
+        c.execute(
+            "UPDATE jobs SET status = 'failed', finished_at = ?, message = 'the worker stopped unexpectedly' "
+            "WHERE id = ?", (now, job_id),
+        )
+        c.execute(
+            "UPDATE runs SET status = 'failed', finished_at = ?, "
+            "error = CASE WHEN error = '' THEN 'the worker stopped unexpectedly' ELSE error END "
+            "WHERE job_id = ? AND status IN ('queued', 'running')",
+            (now, job_id),
+        )
 
     def request_cancel(self, job_id: int) -> None:
         with self.transaction() as c:
@@ -731,28 +952,20 @@ class ProjectStore:
 
     def reap_stale_jobs(self, stale_after: float = 60.0) -> list[int]:
         """Mark jobs whose worker died (process gone, or no heartbeat for a while) as failed."""
+        if self.read_only:
+            return []
         reaped = []
         now = time.time()
         for job in self.list_jobs(limit=1000):
-            if not job.active:
+            if not job.active or not _job_is_dead(job, now, stale_after):
                 continue
-            alive = _pid_alive(job.pid) if job.pid else None
-            last = job.heartbeat_at or job.started_at or job.created_at
-            dead = alive is False or (alive is None and now - last > stale_after and job.status == "running")
-            if alive and now - last > max(stale_after * 10, 600):
-                dead = True  # pid reused by another process, or the worker hung
-            if dead:
-                self.update_job(
-                    job.id, status="failed", message="the worker stopped unexpectedly", heartbeat=False
-                )
-                with self.transaction() as c:
-                    c.execute(
-                        "UPDATE runs SET status = 'failed', finished_at = ?, "
-                        "error = CASE WHEN error = '' THEN 'the worker stopped unexpectedly' ELSE error END "
-                        "WHERE job_id = ? AND status IN ('queued', 'running')",
-                        (now, job.id),
-                    )
-                reaped.append(job.id)
+            with self.transaction() as c:  # looked at again inside the write lock: it may have moved on
+                row = c.execute("SELECT * FROM jobs WHERE id = ?", (job.id,)).fetchone()
+                fresh = _row_to(Job, row, ("config", "progress"), ("cancel_requested",)) if row else None
+                if fresh is None or not fresh.active or not _job_is_dead(fresh, time.time(), stale_after):
+                    continue
+                self._mark_dead(c, job.id, now)
+            reaped.append(job.id)
         return reaped
 
     # ------------------------------------------------------------------ examples
@@ -763,8 +976,14 @@ class ProjectStore:
         """
         now = time.time()
         n = 0
+        secrets = _env_secrets()
         with self.transaction() as c:
             for r in rows:
+                # a text another job of the project holds is not added again (re-runs never duplicate)
+                if c.execute(
+                    "SELECT 1 FROM examples WHERE norm_text = ? AND job_id != ? LIMIT 1", (r["norm_text"], r["job_id"])
+                ).fetchone():
+                    continue
                 cur = c.execute(
                     "INSERT OR IGNORE INTO examples(job_id, slot, text, norm_text, label, intended_label, "
                     "mixed_with, alpha, mixup, prompt, raw_response, model, endpoint, created_at, response_id) "
@@ -780,9 +999,9 @@ class ProjectStore:
                         r.get("alpha"),
                         int(bool(r.get("mixup", True))),
                         r.get("prompt", ""),
-                        r.get("raw_response", ""),
-                        r.get("model", ""),
-                        scrub_secrets(r.get("endpoint", ""), _env_secrets()),
+                        scrub_secrets(r.get("raw_response", ""), secrets),
+                        scrub_secrets(r.get("model", ""), secrets),
+                        scrub_secrets(r.get("endpoint", ""), secrets),
                         r.get("created_at", now),
                         r.get("response_id"),
                     ),
@@ -806,9 +1025,9 @@ class ProjectStore:
                     row.get("mixed_with"),
                     row.get("alpha"),
                     row.get("prompt", ""),
-                    row.get("raw_response", ""),
+                    scrub_secrets(row.get("raw_response", ""), _env_secrets()),
                     row.get("finish_reason"),
-                    row.get("model", ""),
+                    scrub_secrets(row.get("model", ""), _env_secrets()),
                     scrub_secrets(row.get("endpoint", ""), _env_secrets()),
                     row.get("prompt_tokens"),
                     row.get("completion_tokens"),
@@ -849,6 +1068,9 @@ class ProjectStore:
         """The generation calls of a job that gave kept examples, in request order per class."""
         rows = self._query("SELECT * FROM responses WHERE job_id = ? ORDER BY id", (job_id,))
         return [dict(r) for r in rows]
+    def example_norm_texts(self) -> set[str]:
+        """The normalised texts of every example in the project (any job)."""
+        return {r[0] for r in self._query("SELECT norm_text FROM examples")}
 
     def list_examples(
         self,
@@ -1632,6 +1854,30 @@ class ProjectStore:
             "runs_done": sum(r.status == "done" for r in runs),
             "active_jobs": [j.id for j in self.list_jobs() if j.active],
         }
+
+
+def _job_is_dead(job: Job, now: float, stale_after: float) -> bool:
+    """Whether an active job's worker is gone: its process has ended, or it has not beaten its
+    heartbeat for ``stale_after`` seconds (or, with a live pid, for ten times that: a reused pid or a
+    hung worker), or it was queued and never picked up."""
+    alive = _pid_alive(job.pid) if job.pid else None
+    last = job.heartbeat_at or job.started_at or job.created_at
+    if alive is False:
+        return True
+    if alive is None:
+        return now - last > stale_after
+    return now - last > max(stale_after * 10, 600)
+
+
+def describe_busy_job(job: Job) -> str:
+    """The message that refuses a second job of the same kind, naming the running one."""
+    origin = " from the command line" if job.origin == "cli" else ""
+    when = time.strftime("%H:%M:%S", time.localtime(job.started_at or job.created_at))
+    pid = f", pid {job.pid}" if job.pid else ""
+    return (
+        f"a {job.kind} job is already running on this project: job #{job.id}, started {when}{origin}{pid}. "
+        "Stop it or wait for it to finish"
+    )
 
 
 def _pid_alive(pid: int | None) -> bool | None:

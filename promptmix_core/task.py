@@ -20,14 +20,90 @@ from .validation import MAX_TEXT_CHARS  # noqa: E402,F401 - re-exported
 
 
 from .errors import TaskError  # noqa: E402 - re-exported: the one definition lives in errors.py
+from .labelled import MAX_LISTED_PROBLEMS, capped as _capped, scalar_text  # noqa: E402,F401 - re-exported
+
+MAX_NESTING = 32  # a task file is 4 levels deep; deeper JSON or YAML is refused before it can recurse
+MAX_YAML_VALUES = 1_000_000  # values a YAML document may expand to through its aliases
 
 
-def normalize_name(name: str) -> str:
-    """Key used to compare class names: case, spacing, underscores and hyphens ignored."""
+def _basic_name_key(name: str) -> str:
     text = unicodedata.normalize("NFKC", str(name)).casefold()
     for ch in "_-":
         text = text.replace(ch, " ")
     return " ".join(text.split())
+
+
+def strip_invisible(text: str) -> str:
+    """``text`` without zero-width and other invisible format characters (Unicode category Cf:
+    zero-width space and joiners, word joiner, soft hyphen, byte-order mark, direction marks)."""
+    return "".join(ch for ch in str(text) if unicodedata.category(ch) != "Cf")
+
+
+def normalize_name(name: str) -> str:
+    """Key used to compare class names: compatibility forms (NFKC), case (folded), spacing,
+    underscores, hyphens and invisible characters ignored."""
+    return _basic_name_key(strip_invisible(name))
+
+
+# Letters of other scripts that look like Latin ones (after Unicode's confusables list, TR39), and the
+# digits that pass for letters, as they are once case is folded. Two names whose skeletons match look
+# the same to a reader.
+_CONFUSABLES = str.maketrans({
+    # Cyrillic
+    "а": "a", "в": "b", "е": "e", "ё": "e", "г": "r", "һ": "h", "і": "i", "ї": "i", "ј": "j", "к": "k",
+    "м": "m", "н": "h", "о": "o", "п": "n", "р": "p", "с": "c", "т": "t", "у": "y", "х": "x", "ѕ": "s",
+    "ԁ": "d", "ԛ": "q", "ԝ": "w", "ӏ": "l", "ү": "y", "ь": "b",
+    # Greek
+    "α": "a", "β": "b", "ε": "e", "ζ": "z", "η": "n", "ο": "o", "ν": "v", "ρ": "p", "ι": "i", "κ": "k",
+    "μ": "u", "τ": "t", "υ": "u", "χ": "x", "ϲ": "c", "ϳ": "j",
+    # Latin look-alikes and digits
+    "ı": "i", "ɡ": "g", "ɑ": "a", "ʏ": "y", "ℓ": "l", "0": "o", "1": "l", "|": "l",
+})
+
+
+def confusable_skeleton(name: str) -> str:
+    """What a name looks like: its comparison key (:func:`normalize_name`) with look-alike letters
+    mapped to one Latin form. Names equal as names always have equal skeletons."""
+    return normalize_name(name).translate(_CONFUSABLES)
+
+
+def name_clash(a: str, b: str) -> str | None:
+    """Why two different class names would be taken for one (None when they are distinct):
+    case/spacing/punctuation, invisible characters, or look-alike letters of another script."""
+    if a == b:
+        return "same"
+    if _basic_name_key(a) == _basic_name_key(b):
+        return "case"
+    if normalize_name(a) == normalize_name(b):
+        return "invisible"
+    if confusable_skeleton(a) == confusable_skeleton(b):
+        return "lookalike"
+    return None
+
+
+def show_name(name: str) -> str:
+    """A name for a message, with invisible and look-alike characters made visible (U+200B, ...)."""
+    out = []
+    for ch in str(name):
+        folded = ch.casefold()
+        if unicodedata.category(ch) == "Cf" or (ord(ch) > 127 and folded.translate(_CONFUSABLES) != folded):
+            out.append(f"<U+{ord(ch):04X}>")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def clash_message(first: str, second: str, kind: str) -> str:
+    if kind == "same":
+        return f"class name '{first}' appears more than once"
+    if kind == "case":
+        return (f"class names '{first}' and '{second}' differ only in case, spaces or punctuation; give them "
+                "distinct names")
+    if kind == "invisible":
+        return (f"class names '{show_name(first)}' and '{show_name(second)}' differ only in invisible characters "
+                "(zero-width spaces, joiners or marks); give them distinct names")
+    return (f"class names '{first}' and '{second}' look alike ('{show_name(first)}' and '{show_name(second)}' "
+            "mix letters of different scripts that look the same); give them distinct names")
 
 
 def normalize_text(text: str) -> str:
@@ -87,7 +163,11 @@ class Task:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=2)
 
     @classmethod
-    def from_dict(cls, data: Any, *, validate_task: bool = True) -> "Task":
+    def from_dict(cls, data: Any, *, validate_task: bool = True, lines: Sequence[Mapping[str, Any]] | None = None
+                  ) -> "Task":
+        """A task from a parsed task file. Names, descriptions and examples must be texts; numbers are
+        taken as their text (``1`` -> ``"1"``), anything else (true/false, a list, a mapping, a date) is
+        refused with where it is. ``lines`` (from a YAML file) gives each class's line numbers."""
         problems: list[str] = []
         if not isinstance(data, Mapping):
             raise TaskError("a task must be an object with 'name' and 'classes'")
@@ -98,13 +178,19 @@ class Task:
             raise TaskError("'classes' must be a list")
         classes: list[ClassSpec] = []
         for i, rc in enumerate(raw_classes, start=1):
+            at = dict(lines[i - 1]) if lines is not None and i - 1 < len(lines) else {}
+            where = f"class #{i}" + (f" (line {at['line']})" if at.get("line") else "")
             if not isinstance(rc, Mapping):
-                problems.append(f"class #{i}: must be an object with name, description and examples")
+                problems.append(f"{where}: must be an object with name, description and examples")
                 continue
-            name = rc.get("name")
-            name = "" if _is_blank(name) else str(name).strip()
-            desc = rc.get("description")
-            desc = "" if _is_blank(desc) else str(desc).strip()
+            name, bad = scalar_text(rc.get("name"))
+            if bad:
+                problems.append(f"class #{i}{_line(at.get('name') or at.get('line'))}: the name is {bad}; a class "
+                                "name must be a text (put it in quotes)")
+            desc, bad = scalar_text(rc.get("description"))
+            if bad:
+                problems.append(f"class #{i}{_line(at.get('description') or at.get('line'))}: the description is "
+                                f"{bad}; it must be a text")
             examples_raw = rc.get("examples", [])
             if examples_raw is None:
                 examples_raw = []
@@ -113,17 +199,30 @@ class Task:
             if not isinstance(examples_raw, list):
                 problems.append(f"class {name or '#' + str(i)}: 'examples' must be a list of texts")
                 examples_raw = []
-            examples = [str(e).strip() for e in examples_raw if not _is_blank(e)]
+            examples = []
+            ex_lines = at.get("examples") or []
+            for j, e in enumerate(examples_raw, start=1):
+                text, bad = scalar_text(e)
+                if bad:
+                    ln = ex_lines[j - 1] if j - 1 < len(ex_lines) else None
+                    problems.append(f"class {name or '#' + str(i)}{_line(ln)}: example {j} is {bad}; "
+                                    "examples must be texts")
+                elif text:
+                    examples.append(text)
             classes.append(ClassSpec(name=name, description=desc, examples=examples))
+        task_name, bad = scalar_text(data.get("name"))
+        if bad:
+            problems.append(f"the task's name is {bad}; it must be a text")
         if problems:
-            raise TaskError(problems)
-        name = data.get("name")
-        task = cls(name="" if _is_blank(name) else str(name).strip() or "untitled", classes=classes)
-        if not task.name:
-            task.name = "untitled"
+            raise TaskError(_capped(problems))
+        task = cls(name=task_name or "untitled", classes=classes)
         if validate_task:
             validate(task)
         return task
+
+
+def _line(n: Any) -> str:
+    return f" (line {n})" if n else ""
 
 
 def validate(task: Task, *, min_classes: int = 2) -> list[str]:
@@ -144,27 +243,130 @@ from .labelled import MAX_FILE_BYTES, decode_bytes  # noqa: E402,F401 - re-expor
 from .labelled import read_text_file as _read_text  # noqa: E402
 
 
-def parse_task_text(text: str, name: str = "task file") -> Task:
-    """Parse a JSON or YAML task document."""
-    data: Any
-    stripped = text.lstrip()
-    if stripped.startswith("{") or stripped.startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise TaskError(f"{name} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
-    else:
-        import yaml
+def _json_depth_problem(data: Any) -> str | None:
+    """Walk parsed JSON/YAML without recursion; a message when it nests deeper than MAX_NESTING or (with
+    YAML aliases) expands to more than MAX_YAML_VALUES values."""
+    stack = [(data, 1)]
+    seen = 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_YAML_VALUES:
+            return f"holds more than {MAX_YAML_VALUES:,} values"
+        if isinstance(value, (list, tuple, Mapping)):
+            if depth > MAX_NESTING:
+                return f"is nested too deeply (more than {MAX_NESTING} levels)"
+            items = value.values() if isinstance(value, Mapping) else value
+            stack.extend((v, depth + 1) for v in items)
+    return None
 
+
+def load_json_text(text: str, name: str) -> Any:
+    """``json.loads`` with its nesting bounded: a clear message, never a RecursionError."""
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise TaskError(f"{name} is nested too deeply (more than {MAX_NESTING} levels)") from None
+    except json.JSONDecodeError as exc:
+        raise TaskError(f"{name} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    problem = _json_depth_problem(data)
+    if problem:
+        raise TaskError(f"{name} {problem}")
+    return data
+
+
+def load_yaml_text(text: str, name: str) -> tuple[Any, list[dict[str, Any]] | None]:
+    """``yaml.safe_load`` made safe for hostile files: a first pass over the parser's events (which
+    never recurses and builds nothing) bounds the nesting depth and what aliases expand to (a 'billion
+    laughs' file is refused in bytes of memory), then the document is built. Also returns the line
+    numbers of each class entry (for messages), when the document has a ``classes`` list."""
+    import yaml
+
+    def where(mark: Any) -> str:
+        return f" at line {mark.line + 1}" if mark is not None else ""
+
+    try:
+        anchors: dict[str, int] = {}
+        stack: list[list[Any]] = []  # [anchor, values so far]
+        depth = 0
+        for ev in yaml.parse(text, Loader=yaml.SafeLoader):
+            n = 0
+            if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise TaskError(f"{name} is nested too deeply (more than {MAX_NESTING} levels){where(ev.start_mark)}")
+                stack.append([ev.anchor, 1])
+                continue
+            if isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+                anchor, n = stack.pop()
+                if anchor:
+                    anchors[anchor] = n
+            elif isinstance(ev, yaml.ScalarEvent):
+                n = 1
+                if ev.anchor:
+                    anchors[ev.anchor] = 1
+            elif isinstance(ev, yaml.AliasEvent):
+                n = anchors.get(ev.anchor, 1)
+            if n and stack:
+                stack[-1][1] += n
+                if stack[-1][1] > MAX_YAML_VALUES:
+                    raise TaskError(
+                        f"{name}: its YAML aliases (*name) expand to more than {MAX_YAML_VALUES:,} values"
+                        f"{where(ev.start_mark)} (a 'billion laughs' file?); write the values out instead"
+                    )
+        loader = yaml.SafeLoader(text)
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise TaskError(f"{name} is neither JSON nor valid YAML{where}") from None
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except TaskError:
+        raise
+    except RecursionError:
+        raise TaskError(f"{name} is nested too deeply (more than {MAX_NESTING} levels)") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise TaskError(f"{name} is neither JSON nor valid YAML{where(mark)}") from None
+    return data, _yaml_class_lines(node)
+
+
+def _yaml_class_lines(node: Any) -> list[dict[str, Any]] | None:
+    """For each entry of a top-level ``classes`` list: the line of the entry, of its name and
+    description, and of each example (1-based), read from the composed YAML nodes."""
+    import yaml
+
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    for key, value in node.value:
+        if isinstance(key, yaml.ScalarNode) and key.value == "classes" and isinstance(value, yaml.SequenceNode):
+            out = []
+            for item in value.value:
+                info: dict[str, Any] = {"line": item.start_mark.line + 1}
+                if isinstance(item, yaml.MappingNode):
+                    for k, v in item.value:
+                        if not isinstance(k, yaml.ScalarNode):
+                            continue
+                        if k.value in ("name", "description"):
+                            info[k.value] = v.start_mark.line + 1
+                        elif k.value == "examples" and isinstance(v, yaml.SequenceNode):
+                            info["examples"] = [e.start_mark.line + 1 for e in v.value]
+                out.append(info)
+            return out
+    return None
+
+
+def parse_task_text(text: str, name: str = "task file") -> Task:
+    """Parse a JSON or YAML task document (nesting and YAML alias expansion bounded)."""
+    stripped = text.lstrip()
+    lines = None
+    if stripped.startswith("{") or stripped.startswith("["):
+        data = load_json_text(text, name)
+    else:
+        data, lines = load_yaml_text(text, name)
         if not isinstance(data, dict):
             raise TaskError(f"{name} is neither a JSON nor a YAML task (expected 'name' and 'classes')")
-    return Task.from_dict(data)
+    return Task.from_dict(data, lines=lines)
 
 
 def read_labelled_rows(text: str, fmt: str, name: str = "the file") -> list[dict[str, str]]:
@@ -188,26 +390,29 @@ def read_descriptions(path: Path) -> dict[str, str]:
             for r in reader
             if r.get(cols["name"])
         }
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise TaskError(f"{path.name} is not JSON, YAML or CSV") from None
+    stripped = text.lstrip()
+    if stripped.startswith(("{", "[")):
+        data = load_json_text(text, path.name)
+    else:
+        data, _ = load_yaml_text(text, path.name)
     if isinstance(data, dict) and "classes" in data:
         data = data["classes"]
+    out: dict[str, str] = {}
     if isinstance(data, dict):
-        return {str(k): str(v) for k, v in data.items()}
-    if isinstance(data, list):
-        out = {}
-        for item in data:
-            if isinstance(item, dict) and "name" in item:
-                out[str(item["name"])] = str(item.get("description") or "")
-        return out
-    raise TaskError(f"{path.name}: descriptions must be a list of {{name, description}} or a mapping")
+        items = list(data.items())
+    elif isinstance(data, list):
+        items = [(item.get("name"), item.get("description")) for item in data
+                 if isinstance(item, dict) and "name" in item]
+    else:
+        raise TaskError(f"{path.name}: descriptions must be a list of {{name, description}} or a mapping")
+    for k, v in items:
+        key, bad_k = scalar_text(k)
+        desc, bad_v = scalar_text(v)
+        if bad_k or bad_v:
+            raise TaskError(f"{path.name}: the description of '{key or k}' is not a text ({bad_k or bad_v})")
+        if key:
+            out[key] = desc
+    return out
 
 
 def task_from_rows(
@@ -240,18 +445,21 @@ def load_task(
 ) -> Task:
     """Load a task from a JSON/YAML task file, or import it from a CSV/JSONL labelled file.
 
+    A labelled file is read as a stream of lines (see :mod:`promptmix_core.labelled`).
     For a labelled file, ``descriptions`` defaults to a ``classes.json`` beside it when present.
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    text = _read_text(path)
     if suffix in (".csv", ".jsonl", ".tsv"):
-        rows = read_labelled_rows(text, "jsonl" if suffix == ".jsonl" else "csv", path.name)
+        from .labelled import iter_labelled_file
+
         desc_path = Path(descriptions) if descriptions else path.with_name("classes.json")
         descs = read_descriptions(desc_path) if (descriptions or desc_path.exists()) else {}
         name = path.parent.name if path.stem in ("train", "test", "data") else path.stem
+        # read as a stream: a 200 MB CSV stays within about 1.6 times its size in memory
+        rows = iter_labelled_file(path, "jsonl" if suffix == ".jsonl" else "csv")
         return task_from_rows(rows, name=name, descriptions=descs, k=k, seed=seed)
-    task = parse_task_text(text, path.name)
+    task = parse_task_text(_read_text(path), path.name)
     if descriptions:
         descs = read_descriptions(Path(descriptions))
         for c in task.classes:
@@ -280,13 +488,20 @@ __all__ = [
     "ClassSpec",
     "Task",
     "TaskError",
+    "confusable_skeleton",
     "decode_bytes",
+    "load_json_text",
     "load_task",
+    "load_yaml_text",
+    "name_clash",
     "normalize_name",
     "normalize_text",
     "parse_task_text",
     "read_labelled_rows",
     "save_task",
+    "scalar_text",
+    "show_name",
+    "strip_invisible",
     "task_from_rows",
     "validate",
 ]

@@ -30,33 +30,45 @@ class Issue:
 
 def check_task(task: "Task", *, min_classes: int = MIN_CLASSES) -> list[Issue]:
     """Every problem and warning of ``task``, in class order."""
-    from .task import normalize_name, normalize_text
+    from .task import clash_message, confusable_skeleton, name_clash, normalize_text, show_name, strip_invisible
 
     out: list[Issue] = []
     if len(task.classes) < min_classes:
         n = len(task.classes)
         out.append(Issue("error", f"a task needs at least {min_classes} classes; it has {n}",
                          f"A task needs at least {min_classes} classes; it has {n}."))
+    # names are compared after NFKC, removal of invisible characters and case folding, and look-alike
+    # letters of other scripts (Cyrillic 'а' for Latin 'a') count as the same letter
     seen: dict[str, int] = {}
     for i, c in enumerate(task.classes):
         label = c.name or f"#{i + 1}"
-        if not c.name.strip():
+        if not strip_invisible(c.name).strip():
             out.append(Issue("error", f"class #{i + 1} has a blank name", "Give this class a name.", i, "name"))
         else:
-            key = normalize_name(c.name)
+            key = confusable_skeleton(c.name)
             if key in seen:
                 other = task.classes[seen[key]].name
-                if other == c.name:
-                    out.append(Issue("error", f"class name '{c.name}' appears more than once",
-                                     f"The name '{c.name}' is used by another class.", i, "name"))
-                else:
-                    out.append(Issue(
-                        "error",
-                        f"class names '{other}' and '{c.name}' differ only in case, spaces or punctuation; "
-                        "give them distinct names",
-                        f"'{c.name}' and '{other}' differ only in case, spaces or punctuation.", i, "name"))
+                kind = name_clash(other, c.name) or "lookalike"
+                hint = {
+                    "same": f"The name '{c.name}' is used by another class.",
+                    "case": f"'{c.name}' and '{other}' differ only in case, spaces or punctuation.",
+                    "invisible": f"'{show_name(c.name)}' and '{show_name(other)}' differ only in invisible "
+                                 "characters (zero-width spaces, joiners or marks).",
+                    "lookalike": f"'{c.name}' and '{other}' look alike: '{show_name(c.name)}' has letters of another "
+                                 "script that look the same.",
+                }[kind]
+                out.append(Issue("error", clash_message(other, c.name, kind), hint, i, "name"))
             else:
                 seen[key] = i
+            if strip_invisible(c.name) != c.name:
+                out.append(Issue("warning", f"class '{show_name(c.name)}' has invisible characters in its name",
+                                 f"The name has invisible characters: '{show_name(c.name)}'.", i, "name"))
+            scripts = _scripts(c.name) & {"LATIN", "CYRILLIC", "GREEK"}
+            if "LATIN" in scripts and len(scripts) > 1:
+                mixed = " and ".join(x.title() for x in sorted(scripts))
+                out.append(Issue("warning", f"class '{c.name}' mixes {mixed} letters ('{show_name(c.name)}'); check "
+                                            "it is spelled as intended",
+                                 f"The name mixes {mixed} letters: '{show_name(c.name)}'.", i, "name"))
             if len(c.name) > MAX_NAME_CHARS:
                 out.append(Issue("error", f"class '{c.name[:40]}...' has a name over {MAX_NAME_CHARS} characters",
                                  f"A class name may have at most {MAX_NAME_CHARS} characters.", i, "name"))
@@ -81,6 +93,18 @@ def check_task(task: "Task", *, min_classes: int = MIN_CLASSES) -> list[Issue]:
         if len(set(norm)) != len(norm):
             out.append(Issue("warning", f"class '{label}' has duplicate seed examples",
                              "Some seed examples are duplicates.", i, "examples"))
+    return out
+
+
+def _scripts(name: str) -> set[str]:
+    """The scripts of a name's letters (LATIN, CYRILLIC, GREEK, ...), from their Unicode names."""
+    import unicodedata
+
+    out = set()
+    for ch in name:
+        if ch.isalpha():
+            uname = unicodedata.name(ch, "")
+            out.add(uname.split(" ")[0] if uname else "?")
     return out
 
 

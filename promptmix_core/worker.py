@@ -13,9 +13,9 @@ import signal
 import sys
 
 from .errors import Cancelled
-from .jobs import API_KEY_ENV
+from .jobs import API_KEY_ENV, BASE_URL_ENV
 from .lifecycle import JobLifecycle, StepContext
-from .store import ProjectStore
+from .store import ProjectStore, StoreError, known_secrets, register_secret, scrub_secrets
 
 log = logging.getLogger("promptmix_core.worker")
 
@@ -39,11 +39,17 @@ def _step(kind: str):
 def run(store_path: str, job_id: int) -> int:
     # the key came in this process's environment only; keep it from any child process
     api_key = os.environ.pop(API_KEY_ENV, None)
+    register_secret(api_key)  # out of the environment, still scrubbed from every message and log line
+    secret_url = os.environ.pop(BASE_URL_ENV, None)
     store = ProjectStore(store_path, create=False)
     job = store.get_job(job_id)
     if job is None:
         log.error("no job #%s in %s", job_id, store_path)
         return 2
+    if secret_url:  # in memory only: the store keeps the URL scrubbed (http://***@host/v1)
+        llm = job.config.get("llm") if isinstance(job.config.get("llm"), dict) else job.config
+        if scrub_secrets(secret_url) == llm.get("base_url"):
+            llm["base_url"] = secret_url
 
     def on_term(signum, frame):  # a polite kill (SIGTERM) ends as "cancelled", never "running"
         raise Cancelled("the worker was stopped")
@@ -61,16 +67,28 @@ def run(store_path: str, job_id: int) -> int:
         return 0
     except Exception:  # noqa: BLE001 - the lifecycle recorded the failure; the log gets the trace
         if life.status not in ("failed", "cancelled"):  # failed before it could start
-            life.failed(str(sys.exc_info()[1]) or "failed")
+            try:
+                life.failed(str(sys.exc_info()[1]) or "failed")
+            except StoreError:  # a full disk: the next look marks the job failed once this process ends
+                pass
         log.exception("job #%s failed", job_id)
         return 1
     log.info("%s", message)
     return 0
 
 
+class _ScrubbingFormatter(logging.Formatter):
+    """Every log line (tracebacks too) with keys and URL credentials scrubbed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub_secrets(super().format(record), known_secrets())
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_ScrubbingFormatter(handler.formatter._fmt if handler.formatter else None))
     if len(argv) != 2:
         print("usage: python -m promptmix_core.worker PROJECT JOB_ID", file=sys.stderr)
         return 2

@@ -31,6 +31,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 FAULTS = ("429", "429-retry", "500", "502", "503", "slow", "drop", "drop-mid", "empty", "truncated", "garbage", "long")
+# Hostile behaviours, scripted only (never drawn at random): "trickle" sends a correct answer one byte
+# every ``trickle_interval`` seconds, "huge-usage" reports 10^20 prompt tokens, "stream" answers with
+# server-sent events although no stream was asked for.
+HOSTILE = ("trickle", "huge-usage", "stream")
 
 _GEN = re.compile(r"Generate a diverse set of (\d+) short examples")
 _MIX = re.compile(r'belongs (\d+)% to category "([^"]+)" and (\d+)% to category "([^"]+)"')
@@ -73,12 +77,18 @@ class FakeLLM:
         structured: str = "ignore",
         logprobs: str = "ignore",
         answer_confidence: float = 0.8,
+        answer_model: str | None = None,
+        trickle_interval: float = 1.0,
+        basic_auth: tuple[str, str] | None = None,
     ):
         assert structured in ("accept", "refuse", "ignore") and logprobs in ("accept", "refuse", "ignore")
         self.structured = structured
         self.logprobs_mode = logprobs
         self.answer_confidence = answer_confidence
         self.model = model
+        self.answer_model = answer_model or model  # the model the answers say answered
+        self.trickle_interval = trickle_interval
+        self.basic_auth = basic_auth  # (user, password) a request must carry, as from http://user:pw@host
         self.latency = latency
         self.fault_rate = fault_rate
         self.faults = faults
@@ -181,7 +191,7 @@ class FakeLLM:
             "id": f"chatcmpl-{next(self._counter)}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": self.model,
+            "model": self.answer_model,
             "choices": [choice],
             "usage": {
                 "prompt_tokens": prompt_chars // 4 + 1,
@@ -297,6 +307,14 @@ class FakeLLM:
                 self.outcomes.append("over-limit")
                 self._send_json(handler, 503, {"error": {"message": "request limit reached"}})
                 return
+            if self.basic_auth is not None:
+                import base64
+
+                want = "Basic " + base64.b64encode(":".join(self.basic_auth).encode()).decode()
+                if handler.headers.get("Authorization", "") != want:
+                    self.outcomes.append("401")
+                    self._send_json(handler, 401, {"error": {"message": "bad user or password"}})
+                    return
             if self.api_key is not None:
                 auth = handler.headers.get("Authorization", "")
                 if auth != f"Bearer {self.api_key}":
@@ -383,5 +401,39 @@ class FakeLLM:
             handler.wfile.write(data)
         elif action == "long":
             self._send_json(handler, 200, self._completion("lorem ipsum " * 20_000, body))
+        elif action == "trickle":
+            data = json.dumps(self._completion(self.default_answer(body), body)).encode()
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            try:
+                for i in range(len(data)):
+                    handler.wfile.write(data[i : i + 1])
+                    handler.wfile.flush()
+                    if self._server is None:  # stopped: end the trickle with the test
+                        break
+                    time.sleep(self.trickle_interval)
+            except (BrokenPipeError, ConnectionResetError, OSError):
+                pass  # the client gave up: what the test wants
+            handler.close_connection = True
+        elif action == "huge-usage":
+            answer = self._completion(self.default_answer(body), body)
+            answer["usage"] = {"prompt_tokens": 10**20, "completion_tokens": 10**20, "total_tokens": 2 * 10**20}
+            self._send_json(handler, 200, answer)
+        elif action == "stream":
+            content = self.default_answer(body)
+            chunks = [content[i : i + 20] for i in range(0, len(content), 20)]
+            events = []
+            for piece in chunks:
+                events.append({"id": "chatcmpl-s", "object": "chat.completion.chunk", "model": self.answer_model,
+                               "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+            payload = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+            data = payload.encode()
+            handler.send_response(200)
+            handler.send_header("Content-Type", "text/event-stream")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
         else:
             raise ValueError(f"unknown action {action}")

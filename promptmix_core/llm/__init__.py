@@ -1,10 +1,11 @@
 """The LLM layer: one OpenAI-compatible path for every call."""
 
 from .cache import ResponseCache, default_cache_path
-from .client import CallSkipped, Completion, LLMClient, LLMError, LLMFatalError, LLMUnavailableError, UsageStats
+from .client import CallCancelled, CallSkipped, Completion, LLMClient, LLMError, LLMFatalError, LLMUnavailableError, UsageStats
 from .config import LLMConfig, LLMConfigError, resolve_llm_config
 
 __all__ = [
+    "CallCancelled",
     "CallSkipped",
     "Completion",
     "LLMClient",

@@ -1,8 +1,11 @@
 """The one path to an LLM: the async ``openai`` client against an OpenAI-compatible endpoint.
 
 Bounded concurrency (a semaphore per event loop), retries with exponential backoff that honour
-``Retry-After`` (and ``retry-after-ms``), a per-call timeout, the SQLite response cache and token
-accounting. Errors that retrying cannot fix (bad key, unknown model, bad request) are raised at once.
+``Retry-After`` (and ``retry-after-ms``) up to a cap, a total deadline per call (connect to last
+byte, not only between bytes), calls in flight cancelled the moment the caller's ``stop`` says so,
+the SQLite response cache and token accounting. Errors that retrying cannot fix (bad key, unknown
+model, bad request, a streaming-only endpoint) are raised at once. Keys and URL credentials are
+scrubbed from every message and every answer before anyone stores or shows them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ..store import scrub_secrets
+from ..store import known_secrets, register_secret, scrub_secrets
 from .cache import ResponseCache, cache_key
 from .config import LLMConfig
 
@@ -85,6 +88,16 @@ def _refused_feature(message: str, params: Mapping[str, Any]) -> str | None:
         if f.replace("_", "") in low.replace("_", "").replace(" ", "") or (f == "response_format" and "schema" in low):
             return f
     return sent[0]
+class CallCancelled(CallSkipped):
+    """The caller's ``stop`` check said stop while the call was in flight; the call was abandoned
+    (counted in ``UsageStats.cancelled``) and nothing of it is kept."""
+
+
+# Usage counts above this are not believed (a server bug or a hostile server): the call's tokens are
+# estimated from the text instead, so accounting never overflows SQLite's 64-bit INTEGER.
+MAX_TOKENS_PER_CALL = 100_000_000
+# How often a call in flight (or a retry wait) looks at the caller's ``stop``.
+STOP_POLL_S = 0.1
 
 
 @dataclass
@@ -99,6 +112,7 @@ class Completion:
     logprobs: list[dict[str, Any]] | None = None
     # the optional features this answer was produced with (e.g. {"response_format", "logprobs"})
     features: frozenset[str] = frozenset()
+    model: str = ""  # the model the server says answered (the requested one when it says nothing)
 
 
 @dataclass
@@ -110,6 +124,7 @@ class UsageStats:
     retries: int = 0
     failures: int = 0
     refusals: int = 0  # optional features (response_format, logprobs) the endpoint refused once
+    cancelled: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     price_prompt_per_1m: float | None = None
@@ -140,6 +155,7 @@ class UsageStats:
             "retries": self.retries,
             "failures": self.failures,
             "refusals": self.refusals,
+            "cancelled": self.cancelled,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "tokens": self.tokens,
@@ -195,6 +211,7 @@ class LLMClient:
         sleep=asyncio.sleep,
     ):
         self.config = config
+        register_secret(config.api_key)  # scrubbed from whatever this process stores or logs from now on
         self.cache = cache if cache is not None else (ResponseCache(cache_path) if cache_path else None)
         self.stats = stats or UsageStats(
             price_prompt_per_1m=config.price_prompt_per_1m, price_completion_per_1m=config.price_completion_per_1m
@@ -207,6 +224,10 @@ class LLMClient:
         # calls begun before it fail at once with the same message instead of hitting the endpoint.
         self._healthy = False
         self._failure: tuple[float, LLMError] | None = None
+        # What the client is waiting for right now ("rate limited: waiting 120 s, retry 2 of 4"), or
+        # None; ``on_notice`` (set by the job) is called whenever it changes, so progress can show it.
+        self.notice: str | None = None
+        self.on_notice: Callable[[str | None], None] | None = None
 
     # ------------------------------------------------------------------ plumbing
     def _loop_state(self):
@@ -232,12 +253,12 @@ class LLMClient:
         if failure is not None and failure[0] >= started:
             raise type(failure[1])(str(failure[1]))
 
-    async def _network_call(self, client, messages, params, started: float, abort=None) -> Completion:
+    async def _network_call(self, client, messages, params, started: float, abort=None, stop=None) -> Completion:
         self._raise_if_failed(started)
         if abort is not None and abort():  # checked once a slot is free, so a stop is quick
             raise CallSkipped()
         try:
-            completion = await self._call_with_retries(client, messages, params)
+            completion = await self._call_with_retries(client, messages, params, stop)
         except (LLMFatalError, LLMUnavailableError) as exc:
             if getattr(exc, "endpoint_wide", True):
                 self._failure = (time.monotonic(), exc)
@@ -246,8 +267,51 @@ class LLMClient:
         self._healthy = True
         return completion
 
+    @property
+    def public_url(self) -> str:
+        """The endpoint URL without credentials (safe to store, log and show)."""
+        return self._clean(self.config.base_url)
+
     def _clean(self, text: str) -> str:
-        return scrub_secrets(str(text), [self.config.api_key])
+        return scrub_secrets(str(text), known_secrets(self.config.api_key))
+
+    def _set_notice(self, notice: str | None) -> None:
+        if notice == self.notice:
+            return
+        self.notice = notice
+        if self.on_notice is not None:
+            try:
+                self.on_notice(notice)
+            except Exception:  # noqa: BLE001 - progress display must never break a call
+                pass
+
+    async def _bounded(self, aw, stop: Callable[[], bool] | None, deadline: float | None):
+        """Await ``aw`` as a task, cancelling it when ``deadline`` seconds pass (``TimeoutError``) or
+        when ``stop()`` turns true (:class:`CallCancelled`), whatever the other side does."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(aw)
+        end = None if deadline is None else loop.time() + deadline
+        try:
+            while True:
+                wait = None if end is None else max(0.0, end - loop.time())
+                if stop is not None:
+                    wait = STOP_POLL_S if wait is None else min(wait, STOP_POLL_S)
+                done, _ = await asyncio.wait({task}, timeout=wait)
+                if task in done:
+                    return task.result()
+                if stop is not None and stop():
+                    raise CallCancelled()
+                if end is not None and loop.time() >= end:
+                    raise TimeoutError()
+        finally:
+            if not task.done():
+                task.cancel()
+                try:
+                    await asyncio.wait({task}, timeout=1.0)  # let it close its connection
+                except BaseException:  # noqa: BLE001 - we are leaving anyway
+                    pass
+            elif not task.cancelled():
+                task.exception()  # retrieved: no "exception was never retrieved" warning
 
     # ---------------------------------------------------------------------- API
     async def achat(
@@ -263,11 +327,15 @@ class LLMClient:
         response_format: Mapping[str, Any] | None = None,
         logprobs: bool = False,
         top_logprobs: int | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> Completion:
         """One chat completion (cached). ``response_format`` (e.g. a ``json_schema``) and ``logprobs``
         are optional features: sent unless this endpoint has refused them before; an endpoint that
         answers 400/422 to one gets the same call again without it, once, and is remembered (see
-        :func:`endpoint_refuses`). ``Completion.features`` tells which ones the answer had."""
+        :func:`endpoint_refuses`). ``Completion.features`` tells which ones the answer had.
+
+        ``abort`` is checked before the call is sent (:class:`CallSkipped`: nothing spent); ``stop`` is
+        polled while it is in flight and during retry waits (:class:`CallCancelled`: abandoned at once)."""
         params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
         if top_p is not None:
             params["top_p"] = top_p
@@ -284,7 +352,7 @@ class LLMClient:
             params = {k: v for k, v in params.items()
                       if not any(k in _feature_params(f) and endpoint_refuses(base, model, f) for f in OPTIONAL_FEATURES)}
             try:
-                return await self._achat_params(messages, params, sample_index, use_cache, abort)
+                return await self._achat_params(messages, params, sample_index, use_cache, abort, stop)
             except _RefusedMeanwhile:
                 continue  # another call found a refusal while this one waited: go without the feature
             except LLMFatalError as exc:
@@ -304,7 +372,7 @@ class LLMClient:
                 raise
 
     async def _achat_params(self, messages, params: dict[str, Any], sample_index: int, use_cache: bool,
-                            abort) -> Completion:
+                            abort, stop=None) -> Completion:
         features = frozenset(f for f in OPTIONAL_FEATURES if f in params)
         key = cache_key(self.config.base_url, self.config.model, params, messages, sample_index)
         if use_cache and self.cache is not None:
@@ -313,7 +381,10 @@ class LLMClient:
                 self.stats.add(cache_hits=1)
                 return Completion(hit["text"], hit["prompt_tokens"], hit["completion_tokens"], cached=True,
                                   finish_reason=hit.get("finish_reason"),
-                                  logprobs=(hit.get("extra") or {}).get("logprobs"), features=features)
+                                  logprobs=(hit.get("extra") or {}).get("logprobs"), features=features,
+                                  model=hit.get("model") or self.config.model)
+        if stop is not None and stop():
+            raise CallSkipped()
         started = time.monotonic()
         client, semaphore, probe = self._loop_state()
 
@@ -321,7 +392,7 @@ class LLMClient:
             async with semaphore:
                 if any(endpoint_refuses(self.config.base_url, self.config.model, f) for f in features):
                     raise _RefusedMeanwhile()
-                return await self._network_call(client, messages, params, started, abort)
+                return await self._network_call(client, messages, params, started, abort, stop)
 
         completion: Completion | None = None
         if not self._healthy:  # the first call probes the endpoint alone
@@ -335,7 +406,7 @@ class LLMClient:
         if use_cache and self.cache is not None:
             extra = {"logprobs": completion.logprobs} if completion.logprobs is not None else None
             self.cache.put(key, completion.text, completion.prompt_tokens, completion.completion_tokens,
-                           self.config.model, completion.finish_reason, extra=extra)
+                           completion.model, completion.finish_reason, extra=extra)
         return completion
 
     def chat(self, messages: Sequence[Mapping[str, str]], **kwargs: Any) -> Completion:
@@ -348,7 +419,10 @@ class LLMClient:
         with self._lock:
             state = self._per_loop.pop(id(loop), None)
         if state is not None:
-            await state[0].close()
+            try:
+                await asyncio.wait_for(state[0].close(), timeout=2.0)
+            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - closing is best effort
+                pass
 
     def run_sync(self, coro):
         """Run ``coro`` in a fresh event loop and close this client's connections before it ends."""
@@ -361,77 +435,116 @@ class LLMClient:
 
         return asyncio.run(runner())
 
-    async def _call_with_retries(self, client, messages, params) -> Completion:
+    async def _call_with_retries(self, client, messages, params, stop=None) -> Completion:
         import openai
 
         attempts = self.config.max_retries + 1
         last_error = "unknown error"
+        url = self.public_url
         for attempt in range(attempts):
             delay: float | None = None
+            reason = "the call failed"
+            asked: float | None = None
             try:
                 self.stats.add(calls=1)
-                resp = await client.chat.completions.create(
-                    model=self.config.model, messages=list(messages), **params
+                resp = await self._bounded(
+                    client.chat.completions.create(model=self.config.model, messages=list(messages), **params),
+                    stop, self.config.timeout,
                 )
                 return self._to_completion(resp, messages)
+            except CallCancelled:
+                self.stats.add(cancelled=1)
+                raise
+            except _StreamingOnly as exc:
+                self.stats.add(failures=1)
+                raise LLMFatalError(str(exc)) from None
             except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
                 self.stats.add(failures=1)
                 raise LLMFatalError(
-                    f"the endpoint {self.config.base_url} refused the API key "
+                    f"the endpoint {url} refused the API key "
                     f"(HTTP {exc.status_code}); check OPENAI_API_KEY or the key in settings"
                 ) from None
             except openai.NotFoundError as exc:
                 self.stats.add(failures=1)
                 raise LLMFatalError(
-                    f"the endpoint {self.config.base_url} does not know the model '{self.config.model}' "
+                    f"the endpoint {url} does not know the model '{self.config.model}' "
                     f"or the URL is wrong (HTTP 404): {self._clean(_error_message(exc))}"
                 ) from None
             except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
                 self.stats.add(failures=1)
                 msg = self._clean(_error_message(exc))
+                if "stream" in msg.lower():
+                    raise LLMFatalError(f"{STREAMING_HINT} (the server said: {msg[:200]})") from None
                 hint = f" (model '{self.config.model}')" if "model" in msg.lower() else ""
                 err = LLMFatalError(f"the endpoint rejected the request{hint}: {msg}")
                 err.endpoint_wide = False  # this request only; other calls may still succeed
                 raise err from None
             except openai.APIStatusError as exc:
                 last_error = f"HTTP {exc.status_code}: {self._clean(_error_message(exc))[:200]}"
-                retry_after = _retry_after_seconds(exc.response.headers if exc.response is not None else None)
-                if retry_after is not None:
-                    delay = min(retry_after, self.config.max_retry_after)
-            except openai.APITimeoutError:
-                last_error = f"no answer within {self.config.timeout:g} s"
+                reason = "rate limited" if exc.status_code == 429 else f"server error (HTTP {exc.status_code})"
+                asked = _retry_after_seconds(exc.response.headers if exc.response is not None else None)
+                if asked is not None:
+                    delay = min(asked, self.config.max_retry_after)
+            except (TimeoutError, asyncio.TimeoutError, openai.APITimeoutError):
+                last_error = f"no complete answer within {self.config.timeout:g} s"
+                reason = f"no answer within {self.config.timeout:g} s"
             except openai.APIConnectionError as exc:
                 cause = exc.__cause__ or exc
                 last_error = f"connection failed ({type(cause).__name__}: {self._clean(str(cause))[:120]})"
+                reason = "connection failed"
             except (openai.APIError, json.JSONDecodeError, ValueError, KeyError, IndexError, TypeError) as exc:
                 last_error = f"malformed response ({type(exc).__name__}: {self._clean(str(exc))[:120]})"
+                reason = "malformed response"
             if attempt == attempts - 1:
                 break
             self.stats.add(retries=1)
             if delay is None:
                 delay = min(self.config.backoff_max, self.config.backoff_base * (2**attempt))
                 delay *= 0.5 + random.random() / 2  # jitter
-            await self._sleep(delay)
+            if delay >= 1.0 or asked is not None:
+                capped = (f" (the server asked for {_secs(asked)} s; the cap is {_secs(delay)} s)"
+                          if asked is not None and asked > delay else "")
+                self._set_notice(f"{reason}: waiting {_secs(delay)} s{capped}, retry {attempt + 1} of "
+                                 f"{self.config.max_retries}")
+            try:
+                if stop is None:
+                    await self._sleep(delay)
+                else:
+                    await self._bounded(self._sleep(delay), stop, None)
+            except CallCancelled:
+                self.stats.add(cancelled=1)
+                raise
+            finally:
+                self._set_notice(None)
         self.stats.add(failures=1)
         raise LLMUnavailableError(
-            f"the LLM endpoint {self.config.base_url} kept failing after {attempts} attempts; last error: "
-            f"{last_error}"
+            f"the LLM endpoint {url} kept failing after {attempts} attempts; last error: {last_error}"
         )
 
     def _to_completion(self, resp: Any, messages: Sequence[Mapping[str, str]]) -> Completion:
-        if isinstance(resp, (str, bytes)) or not getattr(resp, "choices", None):
+        if isinstance(resp, (str, bytes)):
+            raw = resp.decode("utf-8", "replace") if isinstance(resp, bytes) else resp
+            if raw.lstrip().startswith(("data:", "event:")):  # server-sent events: a stream
+                raise _StreamingOnly(STREAMING_HINT)
+            raise ValueError("the response is not JSON")
+        if not getattr(resp, "choices", None):
             raise ValueError("the response has no choices")
         choice = resp.choices[0]
         text = (choice.message.content if choice.message is not None else None) or ""
+        text = self._clean(text)  # a key the server echoes is never stored (raw response, cache, examples)
         usage = getattr(resp, "usage", None)
-        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0) if usage else 0
-        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0) if usage else 0
-        if not usage:  # estimate (about 4 characters a token) so accounting never reads zero
-            prompt_tokens = sum(len(m.get("content", "")) for m in messages) // 4
+        prompt_tokens = _token_count(getattr(usage, "prompt_tokens", 0)) if usage else None
+        completion_tokens = _token_count(getattr(usage, "completion_tokens", 0)) if usage else None
+        if prompt_tokens is None or completion_tokens is None:
+            # no usage, or an unbelievable one: estimate (about 4 characters a token) so accounting
+            # never reads zero and never overflows
+            prompt_tokens = sum(len(str(m.get("content", ""))) for m in messages) // 4
             completion_tokens = len(text) // 4
         self.stats.add(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        model = getattr(resp, "model", None)
+        model = self._clean(model.strip())[:200] if isinstance(model, str) and model.strip() else self.config.model
         return Completion(text, prompt_tokens, completion_tokens, cached=False, finish_reason=choice.finish_reason,
-                          logprobs=_token_logprobs(getattr(choice, "logprobs", None)))
+                          logprobs=_token_logprobs(getattr(choice, "logprobs", None)), model=model)
 
     async def acheck(self) -> None:
         """One tiny call to fail fast on a bad key, model or URL (cached calls skip the network)."""
@@ -461,6 +574,28 @@ def _token_logprobs(logprobs: Any) -> list[dict[str, Any]] | None:
                 continue
         out.append({"token": str(get("token") or ""), "logprob": lp, "top_logprobs": top})
     return out
+STREAMING_HINT = (
+    "the endpoint seems to answer only with streaming (server-sent events), but PromptMix asks for "
+    "whole answers: turn streaming off on the server, or use its non-streaming (OpenAI-compatible) URL"
+)
+
+
+class _StreamingOnly(ValueError):
+    pass
+
+
+def _secs(x: float) -> str:
+    """120 -> "120", 86400 -> "86,400", 2.5 -> "2.5", 0.25 -> "0.25"."""
+    return f"{x:,.0f}" if x >= 10 else f"{x:.2f}".rstrip("0").rstrip(".")
+
+
+def _token_count(value: Any) -> int | None:
+    """A usage count as an int, or None when it is missing, negative or unbelievably large."""
+    try:
+        n = int(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return n if 0 <= n <= MAX_TOKENS_PER_CALL else None
 
 
 def _error_message(exc: Exception) -> str:

@@ -33,7 +33,7 @@ class LLMConfig:
     max_retries: int = 4
     backoff_base: float = 0.5
     backoff_max: float = 20.0
-    max_retry_after: float = 120.0
+    max_retry_after: float = 120.0  # the longest a server's Retry-After is waited out (--max-retry-after)
     price_prompt_per_1m: float | None = None
     price_completion_per_1m: float | None = None
     local: bool = False
@@ -50,6 +50,12 @@ class LLMConfig:
             problems.append("the timeout must be between 0 and 3600 seconds")
         if not 0 <= int(self.max_retries) <= 20:
             problems.append("retries must be between 0 and 20")
+        try:
+            cap = float(self.max_retry_after)
+        except (TypeError, ValueError):
+            cap = float("nan")
+        if not 0 <= cap <= 86_400:
+            problems.append("the longest Retry-After wait must be between 0 and 86400 seconds")
         if problems:
             raise LLMConfigError("; ".join(problems))
         self.base_url = str(self.base_url).rstrip("/")
@@ -62,14 +68,24 @@ class LLMConfig:
                 if price and "openai.com" in self.base_url:
                     self.price_prompt_per_1m, self.price_completion_per_1m = price
 
+    def __repr__(self) -> str:  # never the key, never credentials in the URL
+        from ..store import scrub_secrets
+
+        return (f"LLMConfig(base_url={scrub_secrets(self.base_url)!r}, model={self.model!r}, "
+                f"concurrency={self.concurrency}, timeout={self.timeout}, max_retries={self.max_retries}, "
+                f"max_retry_after={self.max_retry_after}, local={self.local})")
+
     @property
     def has_price(self) -> bool:
         return self.price_prompt_per_1m is not None and self.price_completion_per_1m is not None
 
     def public_dict(self) -> dict[str, Any]:
         """Everything but the key: safe to store, log and show."""
+        from ..store import scrub_secrets
+
         d = asdict(self)
         d.pop("api_key", None)
+        d["base_url"] = scrub_secrets(self.base_url, [self.api_key])
         return d
 
 
@@ -94,7 +110,7 @@ def resolve_llm_config(
     base_url = base_url or env.openai_base_url or settings.get("base_url") or None
     model = model or env.model or settings.get("model") or None
     api_key = api_key or env.api_key or ""
-    for key in ("concurrency", "timeout", "max_retries"):
+    for key in ("concurrency", "timeout", "max_retries", "max_retry_after"):
         if key not in options and settings.get(key) is not None:
             options[key] = settings[key]
     options = {k: v for k, v in options.items() if v is not None}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -162,7 +163,8 @@ def _train_project(args: argparse.Namespace, cfg) -> int:
         "student": args.student, "test_path": str(Path(args.test).resolve()) if args.test else None,
         "use_test_set": not args.no_test_set,
     })
-    life = JobLifecycle.create(store, "train", spec.to_dict())
+    # one training job per project (CLI or app); this process is its worker, found by its pid
+    life = JobLifecycle.claim(store, "train", spec.to_dict(), status="running", pid=os.getpid(), origin="cli")
     try:
         with life.running("training from the command line") as ctx:
             out = train_job(store, store.get_job(life.job_id), ctx)

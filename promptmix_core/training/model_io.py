@@ -32,7 +32,14 @@ def check_safetensors_folder(folder: str | Path) -> None:
     if not folder.is_dir():
         raise ModelLoadError(f"{folder} is a file; give the model's folder")
     files = [p.name for p in folder.iterdir() if p.is_file()]
-    if any(f.endswith(".safetensors") for f in files):
+    weights = sorted(f for f in files if f.endswith(".safetensors"))
+    if weights:
+        for f in weights:
+            problem = _safetensors_problem(folder / f)
+            if problem:
+                raise ModelLoadError(
+                    f"{folder / f} {problem}; the model cannot be loaded (train it again, or copy the folder again)"
+                )
         return
     pickled = sorted(f for f in files if f.lower().endswith(PICKLE_SUFFIXES))
     if pickled:
@@ -42,6 +49,40 @@ def check_safetensors_folder(folder: str | Path) -> None:
             "once in a trusted environment (model.save_pretrained(dir, safe_serialization=True))"
         )
     raise ModelLoadError(f"{folder} has no model weights (no *.safetensors file)")
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """What is wrong with a safetensors file, read from its header alone (no tensor is loaded):
+    8 bytes of header length, then that many bytes of JSON, then the tensor data."""
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return "is empty (0 bytes)"
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                return f"is cut off ({size} bytes)"
+            n = int.from_bytes(head, "little")
+            if n <= 1 or n > min(size - 8, 100_000_000):
+                return f"is not a safetensors file or is cut off ({size:,} bytes)"
+            header = json.loads(fh.read(n).decode("utf-8"))
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return "is not a safetensors file (its header is not valid)"
+    if not isinstance(header, dict):
+        return "is not a safetensors file (its header is not valid)"
+    end = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            return "is not a safetensors file (its header is not valid)"
+        end = max(end, offsets[1])
+    if 8 + n + end > size:
+        return f"is cut off ({size:,} bytes of {8 + n + end:,})"
+    return None
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
