@@ -79,6 +79,7 @@ pages = [
     st.Page(PAGE_FILES["results"], title="5 · Results", icon=":material/insights:", url_path="results"),
 ]
 nav = st.navigation(pages, position="sidebar")
+PAGE_JOB_KINDS = {"generate": ("generate", "relabel"), "train": ("train",)}  # pages with a live job panel
 
 
 # --------------------------------------------------------------------------- sidebar callbacks
@@ -204,7 +205,11 @@ with st.sidebar:
         # while reviewing, decisions are saved without rerunning the page: keep the steps current
         st.fragment(_steps, run_every=10.0 if nav.url_path == "review" else None)()
         running = active_job(store)
-        st.fragment(_job_status, run_every=2.0 if running is not None else None)()
+        # the Generate and Train pages follow their own job in a live panel: the sidebar does not poll
+        # as well there (a second fragment rerunning every 2 s costs the server and the browser CPU
+        # that a training run on the same machine would otherwise get; see docs/BENCHMARKS.md)
+        own_panel = running is not None and running.kind in PAGE_JOB_KINDS.get(nav.url_path, ())
+        st.fragment(_job_status, run_every=2.0 if running is not None and not own_panel else None)()
         # where the project stands: the next useful step
         if s["classes"] < 2 or s["seeds"] == 0:
             nxt, page = "define the task", "task"

@@ -58,7 +58,11 @@ SOURCES = {
 STUDENT_CHOICES = {"finetune": "Fine-tune a transformer (the final model)",
                    "embed-lr": "Quick student: MiniLM embeddings + logistic regression (seconds)"}
 PENDING_CHOICES = {"drop": "Leave them out", "a1": "A1 · the class they were written for", "a2": "A2 · the LLM relabel"}
-LIVE_EVERY_S = 1.0  # the live panel's poll interval (at most once a second; see docs/BENCHMARKS.md)
+# The live panel (progress and charts, one fragment) reruns every LIVE_EVERY_S seconds and reads only
+# the new metric rows. Each rerun costs the server and, more, the browser CPU (every chart on the page
+# is drawn again), which a training run on the same 2 cores loses: 3 s is the measured balance
+# (docs/BENCHMARKS.md, "Live training charts").
+LIVE_EVERY_S = 3.0
 MODELS = {"bundled": "Bundled MiniLM (all-MiniLM-L6-v2, 22 M parameters)", "other": "Another model"}
 
 
@@ -153,38 +157,70 @@ def render_charts(run_id: int | None, key: str) -> None:
     st.caption(f"{n} logged step{'' if n == 1 else 's'}")
 
 
-def render_job(job_id: int) -> None:
+def _job_head(job, run) -> None:
+    """Title, status, progress bar and timing of a training job."""
+    p = job.progress or {}
+    top = st.columns([3, 1], vertical_alignment="center")
+    top[0].markdown(f"#### Training job #{job.id}" + (f" · run #{run.id}" if run else "")
+                    + (f" · {md_escape(run.name)}" if run and run.name else ""))
+    with top[1]:
+        status_badge(job.status)
+    step, total = int(p.get("step") or 0), int(p.get("total_steps") or 0)
+    phase = p.get("phase") or job.status
+    if total and not job.active:
+        st.progress(min(step / total, 1.0), text=f"{job.status.capitalize()} after {step} of {total} steps")
+    elif phase == "embedding":
+        done, todo = int(p.get("embedded") or 0), int(p.get("to_embed") or 0)
+        st.progress(done / todo if todo else 0.0, text=f"Embedding the texts: {done} / {todo}")
+    elif total:
+        st.progress(min(step / total, 1.0),
+                    text=f"Step {step} / {total} · epoch {float(p.get('epoch') or 0):.1f} of {p.get('epochs', '?')}")
+    else:
+        st.progress(0.0, text={"preparing": "Preparing the data…", "queued": "Waiting for the worker…"}.get(
+            phase, "Loading the model…"))
+    st.caption(f"Started {fmt_time(job.started_at or job.created_at)} · "
+               f"{'running for ' if job.active else 'took '}{fmt_duration(job.started_at, job.finished_at)}"
+               + (f" · device {md_escape(run.device)}" if run and run.device else ""))
+
+
+def live_status(job_id: int) -> None:
+    """The running job's progress; the page reruns once when it ends."""
     job = store.get_job(job_id)
     if job is None:
         return
-    p = job.progress or {}
-    run = _run_for_job(job_id, p)
+    _job_head(job, _run_for_job(job_id, job.progress))
+    if job.active:
+        st.button("Cancel training", icon=":material/stop_circle:", key=f"train_cancel_{job.id}", on_click=_cancel,
+                  args=(job.id,), disabled=job.cancel_requested)
+    elif st.session_state.pop(f"train_watch_{job_id}", None):
+        st.rerun()
+
+
+def live_charts(job_id: int) -> None:
+    """The running job's charts, from the new metric rows only."""
+    job = store.get_job(job_id)
+    run = _run_for_job(job_id, job.progress if job else None)
+    render_charts(run.id if run else None, key=f"live_{job_id}")
+
+
+def live_panel(job_id: int) -> None:
+    """The running job: progress, then charts (one fragment, every LIVE_EVERY_S)."""
+    live_status(job_id)
+    live_charts(job_id)
+
+
+def render_job(job_id: int) -> None:
+    """A finished (or failed, or cancelled) job: its charts and scores."""
+    job = store.get_job(job_id)
+    if job is None:
+        return
+    run = _run_for_job(job_id, job.progress)
     with st.container(border=True):
-        top = st.columns([3, 1], vertical_alignment="center")
-        top[0].markdown(f"#### Training job #{job.id}" + (f" · run #{run.id}" if run else "")
-                        + (f" · {md_escape(run.name)}" if run and run.name else ""))
-        with top[1]:
-            status_badge(job.status)
-        step, total = int(p.get("step") or 0), int(p.get("total_steps") or 0)
-        phase = p.get("phase") or job.status
-        if total and not job.active:
-            st.progress(min(step / total, 1.0), text=f"{job.status.capitalize()} after {step} of {total} steps")
-        elif phase == "embedding":
-            done, todo = int(p.get("embedded") or 0), int(p.get("to_embed") or 0)
-            st.progress(done / todo if todo else 0.0, text=f"Embedding the texts: {done} / {todo}")
-        elif total:
-            st.progress(min(step / total, 1.0),
-                        text=f"Step {step} / {total} · epoch {float(p.get('epoch') or 0):.1f} of {p.get('epochs', '?')}")
-        else:
-            st.progress(0.0, text={"preparing": "Preparing the data…", "queued": "Waiting for the worker…"}.get(
-                phase, "Loading the model…"))
-        st.caption(f"Started {fmt_time(job.started_at or job.created_at)} · "
-                   f"{'running for ' if job.active else 'took '}{fmt_duration(job.started_at, job.finished_at)}"
-                   + (f" · device {md_escape(run.device)}" if run and run.device else ""))
+        _job_head(job, run)
         render_charts(run.id if run else None, key=f"live_{job.id}")
-        if job.active:
-            st.button("Cancel training", icon=":material/stop_circle:", key=f"train_cancel_{job.id}", on_click=_cancel, args=(job.id,),
-                      disabled=job.cancel_requested)
+        if job.active:  # shown without the live fragments (it just started)
+            st.button("Cancel training", icon=":material/stop_circle:", key=f"train_cancel_{job.id}", on_click=_cancel,
+                      args=(job.id,), disabled=job.cancel_requested)
         elif job.status == "failed":
             st.error(f"Training failed: {md_escape(job.message or (run.error if run else ''))}")
         elif job.status == "done" and run is not None and run.final_metrics:
@@ -204,18 +240,17 @@ def render_job(job_id: int) -> None:
             if sc["eval"] == "held-out generated examples":
                 st.caption(f":orange[:material/warning:] {NO_TEST_SET_NOTE}")
             st.page_link("pages/5_results.py", label="See the results and export", icon=":material/arrow_forward:")
-    if not job.active and st.session_state.get(f"train_watch_{job_id}"):
-        st.session_state.pop(f"train_watch_{job_id}")
-        st.rerun()
 
 
 flash("train_flash")
 current = latest_job(store, "train")
 busy = current is not None and current.active
 if current is not None and current.active:
-    # only this panel reruns while training: once a second, reading the new metric rows alone
+    # only this panel reruns while training (one fragment, every LIVE_EVERY_S, reading the new metric
+    # rows alone); nothing else on the page reruns, the sidebar's job status included (app.py)
     st.session_state[f"train_watch_{current.id}"] = True
-    st.fragment(render_job, run_every=LIVE_EVERY_S)(current.id)
+    with st.container(border=True):
+        st.fragment(live_panel, run_every=LIVE_EVERY_S)(current.id)
 elif current is not None:
     render_job(current.id)
 

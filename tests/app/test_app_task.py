@@ -153,3 +153,18 @@ def test_a_reloaded_draft_replaces_every_field(make_app, projects_dir):
     next(b for b in at.button if b.label == "Discard changes").click()
     at.run()
     assert by_label(at.text_input, "Task name").value == "Banking support"
+
+
+def test_test_set_tab_shows_and_removes_the_test_set(make_app, demo_store):
+    at = make_app()
+    assert "No test set" in texts(at)
+    demo_store.set_test_set([{"text": "my card was taken", "label": "card_lost_or_stolen"},
+                             {"text": "what rate for yen", "label": "exchange_rate"}], name="real.csv")
+    at.run()
+    page = texts(at)
+    assert "Test set: 2 labelled examples from real.csv" in page.replace("**", "")
+    assert "No test examples for" in page  # three classes have none: their recall cannot be measured
+    next(b for b in at.button if b.label == "Remove the test set").click()
+    at.run()
+    assert demo_store.test_set_info() is None
+    assert "Removed the test set." in texts(at)

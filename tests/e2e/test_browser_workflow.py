@@ -208,7 +208,7 @@ def test_full_workflow(page: Page, app_server, make_fake_llm, shots, tmp_path):
     main = _main(page)
     main.get_by_text("Reviewed · your decisions").click()
     wait_idle(page)
-    main.get_by_text("Use the LLM relabel").click()
+    main.get_by_text("A2 · the LLM relabel").click()
     wait_idle(page)
     for label, value in (("Epochs", "1"), ("Minimum steps", "20")):
         _text_input(main, label).fill(value)
