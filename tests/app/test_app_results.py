@@ -207,7 +207,7 @@ def test_generate_where_the_model_is_confused(make_app, demo_store, tmp_path, mo
     run = _test_run(demo_store)  # test confusions: declined->lost x1, exchange_rate->refund x1
     demo_store.update_run(run, model_dir=res.model_dir)
     launched = []
-    monkeypatch.setattr(jobs, "launch_worker", lambda path, job_id, api_key=None: launched.append(job_id))
+    monkeypatch.setattr(jobs, "launch_worker", lambda path, job_id, **kw: launched.append(job_id))
     at = make_app(RESULTS)
     assert not at.exception, at.exception
     assert "read from its test set" in texts(at)
