@@ -180,7 +180,8 @@ class JobLifecycle:
             self.store.update_job(self.job_id, status=status, message=str(message)[:4000],
                                   progress=dict(progress) if progress is not None else None)
         except StoreError as exc:  # a full disk even after a checkpoint: the next look marks it failed
-            self.log.error("job #%s ended %s (%s), but that could not be recorded: %s",
+            # (the face reports the failure itself in one line; this goes to the worker's log)
+            self.log.info("job #%s ended %s (%s), but that could not be recorded: %s",
                            self.job_id, status, message, exc)
         self.status = status
         self.log.info("job #%s %s: %s", self.job_id, status, message)

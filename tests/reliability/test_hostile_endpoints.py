@@ -56,7 +56,8 @@ def test_cli_against_a_trickling_server_ends_with_one_line_and_a_partial_file(ma
     assert first.startswith("error: the LLM endpoint http://127.0.0.1:") and "no complete answer within 1 s" in first
     partial = tmp_path / "out.jsonl.partial.jsonl"
     lines = partial.read_text("utf-8").splitlines()
-    assert len(lines) == 5 and all(json.loads(x)["text"] for x in lines)
+    # the one complete answer is kept: the 3 lines a call asks for at 5 per class (at most half, rounded up)
+    assert len(lines) == 3 and all(json.loads(x)["text"] for x in lines)
     assert not out.exists() and not (tmp_path / "out.jsonl.tmp").exists()
 
 
@@ -80,7 +81,10 @@ def test_stop_abandons_calls_in_flight_at_once(make_fake_llm, task):
         generate(task, cfg, c, should_stop=should_stop)
     took = time.perf_counter() - stop_at[0] - 0.3
     assert took < 1.0, took
-    assert len(info.value.result.examples) == 5  # the first answer is kept
+    from promptmix_core.generate import examples_per_call
+
+    # the first answer is kept: all the lines one call asks for (at most half of per_class, rounded up)
+    assert len(info.value.result.examples) == examples_per_call(cfg) == 3
     assert c.stats.cancelled >= 2 and c.stats.failures == 0 and c.stats.retries == 0
     assert c.stats.calls == 1 + c.stats.cancelled  # every attempt accounted for
 
