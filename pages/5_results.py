@@ -24,7 +24,7 @@ from pages._ui import (
     task_or_stop,
 )
 from promptmix_core.paths import run_model_dir
-from promptmix_core.export import curated_records, dataset_bytes, safe_filename, zip_folder_bytes
+from promptmix_core.export import curated_records, dataset_bytes, safe_filename, to_csv_bytes, zip_folder_bytes
 
 ensure_app_shell()
 header(
@@ -117,16 +117,19 @@ else:
         fig = go.Figure()
         for i, (r, s) in enumerate(picked):
             fig.add_bar(name=html.escape(labels_for[r.id]), x=["Accuracy", "Macro-F1"], y=[s["accuracy"], s["macro_f1"] or 0],
-                        marker_color=PALETTE[i % len(PALETTE)], texttemplate="%{y:.1%}", textposition="outside")
-        fig.update_layout(barmode="group", height=300, yaxis=dict(range=[0, 1.1], tickformat=".0%"),
-                          margin=dict(l=10, r=10, t=20, b=10), legend=dict(orientation="h", y=-0.15))
+                        marker_color=PALETTE[i % len(PALETTE)], texttemplate="%{y:.1%}", textposition="outside",
+                        cliponaxis=False)
+        # scores are shares: the axis is 0-100 % whatever the values (labels may stand above it)
+        fig.update_layout(barmode="group", height=300, yaxis=dict(range=[0, 1], tickformat=".0%", fixedrange=True),
+                          margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.15))
         pc_fig = go.Figure()
         classes = task.class_names
         for i, (r, s) in enumerate(picked):
             pc = s["per_class"]
             pc_fig.add_bar(name=html.escape(labels_for[r.id]), x=[html.escape(c) for c in classes], y=[(pc.get(c) or {}).get("f1", 0) for c in classes],
                            marker_color=PALETTE[i % len(PALETTE)])
-        pc_fig.update_layout(barmode="group", height=300, yaxis=dict(range=[0, 1.05], tickformat=".0%", title="F1"),
+        pc_fig.update_layout(barmode="group", height=300, yaxis=dict(range=[0, 1], tickformat=".0%", title="F1",
+                                                                    fixedrange=True),
                              margin=dict(l=10, r=10, t=20, b=10), legend=dict(orientation="h", y=-0.35))
         g1, g2 = st.columns(2)
         with g1:
@@ -180,6 +183,17 @@ else:
                             f" ({data.get('seeds', '?')} seeds) for {fm.get('epochs', '?')} epochs, "
                             f"{fm.get('steps', '?')} steps, in {fm.get('train_time_s', '?')} s."
                         )
+                    used = store.get_run_examples(r.id)
+                    if used:
+                        n_by = {sp: sum(u["split"] == sp for u in used) for sp in ("train", "val", "test")}
+                        st.download_button(
+                            f"Rows this run used ({n_by['train']} train · {n_by['val']} validation · {n_by['test']} test)",
+                            data=to_csv_bytes([{k: u[k] for k in ("split", "text", "label", "source", "example_id")}
+                                               for u in used]),
+                            file_name=safe_filename(f"{project}-run-{r.id}-rows", "csv"), mime="text/csv",
+                            icon=":material/download:", key=f"res_rows_{r.id}", on_click="ignore",
+                            help="Exactly the texts and labels the run trained, validated and was tested on "
+                                 "(example_id: the generated example's id)")
                     if s["eval"] == "test set" and fm.get("val_accuracy") is not None:
                         st.caption(f"On {fm.get('val_n', '?')} held-out generated examples: accuracy "
                                    f"{fm['val_accuracy']:.1%} (agreement with the generated labels).")
