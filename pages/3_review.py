@@ -152,6 +152,7 @@ BULK = {  # kind: (decision, what the confirmation and the message call the exam
     "agree": ("accepted", "examples where the relabel agrees"),
     "unparseable": ("rejected", "examples the LLM could not relabel"),
     "shown": ("accepted", "pending examples the filters show"),
+    "flagged": ("rejected", "examples flagged as junk"),
 }
 
 
@@ -160,6 +161,8 @@ def _bulk_targets(kind: str) -> list[int]:
         return review.pending_ids(store, relabel_status="agree")
     if kind == "unparseable":
         return review.pending_ids(store, relabel_status="unparseable")
+    if kind == "flagged":
+        return review.pending_ids(store, flagged=True)
     return review.pending_ids(store, flt) if flt.review_status in (None, "pending") else []
 
 
@@ -211,6 +214,7 @@ with st.expander("Bulk actions", expanded="rv_bulk_ask" in st.session_state, ico
     n_unparse = store.count_matching(review_status="pending", relabel_status="unparseable")
     n_shown = (store.count_matching(**{**flt.kwargs(), "review_status": "pending"})
                if flt.review_status in (None, "pending") else 0)
+    n_flagged = counts.get("flagged_pending", 0)
     # one per line: the labels say what they do in full, never cut off
     st.button(f"Accept every pending example where the relabel agrees ({n_agree})", on_click=_ask_bulk,
               args=("agree",), disabled=not n_agree, key="rv_bulk_agree", icon=":material/done_all:")
@@ -219,11 +223,14 @@ with st.expander("Bulk actions", expanded="rv_bulk_ask" in st.session_state, ico
     st.button(f"Accept the {n_shown} pending example{'s' if n_shown != 1 else ''} shown by the filters",
               on_click=_ask_bulk, args=("shown",), disabled=not n_shown, key="rv_bulk_shown",
               icon=":material/filter_alt:")
+    if counts.get("flagged"):
+        st.button(f"Reject every pending example flagged as junk ({n_flagged})", on_click=_ask_bulk,
+                  args=("flagged",), disabled=not n_flagged, key="rv_bulk_flagged", icon=":material/delete_sweep:")
     st.caption("Bulk actions change only examples that are still pending; your one-by-one decisions stay. "
                "Each asks first and can be undone as one step.")
     ask = st.session_state.get("rv_bulk_ask")
     if ask:
-        n = {"agree": n_agree, "unparseable": n_unparse, "shown": n_shown}[ask["kind"]]
+        n = {"agree": n_agree, "unparseable": n_unparse, "shown": n_shown, "flagged": n_flagged}[ask["kind"]]
         decision, what = BULK[ask["kind"]]
         verb = "Accept" if decision == "accepted" else "Reject"
         with st.container(border=True):

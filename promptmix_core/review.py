@@ -245,13 +245,15 @@ def bulk(store: ProjectStore, ids: Sequence[int], decision: str, *, tab: str, un
     return store.bulk_decide(ids, decision, tab=tab, unit=unit, reviewer=reviewer, only_pending=True)
 
 
-def pending_ids(store: ProjectStore, flt: QueueFilter | None = None, *, relabel_status: str | None = None) -> list[int]:
-    """Ids of pending examples (matching ``flt``, or with ``relabel_status``), for bulk actions."""
+def pending_ids(store: ProjectStore, flt: QueueFilter | None = None, *, relabel_status: str | None = None,
+                flagged: bool | None = None) -> list[int]:
+    """Ids of pending examples (matching ``flt``, or with ``relabel_status``, or flagged as junk), for
+    bulk actions."""
     kw = (flt or QueueFilter()).kwargs()
     kw["review_status"] = "pending"
     if relabel_status is not None:
         kw["relabel_status"] = relabel_status
-    return store.matching_ids(**kw)
+    return store.matching_ids(flagged=flagged, **kw)
 
 
 # --------------------------------------------------------------------------- nearest class by embedding

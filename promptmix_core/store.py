@@ -472,11 +472,14 @@ def _example_where(
     label: str | None = None,
     relabel_status: str | Sequence[str] | None = None,
     search: str | None = None,
+    flagged: bool | None = None,
     alias: str = "",
 ) -> tuple[list[str], list[Any]]:
     """WHERE clauses of the review filters, for :meth:`ProjectStore.list_examples` and the review queue."""
     where: list[str] = []
     params: list[Any] = []
+    if flagged is not None:
+        where.append(f"COALESCE({alias}flag, '') {'!=' if flagged else '='} ''")
     for col, val in (("review_status", review_status), ("relabel_status", relabel_status)):
         if val is None:
             continue
@@ -1365,10 +1368,11 @@ class ProjectStore:
         label: str | None = None,
         relabel_status: str | Sequence[str] | None = None,
         search: str | None = None,
+        flagged: bool | None = None,
     ) -> list[int]:
         """Ids of the examples a filter matches (in id order), read from the narrow review index."""
         where, params = _example_where(
-            review_status=review_status, label=label, relabel_status=relabel_status, search=search
+            review_status=review_status, label=label, relabel_status=relabel_status, search=search, flagged=flagged
         )
         sql = "SELECT id FROM examples" + ((" WHERE " + " AND ".join(where)) if where else "")
         return sorted(int(r[0]) for r in self._query(sql, params))

@@ -2,8 +2,10 @@
 
 Uses the banking demo's task; the generated examples look like a relabelled generation run: every
 fifth example starts a new "LLM call" whose prompt (about 1.5 kB) and response (about 0.9 kB) are
-stored with each example kept from it, as generation stores them; 75 % of the relabels agree, 20 %
-name another class, 5 % are unparseable; a few examples carry a relabel confidence or a junk flag.
+stored once (``responses``) and referenced by the examples kept from it, as generation stores them
+(``inline=True`` copies them into each example instead, as files written before did); 75 % of the
+relabels agree, 20 % name another class, 5 % are unparseable; a few examples carry a relabel confidence
+or a junk flag.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def example_text(i: int, rng: random.Random) -> str:
 
 
 def make_review_project(path: str | Path, n: int, *, seed: int = 0, prompt_chars: int = 1500,
-                        response_chars: int = 900) -> ProjectStore:
+                        response_chars: int = 900, inline: bool = False) -> ProjectStore:
     """A project file at ``path`` with the demo task and ``n`` generated, relabelled examples."""
     rng = random.Random(seed)
     store = ProjectStore(path, create=True)
@@ -47,19 +49,34 @@ def make_review_project(path: str | Path, n: int, *, seed: int = 0, prompt_chars
     job = store.create_job("generate", {"per_class": n // len(classes), "synthetic": True}, status="done")
     rows = []
     prompt = response = ""
+    response_id = None
     now = time.time()
+    responses = []
     for i in range(n):
         if i % 5 == 0:
             prompt = ("You write short customer messages for a bank. " * 40)[:prompt_chars] + f" call {i // 5}"
             response = ("1. A short message about a card or a transfer.\n" * 30)[:response_chars]
+            if not inline:
+                responses.append({"job_id": job, "call_key": f"call{i // 5}", "class_name": classes[i % len(classes)],
+                                  "request_index": i // 5, "prompt": prompt, "raw_response": response,
+                                  "model": "synthetic", "created_at": now})
         intended = classes[i % len(classes)]
         mixed = classes[(i + 1 + rng.randrange(len(classes) - 1)) % len(classes)]
         text = example_text(i, rng)
         rows.append({
             "job_id": job, "slot": f"s{i}", "text": text, "norm_text": normalize_text(text),
             "intended_label": intended, "mixed_with": mixed, "alpha": round(0.5 + 0.05 * rng.randrange(11), 2),
-            "prompt": prompt, "raw_response": response, "model": "synthetic", "created_at": now,
+            "prompt": prompt if inline else "", "raw_response": response if inline else "",
+            "response_id": None if inline else len(responses), "model": "synthetic", "created_at": now,
         })
+    if responses:
+        with store.transaction() as c:  # one row per call; examples point at it (ids 1, 2, ... in order)
+            c.executemany(
+                "INSERT INTO responses(job_id, call_key, class_name, request_index, prompt, raw_response, model, "
+                "created_at) VALUES (:job_id, :call_key, :class_name, :request_index, :prompt, :raw_response, "
+                ":model, :created_at)",
+                responses,
+            )
     store.add_examples(rows)
     ids = [r[0] for r in store._query("SELECT id FROM examples ORDER BY id")]  # noqa: SLF001 - test data
     updates = []

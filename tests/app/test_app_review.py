@@ -290,3 +290,16 @@ def test_filters_are_kept_per_project(make_app, demo_store, projects_dir):
     assert by_key(at.selectbox, "rv_class::other").value == "All classes"
     assert "Examples shown (1)" in texts(at)
     assert card_data(at)["project"] == "other" and card_data(at)["classes"] == ["pos", "neg"]
+
+
+def test_bulk_reject_of_examples_flagged_as_junk(make_app, demo_store):
+    ids = [e.id for e in demo_store.list_examples()]
+    demo_store.set_flags({ids[0]: "meta-text", ids[1]: "near-copy of a seed", ids[2]: "too short"})
+    demo_store.review(ids[2], "accepted")  # decided already: left alone
+    at = make_app(REVIEW)
+    _click(at, "rv_bulk_flagged")
+    assert "Reject 2 pending examples flagged as junk?" in texts(at)
+    _click(at, "rv_bulk_confirm")
+    assert [demo_store.get_example(i).review_status for i in ids[:3]] == ["rejected", "rejected", "accepted"]
+    _click(at, "rv_bulk_undo")
+    assert [demo_store.get_example(i).review_status for i in ids[:3]] == ["pending", "pending", "accepted"]

@@ -123,7 +123,7 @@ def test_forty_keys_50ms_apart_all_land(page: Page, module_server, tmp_path, sho
     main = page.locator("[data-testid='stMain']")
     main.get_by_text("Bulk actions", exact=True).click()  # its buttons too
     wait_idle(page)
-    main.locator("[data-testid='stButton'] button").filter(has_text="Reject every pending").click()  # and the question
+    main.locator("[data-testid='stButton'] button").filter(has_text="could not relabel").click()  # and the question
     wait_idle(page)
     expect(main).to_contain_text("Reject 128 pending examples the LLM could not relabel?")
     assert _truncated(page) == [], "nothing may be cut off at 1280 px"
