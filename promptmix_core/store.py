@@ -1089,9 +1089,7 @@ class ProjectStore:
     ) -> list[Example]:
         """Examples in id order; ``flagged`` True/False keeps only those with/without a junk flag."""
         where, params = _example_where(review_status=review_status, label=label, relabel_status=relabel_status,
-                                       search=search)
-        if flagged is not None:
-            where.append("flag != ''" if flagged else "flag = ''")
+                                       search=search, flagged=flagged)
         if job_id is not None:
             where.append("job_id = ?")
             params.append(job_id)
