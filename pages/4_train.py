@@ -167,7 +167,9 @@ def _job_head(job, run) -> None:
         status_badge(job.status)
     step, total = int(p.get("step") or 0), int(p.get("total_steps") or 0)
     phase = p.get("phase") or job.status
-    if total and not job.active:
+    if not job.active and (run is not None and (run.config or {}).get("student") == "embed-lr"):
+        st.progress(1.0 if job.status == "done" else 0.0, text=f"{job.status.capitalize()}: quick student")
+    elif total and not job.active:
         st.progress(min(step / total, 1.0), text=f"{job.status.capitalize()} after {step} of {total} steps")
     elif phase == "embedding":
         done, todo = int(p.get("embedded") or 0), int(p.get("to_embed") or 0)
@@ -196,10 +198,18 @@ def live_status(job_id: int) -> None:
         st.rerun()
 
 
+def _quick(run) -> bool:
+    return run is not None and (run.config or {}).get("student") == "embed-lr"
+
+
 def live_charts(job_id: int) -> None:
     """The running job's charts, from the new metric rows only."""
     job = store.get_job(job_id)
     run = _run_for_job(job_id, job.progress if job else None)
+    if _quick(run):
+        st.caption("The quick student is fitted in one go (no training curve): the texts are embedded, then a "
+                   "logistic regression is fitted in a second or two.")
+        return
     render_charts(run.id if run else None, key=f"live_{job_id}")
 
 
@@ -217,7 +227,8 @@ def render_job(job_id: int) -> None:
     run = _run_for_job(job_id, job.progress)
     with st.container(border=True):
         _job_head(job, run)
-        render_charts(run.id if run else None, key=f"live_{job.id}")
+        if not _quick(run):
+            render_charts(run.id if run else None, key=f"live_{job.id}")
         if job.active:  # shown without the live fragments (it just started)
             st.button("Cancel training", icon=":material/stop_circle:", key=f"train_cancel_{job.id}", on_click=_cancel,
                       args=(job.id,), disabled=job.cancel_requested)
@@ -493,8 +504,11 @@ if start:
 # --------------------------------------------------------------------------- history
 def render_history() -> None:
     runs = store.list_runs()
+    if busy and not any(r.job_id == current.id for r in runs):
+        st.caption("The run in progress is shown above; it joins this table when it ends.")
     if not runs:
-        st.info("No training runs yet. Pick the settings above and press **Start training**.")
+        if not busy:
+            st.info("No training runs yet. Pick the settings above and press **Start training**.")
     else:
         rows = []
         for r in runs:
