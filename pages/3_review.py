@@ -270,6 +270,7 @@ def review_area() -> None:
         except StoreError as exc:  # a full disk or a read-only folder: not acknowledged, so the tab keeps them
             st.error(f"Your latest decisions could not be saved: {md_escape(exc)}. They stay in this tab and are "
                      "sent again.", icon=":material/error:")
+            _notice(f"Not saved: {exc}. Your decisions stay in this tab and are sent again.", "warn")
     lap("apply")
     # counts: moved on by the review log since they were counted (any tab's decisions); counted again
     # every 10 s for what does not go through the log

@@ -140,6 +140,9 @@ class JobLifecycle:
               also: ProgressFn | None = None) -> StepContext:
         self.store.update_job(self.job_id, status="running", pid=pid or os.getpid(), message=message)
         self.status = "running"
+        reserve = getattr(self.store, "reserve_space", None)
+        if reserve is not None:  # room for the job's last word should the disk fill up (freed when it ends)
+            reserve()
         self._beat_stop.clear()
         self._beat = threading.Thread(target=self._heartbeat, name=f"job-{self.job_id}-heartbeat", daemon=True)
         self._beat.start()

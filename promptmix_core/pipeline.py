@@ -89,9 +89,10 @@ def run_generation(store: ProjectStore, job_id: int, spec: GenerationSpec, ctx: 
 
     try:
         return llm.run_sync(run())
-    except (GenerationFailed, Cancelled):
-        with contextlib.suppress(Exception):  # what was kept gets its flags too; never mask the error
-            flag_job(store, job_id, task, ctx)
+    except (GenerationFailed, Cancelled) as exc:
+        if not isinstance(exc.__cause__, StoreError):  # a full disk or a read-only folder: nothing to write to
+            with contextlib.suppress(Exception):  # what was kept gets its flags too; never mask the error
+                flag_job(store, job_id, task, ctx)
         try:
             ctx.progress({"phase": "stopped", **llm.stats.as_dict(), "done": store.count_examples(job_id)["total"]},
                          force=True)

@@ -186,7 +186,8 @@ def delete_project(name: str, folder: str | os.PathLike | None = None, *, force:
             raise ProjectError(
                 f"'{path.stem}' has a job running (#{active[0]}); stop it before deleting the project"
             )
-    for side in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+    for side in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"),
+                 path.with_name(path.name + ".reserve")):
         try:
             side.unlink()
         except FileNotFoundError:

@@ -872,11 +872,40 @@ class ProjectStore:
         except StoreFullError:
             if status not in JOB_FINAL:
                 raise
-            # The last word on a job matters most: make room by moving the WAL into the database file
-            # and truncating it, then try once more.
+            # The last word on a job matters most: make room (the space reserved when it started, and
+            # the WAL moved into the database file), then try once more.
+            self.release_reserve()
             self.checkpoint()
             with self.transaction() as c:
                 c.execute(sql, (*params, job_id))
+        if status in JOB_FINAL:
+            self.release_reserve()
+
+    @property
+    def reserve_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".reserve")
+
+    def reserve_space(self, size: int = 64 * 1024) -> bool:
+        """Set aside ``size`` bytes beside the project while a job runs, so that on a disk that fills up
+        the job can still record how it ended (:meth:`release_reserve` frees them). False when even
+        that did not fit."""
+        if self.read_only:
+            return False
+        try:
+            with open(self.reserve_path, "wb") as fh:
+                fh.write(b"\0" * size)
+                fh.flush()
+                os.fsync(fh.fileno())
+            return True
+        except OSError:
+            self.release_reserve()
+            return False
+
+    def release_reserve(self) -> None:
+        try:
+            self.reserve_path.unlink()
+        except OSError:
+            pass
 
     def checkpoint(self) -> bool:
         """Copy the WAL into the database file and truncate it (frees space); False when it could not."""

@@ -158,7 +158,7 @@ def test_cli_max_retry_after_flag(make_fake_llm, tmp_path, task):
     t0 = time.perf_counter()
     r = run_cli("generate", str(task_file), "--out", str(tmp_path / "o.jsonl"), "--per-class", "1",
                 "--base-url", fake.base_url, "--model", "fake-model", "--max-retry-after", "0.5",
-                "--cache", str(tmp_path / "c.sqlite"), timeout=60)
+                "--cache", str(tmp_path / "c.sqlite"), "--no-flags", timeout=60)
     assert r.returncode == 0, r.stderr
     assert "rate limited: waiting 0.5 s (the server asked for 86,400 s; the cap is 0.5 s), retry 1 of 4" in r.stderr
     assert time.perf_counter() - t0 < 30
