@@ -27,7 +27,8 @@ from promptmix_core.task import load_task  # noqa: E402
 # the shared datasets folder beside the checkout (also found from a git worktree nested deeper)
 DATA = next((p / "shared" / "datasets" for p in ROOT.parents if (p / "shared" / "datasets").is_dir()),
             ROOT.parent / "shared" / "datasets") / "trec6" / "train.csv"
-def run_local(backend: str, task, per_class: int, concurrency: int, cache: Path) -> dict:
+def run_local(backend: str, task, per_class: int, concurrency: int, cache: Path, temperature: float = 1.0,
+              top_p: float | None = None) -> dict:
     """Generate + relabel with the bundled model on ``backend``, timed from a warm server."""
     from promptmix_core.flags import flag_summary, flag_texts
     from promptmix_core.llm.local import LocalServer
@@ -42,7 +43,7 @@ def run_local(backend: str, task, per_class: int, concurrency: int, cache: Path)
         llm.chat([{"role": "user", "content": "Say OK."}], temperature=0.0, max_tokens=2, use_cache=False)  # warm
         calls0 = llm.stats.calls
         t1 = time.perf_counter()
-        result = generate(task, GenerationConfig(per_class=per_class, seed=0), llm)
+        result = generate(task, GenerationConfig(per_class=per_class, seed=0, temperature=temperature, top_p=top_p), llm)
         t_gen = time.perf_counter() - t1
         rel = relabel(task, result.examples, llm)
         wall = time.perf_counter() - t1
@@ -65,7 +66,7 @@ def main_local(args) -> int:
     out = []
     for backend, conc in runs:
         load = os.getloadavg()[0]
-        r = run_local(backend, task, args.per_class, conc, tmp / f"{backend}.sqlite")
+        r = run_local(backend, task, args.per_class, conc, tmp / f"{backend}.sqlite", args.temperature, args.top_p)
         r["load_before"] = round(load, 1)
         print(r, flush=True)
         out.append(r)
@@ -86,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-class", type=int, default=15)
     ap.add_argument("--local-baseline", choices=("transformers", "none"), default="transformers",
                     help="also run transformers serve in the same run (default) or not")
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--top-p", type=float, default=None)
     return main_local(ap.parse_args(argv))
 
 

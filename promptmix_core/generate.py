@@ -54,6 +54,7 @@ class GenerationConfig:
     seed: int = 0
     examples_per_call: int = 5  # at most ceil(per_class / 2) are asked for: see examples_per_call()
     temperature: float = 1.0
+    top_p: float | None = None  # nucleus sampling; None: LOCAL_TOP_P for the bundled model, else not sent
     max_tokens: int = 400
     max_calls_per_class: int | None = None
     max_example_chars: int = 400
@@ -76,6 +77,8 @@ class GenerationConfig:
             problems.append("examples per call must be between 1 and 50")
         if not 0.0 <= float(self.temperature) <= 2.0:
             problems.append("the temperature must be between 0 and 2")
+        if self.top_p is not None and not 0.0 < float(self.top_p) <= 1.0:
+            problems.append("top_p must be above 0 and at most 1")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -168,6 +171,41 @@ def examples_per_call(config: GenerationConfig) -> int:
     partner class and alpha (for 5 per class: 3 per call, two calls, one spare line)."""
     n = int(config.per_class)
     return max(1, min(int(config.examples_per_call), math.ceil(n / 2) if n >= 2 else 1))
+
+
+# The bundled SmolLM2-135M at temperature 1 with the full distribution wrote 400-token rambles in most
+# calls; cutting the tail (top_p 0.9) halved its tokens and its flagged share (docs/LOCAL_MODEL.md).
+LOCAL_TOP_P = 0.9
+
+
+def sampling_top_p(config: GenerationConfig, llm: LLMClient) -> float | None:
+    """``top_p`` sent with generation calls: the config's, else :data:`LOCAL_TOP_P` for the bundled model,
+    else none (the endpoint's default)."""
+    if config.top_p is not None:
+        return float(config.top_p)
+    return LOCAL_TOP_P if getattr(llm.config, "local", False) else None
+
+
+def tokens_per_example(task: Task | None) -> int:
+    """Room for one example line in a generation answer: twice the seeds' mean length (at about 4
+    characters a token) plus the numbering, between 20 and 100 tokens (48 without seeds)."""
+    lengths = [len(ex) for c in (task.classes if task is not None else ()) for ex in c.examples]
+    if not lengths:
+        return 48
+    return max(20, min(100, math.ceil(sum(lengths) / len(lengths) / 4 * 2) + 4))
+
+
+def call_max_tokens(config: GenerationConfig, n: int, task: Task | None = None) -> int:
+    """``max_tokens`` of a call asking for ``n`` examples: room for ``n`` lines a little longer than the
+    longest seed (:func:`tokens_per_example`), at most ``config.max_tokens``. A model that rambles (the
+    bundled 135M one wrote 400 tokens of noise in most calls) is cut off early; the cut last line is
+    dropped and the class topped up as usual."""
+    return max(16, min(int(config.max_tokens), 16 + tokens_per_example(task) * int(n)))
+
+
+def stop_sequences(n: int) -> list[str]:
+    """Stop strings for an answer numbered 1..n: the start of line n+1 (the model would go on)."""
+    return [f"\n{n + 1}.", f"\n{n + 1})"]
 
 
 def _partner(others: Sequence[str], seed: int, ci: str, r: int) -> str:
@@ -616,8 +654,9 @@ async def agenerate(
     async def call(spec: RequestSpec) -> Completion:
         # abort: not sent once anything failed or Stop was pressed; stop: abandoned in flight on Stop
         return await llm.achat(
-            spec.messages, temperature=config.temperature, max_tokens=config.max_tokens, sample_index=spec.r,
-            abort=stop_now, stop=user_stop if should_stop is not None else None,
+            spec.messages, temperature=config.temperature, top_p=sampling_top_p(config, llm),
+            max_tokens=call_max_tokens(config, spec.n, task),
+            stop_sequences=stop_sequences(spec.n), sample_index=spec.r, abort=stop_now, stop=user_stop if should_stop is not None else None,
         )
 
     # twice the client's concurrency in tasks: the client's semaphore keeps ``concurrency`` on the wire, and

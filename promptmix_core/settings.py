@@ -27,6 +27,7 @@ VARIABLES: dict[str, str] = {
     "PROMPTMIX_CACHE": "the LLM response cache file (default $PROMPTMIX_CACHE_DIR/llm_cache.sqlite); the same for the app's jobs, the CLI and experiments",
     "PROMPTMIX_PROJECTS_DIR": "the app's projects folder (default ./projects)",
     "PROMPTMIX_EMBEDDER": "folder of the sentence embedder used by relabel and review (default: the bundled all-MiniLM-L6-v2)",
+    "PROMPTMIX_LOCAL_DTYPE": "weights of the bundled local model server: auto (default: bfloat16 where the CPU has native bfloat16, else float32), float32 or bfloat16",
     "PROMPTMIX_LOCAL_THREADS": "CPU threads of the bundled local model server (default OMP_NUM_THREADS, else min(4, cores))",
     "PROMPTMIX_LOCAL_BACKEND": "server of the bundled model: promptmix (the project's batching server, default) or transformers (`transformers serve`)",
     "PROMPTMIX_JOB_API_KEY": "internal: hands the API key from the app to its background worker (never stored)",

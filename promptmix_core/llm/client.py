@@ -43,7 +43,7 @@ class CallSkipped(Exception):
 # Optional request features an endpoint may refuse with 400/422 (transformers serve ignores them,
 # older vLLM/llama.cpp/Ollama builds and some proxies refuse them). A refusal is remembered per
 # endpoint and model for the life of the process, so later calls go out without the feature at once.
-OPTIONAL_FEATURES = ("response_format", "logprobs")
+OPTIONAL_FEATURES = ("response_format", "logprobs", "stop")  # "stop": stop sequences (o-series models refuse them)
 _refusals: dict[tuple[str, str], set[str]] = {}
 _refusals_lock = threading.Lock()
 
@@ -328,8 +328,10 @@ class LLMClient:
         logprobs: bool = False,
         top_logprobs: int | None = None,
         stop: Callable[[], bool] | None = None,
+        stop_sequences: Sequence[str] | None = None,
     ) -> Completion:
-        """One chat completion (cached). ``response_format`` (e.g. a ``json_schema``) and ``logprobs``
+        """One chat completion (cached). ``stop_sequences`` (OpenAI's ``stop``, at most 4) end the answer
+        early; like the other optional features, an endpoint that refuses them gets the call without. ``response_format`` (e.g. a ``json_schema``) and ``logprobs``
         are optional features: sent unless this endpoint has refused them before; an endpoint that
         answers 400/422 to one gets the same call again without it, once, and is remembered (see
         :func:`endpoint_refuses`). ``Completion.features`` tells which ones the answer had.
@@ -339,6 +341,9 @@ class LLMClient:
         params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
         if top_p is not None:
             params["top_p"] = top_p
+        base, model = self.config.base_url, self.config.model
+        if stop_sequences and not endpoint_refuses(base, model, "stop"):
+            params["stop"] = [str(x) for x in stop_sequences][:4]
         base, model = self.config.base_url, self.config.model
         if response_format is not None and not endpoint_refuses(base, model, "response_format"):
             params["response_format"] = dict(response_format)
