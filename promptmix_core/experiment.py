@@ -721,7 +721,7 @@ def register_cli(subparsers: Any) -> None:
     g = p.add_argument_group("LLM endpoint (default: OPENAI_BASE_URL, else the bundled local model)")
     g.add_argument("--base-url")
     g.add_argument("--model", help="model name at the endpoint")
-    g.add_argument("--concurrency", type=int, help="calls in flight (the bundled local model: use 1-2)")
+    g.add_argument("--concurrency", type=int, help="calls in flight (the bundled local model: at most 16, its batch size)")
     g.add_argument("--timeout", type=float, help="seconds per call")
     add_train_args(p)
     p.set_defaults(func=cmd_experiment)

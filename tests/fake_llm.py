@@ -12,6 +12,7 @@ builds without them answer) or ``"ignore"`` (the field is dropped, as ``transfor
 
 * ``structured`` for ``response_format`` (json_schema with one enum property): accepted, the answer is
   ``{"<key>": "<value>"}`` with the value the classifier picks if it is in the enum, else the first;
+* ``stop`` for stop sequences: only ``"refuse"`` or ``"ignore"`` (the answers are short already);
 * ``logprobs`` for ``logprobs``/``top_logprobs``: accepted, the answer comes in tokens of up to four
   characters whose logprobs put ``answer_confidence`` on the label (the whole answer for free text;
   the JSON value and its closing quote for a structured one; scaffolding 0).
@@ -76,6 +77,7 @@ class FakeLLM:
         classify: Callable[[str, list[str]], str] | None = None,
         structured: str = "ignore",
         logprobs: str = "ignore",
+        stop: str = "ignore",
         answer_confidence: float = 0.8,
         answer_model: str | None = None,
         trickle_interval: float = 1.0,
@@ -84,6 +86,8 @@ class FakeLLM:
         assert structured in ("accept", "refuse", "ignore") and logprobs in ("accept", "refuse", "ignore")
         self.structured = structured
         self.logprobs_mode = logprobs
+        assert stop in ("refuse", "ignore")
+        self.stop_mode = stop  # "refuse": 400 to any stop sequences, as OpenAI's reasoning models answer
         self.answer_confidence = answer_confidence
         self.model = model
         self.answer_model = answer_model or model  # the model the answers say answered
@@ -333,6 +337,8 @@ class FakeLLM:
                 refused = ("response_format", "Unsupported parameter: 'response_format' is not supported by this server")
             elif self.logprobs_mode == "refuse" and (body.get("logprobs") or body.get("top_logprobs") is not None):
                 refused = ("logprobs", "logprobs is not supported with this model")
+            elif self.stop_mode == "refuse" and body.get("stop"):
+                refused = ("stop", "Unsupported parameter: 'stop' is not supported with this model.")
             if refused is not None:
                 self.outcomes.append(f"400-{refused[0]}")
                 self._send_json(handler, 400, {"error": {"message": refused[1], "type": "invalid_request_error",

@@ -154,3 +154,29 @@ def test_config_validation():
         GenerationConfig(group_size=1)
     with pytest.raises(ValueError, match="per class"):
         GenerationConfig(per_class=0)
+
+
+def test_calls_ask_for_room_for_n_lines_and_stop_at_the_next_number(fake_llm, tmp_path, small_task):
+    from promptmix_core.generate import LOCAL_TOP_P, call_max_tokens, examples_per_call, tokens_per_example
+
+    config = GenerationConfig(per_class=6, seed=1)
+    generate(small_task, config, llm_for(fake_llm, tmp_path))
+    n = examples_per_call(config)
+    lengths = [len(s) for c in small_task.classes for s in c.examples]
+    per = tokens_per_example(small_task)
+    assert 20 <= per <= 100 and per == max(20, min(100, -(-sum(lengths) * 2 // (4 * len(lengths))) + 4))
+    for body in fake_llm.requests:
+        assert body["max_tokens"] == call_max_tokens(config, n, small_task) == min(400, 16 + per * n)
+        assert body["stop"] == [f"\n{n + 1}.", f"\n{n + 1})"]
+        assert "top_p" not in body  # an endpoint keeps its own default
+    # the bundled model (a local config) samples from the nucleus; an explicit top_p wins everywhere
+    before = len(fake_llm.requests)
+    local = LLMClient(LLMConfig(base_url=fake_llm.base_url, model="fake-model", local=True, timeout=2),
+                      cache_path=tmp_path / "local.sqlite")
+    generate(small_task, GenerationConfig(per_class=2, seed=2), local)
+    assert {b["top_p"] for b in fake_llm.requests[before:]} == {LOCAL_TOP_P}
+    before = len(fake_llm.requests)
+    generate(small_task, GenerationConfig(per_class=2, seed=2, top_p=0.5), llm_for(fake_llm, tmp_path / "x"))
+    assert {b["top_p"] for b in fake_llm.requests[before:]} == {0.5}
+    with pytest.raises(ValueError):
+        GenerationConfig(top_p=0)

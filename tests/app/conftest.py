@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app_session import open_app
 from promptmix_core import projects
 from promptmix_core.demo import DEMO_NAME
 
@@ -36,16 +37,7 @@ def make_app(projects_dir):
     """``make_app(page=None, project=None)``: a fresh session, already run once."""
 
     def make(page: str | None = None, project: str | None = None) -> AppTest:
-        at = AppTest.from_file(APP, default_timeout=90)
-        if project:
-            at.query_params["project"] = project
-        at.run()
-        assert not at.exception, at.exception
-        if page:
-            at.switch_page(page)
-            at.run()
-            assert not at.exception, at.exception
-        return at
+        return open_app(page, project)
 
     return make
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 from app_helpers import by_key, texts
+from app_session import card_data
 
 from promptmix_core import projects
 from promptmix_core.demo import DEMO_NAME
@@ -24,24 +25,6 @@ def _click(at, key):
     by_key(at.button, key).click()
     at.run()
     assert not at.exception, at.exception
-
-
-def card_data(at) -> dict:
-    """What the page handed to the review card in the last run."""
-    found = []
-
-    def walk(node):
-        children = getattr(node, "children", None)
-        if isinstance(children, dict):
-            for c in children.values():
-                walk(c)
-        proto = getattr(node, "proto", None)
-        if type(node).__name__ == "UnknownElement" and getattr(proto, "component_name", "") == "promptmix_review_card":
-            found.append(json.loads(proto.json))
-
-    walk(at._tree)
-    assert len(found) == 1, f"expected one review card, found {len(found)}"
-    return found[0]
 
 
 class Card:

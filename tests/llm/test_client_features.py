@@ -103,3 +103,15 @@ def test_cached_answer_keeps_its_logprobs(make_fake_llm, tmp_path):
     again = client(fake, tmp_path).chat(MSG, temperature=0.0, max_tokens=20, response_format=SCHEMA, logprobs=True)
     assert again.cached and again.logprobs == first.logprobs and again.text == first.text
     assert len(fake.requests) == 1
+
+
+def test_refused_stop_sequences_fall_back_after_one_refusal(make_fake_llm):
+    fake = make_fake_llm(stop="refuse")
+    c = client(fake)
+    out = c.chat(MSG, temperature=0.0, max_tokens=20, stop_sequences=["\n3.", "\n3)"])
+    assert out.text == "beta" and fake.outcomes.count("400-stop") == 1
+    assert fake.requests[0]["stop"] == ["\n3.", "\n3)"] and "stop" not in fake.requests[1]
+    c.chat([{"role": "user", "content": MSG[0]["content"] + "again"}], temperature=0.0, max_tokens=20,
+           stop_sequences=["\n3."])
+    assert "stop" not in fake.requests[-1] and fake.outcomes.count("400-stop") == 1
+    assert c.stats.refusals == 1 and c.stats.failures == 0

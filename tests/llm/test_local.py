@@ -24,16 +24,6 @@ def _temp_leftovers(parent: Path) -> list[Path]:
     return [p for p in parent.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
 
 
-@pytest.fixture
-def cache_root(tmp_path, monkeypatch) -> Path:
-    """Point every default path (model folder, server state, logs) into a temp folder."""
-    root = tmp_path / "pmx-cache"
-    monkeypatch.setenv("PROMPTMIX_CACHE_DIR", str(root))
-    monkeypatch.setattr(local, "_shared", None)
-    monkeypatch.setattr(local, "_shared_server", None)
-    return root
-
-
 def _fake_convert(calls: list[Path]):
     def convert(gguf: Path, out: Path) -> None:
         calls.append(out)

@@ -32,15 +32,6 @@ class _SlowServer(local.LocalServer):
         return [sys.executable, "-c", SLOW_SERVER, str(port), self.model]
 
 
-@pytest.fixture
-def cache_root(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "pmx-cache"
-    monkeypatch.setenv("PROMPTMIX_CACHE_DIR", str(root))
-    monkeypatch.setattr(local, "_shared", None)
-    monkeypatch.setattr(local, "_shared_server", None)
-    return root
-
-
 def test_cold_start_reports_conversion_and_loading(cache_root, monkeypatch):
     def slow_convert(gguf: Path, out: Path) -> None:
         time.sleep(1.5)

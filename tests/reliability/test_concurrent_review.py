@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 
+from app_session import card_data, open_app
 from rel_helpers import ROOT
 from promptmix_core.store import ConflictError, ProjectStore
 from promptmix_core.task import normalize_text
@@ -129,10 +130,6 @@ def test_two_app_sessions_on_the_review_page(tmp_path, monkeypatch):
     message, not written over the first. The sessions speak the review card's protocol (AppTest cannot
     run its JavaScript): each sends its decision with the example's version it loaded and its tab id."""
     pytest.importorskip("streamlit")
-    import json
-
-    from streamlit.testing.v1 import AppTest
-
     from rel_helpers import tiny_task
     from promptmix_core import projects
 
@@ -145,28 +142,8 @@ def test_two_app_sessions_on_the_review_page(tmp_path, monkeypatch):
     ids = _seed_examples(store, 4)
     key = "rv_card::shared"
 
-    def card_data(at):
-        found = []
-
-        def walk(node):
-            children = getattr(node, "children", None)
-            if isinstance(children, dict):
-                for c in children.values():
-                    walk(c)
-            proto = getattr(node, "proto", None)
-            if getattr(proto, "component_name", "") == "promptmix_review_card":
-                found.append(json.loads(proto.json))
-
-        walk(at._tree)
-        return found[0]
-
     def session(tab):
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
-        at.query_params["project"] = "shared"
-        at.run()
-        at.switch_page("pages/3_review.py")
-        at.run()
-        assert not at.exception, at.exception
+        at = open_app("pages/3_review.py", "shared")
         first = card_data(at)["page"]["items"][0]
         return at, first
 

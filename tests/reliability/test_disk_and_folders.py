@@ -190,18 +190,10 @@ def test_cli_on_a_read_only_project_says_so_before_any_call(make_fake_llm, ro_pr
 
 
 def _app(folder: Path, monkeypatch, page: str | None = None):
-    from streamlit.testing.v1 import AppTest
+    from app_session import open_app
 
     monkeypatch.setenv(projects.ENV_DIR, str(folder))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
-    at.query_params["project"] = "shared"
-    at.run()
-    assert not at.exception, at.exception
-    if page:
-        at.switch_page(page)
-        at.run()
-        assert not at.exception, at.exception
-    return at
+    return open_app(page, "shared")
 
 
 @pytest.mark.slow

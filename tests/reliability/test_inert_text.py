@@ -11,6 +11,8 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from app_session import card_protos, open_app  # noqa: E402
+
 from promptmix_core import projects  # noqa: E402
 from promptmix_core.task import ClassSpec, Task, normalize_text  # noqa: E402
 
@@ -87,33 +89,14 @@ def hostile_project(tmp_path, monkeypatch):
 
 
 def _app(page: str | None) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
-    at.query_params["project"] = "hostile"
-    at.run()
-    assert not at.exception, at.exception
-    if page:
-        at.switch_page(page)
-        at.run()
-        assert not at.exception, at.exception
-    return at
+    return open_app(page, "hostile")
 
 
 def _card(at: AppTest):
     """The review card's element: its fixed markup and the examples it was given as data."""
     import json
 
-    found = []
-
-    def walk(node):
-        children = getattr(node, "children", None)
-        if isinstance(children, dict):
-            for c in children.values():
-                walk(c)
-        proto = getattr(node, "proto", None)
-        if getattr(proto, "component_name", "") == "promptmix_review_card":
-            found.append(proto)
-
-    walk(at._tree)
+    found = card_protos(at)
     assert len(found) == 1
     return found[0], json.loads(found[0].json)
 
