@@ -195,6 +195,9 @@ def _generated(task, run_seed: int, mixup: bool, relabel_needed: bool, *, per_cl
     path = cache_dir / f"seed{run_seed}_{kind}.json"
     cached = _read_json(path)
     if cached and cached.get("key") == _key(key_obj) and (cached.get("relabelled") or not relabel_needed):
+        if any("flag" not in r for r in cached.get("examples") or []):  # written before rows were flagged
+            _flag_rows(task, cached["examples"])
+            _write_json(path, cached)
         return cached
     from .generate import GenerationFailed, generate
 
@@ -240,8 +243,19 @@ def _generated(task, run_seed: int, mixup: bool, relabel_needed: bool, *, per_cl
         out["relabelled"] = True
     elif relabel_needed:
         out["relabelled"] = True
+    _flag_rows(task, rows)
     _write_json(path, out)
     return out
+
+
+def _flag_rows(task, rows: list[dict[str, Any]]) -> None:
+    """Give each generated row its junk flag (``flag``: the reason, or None), as a generation job does."""
+    if not rows or all("flag" in r for r in rows):
+        return
+    from .flags import flag_texts
+
+    for row, reason in zip(rows, flag_texts(task, [r["text"] for r in rows])):
+        row["flag"] = reason or None
 
 
 def _stats_delta(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, int]:
@@ -621,12 +635,18 @@ def format_markdown(summary: Mapping[str, Any]) -> str:
     lines += ["", "Mean ± sample standard deviation over runs.", ""]
     gens = summary.get("generation") or []
     if gens:
-        lines += ["## Generation", "", "| run | kind | kept | shortfalls | relabel changed | unparseable |", "|---|---|---|---|---|---|"]
+        lines += ["## Generation", "",
+                  "| run | kind | kept | shortfalls | relabel changed | unparseable | flagged | generation calls / kept "
+                  "| tokens / kept |", "|---|---|---|---|---|---|---|---|---|"]
         for g in gens:
             rel = g.get("relabel") or {}
             short = sum((g.get("shortfalls") or {}).values())
+            kept = max(1, g["kept"])
+            use = [g.get("generation_llm") or {}, g.get("relabel_llm") or {}]
             lines.append(f"| {g['run']} | {g['kind']} | {g['kept']} | {short} | "
-                         f"{rel.get('share_changed', 0):.0%} | {rel.get('share_unparseable', 0):.0%} |")
+                         f"{rel.get('share_changed', 0):.0%} | {rel.get('share_unparseable', 0):.0%} | "
+                         f"{(g.get('flagged') or 0) / kept:.0%} | {use[0].get('calls', 0) / kept:.2f} | "
+                         f"{sum(u.get('tokens', 0) for u in use) / kept:.0f} |")
         lines.append("")
     if summary.get("llm_stats_this_invocation"):
         st = summary["llm_stats_this_invocation"]

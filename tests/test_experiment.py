@@ -43,6 +43,11 @@ def test_experiment_all_methods_and_cached_rerun(tmp_path, datasets_dir, fake_ll
     res = tmp_path / "res"
     md = (res / "results.md").read_text()
     assert "PromptMix A2" in md and "± " in md and "fake-model" in md
+    assert "| flagged | generation calls / kept | tokens / kept |" in md
+    gens = summary["generation"]
+    assert gens and all(0 <= g["flagged"] <= g["kept"] for g in gens)
+    cached = json.loads(next((res / "cache").glob("seed*_mixup.json")).read_text())
+    assert all("flag" in row for row in cached["examples"])  # every generated row carries its junk flag
     with open(res / "results.csv") as fh:
         table = list(csv.DictReader(fh))
     assert [t["method"] for t in table] == PAPER_METHODS
