@@ -183,7 +183,10 @@ def sampling_top_p(config: GenerationConfig, llm: LLMClient) -> float | None:
     else none (the endpoint's default)."""
     if config.top_p is not None:
         return float(config.top_p)
-    return LOCAL_TOP_P if getattr(llm.config, "local", False) else None
+    from .llm.local import MODEL_DIR_NAME  # the bundled model's name at its server
+
+    bundled = getattr(llm.config, "local", False) and llm.config.model == MODEL_DIR_NAME
+    return LOCAL_TOP_P if bundled else None
 
 
 def tokens_per_example(task: Task | None) -> int:

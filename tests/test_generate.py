@@ -156,7 +156,7 @@ def test_config_validation():
         GenerationConfig(per_class=0)
 
 
-def test_calls_ask_for_room_for_n_lines_and_stop_at_the_next_number(fake_llm, tmp_path, small_task):
+def test_calls_ask_for_room_for_n_lines_and_stop_at_the_next_number(fake_llm, make_fake_llm, tmp_path, small_task):
     from promptmix_core.generate import LOCAL_TOP_P, call_max_tokens, examples_per_call, tokens_per_example
 
     config = GenerationConfig(per_class=6, seed=1)
@@ -171,10 +171,16 @@ def test_calls_ask_for_room_for_n_lines_and_stop_at_the_next_number(fake_llm, tm
         assert "top_p" not in body  # an endpoint keeps its own default
     # the bundled model (a local config) samples from the nucleus; an explicit top_p wins everywhere
     before = len(fake_llm.requests)
-    local = LLMClient(LLMConfig(base_url=fake_llm.base_url, model="fake-model", local=True, timeout=2),
-                      cache_path=tmp_path / "local.sqlite")
-    generate(small_task, GenerationConfig(per_class=2, seed=2), local)
-    assert {b["top_p"] for b in fake_llm.requests[before:]} == {LOCAL_TOP_P}
+    smol = make_fake_llm(model="smollm2-135m-instruct")  # stands in for the bundled model's server
+    bundled = LLMClient(LLMConfig(base_url=smol.base_url, model="smollm2-135m-instruct", local=True, timeout=2),
+                        cache_path=tmp_path / "local.sqlite")
+    generate(small_task, GenerationConfig(per_class=2, seed=2), bundled)
+    assert smol.requests and {b["top_p"] for b in smol.requests} == {LOCAL_TOP_P}
+    before = len(fake_llm.requests)  # another model on 127.0.0.1 (Ollama, vLLM) keeps its own default
+    other = LLMClient(LLMConfig(base_url=fake_llm.base_url, model="fake-model", local=True, timeout=2),
+                      cache_path=tmp_path / "other.sqlite")
+    generate(small_task, GenerationConfig(per_class=2, seed=2), other)
+    assert not any("top_p" in b for b in fake_llm.requests[before:])
     before = len(fake_llm.requests)
     generate(small_task, GenerationConfig(per_class=2, seed=2, top_p=0.5), llm_for(fake_llm, tmp_path / "x"))
     assert {b["top_p"] for b in fake_llm.requests[before:]} == {0.5}

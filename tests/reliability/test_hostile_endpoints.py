@@ -201,7 +201,9 @@ def test_the_model_the_server_names_is_stored(make_fake_llm, project, fast_backo
     # replayed from the cache, the answering model is still the one recorded
     calls = fake.calls
     c = fast_client(fake, cache_path=llm_cache_path())
-    comp = c.chat(fake.requests[0]["messages"], temperature=1.0, max_tokens=400)
+    sent = fake.requests[0]
+    comp = c.chat(sent["messages"], temperature=sent["temperature"], max_tokens=sent["max_tokens"],
+                  stop_sequences=sent.get("stop"))
     assert comp.cached and comp.model == "fake-model-2024-06-01" and fake.calls == calls
 
 
