@@ -56,7 +56,7 @@ def task() -> Task:
 
 
 def fast_config(fake, **kw: Any) -> LLMConfig:
-    kw.setdefault("timeout", 1)
+    kw.setdefault("timeout", 3)  # 1 s retried answers that were only late on a loaded machine (flaky counts)
     kw.setdefault("backoff_base", 0.01)
     return LLMConfig(base_url=fake.base_url, model=kw.pop("model", "fake-model"), **kw)
 
