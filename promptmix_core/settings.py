@@ -57,6 +57,7 @@ class Settings:
     embedder_path: str | None = None
     local_threads: int | None = None
     local_backend: str | None = None
+    local_dtype: str | None = None  # weights of the local server: auto, float32 or bfloat16
     job_api_key: str | None = field(default=None, repr=False)
 
     @classmethod
@@ -89,6 +90,7 @@ class Settings:
             embedder_path=_clean(env.get("PROMPTMIX_EMBEDDER")),
             local_threads=threads,
             local_backend=(_clean(env.get("PROMPTMIX_LOCAL_BACKEND")) or "").lower() or None,
+            local_dtype=(_clean(env.get("PROMPTMIX_LOCAL_DTYPE")) or "").lower() or None,
             job_api_key=_clean(env.get("PROMPTMIX_JOB_API_KEY")),
         )
 

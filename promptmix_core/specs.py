@@ -15,7 +15,7 @@ Every spec has:
 
 Stored shapes::
 
-    generate  {"per_class", "group_size", "mixup", "seed", "examples_per_call", "temperature",
+    generate  {"per_class", "group_size", "mixup", "seed", "examples_per_call", "temperature", "top_p",
                "max_tokens", "max_calls_per_class", "max_example_chars", "relabel", "nearest",
                "demo", "llm": {"base_url", "model", "concurrency", "timeout", "max_retries",
                "max_retry_after"}}
@@ -165,7 +165,9 @@ class GenerationSpec(_Spec):
     Fields: ``per_class`` examples kept per class (exactly); ``group_size`` classes per prompt
     group; ``mixup`` (off: plain examples of each class, alpha 1); ``seed`` (groups, Cj and alpha
     draws); ``examples_per_call`` asked for per call (at most half of ``per_class``, rounded up, so every
-    class gets at least two calls with their own Cj and alpha); ``temperature``; ``max_tokens`` per answer;
+    class gets at least two calls with their own Cj and alpha); ``temperature``; ``top_p`` (None: 0.9 for the
+    bundled model, else the endpoint's default); ``max_tokens`` per answer (the most: a call asks for
+    room for its lines, ``generate.call_max_tokens``);
     ``max_calls_per_class`` (``None``: 4 per example + 5); ``max_example_chars`` (longer lines are
     dropped); ``relabel`` then relabel what was generated; ``nearest`` classes shown to the relabeler;
     ``demo`` marks the demo project's pre-written job; ``pairs`` a targeted round: only these
@@ -180,6 +182,7 @@ class GenerationSpec(_Spec):
     seed: int = GenerationConfig.seed
     examples_per_call: int = GenerationConfig.examples_per_call
     temperature: float = GenerationConfig.temperature
+    top_p: float | None = GenerationConfig.top_p
     max_tokens: int = GenerationConfig.max_tokens
     max_calls_per_class: int | None = GenerationConfig.max_calls_per_class
     max_example_chars: int = GenerationConfig.max_example_chars
@@ -210,6 +213,8 @@ class GenerationSpec(_Spec):
         _int_in(p, "examples_per_call", self.examples_per_call, 1, 50, "examples per call")
         if not (_is_num(self.temperature) and 0 <= self.temperature <= 2):
             p.append(f"the temperature must be between 0 and 2 (got {self.temperature!r})")
+        if self.top_p is not None and not (_is_num(self.top_p) and 0 < self.top_p <= 1):
+            p.append(f"top_p must be above 0 and at most 1 (got {self.top_p!r})")
         _int_in(p, "max_tokens", self.max_tokens, 16, 32_768, "max_tokens")
         if self.max_calls_per_class is not None:
             _int_in(p, "max_calls_per_class", self.max_calls_per_class, 1, None, "the most calls per class")
@@ -226,7 +231,8 @@ class GenerationSpec(_Spec):
     def generation_config(self) -> GenerationConfig:
         return GenerationConfig(
             per_class=self.per_class, group_size=self.group_size, mixup=self.mixup, seed=self.seed,
-            examples_per_call=self.examples_per_call, temperature=self.temperature, max_tokens=self.max_tokens,
+            examples_per_call=self.examples_per_call, temperature=self.temperature, top_p=self.top_p,
+            max_tokens=self.max_tokens,
             max_calls_per_class=self.max_calls_per_class, max_example_chars=self.max_example_chars,
             pairs=tuple((str(a), str(b)) for a, b in self.pairs),
         )

@@ -76,9 +76,12 @@ def dataclass_replace(spec, **kw):
 def test_spec_feeds_every_setting_to_the_step():
     """The drift bug: pipeline.py dropped max_tokens and max_example_chars. The spec hands every
     generation field to GenerationConfig."""
-    spec = GenerationSpec(per_class=3, max_tokens=123, max_example_chars=77, temperature=0.3, max_calls_per_class=9)
+    spec = GenerationSpec(per_class=3, max_tokens=123, max_example_chars=77, temperature=0.3, max_calls_per_class=9,
+                          top_p=0.8)
     cfg = spec.generation_config()
-    assert (cfg.max_tokens, cfg.max_example_chars, cfg.temperature, cfg.max_calls_per_class) == (123, 77, 0.3, 9)
+    assert (cfg.max_tokens, cfg.max_example_chars, cfg.temperature, cfg.max_calls_per_class, cfg.top_p) == (
+        123, 77, 0.3, 9, 0.8)
+    assert "top_p must be above 0" in " ".join(GenerationSpec(top_p=1.5).validate())
     import dataclasses
 
     assert {f.name for f in dataclasses.fields(GenerationConfig)} <= {f.name for f in dataclasses.fields(GenerationSpec)}

@@ -311,6 +311,13 @@ def _looks_like_our_server(pid: int) -> bool:
     return "promptmix_core.llm.serve" in cmdline or ("transformers" in cmdline and "serve" in cmdline)
 
 
+def _local_dtype() -> str:
+    """The server's weight type from ``$PROMPTMIX_LOCAL_DTYPE`` (default ``auto``)."""
+    from ..settings import get_settings
+
+    return get_settings().local_dtype or "auto"
+
+
 def default_backend() -> str:
     """``$PROMPTMIX_LOCAL_BACKEND`` (``promptmix`` or ``transformers``), else ``promptmix``."""
     from ..settings import get_settings
@@ -438,7 +445,8 @@ class LocalServer:
             assert self.model_dir is not None
             return [
                 sys.executable, "-m", "promptmix_core.llm.serve", "--model-dir", str(self.model_dir),
-                "--model-id", self.model, "--port", str(port), "--threads", str(self.threads), *self.extra_args,
+                "--model-id", self.model, "--port", str(port), "--threads", str(self.threads),
+                "--dtype", _local_dtype(), *self.extra_args,
             ]  # fmt: skip
         return [
             sys.executable, "-m", "transformers.cli.transformers", "serve", self.model,

@@ -76,11 +76,11 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def model_dtype() -> str:
-    """The server's weights: ``$PROMPTMIX_LOCAL_DTYPE`` (``float32``, ``bfloat16`` or ``auto``, the
-    default): ``auto`` is bfloat16 where the CPU has native bfloat16 (the whole pipeline about 1.3x faster,
-    docs/LOCAL_MODEL.md), else float32 (emulated bfloat16 would be slower)."""
-    want = (os.environ.get("PROMPTMIX_LOCAL_DTYPE") or "auto").strip().lower()
+def model_dtype(want: str | None = "auto") -> str:
+    """The server's weights (``--dtype``, from ``$PROMPTMIX_LOCAL_DTYPE``): ``float32``, ``bfloat16`` or
+    ``auto`` (the default), which is bfloat16 where the CPU has native bfloat16 (a 16-row step 69 ms
+    against 116 ms, docs/LOCAL_MODEL.md), else float32 (emulated bfloat16 would be slower)."""
+    want = (want or "auto").strip().lower()
     if want not in ("auto", "float32", "bfloat16"):
         raise ValueError(f"PROMPTMIX_LOCAL_DTYPE must be auto, float32 or bfloat16 (got {want!r})")
     if want == "auto":
@@ -321,7 +321,8 @@ class Engine:
     """Owns the model; batches every request in flight (see the module docstring)."""
 
     def __init__(self, model_dir: str | os.PathLike[str], *, threads: int = 2, max_batch: int = MAX_BATCH_ROWS,
-                 gather_seconds: float = GATHER_SECONDS, prefix_cache_tokens: int = PREFIX_CACHE_TOKENS):
+                 gather_seconds: float = GATHER_SECONDS, prefix_cache_tokens: int = PREFIX_CACHE_TOKENS,
+                 dtype: str = "auto"):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -329,7 +330,7 @@ class Engine:
         self.torch = torch
         self.model_dir = Path(model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
-        self.dtype = model_dtype()
+        self.dtype = model_dtype(dtype)
         # bfloat16: matrix products about 2.5x faster on CPUs with AMX/AVX-512-BF16; its attention is
         # faster in the eager implementation there
         self.model = AutoModelForCausalLM.from_pretrained(
@@ -1038,13 +1039,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--model-dir", required=True, help="converted model folder (promptmix prepare-model)")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--model-id", default=None, help="model name requests must use (default: the folder name)")
+    ap.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
+                    help="weights: auto (bfloat16 where the CPU has it natively, else float32)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2") or 2))
     ap.add_argument("--max-batch", type=int, default=MAX_BATCH_ROWS, help="most sequences decoded at once")
     args = ap.parse_args(argv)
     folder = Path(args.model_dir)
     model_id = args.model_id or folder.name
     t0 = time.perf_counter()
-    engine = Engine(folder, threads=args.threads, max_batch=args.max_batch).start()
+    engine = Engine(folder, threads=args.threads, max_batch=args.max_batch, dtype=args.dtype).start()
     server = make_server(engine, model_id, args.port)  # listen only once the model is loaded
     print(f"serving {model_id} on http://{HOST}:{args.port}/v1 (loaded in {time.perf_counter() - t0:.1f} s, "
           f"{args.threads} threads, batches of up to {args.max_batch})", file=sys.stderr, flush=True)

@@ -132,15 +132,16 @@ def test_engine_scores_several_requests_in_one_batch_as_it_scores_one():
 
 
 def test_model_dtype_follows_the_setting_and_the_cpu(monkeypatch):
-    from promptmix_core.llm import serve
+    from promptmix_core.llm import local, serve
 
     monkeypatch.setattr(serve, "cpu_has_bf16", lambda: True)
-    monkeypatch.delenv("PROMPTMIX_LOCAL_DTYPE", raising=False)
-    assert serve.model_dtype() == "bfloat16"
+    assert serve.model_dtype() == serve.model_dtype("auto") == "bfloat16"
     monkeypatch.setattr(serve, "cpu_has_bf16", lambda: False)
-    assert serve.model_dtype() == "float32"  # emulated bfloat16 would be slower
-    monkeypatch.setenv("PROMPTMIX_LOCAL_DTYPE", "BFloat16")
-    assert serve.model_dtype() == "bfloat16"
-    monkeypatch.setenv("PROMPTMIX_LOCAL_DTYPE", "float16")
+    assert serve.model_dtype(None) == "float32"  # emulated bfloat16 would be slower
+    assert serve.model_dtype("BFloat16") == "bfloat16"
     with pytest.raises(ValueError, match="auto, float32 or bfloat16"):
-        serve.model_dtype()
+        serve.model_dtype("float16")
+    monkeypatch.delenv("PROMPTMIX_LOCAL_DTYPE", raising=False)
+    assert local._local_dtype() == "auto"
+    monkeypatch.setenv("PROMPTMIX_LOCAL_DTYPE", "Float32")
+    assert local._local_dtype() == "float32"  # passed to the server as --dtype
