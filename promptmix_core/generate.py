@@ -199,8 +199,8 @@ def tokens_per_example(task: Task | None) -> int:
 
 
 def call_max_tokens(config: GenerationConfig, n: int, task: Task | None = None) -> int:
-    """``max_tokens`` of a call asking for ``n`` examples: room for ``n`` lines a little longer than the
-    longest seed (:func:`tokens_per_example`), at most ``config.max_tokens``. A model that rambles (the
+    """``max_tokens`` of a call asking for ``n`` examples: room for ``n`` lines of twice the seeds' mean
+    length (:func:`tokens_per_example`), at most ``config.max_tokens``. A model that rambles (the
     bundled 135M one wrote 400 tokens of noise in most calls) is cut off early; the cut last line is
     dropped and the class topped up as usual."""
     return max(16, min(int(config.max_tokens), 16 + tokens_per_example(task) * int(n)))
@@ -654,12 +654,14 @@ async def agenerate(
             earlier_final = earlier_final and run.final
             excl.update(normalize_text(x.text) for x in run.kept)
 
+    top_p = sampling_top_p(config, llm)  # the same for every call of the job
+
     async def call(spec: RequestSpec) -> Completion:
         # abort: not sent once anything failed or Stop was pressed; stop: abandoned in flight on Stop
         return await llm.achat(
-            spec.messages, temperature=config.temperature, top_p=sampling_top_p(config, llm),
-            max_tokens=call_max_tokens(config, spec.n, task),
-            stop_sequences=stop_sequences(spec.n), sample_index=spec.r, abort=stop_now, stop=user_stop if should_stop is not None else None,
+            spec.messages, temperature=config.temperature, top_p=top_p,
+            max_tokens=call_max_tokens(config, spec.n, task), stop_sequences=stop_sequences(spec.n), sample_index=spec.r,
+            abort=stop_now, stop=user_stop if should_stop is not None else None,
         )
 
     # twice the client's concurrency in tasks: the client's semaphore keeps ``concurrency`` on the wire, and

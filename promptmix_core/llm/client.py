@@ -330,11 +330,11 @@ class LLMClient:
         stop: Callable[[], bool] | None = None,
         stop_sequences: Sequence[str] | None = None,
     ) -> Completion:
-        """One chat completion (cached). ``stop_sequences`` (OpenAI's ``stop``, at most 4) end the answer
-        early; like the other optional features, an endpoint that refuses them gets the call without. ``response_format`` (e.g. a ``json_schema``) and ``logprobs``
-        are optional features: sent unless this endpoint has refused them before; an endpoint that
-        answers 400/422 to one gets the same call again without it, once, and is remembered (see
-        :func:`endpoint_refuses`). ``Completion.features`` tells which ones the answer had.
+        """One chat completion (cached). ``response_format`` (e.g. a ``json_schema``), ``logprobs`` and
+        ``stop_sequences`` (OpenAI's ``stop``, at most 4) are optional features: sent unless this endpoint
+        has refused them before; an endpoint that answers 400/422 to one gets the same call again without
+        it, once, and is remembered (see :func:`endpoint_refuses`). ``Completion.features`` tells which
+        ones the answer had.
 
         ``abort`` is checked before the call is sent (:class:`CallSkipped`: nothing spent); ``stop`` is
         polled while it is in flight and during retry waits (:class:`CallCancelled`: abandoned at once)."""
@@ -344,7 +344,6 @@ class LLMClient:
         base, model = self.config.base_url, self.config.model
         if stop_sequences and not endpoint_refuses(base, model, "stop"):
             params["stop"] = [str(x) for x in stop_sequences][:4]
-        base, model = self.config.base_url, self.config.model
         if response_format is not None and not endpoint_refuses(base, model, "response_format"):
             params["response_format"] = dict(response_format)
         if logprobs and not endpoint_refuses(base, model, "logprobs"):

@@ -718,13 +718,17 @@ class Engine:
             p.done.set()
 
     # -- constrained answers by scoring
+    def _choice_ids(self, choices: Sequence[str]) -> list[list[int]]:
+        """The tokens of the assistant answering each choice: its text, then end-of-turn."""
+        return [list(self.tokenizer(c, add_special_tokens=False)["input_ids"]) + [self.end_of_turn] for c in choices]
+
     def score_choices(self, prompt_ids: list[int], choices: Sequence[str]) -> tuple[list[float], list[list[int]]]:
         """Log-likelihood of the assistant answering each choice (its tokens + end-of-turn) after the
         prompt: the prompt runs once (with the prefix cache), then every choice in one batch."""
         torch = self.torch
         from transformers import DynamicCache
 
-        seqs = [list(self.tokenizer(c, add_special_tokens=False)["input_ids"]) + [self.end_of_turn] for c in choices]
+        seqs = self._choice_ids(choices)
         with torch.inference_mode():
             last, layers = self._prefill(prompt_ids)
             first = torch.log_softmax(last, dim=-1)
@@ -782,8 +786,7 @@ class Engine:
         for p in pendings:
             try:
                 ids = p.prompt_ids
-                seqs = [list(self.tokenizer(c, add_special_tokens=False)["input_ids"]) + [self.end_of_turn]
-                        for c in p.req.choices]
+                seqs = self._choice_ids(p.req.choices)
                 use, prefix = self._lookup_prefix(ids)
                 inp = list(ids[use:])
                 pos = list(range(use, len(ids)))
@@ -829,7 +832,8 @@ class Engine:
                     mask[i, 0, j, width + j] = True
                 mask[i, 0, off:, width - use: width] = True  # the rest sees the cached prompt
                 s0 = width + off
-                mask[i, 0, off: off + n_suffix, s0: s0 + n_suffix] = torch.ones((n_suffix, n_suffix), dtype=torch.bool).tril()
+                causal = torch.ones((n_suffix, n_suffix), dtype=torch.bool).tril()
+                mask[i, 0, off: off + n_suffix, s0: s0 + n_suffix] = causal
                 at = off + n_suffix
                 for sq in seqs:
                     m = len(sq) - 1
@@ -850,12 +854,11 @@ class Engine:
         for i, (p, ids, use, prefix, seqs, inp, pos) in enumerate(items):
             n_suffix = len(ids) - use
             s0 = width + q - len(inp)  # where this row's prompt suffix starts in the cache
-            layers = []
-            for layer in cache.layers:
-                k = torch.cat([layer.keys[i:i + 1, :, width - use: width], layer.keys[i:i + 1, :, s0: s0 + n_suffix]], 2)
-                v = torch.cat([layer.values[i:i + 1, :, width - use: width], layer.values[i:i + 1, :, s0: s0 + n_suffix]], 2)
-                layers.append((k, v))
-            self._remember(tuple(ids), layers)
+
+            def own(x, i=i, use=use, s0=s0, n_suffix=n_suffix):  # row i's prompt: cached prefix + the part run here
+                return torch.cat([x[i:i + 1, :, width - use: width], x[i:i + 1, :, s0: s0 + n_suffix]], 2)
+
+            self._remember(tuple(ids), [(own(layer.keys), own(layer.values)) for layer in cache.layers])
             rest = len(inp) - n_suffix  # candidate tokens after the prompt suffix
             lp = torch.log_softmax(logits[i, keep - 1 - rest:].float(), dim=-1)  # from the prompt's last token on
             totals = []
@@ -868,12 +871,6 @@ class Engine:
                 totals.append(total)
             self.stats["scored"] += 1
             self._run_guarded(p, lambda pending, t=totals, q_=seqs: self._answer_scored(pending, t, q_))
-
-    def _score(self, pending: _Pending) -> None:
-        """One constrained request alone (see :meth:`_score_batch` for several at once)."""
-        assert pending.req.choices
-        totals, seqs = self.score_choices(pending.prompt_ids, pending.req.choices)
-        self._answer_scored(pending, totals, seqs)
 
     def _answer_scored(self, pending: _Pending, totals: list[float], seqs: list[list[int]]) -> None:
         req = pending.req
