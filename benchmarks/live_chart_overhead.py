@@ -27,17 +27,18 @@ import csv
 import json
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from streamlit_server import StreamlitServer  # noqa: E402
+
 CHROMIUM = os.environ.get("PROMPTMIX_CHROMIUM", "/usr/bin/chromium")
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -84,45 +85,9 @@ def boost(pid: int | None) -> None:
         print(f"(could not raise the priority of {pid}: {exc})", file=sys.stderr)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, root: Path, projects: Path, log: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PROMPTMIX_"))}
-        env.update({"PROMPTMIX_PROJECTS_DIR": str(projects), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                    "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(root)})
-        self.log = open(log, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(root / "app.py"), "--server.headless", "true",
-             "--server.port", str(self.port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none"],
-            cwd=root, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        boost(self.proc.pid)
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        return
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError("streamlit did not start")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
+def Server(root: Path, projects: Path, log: Path) -> StreamlitServer:
+    """The app of checkout ``root`` on a free port (tests/streamlit_server.py), its CPU share raised by ``--boost``."""
+    return StreamlitServer(projects, log, root=root, start_timeout=90, on_start=boost)
 
 
 def make_project(projects: Path, name: str, data: Path, n_examples: int):

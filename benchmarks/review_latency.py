@@ -54,6 +54,8 @@ def worker(variant: str, root: Path, projects_dir: Path, name: str, opens: int, 
     sys.path.insert(0, str(root))
     from streamlit.testing.v1 import AppTest
 
+    from app_session import card_data  # tests/app_session.py: what the page handed to its review card
+
     def session() -> AppTest:
         at = AppTest.from_file(str(root / "app.py"), default_timeout=600)
         at.query_params["project"] = name
@@ -74,20 +76,8 @@ def worker(variant: str, root: Path, projects_dir: Path, name: str, opens: int, 
     if variant == "new":
         key = f"rv_card::{name}"
 
-        def card_data():
-            def walk(node, out):
-                children = getattr(node, "children", None)
-                if isinstance(children, dict):
-                    for c in children.values():
-                        walk(c, out)
-                proto = getattr(node, "proto", None)
-                if getattr(proto, "component_name", "") == "promptmix_review_card":
-                    out.append(json.loads(proto.json))
-                return out
-            return walk(at._tree, [])[0]
-
-        items = card_data()["page"]["items"]
-        qid = card_data()["qid"]
+        items = card_data(at)["page"]["items"]
+        qid = card_data(at)["qid"]
         hello = {"project": name, "inst": "bench", "tab": "bench-tab", "req": 1, "qid": qid, "want": None, "ops": []}
         at.session_state[key] = {"sync": hello}
         at.run()
@@ -102,7 +92,7 @@ def worker(variant: str, root: Path, projects_dir: Path, name: str, opens: int, 
             last = at.session_state["rv_server_ms"][-1]
             assert last["ops"] == 1
             fragment_ms.append(last["ms"])
-            assert card_data()["acks"][f"bench{i}"]["ok"]
+            assert card_data(at)["acks"][f"bench{i}"]["ok"]
     else:
         for _ in range(decisions):
             button = next(b for b in at.button if getattr(b, "key", None) == "rv_accept")
@@ -145,34 +135,13 @@ def old_page_tree(dest: Path) -> Path | None:
 
 # --------------------------------------------------------------------------- the browser
 def browser_run(projects_dir: Path, names: list[str], keys: int) -> dict:
-    import socket
-    import urllib.request
-
     from playwright.sync_api import sync_playwright
+    from streamlit_server import StreamlitServer
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PROMPTMIX_"))}
-    env.update(PROMPTMIX_PROJECTS_DIR=str(projects_dir), PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1")
-    log = open(projects_dir.parent / "streamlit.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    server = StreamlitServer(projects_dir, projects_dir.parent / "streamlit.log", start_timeout=60)
     out = {}
     try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(240):
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                time.sleep(0.25)
+        url = server.url
         args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
         with sync_playwright() as p:
@@ -209,12 +178,7 @@ def browser_run(projects_dir: Path, names: list[str], keys: int) -> dict:
                 page.close()
             browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        server.stop()
     return out
 
 
