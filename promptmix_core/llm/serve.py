@@ -722,37 +722,6 @@ class Engine:
         """The tokens of the assistant answering each choice: its text, then end-of-turn."""
         return [list(self.tokenizer(c, add_special_tokens=False)["input_ids"]) + [self.end_of_turn] for c in choices]
 
-    def score_choices(self, prompt_ids: list[int], choices: Sequence[str]) -> tuple[list[float], list[list[int]]]:
-        """Log-likelihood of the assistant answering each choice (its tokens + end-of-turn) after the
-        prompt: the prompt runs once (with the prefix cache), then every choice in one batch."""
-        torch = self.torch
-        from transformers import DynamicCache
-
-        seqs = self._choice_ids(choices)
-        with torch.inference_mode():
-            last, layers = self._prefill(prompt_ids)
-            first = torch.log_softmax(last, dim=-1)
-            c = len(seqs)
-            cache = DynamicCache(ddp_cache_data=[(k.expand(c, -1, -1, -1).contiguous(), v.expand(c, -1, -1, -1).contiguous())
-                                                 for k, v in layers], config=self.model.config)
-            width = max(len(s) for s in seqs)
-            cand = torch.full((c, width), self.pad_id, dtype=torch.long)
-            for b, s in enumerate(seqs):
-                cand[b, : len(s)] = torch.tensor(s, dtype=torch.long)
-            n_prompt = len(prompt_ids)
-            mask = torch.ones((c, n_prompt + width), dtype=torch.long)
-            positions = torch.arange(n_prompt, n_prompt + width).unsqueeze(0).expand(c, -1)
-            logits, _ = self._call(cache, input_ids=cand, attention_mask=mask, position_ids=positions)
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            totals = []
-            for b, s in enumerate(seqs):
-                total = float(first[s[0]])
-                for j in range(1, len(s)):
-                    total += float(logp[b, j - 1, s[j]])
-                totals.append(total)
-        self.stats["scored"] += 1
-        return totals, seqs
-
     def _score_chunks(self, pendings: list[_Pending]) -> list[list[_Pending]]:
         """Scoring requests in groups of at most ``SCORE_BATCH_ROWS`` candidate rows (one request alone
         when it has more): each group's candidates run in one forward pass."""
@@ -777,8 +746,9 @@ class Engine:
         that is not in the prefix cache, followed by every candidate answer (its tokens but the last);
         a custom attention mask lets each candidate see the prompt and its own earlier tokens only, so
         one row scores all candidates without copying the prompt's key/values per candidate. The cached
-        prefixes are left-padded to the longest. The log-likelihoods equal :meth:`score_choices`'s (up to
-        float rounding); each full prompt's key/values go into the prefix cache as a prefill would."""
+        prefixes are left-padded to the longest. The log-likelihoods equal those of scoring each request
+        alone, the prompt then every candidate in a batch (tests/llm/test_serve.py, up to float rounding);
+        each full prompt's key/values go into the prefix cache as a prefill would."""
         torch = self.torch
         from transformers import DynamicCache
 

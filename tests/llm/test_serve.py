@@ -89,6 +89,37 @@ def test_real_server_batches_with_each_requests_settings(tmp_path):
     assert 0.0 < conf <= 1.0
 
 
+def _score_alone(engine, prompt_ids: list[int], choices) -> list[float]:
+    """The reference: log-likelihood of the assistant answering each choice (its tokens + end-of-turn)
+    after the prompt, the prompt run once, then every choice in a batch of its own with a plain mask."""
+    import torch
+    from transformers import DynamicCache
+
+    seqs = engine._choice_ids(choices)
+    with torch.inference_mode():
+        last, layers = engine._prefill(prompt_ids)
+        first = torch.log_softmax(last, dim=-1)
+        c = len(seqs)
+        cache = DynamicCache(ddp_cache_data=[(k.expand(c, -1, -1, -1).contiguous(), v.expand(c, -1, -1, -1).contiguous())
+                                             for k, v in layers], config=engine.model.config)
+        width = max(len(s) for s in seqs)
+        cand = torch.full((c, width), engine.pad_id, dtype=torch.long)
+        for b, s in enumerate(seqs):
+            cand[b, : len(s)] = torch.tensor(s, dtype=torch.long)
+        n_prompt = len(prompt_ids)
+        mask = torch.ones((c, n_prompt + width), dtype=torch.long)
+        positions = torch.arange(n_prompt, n_prompt + width).unsqueeze(0).expand(c, -1)
+        logits, _ = engine._call(cache, input_ids=cand, attention_mask=mask, position_ids=positions)
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        totals = []
+        for b, s in enumerate(seqs):
+            total = float(first[s[0]])
+            for j in range(1, len(s)):
+                total += float(logp[b, j - 1, s[j]])
+            totals.append(total)
+    return totals
+
+
 @pytest.mark.slow
 def test_engine_scores_several_requests_in_one_batch_as_it_scores_one():
     """Constrained requests answered together (prompts of different lengths, different candidates) get
@@ -104,7 +135,7 @@ def test_engine_scores_several_requests_in_one_batch_as_it_scores_one():
         {"model": MODEL, "response_format": label_schema(c), "logprobs": True, "temperature": 0,
          "messages": [{"role": "user", "content": f"Which category: {', '.join(c)}?\nText: {t}"}]}, MODEL))
         for t, c in zip(texts, choices)]
-    alone = [engine.score_choices(p.prompt_ids, p.req.choices)[0] for p in pendings]
+    alone = [_score_alone(engine, p.prompt_ids, p.req.choices) for p in pendings]
     engine._score_batch(engine._take_new())
     for p, want in zip(pendings, alone):
         assert p.done.is_set() and p.error is None
