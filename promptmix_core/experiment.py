@@ -195,8 +195,7 @@ def _generated(task, run_seed: int, mixup: bool, relabel_needed: bool, *, per_cl
     path = cache_dir / f"seed{run_seed}_{kind}.json"
     cached = _read_json(path)
     if cached and cached.get("key") == _key(key_obj) and (cached.get("relabelled") or not relabel_needed):
-        if any("flag" not in r for r in cached.get("examples") or []):  # written before rows were flagged
-            _flag_rows(task, cached["examples"])
+        if _flag_rows(task, cached.get("examples") or []):  # written before rows were flagged
             _write_json(path, cached)
         return cached
     from .generate import GenerationFailed, generate
@@ -248,14 +247,16 @@ def _generated(task, run_seed: int, mixup: bool, relabel_needed: bool, *, per_cl
     return out
 
 
-def _flag_rows(task, rows: list[dict[str, Any]]) -> None:
-    """Give each generated row its junk flag (``flag``: the reason, or None), as a generation job does."""
-    if not rows or all("flag" in r for r in rows):
-        return
+def _flag_rows(task, rows: list[dict[str, Any]]) -> bool:
+    """Give each generated row its junk flag (``flag``: the reason, or None), as a generation job does.
+    False when every row had one already (nothing changed)."""
+    if all("flag" in r for r in rows):
+        return False
     from .flags import flag_texts
 
     for row, reason in zip(rows, flag_texts(task, [r["text"] for r in rows])):
         row["flag"] = reason or None
+    return True
 
 
 def _stats_delta(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, int]:
