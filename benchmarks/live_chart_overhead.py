@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from shared_data import DATASETS  # noqa: E402
 from streamlit_server import StreamlitServer  # noqa: E402
 
 CHROMIUM = os.environ.get("PROMPTMIX_CHROMIUM", "/usr/bin/chromium")
@@ -237,9 +238,8 @@ def main() -> int:
     if args.page_cost:
         roots = [ROOT] + ([Path(args.baseline_root)] if args.baseline_root else [])
         return page_cost(roots, args.rounds, args.seconds)
-    data = Path(args.data) if args.data else next(
-        (q / "shared" / "datasets" / "trec6" for q in (ROOT.parent, ROOT.parent.parent)
-         if (q / "shared" / "datasets" / "trec6" / "train.csv").exists()), None)
+    data = Path(args.data) if args.data else (
+        DATASETS / "trec6" if (DATASETS / "trec6" / "train.csv").exists() else None)
     if data is None:
         raise SystemExit("no TREC6 copy found; give --data")
     from playwright.sync_api import sync_playwright

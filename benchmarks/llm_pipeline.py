@@ -36,10 +36,10 @@ import time
 from io import BytesIO
 from pathlib import Path
 
+from shared_data import DATASETS  # benchmarks/shared_data.py
+
 ROOT = Path(__file__).resolve().parent.parent
-# the shared datasets folder beside the checkout (also found from a git worktree nested deeper)
-DATA = next((p / "shared" / "datasets" for p in ROOT.parents if (p / "shared" / "datasets").is_dir()),
-            ROOT.parent / "shared" / "datasets") / "trec6" / "train.csv"
+DATA = DATASETS / "trec6" / "train.csv"
 MSG = [{"role": "user", "content": "Say OK."}]
 
 # a client process runs the generation code found under --worker SRC (ours or a baseline's)

@@ -23,10 +23,9 @@ from promptmix_core.generate import GenerationConfig, generate  # noqa: E402
 from promptmix_core.llm import LLMClient, LLMConfig  # noqa: E402
 from promptmix_core.relabel import relabel  # noqa: E402
 from promptmix_core.task import load_task  # noqa: E402
+from shared_data import DATASETS  # noqa: E402
 
-# the shared datasets folder beside the checkout (also found from a git worktree nested deeper)
-DATA = next((p / "shared" / "datasets" for p in ROOT.parents if (p / "shared" / "datasets").is_dir()),
-            ROOT.parent / "shared" / "datasets") / "trec6" / "train.csv"
+DATA = DATASETS / "trec6" / "train.csv"
 def run_local(backend: str, task, per_class: int, concurrency: int, cache: Path, temperature: float = 1.0,
               top_p: float | None = None) -> dict:
     """Generate + relabel with the bundled model on ``backend``, timed from a warm server."""

@@ -44,9 +44,8 @@ from promptmix_core.llm.local import (  # noqa: E402
 )
 from promptmix_core.relabel import build_classifier_prompt, label_schema, parse_label  # noqa: E402
 from promptmix_core.task import load_task  # noqa: E402
+from shared_data import DATASETS  # noqa: E402
 
-DATASETS = next((p / "shared" / "datasets" for p in (ROOT.parent, ROOT.parent.parent) if (p / "shared" / "datasets").is_dir()),
-                ROOT.parent / "shared" / "datasets")  # a checkout next to shared/, or a worktree one level down
 DATA = DATASETS / "trec6" / "train.csv"
 
 

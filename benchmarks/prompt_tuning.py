@@ -36,9 +36,8 @@ from promptmix_core.llm import LLMClient, LLMConfig  # noqa: E402
 from promptmix_core.llm.local import LocalServer  # noqa: E402
 from promptmix_core.relabel import RelabelConfig, relabel, relabel_summary  # noqa: E402
 from promptmix_core.task import load_task  # noqa: E402
+from shared_data import DATASETS  # noqa: E402
 
-DATASETS = next((p / "shared" / "datasets" for p in (ROOT.parent, ROOT.parent.parent)
-                 if (p / "shared" / "datasets").is_dir()), ROOT.parent / "shared" / "datasets")
 
 # ----------------------------------------------------------------------------- the prompts as they were
 OLD_SYSTEM = ("You write realistic, varied examples for training a text classifier. "

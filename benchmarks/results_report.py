@@ -26,10 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from promptmix_core.flags import flag_texts  # noqa: E402
-from promptmix_core.task import ClassSpec, Task  # noqa: E402
+from promptmix_core.task import Task, read_descriptions, task_from_rows  # noqa: E402
+from shared_data import DATASETS  # noqa: E402
 
-DATA_ROOT = next((p / "shared" / "datasets" for p in ROOT.parents if (p / "shared" / "datasets").is_dir()),
-                 ROOT.parent / "shared" / "datasets")
 
 
 def pct(mean: float | None, std: float | None) -> str:
@@ -48,14 +47,10 @@ def run_task(folder: Path, data_root: Path, seed: int) -> Task | None:
             break
     if rows is None:
         return None
-    settings = json.loads((folder / "results.json").read_text())["settings"]
-    described = {c["name"]: c.get("description", "")
-                 for c in json.loads((data_root / settings["data"] / "classes.json").read_text())}
-    names = list(dict.fromkeys(r["label"] for r in rows))
-    order = [n for n in described if n in names] + [n for n in names if n not in described]
-    return Task(name=settings["data"], classes=[ClassSpec(n, described.get(n, ""), [r["text"] for r in rows
-                                                                                    if r["label"] == n])
-                                                for n in order])
+    name = json.loads((folder / "results.json").read_text())["settings"]["data"]
+    classes_json = data_root / name / "classes.json"
+    return task_from_rows(rows, name=name,
+                          descriptions=read_descriptions(classes_json) if classes_json.exists() else None)
 
 
 def generation_rows(folder: Path, data_root: Path) -> list[dict]:
@@ -79,7 +74,7 @@ def generation_rows(folder: Path, data_root: Path) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", nargs="+", type=Path)
-    ap.add_argument("--data-root", type=Path, default=DATA_ROOT)
+    ap.add_argument("--data-root", type=Path, default=DATASETS)
     args = ap.parse_args(argv)
     summaries = {f: json.loads((f / "results.json").read_text()) for f in args.folders}
     names = [s["settings"]["data"] + (f" ({s['settings']['classes']} classes)") for s in summaries.values()]

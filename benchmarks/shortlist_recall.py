@@ -2,9 +2,10 @@
 """How much of the relabel classifier's work the embedding shortlist already does.
 
 The relabel classifier (and LLM-direct, the same classifier on the test rows) shows the LLM only the
-``--nearest`` classes closest to the text (all-MiniLM-L6-v2 similarity to each class's description and
-seeds, ``promptmix_core.relabel.nearest_classes``). For the test rows of an experiment this prints, per
-run (the run's own k seeds, as ``promptmix experiment`` draws them):
+``--nearest`` classes closest to the text (all-MiniLM-L6-v2 similarity to each class's name and seeds,
+``promptmix_core.relabel.nearest_classes``; with no more classes than that, all of them). For the test
+rows of an experiment this prints, per run (the run's own k seeds, as ``promptmix experiment`` draws
+them):
 
 * *recall*: the share of rows whose true class is in the shortlist (an upper bound for the LLM);
 * *top-1*: the accuracy of taking the closest class, with no LLM at all;
@@ -21,12 +22,14 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from promptmix_core.experiment import _test_subset, load_dataset  # noqa: E402
 from promptmix_core.embed import embed_texts  # noqa: E402
-from promptmix_core.relabel import class_embeddings, nearest_classes  # noqa: E402
+from promptmix_core.relabel import class_embeddings  # noqa: E402
 from promptmix_core.task import task_from_rows  # noqa: E402
 
 
@@ -44,19 +47,18 @@ def main() -> int:
     data = load_dataset(args.data, args.classes)
     test = _test_subset(data["test"], args.test_limit)
     texts, gold = [r["text"] for r in test], [r["label"] for r in test]
-    shown = None
+    vecs = embed_texts(texts)  # the test rows are the same in every run: embedded once
     recall, top1 = [], []
     for r in range(args.runs):
         seed = args.base_seed + r
         task = task_from_rows(data["train"], name=data["name"], descriptions=data["descriptions"], k=args.k,
                               seed=seed)
-        lists = nearest_classes(task, texts, args.nearest)
-        shown = len(lists[0])
-        recall.append(sum(g in c for g, c in zip(gold, lists)) / len(gold))
-        # nearest_classes keeps the classes' own order when there are no more than --nearest of them:
-        # the closest class comes from the similarities themselves
-        closest = (embed_texts(texts) @ class_embeddings(task).T).argmax(axis=1)
-        top1.append(sum(g == task.class_names[j] for g, j in zip(gold, closest)) / len(gold))
+        # classes by similarity, as nearest_classes ranks them; its shortlist is the first --nearest
+        order = np.argsort(-(vecs @ class_embeddings(task).T), axis=1)
+        names = task.class_names
+        shown = min(args.nearest, len(names))
+        recall.append(sum(names.index(g) in row[:shown] for g, row in zip(gold, order)) / len(gold))
+        top1.append(sum(g == names[row[0]] for g, row in zip(gold, order)) / len(gold))
         print(f"run {r + 1} (seed {seed}): recall {100 * recall[-1]:.1f} %, top-1 {100 * top1[-1]:.1f} %")
 
     def ms(xs):

@@ -35,6 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from shared_data import DATASETS  # noqa: E402
+
 
 def load_rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as fh:
@@ -125,7 +127,7 @@ def worker(args) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "trec6"))
+    ap.add_argument("--data", default=str(DATASETS / "trec6"))
     ap.add_argument("--model", default=None, help="default: the bundled all-MiniLM-L6-v2")
     ap.add_argument("--n-train", type=int, default=1000)
     ap.add_argument("--n-test", type=int, default=500)
