@@ -9,12 +9,17 @@ import os
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from streamlit_server import StreamlitServer
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM = os.environ.get("PROMPTMIX_CHROMIUM", "/usr/bin/chromium")
+
+# A page rerun on a busy 2-core CI machine can take longer than Playwright's default 5 s; an assertion
+# that holds returns as soon as it does, so the longer wait only costs time when something is wrong.
+expect.set_options(timeout=15_000)
 
 
 def pytest_collection_modifyitems(config, items):

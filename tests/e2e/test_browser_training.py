@@ -13,7 +13,7 @@ import re
 import time
 
 import pytest
-from e2e_helpers import screenshot, wait_idle
+from e2e_helpers import act_and_wait, screenshot, wait_idle
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
@@ -108,12 +108,10 @@ def test_train_on_review_score_on_test_set_and_try_the_model(page: Page, app_ser
     main.get_by_text("Test set · none yet").click()
     f = tmp_path / "real-test.csv"
     f.write_text(TEST_CSV)
-    main.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(f))
-    wait_idle(page)
+    act_and_wait(page, lambda: main.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(f)))
     expect(main).to_contain_text("10 usable rows of 11")
     expect(main).to_contain_text("row 12: 'greeting' is not a class of the task")
-    _button(main, "Use the 10 usable rows as the test set").click()
-    wait_idle(page)
+    act_and_wait(page, _button(main, "Use the 10 usable rows as the test set").click)
     expect(main).to_contain_text("Saved the test set: 10 labelled examples")
     expect(main).to_contain_text("scored on 10 real labelled examples")
     screenshot(page, shots / "20_train_reviewed_test_set.png")
@@ -169,10 +167,9 @@ def test_train_on_review_score_on_test_set_and_try_the_model(page: Page, app_ser
     assert sorted(bars.locator("g.ytick text").all_text_contents()) == sorted(CLASSES)
     texts_file = tmp_path / "texts.csv"
     texts_file.write_text("text\nmy card is gone\nthe transfer did not arrive\nwhat is the euro rate\n")
-    main.locator("[data-testid='stFileUploaderDropzoneInput']").last.set_input_files(str(texts_file))
-    wait_idle(page)
-    _button(main, "Classify 3 texts").click()
-    wait_idle(page, timeout=120_000)
+    act_and_wait(page, lambda: main.locator("[data-testid='stFileUploaderDropzoneInput']").last.set_input_files(
+        str(texts_file)))
+    act_and_wait(page, _button(main, "Classify 3 texts").click, timeout=120_000)
     expect(main).to_contain_text("Classified 3 texts.", timeout=120_000)
     screenshot(page, shots / "23_results_try_the_model.png")
     with page.expect_download() as dl:

@@ -13,7 +13,7 @@ import re
 import time
 
 import pytest
-from e2e_helpers import screenshot, wait_idle
+from e2e_helpers import act_and_wait, screenshot, wait_idle
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
@@ -104,11 +104,10 @@ def test_full_workflow(page: Page, app_server, make_fake_llm, shots, tmp_path):
     task_file = tmp_path / "support.json"
     task_file.write_text(json.dumps(TASK))
     _main(page).get_by_role("tab").filter(has_text="Import a file").click()
-    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(task_file))
-    wait_idle(page)
+    act_and_wait(page, lambda: page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(
+        str(task_file)))
     expect(_main(page)).to_contain_text("3 classes, 6 seed examples")
-    _button(_main(page), "Replace the task with this file").click()
-    wait_idle(page)
+    act_and_wait(page, _button(_main(page), "Replace the task with this file").click)
     expect(_main(page)).to_contain_text("The task is saved")
 
     # edit a description in the browser and save
