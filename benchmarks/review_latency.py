@@ -76,8 +76,8 @@ def worker(variant: str, root: Path, projects_dir: Path, name: str, opens: int, 
     if variant == "new":
         key = f"rv_card::{name}"
 
-        items = card_data(at)["page"]["items"]
-        qid = card_data(at)["qid"]
+        card = card_data(at)
+        items, qid = card["page"]["items"], card["qid"]
         hello = {"project": name, "inst": "bench", "tab": "bench-tab", "req": 1, "qid": qid, "want": None, "ops": []}
         at.session_state[key] = {"sync": hello}
         at.run()
