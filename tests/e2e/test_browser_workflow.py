@@ -209,7 +209,7 @@ def test_full_workflow(page: Page, app_server, make_fake_llm, shots, tmp_path):
     wait_idle(page)
     main.get_by_text("A2 · the LLM relabel").click()
     wait_idle(page)
-    for label, value in (("Epochs", "1"), ("Minimum steps", "20")):
+    for label, value in (("Epochs", "1"), ("Minimum steps", "60")):
         _text_input(main, label).fill(value)
         _text_input(main, label).press("Enter")
         wait_idle(page)
