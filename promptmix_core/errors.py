@@ -11,6 +11,9 @@ Modules that raised these before re-export them under the old names (``task.Task
 
 from __future__ import annotations
 
+import errno
+import os
+from pathlib import Path
 from typing import Sequence
 
 
@@ -78,6 +81,42 @@ class ModelLoadError(PromptMixError, RuntimeError):
     """A model could not be loaded (missing, pickled weights only, not downloadable offline...)."""
 
 
+# --------------------------------------------------------------------------- storage wording
+_SQLITE_FULL, _SQLITE_READONLY, _SQLITE_CANTOPEN = 13, 8, 14
+
+
+def can_write(path: Path) -> bool:
+    """Whether this process may write ``path`` (a file that exists, else its folder)."""
+    target = path if path.exists() else path.parent
+    return os.access(target, os.W_OK) and (target == path.parent or os.access(path.parent, os.W_OK))
+
+
+def storage_error(exc: BaseException, path: str | Path) -> StoreError | None:
+    """Words for a write that failed because of the disk or the folder, or None for other errors.
+
+    "the disk holding FOLDER is full" / "cannot write to folder FOLDER"."""
+    path = Path(path)
+    folder = path.parent
+    code = getattr(exc, "sqlite_errorcode", None)
+    base = code & 0xFF if isinstance(code, int) else None
+    err = getattr(exc, "errno", None)
+    text = str(exc).lower()
+    if base == _SQLITE_FULL or err == errno.ENOSPC or "disk is full" in text or "no space left" in text:
+        return StoreFullError(
+            f"the disk holding {folder} is full: {path.name} could not be written; what was saved before is "
+            "kept. Free some space, then resume"
+        )
+    if (
+        base == _SQLITE_READONLY or err in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly" in text
+        or "read-only" in text or (base == _SQLITE_CANTOPEN and not can_write(path))
+    ):
+        return StoreReadOnlyError(f"cannot write to folder {folder}: {path.name} is read-only here")
+    return None
+
+
+_can_write = can_write  # the name the store used
+
+
 __all__ = [
     "Cancelled",
     "InvalidInput",
@@ -91,4 +130,6 @@ __all__ = [
     "StoreFullError",
     "StoreReadOnlyError",
     "TaskError",
+    "can_write",
+    "storage_error",
 ]

@@ -79,8 +79,10 @@ def test_steps_never_write_job_rows():
     job rows: no step module calls update_job."""
     offenders = []
     for path in (ROOT / "promptmix_core").rglob("*.py"):
-        if path.name in ("lifecycle.py", "store.py") and path.parent.name == "promptmix_core":
+        if path.name == "lifecycle.py" and path.parent.name == "promptmix_core":
             continue
+        if path.parent.name == "store" and path.parent.parent.name == "promptmix_core":
+            continue  # the store itself
         text = path.read_text("utf-8")
         if "update_job(" in text or "UPDATE jobs" in text:
             offenders.append(str(path.relative_to(ROOT)))

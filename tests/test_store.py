@@ -148,8 +148,8 @@ def test_additive_migrations_upgrade_an_older_file(tmp_path, monkeypatch):
     s = store_mod.ProjectStore(path)
     job = s.create_job("generate", {"per_class": 1})
     s.close()
-    monkeypatch.setattr(store_mod, "_ADDED_TABLES", [("extra", "CREATE TABLE IF NOT EXISTS extra (id INTEGER PRIMARY KEY)")])
-    monkeypatch.setattr(store_mod, "_ADDED_COLUMNS", [("jobs", "note", "TEXT NOT NULL DEFAULT ''")])
+    monkeypatch.setattr(store_mod.schema, "_ADDED_TABLES", [("extra", "CREATE TABLE IF NOT EXISTS extra (id INTEGER PRIMARY KEY)")])
+    monkeypatch.setattr(store_mod.schema, "_ADDED_COLUMNS", [("jobs", "note", "TEXT NOT NULL DEFAULT ''")])
     s2 = store_mod.ProjectStore(path)
     assert s2.get_job(job).config == {"per_class": 1}
     s2.close()

@@ -111,7 +111,7 @@ class ResponseCache:
             raise self._error(exc) from None
 
     def _error(self, exc: Exception) -> Exception:
-        from ..store import storage_error
+        from ..errors import storage_error
 
         words = storage_error(exc, self.path)
         if words is not None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ..store import known_secrets, register_secret, scrub_secrets
+from ..redact import known_secrets, register_secret, scrub_secrets
 from .cache import ResponseCache, cache_key
 from .config import LLMConfig
 

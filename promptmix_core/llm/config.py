@@ -69,7 +69,7 @@ class LLMConfig:
                     self.price_prompt_per_1m, self.price_completion_per_1m = price
 
     def __repr__(self) -> str:  # never the key, never credentials in the URL
-        from ..store import scrub_secrets
+        from ..redact import scrub_secrets
 
         return (f"LLMConfig(base_url={scrub_secrets(self.base_url)!r}, model={self.model!r}, "
                 f"concurrency={self.concurrency}, timeout={self.timeout}, max_retries={self.max_retries}, "
@@ -81,7 +81,7 @@ class LLMConfig:
 
     def public_dict(self) -> dict[str, Any]:
         """Everything but the key: safe to store, log and show."""
-        from ..store import scrub_secrets
+        from ..redact import scrub_secrets
 
         d = asdict(self)
         d.pop("api_key", None)
