@@ -101,9 +101,23 @@ def _shared_store(path: str, inode: int) -> ProjectStore:
     return ProjectStore(path, create=False)
 
 
+@st.cache_resource(show_spinner=False)
+def _store_inodes() -> dict[str, set[int]]:
+    """The inodes each project path's shared store was opened on (to forget exactly those)."""
+    return {}
+
+
 def forget_store(path: str | Path) -> None:
-    """Close and drop the shared store of a project (before deleting its file)."""
-    _shared_store.clear()
+    """Drop the shared store of the project at ``path`` (before deleting its file); the other
+    projects' stores stay open."""
+    key = str(path)
+    inodes = set(_store_inodes().pop(key, set()))
+    try:
+        inodes.add(Path(path).stat().st_ino)
+    except OSError:
+        pass
+    for inode in inodes:
+        _shared_store.clear(key, inode)
 
 
 def get_store() -> ProjectStore | None:
@@ -115,6 +129,7 @@ def get_store() -> ProjectStore | None:
         path = projects.project_path(name, projects_folder())
         inode = path.stat().st_ino
         store = _shared_store(str(path), inode)
+        _store_inodes().setdefault(str(path), set()).add(inode)
     except (projects.ProjectError, StoreError, OSError):
         return None
     try:

@@ -180,12 +180,15 @@ def train_job(store: Any, job: Any, ctx: Any = None) -> dict[str, Any]:
         if ctx.should_stop():
             store.update_run(run_id, status="cancelled")
             return {"run_id": run_id, "status": "cancelled", "model_dir": None, "metrics": {}, "data": data["summary"]}
+        # exactly which rows (and labels) this run uses, before it starts (a full disk fails the run here)
+        for split in ("train", "val", "test"):
+            store.record_run_examples(run_id, split, data[f"{split}_rows"])
     except BaseException as exc:
-        store.update_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:4000])
+        try:
+            store.update_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:4000])
+        except Exception:  # noqa: BLE001 - the store may be what failed; the job's lifecycle still records it
+            pass
         raise
-    # exactly which rows (and labels) this run uses, before it starts
-    for split in ("train", "val", "test"):
-        store.record_run_examples(run_id, split, data[f"{split}_rows"])
     common = dict(
         label_names=data["labels"],
         val_texts=[r["text"] for r in data["val_rows"]] or None,
