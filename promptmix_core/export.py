@@ -33,6 +33,8 @@ COLUMNS = [
     "review_status",
     "example_id",
 ]
+# a second, no-LLM judge's suggestion: in a row only once a judge has spoken, beside llm_confidence
+_JUDGE_COLUMNS = ("judge_label", "judge_confidence")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -91,6 +93,10 @@ def curated_records(
             "review_status": _get(ex, "review_status"),
             "example_id": _get(ex, "id"),
         })
+        # the second judge's suggestion only once a judge has spoken (exports without one are unchanged)
+        for name in _JUDGE_COLUMNS:
+            if _get(ex, name) is not None:
+                rows[-1][name] = _get(ex, name)
     return rows
 
 
@@ -111,6 +117,11 @@ def _columns(records: Sequence[Mapping[str, Any]]) -> list[str]:
         for k in r:
             if k not in cols:
                 cols.append(k)
+    judge = [c for c in _JUDGE_COLUMNS if c in cols]
+    if judge and "llm_confidence" in cols:
+        cols = [c for c in cols if c not in judge]
+        at = cols.index("llm_confidence") + 1
+        cols[at:at] = judge
     return cols
 
 

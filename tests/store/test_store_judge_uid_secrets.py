@@ -79,3 +79,16 @@ def test_create_run_scrubs_every_known_secret(tmp_path):
     assert key not in str(stored) and stored["note"] == "endpoint answered with ***"
     raw = s._query("SELECT config FROM runs WHERE id = ?", (run,))[0][0]
     assert key not in raw
+
+
+def test_exports_carry_the_judge_only_once_it_has_spoken(tmp_path):
+    from promptmix_core.export import _columns, curated_records
+
+    s = _with_examples(tmp_path / "p.pmx")
+    rows = curated_records(None, s.export_rows(), label_source="a1")
+    assert "judge_label" not in _columns(rows) and "llm_confidence" in _columns(rows)
+    s.set_judge({s.list_examples()[0].id: ("a", 0.9)})
+    rows = curated_records(None, s.export_rows(), label_source="a1")
+    cols = _columns(rows)
+    assert cols.index("judge_label") == cols.index("llm_confidence") + 1
+    assert rows[0]["judge_label"] == "a" and rows[0]["judge_confidence"] == 0.9
