@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from ..errors import JobBusyError, StoreFullError
 from ..redact import _env_secrets, scrub_secrets
 from .base import StoreBase
-from .records import JOB_ACTIVE, JOB_FINAL, Job, _row_to
+from .records import JOB_FINAL, Job, _row_to
 
 
 class JobsMixin(StoreBase):
