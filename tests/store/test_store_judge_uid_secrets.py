@@ -92,3 +92,9 @@ def test_exports_carry_the_judge_only_once_it_has_spoken(tmp_path):
     cols = _columns(rows)
     assert cols.index("judge_label") == cols.index("llm_confidence") + 1
     assert rows[0]["judge_label"] == "a" and rows[0]["judge_confidence"] == 0.9
+    # a project's export carries the relabel's confidence and the junk flag too (export_rows lacked them)
+    first = s.list_examples()[0]
+    s.set_relabel(first.id, llm_label="a", status="agree", confidence=0.6)
+    s.set_flags({first.id: "meta-text"})
+    row = curated_records(None, s.export_rows(), label_source="a1")[0]
+    assert row["llm_confidence"] == 0.6 and row["flag"] == "meta-text"
