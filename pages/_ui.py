@@ -14,6 +14,7 @@ import streamlit as st
 
 from promptmix_core import projects
 from promptmix_core.store import ProjectStore, StoreError
+from promptmix_core.scores import run_scores  # noqa: F401 - the pages read run scores from here
 from promptmix_core.task import Task
 
 PAGE_FILES = {
@@ -276,40 +277,6 @@ def active_job(store: ProjectStore, kind: str | None = None):
         if job.active:
             return job
     return None
-
-
-# --------------------------------------------------------------------------- run metrics
-def run_scores(final_metrics: dict[str, Any] | None) -> dict[str, Any]:
-    """Scores of a run in one shape, whichever evaluation it recorded.
-
-    Accepts flat keys (``accuracy``, ``macro_f1``, ``per_class``, ``confusion_matrix`` + ``labels``)
-    and the trainer's prefixed ones (``test_*`` preferred, then ``val_*``; confusion as
-    ``{"labels", "matrix"}``). Returns accuracy, macro_f1, per_class, labels (rows), columns, matrix,
-    n and where the scores come from (``eval``).
-    """
-    fm = dict(final_metrics or {})
-    for prefix, where in (("test_", "test set"), ("", "evaluation set"), ("val_", "held-out generated examples")):
-        acc = fm.get(f"{prefix}accuracy")
-        if acc is None:
-            continue
-        per_class = fm.get(f"{prefix}per_class") or {}
-        conf = fm.get(f"{prefix}confusion") or {}
-        matrix = fm.get(f"{prefix}confusion_matrix") or (conf.get("matrix") if isinstance(conf, dict) else None)
-        cols = fm.get(f"{prefix}labels") or fm.get("labels") or (conf.get("labels") if isinstance(conf, dict) else None)
-        cols = list(cols or per_class.keys())
-        rows = cols[: len(matrix)] if matrix else list(per_class.keys())
-        return {
-            "accuracy": float(acc),
-            "macro_f1": float(fm[f"{prefix}macro_f1"]) if fm.get(f"{prefix}macro_f1") is not None else None,
-            "per_class": per_class,
-            "labels": rows,
-            "columns": cols,
-            "matrix": matrix,
-            "n": fm.get(f"{prefix}n"),
-            "eval": where,
-        }
-    return {"accuracy": None, "macro_f1": None, "per_class": {}, "labels": [], "columns": [], "matrix": None,
-            "n": None, "eval": None}
 
 
 # --------------------------------------------------------------------------- the project's test set

@@ -432,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_check)
 
     for module in ("promptmix_core.llm.local", "promptmix_core.experiment", "promptmix_core.training.cli",
-                   "promptmix_core.export"):
+                   "promptmix_core.export", "promptmix_core.report"):
         try:
             mod = __import__(module, fromlist=["register_cli"])
         except ImportError:
