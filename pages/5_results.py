@@ -35,6 +35,19 @@ header(
 store = store_or_stop()
 task = task_or_stop(store)
 project = current_project() or "project"
+
+
+def _report() -> bytes:
+    from promptmix_core.report import build_report
+
+    return build_report(store).encode("utf-8")
+
+
+st.download_button("Download report", data=_report, file_name=safe_filename(f"{project}-report", "html"),
+                   mime="text/html", icon=":material/summarize:", key="res_report", on_click="ignore",
+                   help="One HTML file for people who were not there: the task, what was generated, what people "
+                        "decided, the models beside their seeds-only control, examples and what to do next. It "
+                        "opens in any browser, also offline, and prints to PDF.")
 PALETTE = ["#3b5bdb", "#f08c00", "#2f9e44", "#e03131", "#7048e8", "#0c8599", "#d6336c", "#5c940d", "#868e96",
            "#1098ad", "#f59f00", "#ae3ec9"]
 
