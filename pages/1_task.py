@@ -174,13 +174,13 @@ with tab_edit:
     for i, c in enumerate(draft["classes"]):
         uid = c["uid"]
         with st.container(border=True):
-            head, rm = st.columns([6, 1], vertical_alignment="bottom")
+            head = rm = st.container(horizontal=True, vertical_alignment="bottom")  # the button keeps its label
             c["name"] = head.text_input(
                 f"Class {i + 1} name", value=c["name"], key=f"tk::{project}::{uid}::name",
                 placeholder="e.g. card_lost_or_stolen", max_chars=200,
             )
             rm.button("Remove", key=f"tk::{project}::{uid}::rm", on_click=_remove_class, args=(uid,),
-                      help="Remove this class from the task", width="stretch")
+                      help="Remove this class from the task")
             name_slot = st.container()
             left, right = st.columns(2)
             c["description"] = left.text_area(
@@ -198,10 +198,10 @@ with tab_edit:
             class_slots.append((name_slot, desc_slot, ex_slot))
 
     dirty = _is_dirty(draft)
-    b1, b2, b3, _ = st.columns([1.2, 1, 1.2, 3])
-    b1.button("Add a class", icon=":material/add:", on_click=_add_class, width="stretch")
-    b2.button("Save task", icon=":material/save:", type="primary", on_click=_save, width="stretch", key="task_save")
-    b3.button("Discard changes", on_click=_discard, disabled=not dirty or not saved, width="stretch")
+    b1 = b2 = b3 = st.container(horizontal=True, wrap=True)  # buttons as wide as their labels, wrapping
+    b1.button("Add a class", icon=":material/add:", on_click=_add_class)
+    b2.button("Save task", icon=":material/save:", type="primary", on_click=_save, key="task_save")
+    b3.button("Discard changes", on_click=_discard, disabled=not dirty or not saved)
 
     # validation messages next to the field at fault
     current = _draft_task(draft)
@@ -294,11 +294,11 @@ with tab_file:
         st.info("Save the task first; then it can be downloaded here as a task file.")
 
 with metrics_slot:
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Classes", len(saved.classes) if saved else 0)
-    m2.metric("Seed examples", sum(len(c.examples) for c in saved.classes) if saved else 0)
-    m3.metric("Fewest seeds in a class", saved.k if saved and saved.classes else 0)
-    m4.metric("Status", "Unsaved changes" if dirty else ("Saved" if saved else "Not saved yet"))
+    m1 = m2 = m3 = m4 = st.container(horizontal=True, wrap=True, gap="large")  # wraps rather than cut a value
+    m1.metric("Classes", len(saved.classes) if saved else 0, width="content")
+    m2.metric("Seed examples", sum(len(c.examples) for c in saved.classes) if saved else 0, width="content")
+    m3.metric("Fewest seeds in a class", saved.k if saved and saved.classes else 0, width="content")
+    m4.metric("Status", "Unsaved changes" if dirty else ("Saved" if saved else "Not saved yet"), width="content")
 
 if saved and not dirty:
     st.divider()

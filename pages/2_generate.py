@@ -35,8 +35,8 @@ from promptmix_core.task import TaskError, validate
 ensure_app_shell()
 header(
     "2 · Generate",
-    "An LLM writes borderline examples that are mostly one class (α) and partly another (1 − α), then an "
-    "LLM classifier relabels each one. Runs in the background: you can leave this page or close the tab.",
+    "Let an LLM write more examples for your classes, the hard ones near the boundary between two classes, "
+    "and check each one's class. It runs in the background: you can leave this page or close the tab.",
 )
 store = store_or_stop()
 task = task_or_stop(store)
@@ -150,14 +150,14 @@ def render_progress(job_id: int) -> None:
                  "stopped": "Stopped"}.get(phase, phase.capitalize() or "Waiting")
         st.progress(min(done / total, 1.0) if total else 0.0,
                     text=f"{label}: {done} / {total}" if total else f"{label}…")
-        c = st.columns(6)
-        c[0].metric("LLM calls", fmt_int(p.get("calls", 0)))
-        c[1].metric("Cache hits", fmt_int(p.get("cache_hits", 0)))
-        c[2].metric("Retries", fmt_int(p.get("retries", 0)))
-        c[3].metric("Failures", fmt_int(p.get("failures", 0)))
+        c = [st.container(horizontal=True, wrap=True, gap="large")] * 6  # wraps rather than cut a number short
+        c[0].metric("LLM calls", fmt_int(p.get("calls", 0)), width="content")
+        c[1].metric("Cache hits", fmt_int(p.get("cache_hits", 0)), width="content")
+        c[2].metric("Retries", fmt_int(p.get("retries", 0)), width="content")
+        c[3].metric("Failures", fmt_int(p.get("failures", 0)), width="content")
         tokens = int(p.get("prompt_tokens") or 0) + int(p.get("completion_tokens") or 0)
-        c[4].metric("Tokens", fmt_int(tokens), help=f"prompt {fmt_int(p.get('prompt_tokens', 0))} · "
-                                                    f"completion {fmt_int(p.get('completion_tokens', 0))}")
+        c[4].metric("Tokens", fmt_int(tokens), width="content",
+                    help=f"prompt {fmt_int(p.get('prompt_tokens', 0))} · completion {fmt_int(p.get('completion_tokens', 0))}")
         c[5].metric("Cost", fmt_cost(p.get("cost")), help="n/a when the endpoint has no known prices")
         cfg = job_spec(job)
         st.caption(
@@ -248,19 +248,31 @@ with left:
     api_key = typed_key or found_key
 
 with right:
-    st.subheader("Generation")
-    c1, c2 = st.columns(2)
+    st.subheader("What to generate")
+    st.caption("The LLM writes new examples for every class. Most mix in a little of a second class, so they sit "
+               "near the boundary between two classes: the texts a classifier trained on a few seeds gets wrong. "
+               "A second pass then asks the LLM which class each example really belongs to, so you can review "
+               "the ones it doubts.")
+    c1 = c4 = st.container()
     per_class = c1.number_input("Examples per class", 1, 1000, int(settings.get("per_class", DEFAULTS.per_class)), key=K + "per_class",
                                 help="How many generated examples to keep for each class")
-    group_size = c2.number_input("Group size", 2, max(2, min(10, len(task.classes))),
-                                 min(int(settings.get("group_size", DEFAULTS.group_size)), max(2, min(10, len(task.classes)))),
-                                 key=K + "group_size",
-                                 help="Classes described together in one prompt (the paper uses 4)")
-    c3, c4 = st.columns(2)
-    mixup = c3.toggle("Mixup", value=bool(settings.get("mixup", DEFAULTS.mixup)), key=K + "mixup",
-                      help="On: borderline examples that mix two classes. Off: plain examples of each class (α = 1)")
-    relabel = c4.toggle("LLM relabel", value=bool(settings.get("relabel", DEFAULTS.relabel)), key=K + "relabel",
-                        help="Step 2: an LLM classifier checks each example's class")
+    relabel = c4.toggle("Check each class (LLM relabel)", value=bool(settings.get("relabel", DEFAULTS.relabel)),
+                        key=K + "relabel",
+                        help="Step 2: an LLM classifier labels each example again; where it disagrees with the "
+                             "class the example was written for, the Review page puts it first")
+    with st.expander("How the examples are mixed (the PromptMix method)"):
+        st.caption("Each prompt describes a small group of classes (**Group size**) with their seeds. For class A "
+                   "it asks for examples that are α parts A and 1 − α parts another class B of the group "
+                   "(**Mixup**); α is drawn for every prompt as 0.5 + 0.5 · Beta(5, 2), rounded to 0.05, so most "
+                   "examples are 80–90 % their own class. Sahu et al., EMNLP 2023.")
+        c2, c3 = st.columns(2)
+        group_size = c2.number_input("Group size", 2, max(2, min(10, len(task.classes))),
+                                     min(int(settings.get("group_size", DEFAULTS.group_size)), max(2, min(10, len(task.classes)))),
+                                     key=K + "group_size",
+                                     help="Classes described together in one prompt (the paper uses 4)")
+        mixup = c3.toggle("Mixup", value=bool(settings.get("mixup", DEFAULTS.mixup)), key=K + "mixup",
+                          help="On: borderline examples that mix two classes. Off: plain examples of each class (α = 1)")
+        mix_slot = st.container()
     with st.expander("More settings"):
         d1, d2, d3 = st.columns(3)
         seed = d1.number_input("Random seed", 0, 2**31 - 1, int(settings.get("seed", DEFAULTS.seed)), key=K + "seed")
@@ -270,14 +282,15 @@ with right:
                                   min(int(settings.get("nearest", DEFAULTS.nearest)), max(2, len(task.classes))), key=K + "nearest",
                                   help="The nearest classes by embedding (the paper uses 5)")
     n_prompts = max(1, int(per_class) * len(task.classes) // 5)
-    st.markdown("**α distribution** · α = 0.5 + 0.5 · Beta(5, 2), rounded to 0.05")
-    actual = [e.alpha for e in store.list_examples() if e.alpha is not None and e.mixup]
-    preview = alpha_samples(max(200, n_prompts), int(seed)) if mixup else np.ones(max(200, n_prompts))
-    st.plotly_chart(alpha_chart(preview, actual), width="stretch", config={"displayModeBar": False},
-                    key="gen_alpha_chart")
-    st.caption("Most prompts ask for examples that are about 80–90 % the intended class; the bars in dark blue "
-               "are the α of the examples generated so far." if mixup else
-               "Mixup is off: every example is written purely for its class (α = 1).")
+    with mix_slot:
+        st.markdown("**α distribution** · α = 0.5 + 0.5 · Beta(5, 2), rounded to 0.05")
+        actual = [e.alpha for e in store.list_examples() if e.alpha is not None and e.mixup]
+        preview = alpha_samples(max(200, n_prompts), int(seed)) if mixup else np.ones(max(200, n_prompts))
+        st.plotly_chart(alpha_chart(preview, actual), width="stretch", config={"displayModeBar": False},
+                        key="gen_alpha_chart")
+        st.caption("Most prompts ask for examples that are about 80–90 % the intended class; the bars in dark blue "
+                   "are the α of the examples generated so far." if mixup else
+                   "Mixup is off: every example is written purely for its class (α = 1).")
 
 # remember the non-secret settings in the project (the key is never saved)
 new_settings = {
@@ -316,17 +329,17 @@ if store.read_only:
     problems.append("The project is read-only here, so nothing can be generated into it.")
 
 st.divider()
-start_cols = st.columns([1.3, 1.3, 3])
+start_cols = [st.container(horizontal=True, wrap=True)] * 2  # buttons as wide as their labels
 total_new = int(per_class) * len(task.classes)
 start = start_cols[0].button(
-    "Start generating", icon=":material/auto_awesome:", type="primary", disabled=busy or bool(problems), width="stretch", key="gen_start",
+    "Start generating", icon=":material/auto_awesome:", type="primary", disabled=busy or bool(problems), key="gen_start",
     help=f"Generates {total_new} examples ({int(per_class)} × {len(task.classes)} classes)",
 )
 resumable = (current is not None and current.status in ("cancelled", "failed")
              and not getattr(job_spec(current), "demo", False))
 if resumable:
     start_cols[1].button(f"Resume job #{current.id}", icon=":material/replay:", on_click=_resume, args=(current.id, api_key, spec.llm.base_url),
-                         disabled=busy, width="stretch", key="gen_resume",
+                         disabled=busy, key="gen_resume",
                          help="Continue the stopped job: what it already generated is kept")
 for p in problems:
     st.warning(p)
@@ -353,9 +366,9 @@ elif not examples:
 else:
     per = pd.DataFrame([{"class": e.intended_label, "relabel": e.relabel_status or "pending"} for e in examples])
     summary = per.groupby("class").size().reindex(task.class_names, fill_value=0)
-    cols = st.columns(min(len(summary), 6))
-    for i, (name, n) in enumerate(summary.items()):
-        cols[i % len(cols)].metric(md_escape(name), int(n))
+    counts_row = st.container(horizontal=True, wrap=True)  # whole class names, wrapping
+    for name, n in summary.items():
+        counts_row.metric(md_escape(name), int(n), width="content")
     st.dataframe(
         pd.DataFrame([{"id": e.id, "text": e.text, "written for": e.intended_label, "mixed with": e.mixed_with,
                        "α": e.alpha, "LLM relabel": e.llm_label, "relabel": e.relabel_status,

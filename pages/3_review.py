@@ -79,15 +79,16 @@ STATUS_OPTS = {"Pending": "pending", "All": None, "Accepted": "accepted", "Overr
                "Rejected": "rejected"}
 AGREE_OPTS = {"Any": None, "Relabel agrees": "agree", "Relabel differs": "changed",
               "Relabel failed": "unparseable", "Not relabelled": "none"}
-f1, f2, f3, f4, f5 = st.columns([0.9, 1.3, 1.1, 1.5, 1.4])
-status_f = f1.selectbox("Status", list(STATUS_OPTS), key=f"rv_status::{project}")
-class_f = f2.selectbox("Class", ["All classes"] + classes, key=f"rv_class::{project}",
+# one row where the page is wide enough, wrapping (never cutting a value short) where it is not
+f1 = f2 = f3 = f4 = f5 = st.container(horizontal=True, wrap=True)
+status_f = f1.selectbox("Status", list(STATUS_OPTS), key=f"rv_status::{project}", width=140)
+class_f = f2.selectbox("Class", ["All classes"] + classes, key=f"rv_class::{project}", width=200,
                        help="Examples written for, mixed with or relabelled as this class")
-agree_f = f3.selectbox("Relabel", list(AGREE_OPTS), key=f"rv_agree::{project}")
+agree_f = f3.selectbox("Relabel", list(AGREE_OPTS), key=f"rv_agree::{project}", width=160)
 search_f = f4.text_input("Search text", key=f"rv_search::{project}", placeholder="words in the example",
-                         type="search")
+                         type="search", width=190)
 order = f5.selectbox(
-    "Order", list(ORDERS), format_func=ORDERS.get, key=f"rv_order::{project}",
+    "Order", list(ORDERS), format_func=ORDERS.get, key=f"rv_order::{project}", width=200,
     help="Pending first: in the order they were generated. Most informative first: examples where the LLM "
          "relabel differs from the written-for class, the relabel failed, the nearest class by embedding "
          "disagrees with both, the example is flagged, or the relabel's confidence is low; each card says why.",

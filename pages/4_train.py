@@ -351,7 +351,7 @@ with right:
                                  key=K + "epochs", help="Passes over the training data")
         auto_lr = default_learning_rate(len(task.classes))  # TrainConfig's own rule: 6e-5 for 50+ classes
         lr_text = c2.text_input("Learning rate", value="" if last.train.learning_rate is None else f"{last.train.learning_rate:g}",
-                                key=K + "lr", placeholder=f"auto: {auto_lr:g} for {len(task.classes)} classes",
+                                key=K + "lr", placeholder=f"auto: {auto_lr:g}",
                                 help="Empty: the paper's rule, 4e-5 (6e-5 for 50+ classes). Typical: 1e-5 to 1e-4.")
         if lr_text.strip():
             try:

@@ -66,11 +66,11 @@ def _model_dir(run) -> Path | None:
     return None
 
 
-def _student(run) -> str:
+def _student(run, short: bool = False) -> str:
     kind = (run.final_metrics or {}).get("student") or (run.config or {}).get("student") or "finetune"
-    from promptmix_core.training.plan import STUDENTS
+    from promptmix_core.training.plan import STUDENT_WORDS, STUDENTS
 
-    return "fine-tuned" if kind == "finetune" else STUDENTS.get(kind, kind)
+    return "fine-tuned" if kind == "finetune" else (STUDENT_WORDS if short else STUDENTS).get(kind, kind)
 
 
 def _eval_caption(s: dict) -> str:
@@ -96,10 +96,10 @@ else:
     if not picked:
         st.info("Pick at least one run above.")
     else:
-        cols = st.columns(len(picked))
+        cards = st.container(horizontal=True, wrap=True)  # side by side where they fit, else wrapped
         base = picked[-1][1]
-        for col, (r, s) in zip(cols, picked):
-            with col.container(border=True):
+        for r, s in picked:
+            with cards.container(border=True, width=272):
                 st.markdown(f"**{md_escape(labels_for[r.id])}**")
                 st.caption(f"labels {md_escape((r.config or {}).get('label_source', r.method))} · "
                            f"{_student(r)} · {md_escape(r.device or 'device ?')}")
@@ -116,7 +116,7 @@ else:
                 else:
                     st.caption(f":orange[:material/warning: {_eval_caption(s)}]")
         if len(picked) > 1:
-            st.caption("Deltas compare each run with the oldest one selected (the right-most card).")
+            st.caption("Deltas compare each run with the oldest one selected (the last card).")
             if len({s["eval"] for _, s in picked}) > 1 or len({s["n"] for _, s in picked}) > 1:
                 st.caption(":material/warning: These runs were scored on different data; compare like with like.")
         if any(s["eval"] != "test set" for _, s in picked):
@@ -223,11 +223,11 @@ else:
     from promptmix_core.training.config import ModelLoadError
     from promptmix_core.training.inference import TEXT_FILE_TYPES, classify, read_texts
 
-    try_names = {r.id: f"#{r.id} · {r.name or r.method} · {_student(r)}" for r, _ in with_models}
+    try_names = {r.id: f"#{r.id} · {r.name or r.method} · {_student(r, short=True)}" for r, _ in with_models}
     try_dirs = {r.id: d for r, d in with_models}
+    try_run = st.selectbox("Model", list(try_dirs), format_func=try_names.get, key=f"res_try_run::{project}")
     t1, t2 = st.columns([1, 2], gap="large")
     with t1:
-        try_run = st.selectbox("Model", list(try_dirs), format_func=try_names.get, key=f"res_try_run::{project}")
         try_text = st.text_area("Text", key=f"res_try_text::{project}", height=100,
                                 placeholder="Type a sentence, e.g. a customer message")
         do_try = st.button("Classify", icon=":material/play_arrow:", type="primary", key="res_try_btn",
@@ -472,17 +472,17 @@ with exp_l:
                "always left out.")
     if records:
         st.dataframe(pd.DataFrame(records)[["text", "label", "source"]].head(6), hide_index=True, width="stretch")
-    d1, d2, d3 = st.columns(3)
+    d1 = d2 = d3 = st.container(horizontal=True, wrap=True)
     stem = f"{project}-dataset"
     d1.download_button("CSV", icon=":material/download:", data=lambda: dataset_bytes(records, "csv"), file_name=safe_filename(stem, "csv"),
-                       mime="text/csv", disabled=not records, width="stretch", key="res_dl_csv",
+                       mime="text/csv", disabled=not records, key="res_dl_csv",
                        help="Cells starting with = + - @ get a leading ' so spreadsheets do not run them")
     d2.download_button("JSONL", icon=":material/download:", data=lambda: dataset_bytes(records, "jsonl"),
                        file_name=safe_filename(stem, "jsonl"), mime="application/jsonl", disabled=not records,
-                       width="stretch", key="res_dl_jsonl")
+                       key="res_dl_jsonl")
     d3.download_button("Parquet", icon=":material/download:", data=lambda: dataset_bytes(records, "parquet"),
                        file_name=safe_filename(stem, "parquet"), mime="application/vnd.apache.parquet",
-                       disabled=not records, width="stretch", key="res_dl_parquet")
+                       disabled=not records, key="res_dl_parquet")
 
 with exp_r:
     st.markdown("**Trained model**")

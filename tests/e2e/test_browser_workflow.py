@@ -135,6 +135,7 @@ def test_full_workflow(page: Page, app_server, make_fake_llm, shots, tmp_path):
     per_class.fill("4")
     per_class.press("Enter")
     wait_idle(page)
+    main.get_by_text("How the examples are mixed").click()  # the method's settings, one click away
     group = _text_input(main, "Group size")
     group.fill("3")
     group.press("Enter")
