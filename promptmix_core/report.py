@@ -448,7 +448,9 @@ def _best(runs: list[Any]) -> tuple[Any, dict[str, Any]] | None:
     if not scored:
         return None
     on_test = [(r, s) for r, s in scored if s["eval"] == "test set"]
-    return max(on_test or scored, key=lambda rs: (rs[1]["accuracy"], rs[1]["macro_f1"] or 0, rs[0].id))
+    # ties: the run with a seeds-only control (it says whether the generated data helped), then the newest
+    return max(on_test or scored, key=lambda rs: (rs[1]["accuracy"], rs[1]["macro_f1"] or 0,
+                                                  bool(_controls(rs[0].final_metrics or {})), rs[0].id))
 
 
 def _section_models(d: dict[str, Any], best: Any, charts: _Charts) -> str:
