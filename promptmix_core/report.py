@@ -26,7 +26,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from . import __version__
 from .scores import run_scores
-from .store import ProjectStore, known_secrets, scrub_secrets
+from .redact import known_secrets, scrub_secrets
+from .store import ProjectStore
 
 #: generation settings the report shows (a fixed list: nothing else of a job's config is printed)
 GEN_FIELDS = (("per_class", "examples per class"), ("group_size", "classes per prompt"), ("mixup", "mixup"),

@@ -128,20 +128,17 @@ def test_a_seeds_only_control_is_shown_with_its_interval(tmp_path):
     assert "run − control: <b>+4.0 pts</b>" in _body(build_report(store))
 
 
-def test_the_student_judge_is_read_when_the_store_has_it(tmp_path, monkeypatch):
+def test_the_student_judge_agreement_with_people(tmp_path):
     store = build_report_project(tmp_path / "j.pmx", train=False)
-    real = store.list_examples
-
-    def with_judge(*a, **k):
-        out = real(*a, **k)
-        for e in out:
-            e.judge_label = e.intended_label  # what a later store version records per example
-        return out
-
-    monkeypatch.setattr(store, "list_examples", with_judge)
+    examples = store.list_examples()
+    # the judge suggests the written-for class, except on one kept example where it picks another class
+    wrong = next(e for e in examples if e.review_status == "accepted")
+    other = next(c for c in store.load_task().class_names if c != wrong.final_label)
+    store.set_judge({e.id: ((other if e.id == wrong.id else e.intended_label), 0.9) for e in examples})
     body = _body(build_report(store))
-    kept = [e for e in with_judge() if e.review_status in ("accepted", "overridden")]
+    kept = [e for e in store.list_examples() if e.review_status in ("accepted", "overridden")]
     agree = sum(e.judge_label == e.final_label for e in kept)
+    assert agree == sum(e.intended_label == e.final_label for e in kept) - 1
     assert f"<tr><td>the student judge</td><td>{agree} of {len(kept)}</td>" in body
     assert "No student-judge labels" not in body
 
