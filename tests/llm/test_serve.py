@@ -95,9 +95,9 @@ def _score_alone(engine, prompt_ids: list[int], choices) -> list[float]:
     import torch
     from transformers import DynamicCache
 
-    seqs = engine._choice_ids(choices)
+    seqs = engine.scorer.choice_ids(choices)
     with torch.inference_mode():
-        last, layers = engine._prefill(prompt_ids)
+        last, layers = engine.prefill(prompt_ids)
         first = torch.log_softmax(last, dim=-1)
         c = len(seqs)
         cache = DynamicCache(ddp_cache_data=[(k.expand(c, -1, -1, -1).contiguous(), v.expand(c, -1, -1, -1).contiguous())
@@ -109,7 +109,7 @@ def _score_alone(engine, prompt_ids: list[int], choices) -> list[float]:
         n_prompt = len(prompt_ids)
         mask = torch.ones((c, n_prompt + width), dtype=torch.long)
         positions = torch.arange(n_prompt, n_prompt + width).unsqueeze(0).expand(c, -1)
-        logits, _ = engine._call(cache, input_ids=cand, attention_mask=mask, position_ids=positions)
+        logits, _ = engine.call(cache, input_ids=cand, attention_mask=mask, position_ids=positions)
         logp = torch.log_softmax(logits.float(), dim=-1)
         totals = []
         for b, s in enumerate(seqs):
@@ -136,7 +136,7 @@ def test_engine_scores_several_requests_in_one_batch_as_it_scores_one():
          "messages": [{"role": "user", "content": f"Which category: {', '.join(c)}?\nText: {t}"}]}, MODEL))
         for t, c in zip(texts, choices)]
     alone = [_score_alone(engine, p.prompt_ids, p.req.choices) for p in pendings]
-    engine._score_batch(engine._take_new())
+    engine.scorer.score_batch(engine._take_new())
     for p, want in zip(pendings, alone):
         assert p.done.is_set() and p.error is None
         body = p.result["choices"][0]
@@ -163,7 +163,8 @@ def test_engine_scores_several_requests_in_one_batch_as_it_scores_one():
 
 
 def test_model_dtype_follows_the_setting_and_the_cpu(monkeypatch):
-    from promptmix_core.llm import local, serve
+    from promptmix_core.llm import local
+    from promptmix_core.llm.serve import engine as serve
 
     monkeypatch.setattr(serve, "cpu_has_bf16", lambda: True)
     assert serve.model_dtype() == serve.model_dtype("auto") == "bfloat16"
