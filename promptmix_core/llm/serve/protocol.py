@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_MAX_TOKENS = 512  # when a request names none (transformers serve: 1024, about 50 s here)
-MAX_TOKENS_CAP = 2048  # most tokens one row may generate, whatever the request asks (about 2 min alone here)
+MAX_TOKENS_CAP = 1024  # most tokens one row may generate, whatever the request asks (about a minute alone here)
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: the model reads 8192 tokens (about 40 KB of text); anything larger is refused
 CHARS_PER_TOKEN_LIMIT = 12  # a prompt over context x 12 characters cannot fit: refused before tokenizing
 
