@@ -164,7 +164,7 @@ def test_engine_scores_several_requests_in_one_batch_as_it_scores_one():
 
 def test_model_dtype_follows_the_setting_and_the_cpu(monkeypatch):
     from promptmix_core.llm import local
-    from promptmix_core.llm.serve import engine as serve
+    from promptmix_core.llm.serve import weights as serve
 
     monkeypatch.setattr(serve, "cpu_has_bf16", lambda: True)
     assert serve.model_dtype() == serve.model_dtype("auto") == "bfloat16"

@@ -16,6 +16,7 @@ with **its own settings** (temperature, top_p, max_tokens, stop, n, seed). The p
 :mod:`.scoring`     constrained answers (``response_format`` enum, ``guided_choice``) by scoring each value
 :mod:`.server`      HTTP: routes, connection and size limits, cancel on disconnect
 :mod:`.lifetime`    idle timeout, exit when the launcher is gone, unregistering the shared server
+:mod:`.weights`     float32 or bfloat16 weights (bfloat16 where the CPU has it natively)
 ``__main__``        the command line
 ==================  ======================================================================================
 
@@ -27,7 +28,8 @@ Only stdlib, torch and transformers; torch and transformers are imported when an
 
 from __future__ import annotations
 
-from .engine import Engine, Pending, cpu_has_bf16, model_dtype
+from .engine import Engine, Pending
+from .weights import cpu_has_bf16, model_dtype
 from .protocol import ChatRequest, RequestError, constrained_choices, parse_request
 
 __all__ = ["ChatRequest", "Engine", "Pending", "RequestError", "constrained_choices", "cpu_has_bf16",

@@ -26,31 +26,11 @@ from . import sampling
 from .cache import PREFIX_CACHE_TOKENS, PrefixCache, batch_cache, plain_cache
 from .protocol import CHARS_PER_TOKEN_LIMIT, ChatRequest, RequestError
 from .scoring import Scorer
+from .weights import model_dtype
 
 MAX_BATCH_ROWS = 16
 GATHER_SECONDS = 0.015  # an idle engine waits this long for more requests before it starts a batch
 MAX_QUEUED = 256  # requests waiting or running; more are answered 503 with Retry-After
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX; Linux ``/proc/cpuinfo``)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def model_dtype(want: str | None = "auto") -> str:
-    """The server's weights (``--dtype``, from ``$PROMPTMIX_LOCAL_DTYPE``): ``float32``, ``bfloat16`` or
-    ``auto`` (the default), which is bfloat16 where the CPU has native bfloat16 (a 16-row step 69 ms
-    against 116 ms, docs/LOCAL_MODEL.md), else float32 (emulated bfloat16 would be slower)."""
-    want = (want or "auto").strip().lower()
-    if want not in ("auto", "float32", "bfloat16"):
-        raise ValueError(f"PROMPTMIX_LOCAL_DTYPE must be auto, float32 or bfloat16 (got {want!r})")
-    if want == "auto":
-        return "bfloat16" if cpu_has_bf16() else "float32"
-    return want
 
 
 class Pending:

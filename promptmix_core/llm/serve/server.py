@@ -20,22 +20,18 @@ What keeps it up under load or abuse (docs/RELIABILITY.md):
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
-import os
 import select
-import signal
 import socket
 import sys
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from .engine import MAX_BATCH_ROWS, MAX_QUEUED, Engine, Pending
+from .engine import Engine, Pending
 from .protocol import MAX_BODY_BYTES, MAX_TOKENS_CAP, RequestError, parse_request
 
 HOST = "127.0.0.1"
