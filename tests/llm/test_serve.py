@@ -177,3 +177,30 @@ def test_model_dtype_follows_the_setting_and_the_cpu(monkeypatch):
     assert local._local_dtype() == "auto"
     monkeypatch.setenv("PROMPTMIX_LOCAL_DTYPE", "Float32")
     assert local._local_dtype() == "float32"  # passed to the server as --dtype
+
+
+@pytest.mark.slow
+def test_a_request_done_on_its_first_token_leaves_the_others_decoding():
+    """A request that ends on its first token (max_tokens 1) while others decode: the others keep their
+    rows and finish (the prune after a prefill used the new rows' indexes on the whole batch, so the
+    rows already decoding were dropped and their requests never answered)."""
+    import torch
+
+    from promptmix_core.llm.local import prepare_model
+    from promptmix_core.llm.serve import Engine
+
+    engine = Engine(prepare_model(), threads=2)
+    prompt = [{"role": "user", "content": "Write three short sentences about the weather in a small town."}]
+    with torch.inference_mode():
+        long = engine.submit(parse_request({"model": MODEL, "messages": prompt, "temperature": 0, "max_tokens": 12}, MODEL))
+        engine._admit(engine._take_new())
+        for _ in range(3):
+            engine._step()
+        short = engine.submit(parse_request({"model": MODEL, "messages": MSG, "temperature": 0, "max_tokens": 1}, MODEL))
+        engine._admit(engine._take_new())
+        assert short.done.is_set() and short.result["completion_tokens"] == 1
+        assert [r.pending for r in engine._rows] == [long]  # still decoding
+        while engine._rows:
+            engine._step()
+    assert long.done.is_set() and long.error is None
+    assert long.result["choices"][0]["finish_reason"] in ("length", "stop")
