@@ -226,7 +226,7 @@ def main() -> int:
             ctx = LocalServer(folder, backend=name, threads=args.threads)
         with ctx as srv:
             start = time.perf_counter() - t0
-            structured = name in ("promptmix", "llama-cpp")
+            structured = name.split("@")[0] in ("promptmix", "llama-cpp")
             r = asyncio.run(workloads(srv.base_url, srv.model, task, structured))
         r["startup_seconds"] = round(start, 1)
         r["load_average"] = round(os.getloadavg()[0], 1)
