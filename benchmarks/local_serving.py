@@ -23,6 +23,12 @@ Workloads, the same for each:
 
     .venv/bin/python benchmarks/local_serving.py [--backends promptmix,transformers,transformers-cb]
         [--llama-python /tmp/pmx-llamacpp/venv/bin/python] [--threads 2]
+
+``--baseline REF --repeats N`` also runs the project's server of commit REF (exported with ``git archive``,
+no checkout), interleaved with this tree's, N times each, and prints the ratio of the medians: a change to
+the server measured against the previous one in the same run.
+
+    .venv/bin/python benchmarks/local_serving.py --backends promptmix --baseline main --repeats 2
 """
 from __future__ import annotations
 
@@ -163,20 +169,56 @@ async def workloads(base_url: str, model: str, task, structured: bool) -> dict:
     return out
 
 
+class BaselineServer(LocalServer):
+    """The project's server from another source tree (``git archive`` of a commit), launched the same way
+    but without the lifetime flags an older server does not know."""
+
+    def __init__(self, tree: Path, *args, **kwargs):
+        super().__init__(*args, orphan_idle=None, **kwargs)
+        self.tree = tree
+
+    def _env(self) -> dict[str, str]:
+        env = super()._env()
+        env["PYTHONPATH"] = str(self.tree) + os.pathsep + env.get("PYTHONPATH", "")
+        return env
+
+
+def export_tree(ref: str) -> Path:
+    import tarfile
+    import tempfile
+
+    out = Path(tempfile.mkdtemp(prefix="pmx-serve-baseline-"))
+    data = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "promptmix_core"], check=True,
+                          capture_output=True).stdout
+    import io
+
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(out, filter="data")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--backends", default="promptmix,transformers,transformers-cb")
     ap.add_argument("--llama-python", default=None, help="python of a venv with llama-cpp-python[server]")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--baseline", default=None, help="git ref: also run that commit's server, interleaved")
+    ap.add_argument("--repeats", type=int, default=1, help="runs of each backend (interleaved)")
     args = ap.parse_args()
     task = load_task(DATA, k=2, seed=0)
     task.classes = task.classes[:4]
     folder = prepare_model()
     backends = args.backends.split(",") + (["llama-cpp"] if args.llama_python else [])
+    baseline = export_tree(args.baseline) if args.baseline else None
+    if baseline is not None:
+        backends = [f"promptmix@{args.baseline}"] + backends
+    runs = [(name, i) for i in range(max(1, args.repeats)) for name in backends]
     results = {}
-    for name in backends:
+    for name, i in runs:
         t0 = time.perf_counter()
-        if name == "llama-cpp":
+        if name.startswith("promptmix@"):
+            ctx = BaselineServer(baseline, folder, backend="promptmix", threads=args.threads)
+        elif name == "llama-cpp":
             ctx = LlamaCppServer(args.llama_python, args.threads, folder.name)
         elif name == "transformers-cb":
             ctx = LocalServer(folder, backend="transformers", threads=args.threads, extra_args=["--continuous-batching"])
@@ -184,10 +226,11 @@ def main() -> int:
             ctx = LocalServer(folder, backend=name, threads=args.threads)
         with ctx as srv:
             start = time.perf_counter() - t0
-            structured = name in ("promptmix", "llama-cpp")
+            structured = name.split("@")[0] in ("promptmix", "llama-cpp")
             r = asyncio.run(workloads(srv.base_url, srv.model, task, structured))
         r["startup_seconds"] = round(start, 1)
-        results[name] = r
+        r["load_average"] = round(os.getloadavg()[0], 1)
+        results[name if args.repeats <= 1 else f"{name} #{i + 1}"] = r
         print(name, json.dumps(r), flush=True)
     print("\n| backend | start s | 1 stream tok/s | 8 at once: s | tok/s | greedy same in batch | sampled differ | 20 relabels s | named a class |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -196,6 +239,16 @@ def main() -> int:
               f"{r['concurrent']['tokens_per_s']} | {r['settings']['greedy_same_in_batch']} | "
               f"{r['settings']['sampled_differ_from_greedy']}/3 | {r['relabel']['seconds']} | "
               f"{r['relabel']['named_a_class']}/{r['relabel']['requests']} |")
+    if baseline is not None:
+        import statistics
+
+        def med(name: str, part: str) -> float:
+            return statistics.median(r[part]["seconds"] for k, r in results.items() if k.split(" #")[0] == name)
+
+        old_name = f"promptmix@{args.baseline}"
+        for part in ("sequential", "concurrent", "relabel"):
+            print(f"{part}: median {med('promptmix', part):.2f} s against {med(old_name, part):.2f} s "
+                  f"for {old_name}: ratio {med('promptmix', part) / med(old_name, part):.2f}")
     return 0
 
 

@@ -29,6 +29,7 @@ VARIABLES: dict[str, str] = {
     "PROMPTMIX_EMBEDDER": "folder of the sentence embedder used by relabel and review (default: the bundled all-MiniLM-L6-v2)",
     "PROMPTMIX_LOCAL_DTYPE": "weights of the bundled local model server: auto (default: bfloat16 where the CPU has native bfloat16, else float32), float32 or bfloat16",
     "PROMPTMIX_LOCAL_THREADS": "CPU threads of the bundled local model server (default OMP_NUM_THREADS, else min(4, cores))",
+    "PROMPTMIX_LOCAL_IDLE_MINUTES": "the shared bundled-model server exits once the process that started it is gone and no request came for this many minutes (default 10)",
     "PROMPTMIX_LOCAL_BACKEND": "server of the bundled model: promptmix (the project's batching server, default) or transformers (`transformers serve`)",
     "PROMPTMIX_JOB_API_KEY": "internal: hands the API key from the app to its background worker (never stored)",
     "PROMPTMIX_CHROMIUM": "tests/scripts only: the Chromium binary for browser tests (default /usr/bin/chromium)",
@@ -58,6 +59,7 @@ class Settings:
     local_threads: int | None = None
     local_backend: str | None = None
     local_dtype: str | None = None  # weights of the local server: auto, float32 or bfloat16
+    local_idle_minutes: float | None = None  # the shared local server's idle time once its launcher is gone
     job_api_key: str | None = field(default=None, repr=False)
 
     @classmethod
@@ -79,6 +81,10 @@ class Settings:
             if value > 0:
                 threads = value
                 break
+        try:
+            idle = float(_clean(env.get("PROMPTMIX_LOCAL_IDLE_MINUTES")) or "nan")
+        except ValueError:
+            idle = float("nan")
         return cls(
             openai_base_url=_clean(env.get("OPENAI_BASE_URL")),
             api_key=key,
@@ -91,6 +97,7 @@ class Settings:
             local_threads=threads,
             local_backend=(_clean(env.get("PROMPTMIX_LOCAL_BACKEND")) or "").lower() or None,
             local_dtype=(_clean(env.get("PROMPTMIX_LOCAL_DTYPE")) or "").lower() or None,
+            local_idle_minutes=idle if idle >= 0 else None,  # nan (unset, unreadable) and negatives: default
             job_api_key=_clean(env.get("PROMPTMIX_JOB_API_KEY")),
         )
 

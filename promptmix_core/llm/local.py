@@ -56,6 +56,8 @@ DEFAULT_STARTUP_TIMEOUT = 180.0
 BACKENDS = ("promptmix", "transformers")  # our batching server (default) or `transformers serve`
 ProgressFn = Callable[[str], None]  # told what is happening while a server starts: "loading the local model, 5 s..."
 STALE_TMP_SECONDS = 3600.0  # a temp folder older than this belongs to a crashed conversion
+SHARED_IDLE_MINUTES = 10.0  # the shared server exits once its launcher is gone and it had no request this long
+SERVER_MODULE = "promptmix_core.llm.serve"  # the batching server package, run with ``python -m``
 
 # SmolLM2's ChatML template, the one the GGUF file carries; used if a tokenizer ever comes without one.
 SMOLLM2_CHAT_TEMPLATE = (
@@ -308,7 +310,7 @@ def _looks_like_our_server(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return True  # no /proc (not Linux): the health + model check has to do
-    return "promptmix_core.llm.serve" in cmdline or ("transformers" in cmdline and "serve" in cmdline)
+    return SERVER_MODULE in cmdline or ("transformers" in cmdline and "serve" in cmdline)
 
 
 def _local_dtype() -> str:
@@ -399,6 +401,8 @@ class LocalServer:
         threads: int | None = None,
         extra_args: Sequence[str] = (),
         backend: str | None = None,
+        orphan_idle: float | None = 0.0,
+        state_file: str | os.PathLike[str] | None = None,
     ):
         self.model_dir = Path(model_dir).absolute() if model_dir is not None else None
         self.requested_port = port
@@ -412,6 +416,10 @@ class LocalServer:
         self.backend = backend or default_backend()
         if self.backend not in BACKENDS:
             raise LocalServerError(f"unknown local server backend {self.backend!r}; one of {', '.join(BACKENDS)}")
+        # lifetime (our backend only): exit once this process is gone and no request came for
+        # ``orphan_idle`` seconds (0: at once; None: never); remove ``state_file`` on exit if it names the server
+        self.orphan_idle = orphan_idle
+        self.state_file = Path(state_file) if state_file is not None else None
         self.process: subprocess.Popen[bytes] | None = None
         self.startup_seconds: float | None = None
 
@@ -443,10 +451,15 @@ class LocalServer:
     def _command(self, port: int) -> list[str]:
         if self.backend == "promptmix":
             assert self.model_dir is not None
+            lifetime: list[str] = []
+            if self.orphan_idle is not None:
+                lifetime += ["--parent-pid", str(os.getpid()), "--orphan-idle", f"{float(self.orphan_idle):g}"]
+            if self.state_file is not None:
+                lifetime += ["--state-file", str(self.state_file)]
             return [
-                sys.executable, "-m", "promptmix_core.llm.serve", "--model-dir", str(self.model_dir),
+                sys.executable, "-m", SERVER_MODULE, "--model-dir", str(self.model_dir),
                 "--model-id", self.model, "--port", str(port), "--threads", str(self.threads),
-                "--dtype", _local_dtype(), *self.extra_args,
+                "--dtype", _local_dtype(), *lifetime, *self.extra_args,
             ]  # fmt: skip
         return [
             sys.executable, "-m", "transformers.cli.transformers", "serve", self.model,
@@ -627,6 +640,35 @@ def _state_usable(state: dict[str, Any] | None) -> bool:
     return _pid_alive(pid) and _serves_model(port, model)
 
 
+def shared_idle_seconds() -> float:
+    """How long the shared server waits for a request once the process that started it is gone
+    (``$PROMPTMIX_LOCAL_IDLE_MINUTES``, default :data:`SHARED_IDLE_MINUTES`)."""
+    from ..settings import get_settings
+
+    minutes = get_settings().local_idle_minutes
+    return 60.0 * (SHARED_IDLE_MINUTES if minutes is None else minutes)
+
+
+@contextlib.contextmanager
+def _signals_as_interrupt():
+    """SIGTERM and SIGHUP raise KeyboardInterrupt here (as Ctrl-C does), so a foreground command's
+    ``finally`` stops its server child and unregisters it instead of dying with the child left running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    previous = {n: signal.signal(getattr(signal, n), interrupt) for n in names}
+    try:
+        yield
+    finally:
+        for n, handler in previous.items():
+            signal.signal(getattr(signal, n), handler)
+
+
 def _shared_lock_file():
     from filelock import FileLock
 
@@ -693,7 +735,8 @@ def ensure_local_server(
                     ticker.set("converting the bundled model (first time only, about 20 s)")
                 folder = prepare_model(model_dir)
                 ticker.set("loading the local model")
-                server = LocalServer(folder, log_path=server_dir() / "shared.log", startup_timeout=startup_timeout)
+                server = LocalServer(folder, log_path=server_dir() / "shared.log", startup_timeout=startup_timeout,
+                                     orphan_idle=shared_idle_seconds(), state_file=_state_path())
                 server.start()
                 _shared_server = server  # not stopped at exit: later processes reuse it
                 _shared = _register_shared(server)
@@ -820,17 +863,22 @@ def _cmd_serve_local(args: argparse.Namespace) -> int:
         else:
             print("no local model server is running")
         return 0
+    with _signals_as_interrupt():
+        return _serve_foreground(args)
+
+
+def _serve_foreground(args: argparse.Namespace) -> int:
+    """``serve-local``: run the server until Ctrl-C, SIGTERM or SIGHUP, registered as the shared server
+    meanwhile; stopped and unregistered however this ends (its child also exits by itself should this
+    process be killed outright: ``orphan_idle=0``)."""
+    server: LocalServer | None = None
+    registered = False
     try:
         folder = prepare_model(getattr(args, "cache_dir", None))
         server = LocalServer(folder, port=getattr(args, "port", None), threads=getattr(args, "threads", None),
-                             backend=getattr(args, "backend", None))
+                             backend=getattr(args, "backend", None), orphan_idle=0.0, state_file=_state_path())
         print(f"starting the local model server on {HOST} (log {server_dir()}) ...", file=sys.stderr, flush=True)
         server.start()
-    except (LocalModelError, LocalServerError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    registered = False
-    try:
         with _shared_lock_file():
             if not _state_usable(read_shared_state()):
                 _register_shared(server)  # other processes reuse this one while it runs
@@ -842,14 +890,19 @@ def _cmd_serve_local(args: argparse.Namespace) -> int:
             time.sleep(0.5)
         print(f"the server exited; see {server.log_path}", file=sys.stderr)
         return 1
+    except (LocalModelError, LocalServerError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("stopping ...", file=sys.stderr)
+        print("stopping ...", file=sys.stderr, flush=True)
         return 0
     finally:
-        pid = server.pid
-        server.stop()
-        if registered and pid is not None:
-            _remove_state_if(pid)
+        if server is not None:
+            pid = server.pid
+            with contextlib.suppress(KeyboardInterrupt):  # a second signal must not skip the clean-up
+                server.stop()
+            if registered and pid is not None:
+                _remove_state_if(pid)
 
 
 def register_cli(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

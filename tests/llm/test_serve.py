@@ -95,9 +95,9 @@ def _score_alone(engine, prompt_ids: list[int], choices) -> list[float]:
     import torch
     from transformers import DynamicCache
 
-    seqs = engine._choice_ids(choices)
+    seqs = engine.scorer.choice_ids(choices)
     with torch.inference_mode():
-        last, layers = engine._prefill(prompt_ids)
+        last, layers = engine.prefill(prompt_ids)
         first = torch.log_softmax(last, dim=-1)
         c = len(seqs)
         cache = DynamicCache(ddp_cache_data=[(k.expand(c, -1, -1, -1).contiguous(), v.expand(c, -1, -1, -1).contiguous())
@@ -109,7 +109,7 @@ def _score_alone(engine, prompt_ids: list[int], choices) -> list[float]:
         n_prompt = len(prompt_ids)
         mask = torch.ones((c, n_prompt + width), dtype=torch.long)
         positions = torch.arange(n_prompt, n_prompt + width).unsqueeze(0).expand(c, -1)
-        logits, _ = engine._call(cache, input_ids=cand, attention_mask=mask, position_ids=positions)
+        logits, _ = engine.call(cache, input_ids=cand, attention_mask=mask, position_ids=positions)
         logp = torch.log_softmax(logits.float(), dim=-1)
         totals = []
         for b, s in enumerate(seqs):
@@ -136,7 +136,7 @@ def test_engine_scores_several_requests_in_one_batch_as_it_scores_one():
          "messages": [{"role": "user", "content": f"Which category: {', '.join(c)}?\nText: {t}"}]}, MODEL))
         for t, c in zip(texts, choices)]
     alone = [_score_alone(engine, p.prompt_ids, p.req.choices) for p in pendings]
-    engine._score_batch(engine._take_new())
+    engine.scorer.score_batch(engine._take_new())
     for p, want in zip(pendings, alone):
         assert p.done.is_set() and p.error is None
         body = p.result["choices"][0]
@@ -163,7 +163,8 @@ def test_engine_scores_several_requests_in_one_batch_as_it_scores_one():
 
 
 def test_model_dtype_follows_the_setting_and_the_cpu(monkeypatch):
-    from promptmix_core.llm import local, serve
+    from promptmix_core.llm import local
+    from promptmix_core.llm.serve import weights as serve
 
     monkeypatch.setattr(serve, "cpu_has_bf16", lambda: True)
     assert serve.model_dtype() == serve.model_dtype("auto") == "bfloat16"
@@ -176,3 +177,30 @@ def test_model_dtype_follows_the_setting_and_the_cpu(monkeypatch):
     assert local._local_dtype() == "auto"
     monkeypatch.setenv("PROMPTMIX_LOCAL_DTYPE", "Float32")
     assert local._local_dtype() == "float32"  # passed to the server as --dtype
+
+
+@pytest.mark.slow
+def test_a_request_done_on_its_first_token_leaves_the_others_decoding():
+    """A request that ends on its first token (max_tokens 1) while others decode: the others keep their
+    rows and finish (the prune after a prefill used the new rows' indexes on the whole batch, so the
+    rows already decoding were dropped and their requests never answered)."""
+    import torch
+
+    from promptmix_core.llm.local import prepare_model
+    from promptmix_core.llm.serve import Engine
+
+    engine = Engine(prepare_model(), threads=2)
+    prompt = [{"role": "user", "content": "Write three short sentences about the weather in a small town."}]
+    with torch.inference_mode():
+        long = engine.submit(parse_request({"model": MODEL, "messages": prompt, "temperature": 0, "max_tokens": 12}, MODEL))
+        engine._admit(engine._take_new())
+        for _ in range(3):
+            engine._step()
+        short = engine.submit(parse_request({"model": MODEL, "messages": MSG, "temperature": 0, "max_tokens": 1}, MODEL))
+        engine._admit(engine._take_new())
+        assert short.done.is_set() and short.result["completion_tokens"] == 1
+        assert [r.pending for r in engine._rows] == [long]  # still decoding
+        while engine._rows:
+            engine._step()
+    assert long.done.is_set() and long.error is None
+    assert long.result["choices"][0]["finish_reason"] in ("length", "stop")
