@@ -82,11 +82,10 @@ def exact_name(name: str) -> str:
     a file directly inside the projects folder. Opening and deleting go by the exact name, so
     ``'beta '`` never reaches ``beta.pmx`` and an NFD ``café`` never reaches the NFC one."""
     raw = str(name or "")
-    if not raw.strip():
-        raise ProjectError("give the project a name")
+    check_name(raw)  # the rules of a name (the listing shows only files whose names pass them)
     if len(raw) > MAX_NAME_CHARS:
         raise ProjectError(f"a project name may have at most {MAX_NAME_CHARS} characters")
-    if raw in (".", "..") or "/" in raw or "\\" in raw or "\x00" in raw:
+    if "/" in raw or "\\" in raw or "\x00" in raw:
         raise ProjectError("a project name may not contain / or \\ or be . or ..")
     return raw
 

@@ -79,8 +79,8 @@ def test_open_and_delete_go_by_the_exact_file_never_a_look_alike(folder):
         assert store.path.name == f"{name}.pmx"
         store.close()
     assert projects.project_path("beta ", folder).name == "beta .pmx"
-    with pytest.raises(ProjectError, match="no project called"):
-        projects.open_project("beta\u200b", folder)  # an invisible character: no such file
+    with pytest.raises(ProjectError):
+        projects.open_project("beta\u200b", folder)  # an invisible character: never beta.pmx
     projects.delete_project(NFC + " ", folder)
     assert (folder / f"{NFC}.pmx").is_file() and not (folder / f"{NFC} .pmx").exists()
     projects.delete_project(NFD, folder)
