@@ -19,7 +19,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from .errors import TaskError
 from .labelled import check_file, decode_bytes, iter_labelled, utf8_lines
-from .task import MAX_TEXT_CHARS, Task, _is_blank, normalize_name, normalize_text
+from .task import MAX_TEXT_CHARS, Task, _is_blank, normalize_name, normalize_text, strip_invisible
 
 TEST_SET_TYPES = ("csv", "jsonl")
 MAX_LISTED_PROBLEMS = 20
@@ -64,7 +64,13 @@ def _raw_rows(lines: Iterable[str], fmt: str, name: str) -> Iterator[tuple[int, 
 def _text_key(text: str) -> bytes:
     """A 16-byte fingerprint of a text's normalised form: what the duplicate check keeps per row, so
     a big test file is not held twice."""
-    return hashlib.blake2b(normalize_text(text).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return hashlib.blake2b(_norm(text).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def _norm(text: str) -> str:
+    """The form two texts are compared in: :func:`normalize_text` after invisible characters (zero-width
+    spaces, soft hyphens, direction marks) are removed, so a near-copy of a seed is still a copy."""
+    return normalize_text(strip_invisible(text))
 
 
 def _short(text: str, n: int = 60) -> str:
@@ -79,7 +85,7 @@ def check_test_rows(
     """Check ``(row number, text, label)`` records against ``task``: see :func:`read_test_set`."""
     classes = task.class_names
     by_norm = {normalize_name(c): c for c in classes}
-    seeds = {normalize_text(r["text"]): r["label"] for r in task.seed_rows()}
+    seeds = {_norm(r["text"]): r["label"] for r in task.seed_rows()}
     generated = {_text_key(t) for t in generated_texts}
     seen: dict[bytes, int] = {}  # fingerprint of a kept row's text -> its line
     rows: list[dict[str, str]] = []
@@ -112,7 +118,7 @@ def check_test_rows(
             shown = ", ".join(classes[:8]) + (", …" if len(classes) > 8 else "")
             refuse("unknown_label", f"{where}: {label!r} is not a class of the task (classes: {shown})")
             continue
-        norm = normalize_text(text)
+        norm = _norm(text)
         if norm in seeds:
             refuse("seed", f"{where}: this text is a seed example of {seeds[norm]!r}; a test set must not "
                            "contain training data")
