@@ -100,7 +100,7 @@ def check_output_file(path: str | Path, suffixes: tuple[str, ...], *, what: str 
 def write_file_atomically(path: str | Path, chunks) -> int:
     """Write ``chunks`` (bytes) to ``path`` through ``path.tmp``: the file is whole or absent, and no
     ``.tmp`` is left behind whatever fails (a full disk or a read-only folder is said in words)."""
-    from .store import storage_error
+    from .errors import storage_error
 
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")

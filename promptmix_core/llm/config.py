@@ -154,7 +154,7 @@ def resolve_llm_config(
     if not api_key and env.api_key:
         api_key = bound_key(base_url, env.api_key, env.openai_base_url or OPENAI_BASE_URL)
         if not api_key:
-            from ..store import scrub_secrets
+            from ..redact import scrub_secrets
 
             logging.getLogger(__name__).warning(f"the key in {env.api_key_source} is only sent to "
                      f"{scrub_secrets(env.openai_base_url or OPENAI_BASE_URL)}, not to {scrub_secrets(str(base_url))}; "
