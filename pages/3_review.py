@@ -269,7 +269,7 @@ def review_area() -> None:
     acks: dict = {}
     if sync.get("ops") and sync.get("project") == project:
         try:
-            made_on = sync.get("project")  # the project identity the tab's outbox was made on (not its name)
+            made_on = sync.get("project_uid")  # the project identity the tab's outbox was made on (not its name)
             acks = review.apply_ops(store, sync["ops"], classes, tab=tab,
                                     project_uid=made_on if isinstance(made_on, str) and made_on else None)
         except StoreError as exc:  # a full disk or a read-only folder: not acknowledged, so the tab keeps them

@@ -176,9 +176,9 @@ def parse_ops(raw: Any, classes: Sequence[str], *, tab: str = "") -> tuple[list[
 
 
 def _project_of(op: Mapping[str, Any]) -> dict[str, str]:
-    """``{"project": uid}`` when the tab said which project (its identity) the operation was made on."""
-    uid = op.get("project")
-    return {"project": str(uid)[:64]} if isinstance(uid, str) and uid else {}
+    """``{"project_uid": uid}`` when the tab said which project (its identity) the operation was made on."""
+    uid = op.get("project_uid")
+    return {"project_uid": str(uid)[:64]} if isinstance(uid, str) and uid else {}
 
 
 def apply_ops(

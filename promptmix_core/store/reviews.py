@@ -218,7 +218,7 @@ class ReviewsMixin(StoreBase):
 
         Refused as conflicts, nothing written: a decision without ``base`` (every decision says which
         version it was made on), an undo of another tab's unit, and every operation of a batch (or an
-        operation carrying ``"project"``) made for another project than this one (``project_uid``: the
+        operation carrying ``"project_uid"``) made for another project than this one (``project_uid``: the
         project's identity, not its name, as the tab saw it; a project deleted and made again under the
         same name is another project).
         """
@@ -242,7 +242,7 @@ class ReviewsMixin(StoreBase):
             for cid, op in zip(cids, ops):
                 if cid in results:
                     continue
-                made_for = op.get("project") or project_uid
+                made_for = op.get("project_uid") or project_uid
                 if made_for is not None and str(made_for) != str(mine):
                     results[cid] = {"ok": False, "conflict": True, "wrong_project": True,
                                     "error": "made on another project of the same name (it was deleted and made "

@@ -126,7 +126,7 @@ def test_an_outbox_made_on_another_project_of_the_same_name_is_refused(tmp_path,
     res = store.apply_review_batch([{"cid": "o1", "id": a.id, "action": "rejected", "base": 0}], tab="T",
                                    project_uid=old_uid)["o1"]
     assert not res["ok"] and res["conflict"] and res["wrong_project"]
-    res = store.apply_review_batch([{"cid": "o2", "id": b.id, "action": "rejected", "base": 0, "project": old_uid}],
+    res = store.apply_review_batch([{"cid": "o2", "id": b.id, "action": "rejected", "base": 0, "project_uid": old_uid}],
                                    tab="T")["o2"]
     assert not res["ok"] and res["wrong_project"]
     assert [e.review_status for e in store.list_examples()] == ["pending", "pending"]
