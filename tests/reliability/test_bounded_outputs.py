@@ -53,7 +53,9 @@ def test_export_to_a_folder_or_an_unknown_extension_is_one_line_and_leaves_nothi
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_predict_to_a_folder_or_an_unknown_extension_is_one_line_and_leaves_nothing(tmp_path, quick_model):
+def test_predict_to_a_folder_or_an_unknown_extension_is_one_line_and_leaves_nothing(tmp_path):
+    """Checked before the model is even loaded (the model folder here is never read)."""
+    quick_model = tmp_path / "model-never-read"
     out_dir = tmp_path / "outdir"
     out_dir.mkdir()
     r = run_cli("predict", str(quick_model), "a football match", "--out", str(out_dir))
@@ -63,8 +65,12 @@ def test_predict_to_a_folder_or_an_unknown_extension_is_one_line_and_leaves_noth
     r = run_cli("predict", str(quick_model), "a football match", "--out", str(tmp_path / "p.tsv"))
     assert r.returncode == 2 and r.stderr.strip() == "error: --out p.tsv: use a file name ending in .csv or .jsonl"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["outdir"] and not list(out_dir.iterdir())
+    r = run_cli("predict", str(quick_model), "a football match", "--out", str(tmp_path / "p.csv"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "p.csv.tmp").exists()  # a model that fails
 
 
+@pytest.mark.slow  # trains a quick student (loads the embedder)
 def test_predict_streams_its_input_in_chunks_and_writes_one_file(tmp_path, quick_model, capsys, monkeypatch):
     """More texts than one chunk: the CSV has one header and every row; JSONL one object a line."""
     from promptmix_core.cli import main

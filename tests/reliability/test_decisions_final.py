@@ -9,13 +9,21 @@ import sqlite3
 
 from promptmix_core import projects
 from promptmix_core.export import curated_records
-from promptmix_core.pipeline import run_generation_job, run_relabel_job
+from promptmix_core.pipeline import run_relabel_job
 
 
-def _generate(project, fake) -> int:
-    job = project.create_job("generate", {"per_class": 3, "group_size": 2, "relabel": False,
-                                          "llm": {"base_url": fake.base_url, "model": "fake-model"}})
-    run_generation_job(project, project.get_job(job))
+def _generated(project) -> int:
+    """12 generated examples, not relabelled yet (as a generation job without relabel leaves them)."""
+    from promptmix_core.task import normalize_text
+
+    job = project.create_job("generate", {"per_class": 3, "relabel": False}, status="done")
+    rows = []
+    for cls in project.load_task().class_names:
+        for i in range(3):
+            text = f"about {cls.replace('_', ' ')}, case {i}"
+            rows.append({"job_id": job, "slot": f"{cls}|{i}", "text": text, "norm_text": normalize_text(text),
+                         "intended_label": cls})
+    project.add_examples(rows)
     return job
 
 
@@ -29,7 +37,7 @@ def test_a_relabel_never_changes_what_a_person_accepted(make_fake_llm, project, 
     """The issue's break: accept examples (the card says "saved as X"), then run a relabel over the job:
     15 of 20 accepted examples exported with another label, version unchanged."""
     fake = make_fake_llm(classify=lambda text, cats: cats[-1])  # the relabel disagrees with most
-    job = _generate(project, fake)
+    job = _generated(project)
     examples = project.list_examples(job_id=job)
     assert len(examples) == 12
     accepted = {e.text: e.label for e in examples[:8]}
