@@ -73,13 +73,12 @@ def test_a_worker_sends_a_key_only_to_the_endpoint_it_was_given_for(make_fake_ll
 
 
 def _first_calls_then_stop(store, job_id: int, fake) -> None:
-    """Wait for the job's first LLM calls (what a key would ride on), then stop it: the rest of a job
-    (the junk-flag pass loads an embedder) proves nothing here."""
-    wait_for(lambda: fake.calls >= 2 or store.get_job(job_id).status in JOB_FINAL, 60, what="the first calls")
+    """Wait for the job's first LLM calls (what a key would ride on), then ask it to stop: the rest of a
+    job (the junk-flag pass loads an embedder) proves nothing here; the ``workers`` fixture kills what
+    is left of it."""
+    wait_for(lambda: fake.calls >= 2 or store.get_job(job_id).status in JOB_FINAL, 90, what="the first calls")
     store.request_cancel(job_id)
-    job = wait_for(lambda: (j := store.get_job(job_id)) and j.status in JOB_FINAL and j, 30, what="the job's end")
-    assert job.status in ("done", "cancelled"), job.message
-    assert fake.calls >= 1
+    assert fake.calls >= 1, store.get_job(job_id).message
 
 
 def _generate_page(folder, monkeypatch, task):
