@@ -91,9 +91,7 @@ def _create() -> None:
     raw = st.session_state.get("sb_new_name", "")
     template = st.session_state.get("sb_new_template", "Empty")
     try:
-        name = projects.check_name(raw)
-        if projects.project_exists(name, folder):
-            raise projects.ProjectError(f"a project called '{name}' already exists")
+        name = projects.check_new_name(raw, folder)  # look-alikes of an existing name are refused
         if template.startswith("Copy of the banking demo"):
             path = projects.project_path(name, folder)
             projects.check_writable(folder)

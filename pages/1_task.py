@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 
 import pandas as pd
 import streamlit as st
@@ -128,6 +129,9 @@ def _save() -> None:
     except StoreError as exc:  # a full disk or a read-only folder: said, nothing lost from the draft
         st.session_state["task_flash"] = ("error", write_failed(exc))
         return
+    except (sqlite3.Error, MemoryError, OverflowError) as exc:  # a task too big for the store: said, not raised
+        st.session_state["task_flash"] = ("error", f"Not saved: the task is too big to store ({md_escape(exc)}).")
+        return
     d["source"] = task.to_json()
     d["show_errors"] = False
     msg = f"Saved the task: {len(task.classes)} classes, {sum(len(c.examples) for c in task.classes)} seeds."
@@ -148,6 +152,9 @@ def _use_import(task: Task, test_rows: list | None = None, file_name: str = "") 
         store.save_task(task)
     except StoreError as exc:  # a full disk or a read-only folder: said, the import can be tried again
         st.session_state["task_flash"] = ("error", write_failed(exc))
+        return
+    except (sqlite3.Error, MemoryError, OverflowError) as exc:  # a task too big for the store: said, not raised
+        st.session_state["task_flash"] = ("error", f"Not saved: the task is too big to store ({md_escape(exc)}).")
         return
     st.session_state[DRAFT] = _draft_from(task, task.to_json())
     msg = (f"Imported “{md_escape(task.name)}”: {len(task.classes)} classes, "

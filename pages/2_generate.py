@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages._ui import (
+    configured_key,
     current_project,
     ensure_app_shell,
     flash,
@@ -27,7 +28,7 @@ from pages._ui import (
 )
 from promptmix_core.alpha import ALPHA_BINS, alpha_preview
 from promptmix_core.errors import SpecError
-from promptmix_core.settings import get_settings
+from promptmix_core.llm.config import bound_key
 from promptmix_core.specs import GenerationSpec, LLMSpec
 from promptmix_core.store import StoreError
 from promptmix_core.task import TaskError, validate
@@ -59,21 +60,6 @@ OPENAI_URL = "https://api.openai.com/v1"
 settings = store.get_settings()
 K = f"gen::{project}::"
 DEFAULTS = GenerationSpec()  # the defaults live in the spec
-
-
-def _secret_key() -> tuple[str | None, str | None]:
-    """An API key from st.secrets or the environment, and where it came from."""
-    for name in ("OPENAI_API_KEY", "PROMPTMIX_API_KEY"):
-        try:
-            val = st.secrets.get(name)
-        except Exception:  # noqa: BLE001 - no secrets file is fine
-            val = None
-        if val:
-            return str(val), f"secrets ({name})"
-    env = get_settings()  # the same variables the CLI accepts
-    if env.api_key:
-        return env.api_key, f"environment ({env.api_key_source})"
-    return None, None
 
 
 def job_spec(job) -> GenerationSpec | None:
@@ -119,9 +105,9 @@ def _cancel(job_id: int) -> None:
     st.session_state["gen_flash"] = ("info", f"Asked job #{job_id} to stop; it stops within a second.")
 
 
-def _resume(job_id: int, api_key: str | None, base_url: str | None = None) -> None:
+def _resume(job_id: int, api_key: str | None, base_url: str | None = None, key_for: str | None = None) -> None:
     try:
-        resume_job(store, job_id, api_key, base_url)
+        resume_job(store, job_id, api_key, base_url, key_endpoint=key_for)
     except Exception as exc:  # noqa: BLE001 - shown to the user
         st.session_state["gen_flash"] = ("error", f"Could not resume job #{job_id}: {md_escape(exc)}")
         return
@@ -233,19 +219,27 @@ with left:
                                  placeholder="http://127.0.0.1:8000/v1")
         model = st.text_input("Model", value=settings.get("model", ""), key=K + "model",
                               placeholder="empty: the first model the server lists")
-    found_key, key_source = _secret_key()
+    # the operator's key (secrets or environment) goes only to the endpoint it was configured for;
+    # a URL typed here needs a key typed here
+    found_key, key_source, key_home = configured_key()
+    usable_key = bound_key((base_url or "").strip(), found_key, key_home) if provider != "local" else None
     typed_key = ""
     if provider != "local":
         typed_key = st.text_input(
             "API key", type="password", key=K + "api_key",
-            placeholder=f"using the key from {key_source}" if found_key else "paste your key",
+            placeholder=f"using the key from {key_source}" if usable_key else "paste your key",
             help="Used for this session's jobs only. Never saved in the project, logs or exports.",
         )
-        if found_key and not typed_key:
+        if usable_key and not typed_key:
             st.caption(f":material/key: A key was found in {key_source}.")
+        elif found_key and not typed_key and (base_url or "").strip():
+            st.caption(f":material/key: The key in {key_source} is sent only to the endpoint it was configured "
+                       f"for, not to this URL: type this endpoint's key above if it needs one.")
         elif not found_key and not typed_key and provider == "openai":
             st.caption(":material/key: OpenAI needs a key: paste it above, or set OPENAI_API_KEY / st.secrets.")
-    api_key = typed_key or found_key
+    api_key = typed_key or usable_key
+    # the endpoint the key is for: the URL typed here for a typed key, the configured one for the found key
+    api_key_for = ((base_url or "").strip() if typed_key else key_home) if api_key else None
 
 with right:
     st.subheader("What to generate")
@@ -338,7 +332,7 @@ start = start_cols[0].button(
 resumable = (current is not None and current.status in ("cancelled", "failed")
              and not getattr(job_spec(current), "demo", False))
 if resumable:
-    start_cols[1].button(f"Resume job #{current.id}", icon=":material/replay:", on_click=_resume, args=(current.id, api_key, spec.llm.base_url),
+    start_cols[1].button(f"Resume job #{current.id}", icon=":material/replay:", on_click=_resume, args=(current.id, api_key, spec.llm.base_url, api_key_for),
                          disabled=busy, key="gen_resume",
                          help="Continue the stopped job: what it already generated is kept")
 for p in problems:
@@ -347,7 +341,7 @@ if busy:
     st.caption("A generation job is running; its progress is shown above.")
 if start:
     try:
-        job_id = start_job(store, "generate", spec.to_dict(), api_key=api_key)
+        job_id = start_job(store, "generate", spec.to_dict(), api_key=api_key, key_endpoint=api_key_for)
     except Exception as exc:  # noqa: BLE001 - shown to the user
         st.error(f"Could not start the job: {md_escape(exc)}")
     else:

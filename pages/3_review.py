@@ -146,7 +146,9 @@ if order == "informative":
 
 # --------------------------------------------------------------------------- bulk actions
 def _ask_bulk(kind: str) -> None:
-    st.session_state["rv_bulk_ask"] = {"kind": kind, "unit": f"bulk:{uuid.uuid4().hex}"}
+    # the examples are fixed when the question is asked: "Yes" applies to exactly these (those still
+    # pending then), never to examples a job added or a filter matched meanwhile
+    st.session_state["rv_bulk_ask"] = {"kind": kind, "unit": f"bulk:{uuid.uuid4().hex}", "ids": _bulk_targets(kind)}
 
 
 BULK = {  # kind: (decision, what the confirmation and the message call the examples)
@@ -173,7 +175,7 @@ def _confirm_bulk() -> None:
         return
     decision, what = BULK[ask["kind"]]
     try:
-        unit, n = review.bulk(store, _bulk_targets(ask["kind"]), decision, tab=_tab(), unit=ask["unit"])
+        unit, n = review.bulk(store, list(ask.get("ids") or []), decision, tab=_tab(), unit=ask["unit"])
     except StoreError as exc:  # a full disk or a read-only folder: said, nothing changed
         st.session_state["rv_flash"] = ("error", f"Nothing was changed: {md_escape(exc)}.")
         return
@@ -231,7 +233,7 @@ with st.expander("Bulk actions", expanded="rv_bulk_ask" in st.session_state, ico
                "Each asks first and can be undone as one step.")
     ask = st.session_state.get("rv_bulk_ask")
     if ask:
-        n = {"agree": n_agree, "unparseable": n_unparse, "shown": n_shown, "flagged": n_flagged}[ask["kind"]]
+        n = len(ask.get("ids") or [])  # the examples "Yes" applies to, counted when asked
         decision, what = BULK[ask["kind"]]
         verb = "Accept" if decision == "accepted" else "Reject"
         with st.container(border=True):
@@ -267,7 +269,9 @@ def review_area() -> None:
     acks: dict = {}
     if sync.get("ops") and sync.get("project") == project:
         try:
-            acks = review.apply_ops(store, sync["ops"], classes, tab=tab)
+            made_on = sync.get("project_uid")  # the project identity the tab's outbox was made on (not its name)
+            acks = review.apply_ops(store, sync["ops"], classes, tab=tab,
+                                    project_uid=made_on if isinstance(made_on, str) and made_on else None)
         except StoreError as exc:  # a full disk or a read-only folder: not acknowledged, so the tab keeps them
             st.error(f"Your latest decisions could not be saved: {md_escape(exc)}. They stay in this tab and are "
                      "sent again.", icon=":material/error:")

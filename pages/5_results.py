@@ -13,6 +13,7 @@ import streamlit as st
 
 from pages._ui import (
     NO_TEST_SET_NOTE,
+    configured_key,
     current_project,
     empty_state,
     ensure_app_shell,
@@ -324,7 +325,8 @@ else:
 
     from promptmix_core.confusion import directed, suggest_pairs
     from promptmix_core.jobs import start_job
-    from promptmix_core.settings import get_settings
+    from promptmix_core.errors import SpecError
+    from promptmix_core.llm.config import bound_key
     from promptmix_core.specs import GenerationSpec
 
     conf_run = st.selectbox("Run", [r.id for r, _ in with_models], format_func=lambda i: try_names[i],
@@ -356,22 +358,37 @@ else:
                      hide_index=True, width="stretch")
         pairs = directed(confused)
         jobs = [j for j in store.list_jobs("generate") if not (j.config or {}).get("demo")]
-        base = GenerationSpec.from_stored(jobs[0].config) if jobs else GenerationSpec()
+        base, base_problem = GenerationSpec(), None
+        if jobs:
+            try:
+                base = GenerationSpec.from_stored(jobs[0].config)
+            except SpecError as exc:
+                base_problem = (f"The settings of generation job #{jobs[0].id} cannot be read ({md_escape(exc)}): "
+                                "start a generation on the Generate page first.")
+        if base_problem is None and "://***@" in str(base.llm.base_url or ""):
+            base_problem = ("The last generation job's endpoint has a user and password in its URL, which are never "
+                            "saved: start this round from the Generate page, where they can be typed again.")
+        # the operator's key goes only to the endpoint it was configured for
+        found_key, _source, key_home = configured_key()
+        round_key = bound_key(base.llm.base_url, found_key, key_home)
         c1, c2 = st.columns([1, 2], gap="large")
         n_more = c1.number_input("Examples per class and pair direction", 1, 200, value=min(base.per_class, 10),
                                  key="conf_n", help="Ci mixed with Cj at alpha drawn as usual; then relabelled and "
                                                     "queued for review like any other job")
         busy = any(j.active for j in store.list_jobs("generate"))
         go_ = c2.button(f"Generate {int(n_more) * len({a for a, _ in pairs})} examples for these pairs",
-                        icon=":material/target:", type="primary", disabled=busy, key="conf_go",
+                        icon=":material/target:", type="primary", disabled=busy or bool(base_problem), key="conf_go",
                         help="Uses the endpoint of the last generation job" if jobs else "Uses the default endpoint")
         if busy:
             c2.caption("A generation job is running; start this when it is done.")
-        if go_:
+        if base_problem:
+            c2.warning(base_problem)
+        if go_ and not base_problem:
             spec = dataclasses.replace(base, per_class=int(n_more), pairs=[list(p) for p in pairs], mixup=True,
                                        demo=False)
             try:
-                job_id = start_job(store.path, "generate", spec.to_dict(), api_key=get_settings().api_key)
+                job_id = start_job(store.path, "generate", spec.to_dict(), api_key=round_key,
+                                   key_endpoint=key_home if round_key else None)
             except Exception as exc:  # noqa: BLE001 - shown to the user
                 st.error(f"Could not start the job: {md_escape(exc)}")
             else:

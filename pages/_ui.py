@@ -240,22 +240,49 @@ def fmt_duration(start: float | None, end: float | None) -> str:
 
 
 # --------------------------------------------------------------------------- job engine access
-def start_job(store: ProjectStore, kind: str, config: dict[str, Any], api_key: str | None = None) -> int:
-    """Launch a background worker (``promptmix_core.jobs.start_job``); returns the job id."""
+def start_job(store: ProjectStore, kind: str, config: dict[str, Any], api_key: str | None = None,
+              key_endpoint: str | None = None) -> int:
+    """Launch a background worker (``promptmix_core.jobs.start_job``); returns the job id.
+    ``key_endpoint``: the endpoint ``api_key`` is for (the worker sends it nowhere else)."""
     from promptmix_core import jobs
 
-    return int(jobs.start_job(str(store.path), kind, config, api_key=api_key or None))
+    return int(jobs.start_job(str(store.path), kind, config, api_key=api_key or None,
+                              key_endpoint=key_endpoint if api_key else None))
 
 
-def resume_job(store: ProjectStore, job_id: int, api_key: str | None = None, base_url: str | None = None) -> None:
+def resume_job(store: ProjectStore, job_id: int, api_key: str | None = None, base_url: str | None = None,
+               key_endpoint: str | None = None) -> None:
     """Start a stopped or failed job again; it continues from what the store holds."""
     from promptmix_core import jobs
     from promptmix_core.store import scrub_secrets
 
+    key_endpoint = key_endpoint if api_key else None
     if base_url and scrub_secrets(base_url) != base_url:  # an endpoint with user:password in its URL
-        jobs.resume_job(str(store.path), job_id, api_key=api_key or None, base_url=base_url)
+        jobs.resume_job(str(store.path), job_id, api_key=api_key or None, base_url=base_url,
+                        key_endpoint=key_endpoint)
     else:
-        jobs.resume_job(str(store.path), job_id, api_key=api_key or None)
+        jobs.resume_job(str(store.path), job_id, api_key=api_key or None, key_endpoint=key_endpoint)
+
+
+def configured_key(secrets: Any = None) -> tuple[str | None, str | None, str]:
+    """The operator's API key (``st.secrets``, else the environment), where it came from, and the one
+    endpoint it may be sent to (``OPENAI_BASE_URL`` beside it, else the OpenAI API)."""
+    from promptmix_core.llm.config import key_endpoint
+    from promptmix_core.settings import get_settings
+
+    secrets = st.secrets if secrets is None else secrets
+    for name in ("OPENAI_API_KEY", "PROMPTMIX_API_KEY"):
+        try:
+            val = secrets.get(name)
+            url = secrets.get("OPENAI_BASE_URL")
+        except Exception:  # noqa: BLE001 - no secrets file is fine
+            val = url = None
+        if val:
+            return str(val), f"secrets ({name})", key_endpoint(str(url).strip() if url else None)
+    env = get_settings()  # the same variables the CLI accepts
+    if env.api_key:
+        return env.api_key, f"environment ({env.api_key_source})", key_endpoint()
+    return None, None, key_endpoint()
 
 
 @st.cache_resource(show_spinner=False)

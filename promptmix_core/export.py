@@ -237,12 +237,17 @@ def export_project(
         raise ValueError(f"labels must be one of {', '.join(LABEL_SOURCES)}")
     if pending not in PENDING_RULES:
         raise ValueError(f"pending must be one of {', '.join(PENDING_RULES)}")
-    out = Path(out)
-    if fmt is None:
-        ext = out.suffix.lower().lstrip(".")
-        fmt = ext if ext in FORMATS else "csv"
-    if fmt not in FORMATS:
+    from .paths import OutputPathError, check_output_file, write_file_atomically
+
+    if fmt is not None and fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; use csv, jsonl or parquet")
+    try:  # a folder, or (without a format) a name that says no format: one line, nothing written
+        out = check_output_file(out, tuple(f".{f}" for f in FORMATS) if fmt is None else (Path(out).suffix.lower(),),
+                                example=f"export.{fmt or 'csv'}")
+    except OutputPathError as exc:
+        raise OutputPathError(f"{exc}, or give --format" if fmt is None and "is a folder" not in str(exc)
+                              else str(exc)) from None
+    fmt = fmt or out.suffix.lower().lstrip(".")
     store = open_project(project)
     try:
         task = store.load_task()
@@ -250,11 +255,7 @@ def export_project(
                                   include_seeds=include_seeds)
     finally:
         store.close()
-    data = dataset_bytes(records, fmt)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, out)
+    write_file_atomically(out, [dataset_bytes(records, fmt)])
     n_gen = sum(r["source"] == "generated" for r in records)
     return {"rows": len(records), "seeds": len(records) - n_gen, "generated": n_gen, "format": fmt, "path": str(out)}
 

@@ -18,6 +18,9 @@ API_KEY_ENV = "PROMPTMIX_JOB_API_KEY"
 # An endpoint URL with user:password in it travels like the key: in the worker's environment only; the
 # job's config holds it scrubbed (http://***@host/v1).
 BASE_URL_ENV = "PROMPTMIX_JOB_BASE_URL"
+# The endpoint the key was given for: the worker sends the key only to that endpoint, so a key can never
+# reach another URL (a resumed job whose URL differs, a crafted config).
+KEY_ENDPOINT_ENV = "PROMPTMIX_JOB_KEY_ENDPOINT"
 JOB_KINDS = ("generate", "relabel", "train")
 
 
@@ -30,17 +33,20 @@ def job_log_path(store_path: str | Path, job_id: int) -> Path:
 
 
 def launch_worker(store_path: str | Path, job_id: int, *, api_key: str | None = None,
-                  base_url: str | None = None) -> int:
+                  base_url: str | None = None, key_endpoint: str | None = None) -> int:
     """Start ``python -m promptmix_core.worker PROJECT JOB`` in its own session; returns its pid.
 
     The API key (and an endpoint URL with credentials in it) travel in the child's environment only,
-    never in the store or on the command line.
+    never in the store or on the command line. ``key_endpoint``: the endpoint the key is for; the
+    worker drops the key when the job's endpoint is another one.
     """
     env = dict(os.environ)
-    env.pop(API_KEY_ENV, None)
-    env.pop(BASE_URL_ENV, None)
+    for name in (API_KEY_ENV, BASE_URL_ENV, KEY_ENDPOINT_ENV):
+        env.pop(name, None)
     if api_key:
         env[API_KEY_ENV] = api_key
+        if key_endpoint:
+            env[KEY_ENDPOINT_ENV] = key_endpoint
     if base_url and scrub_secrets(base_url) != base_url:
         env[BASE_URL_ENV] = base_url
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -62,7 +68,8 @@ def launch_worker(store_path: str | Path, job_id: int, *, api_key: str | None = 
     return proc.pid
 
 
-def start_job(store_path: str | Path, kind: str, config: Mapping[str, Any], *, api_key: str | None = None) -> int:
+def start_job(store_path: str | Path, kind: str, config: Mapping[str, Any], *, api_key: str | None = None,
+              key_endpoint: str | None = None) -> int:
     """Record a job and start its worker. Refuses a second active job of the same kind on the project
     (:class:`~promptmix_core.store.JobBusyError` naming it), whoever started it: the app or the CLI."""
     if kind not in JOB_KINDS:
@@ -77,7 +84,8 @@ def start_job(store_path: str | Path, kind: str, config: Mapping[str, Any], *, a
     job_id = JobLifecycle.claim(store, kind, spec.to_dict()).job_id
     llm = getattr(spec, "llm", None)
     try:
-        launch_worker(store_path, job_id, api_key=api_key, base_url=getattr(llm, "base_url", None))
+        launch_worker(store_path, job_id, api_key=api_key, base_url=getattr(llm, "base_url", None),
+                      key_endpoint=key_endpoint)
     except BaseException as exc:  # the slot must not stay taken by a job that never started
         JobLifecycle(store, job_id).failed(f"the worker could not be started: {exc}")
         raise
@@ -85,7 +93,7 @@ def start_job(store_path: str | Path, kind: str, config: Mapping[str, Any], *, a
 
 
 def resume_job(store_path: str | Path, job_id: int, *, api_key: str | None = None,
-               base_url: str | None = None) -> None:
+               base_url: str | None = None, key_endpoint: str | None = None) -> None:
     """Start a stopped, failed or crashed job again; it continues from what the store holds.
 
     ``base_url``: the endpoint with its credentials, when the job's (scrubbed) URL had some."""
@@ -98,7 +106,7 @@ def resume_job(store_path: str | Path, job_id: int, *, api_key: str | None = Non
         raise RuntimeError(f"job #{job_id} is still running")
     JobLifecycle.claim(store, job.kind, job_id=job_id)  # back to queued, unless another one runs
     try:
-        launch_worker(store_path, job_id, api_key=api_key, base_url=base_url)
+        launch_worker(store_path, job_id, api_key=api_key, base_url=base_url, key_endpoint=key_endpoint)
     except BaseException as exc:
         JobLifecycle(store, job_id).failed(f"the worker could not be started: {exc}")
         raise

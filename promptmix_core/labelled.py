@@ -250,9 +250,12 @@ def iter_labelled(
                 low = str(k).strip().lower()
                 if len(cols_seen) < 50:
                     cols_seen.add(str(k))
-                if low == "text" and tkey is None:
+                if low in ("text", "label") and (tkey if low == "text" else lkey) is not None:
+                    raise TaskError(f"{name}: line {i} has the field '{low}' twice ({(tkey if low == 'text' else lkey)!r} "
+                                    f"and {k!r}); keep one of them")
+                if low == "text":
                     tkey = k
-                elif low == "label" and lkey is None:
+                elif low == "label":
                     lkey = k
             has["text"] |= tkey is not None
             has["label"] |= lkey is not None
@@ -275,7 +278,11 @@ def iter_labelled(
                 raise TaskError(f"{name} is empty")
             lower: dict[str, int] = {}
             for idx, h in enumerate(header):
-                lower.setdefault(str(h).strip().lower(), idx)
+                key = str(h).strip().lower()
+                if key in ("text", "label") and key in lower:  # which one is meant? never a silent pick
+                    raise TaskError(f"{name} has the column '{key}' twice (columns {lower[key] + 1} and {idx + 1}); "
+                                    "keep one of them")
+                lower.setdefault(key, idx)
             missing = [c for c in needed if c not in lower]
             if missing:
                 raise _missing(name, missing, header, require_label)

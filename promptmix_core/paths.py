@@ -6,6 +6,7 @@ A project file ``NAME.pmx`` has two side folders beside it: ``NAME.models/`` (tr
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .errors import ModelLoadError
@@ -75,3 +76,51 @@ __all__ = [
     "project_side_dirs",
     "run_model_dir",
 ]
+
+
+class OutputPathError(ValueError):
+    """An output path that cannot be used: a folder, or a name whose extension says no known format."""
+
+
+def check_output_file(path: str | Path, suffixes: tuple[str, ...], *, what: str = "--out",
+                      example: str = "out.csv") -> Path:
+    """``path`` when it can name an output file of one of ``suffixes`` (".csv", ".jsonl"...), else one
+    line saying why: "--out DIR is a folder; give a file name, e.g. DIR/out.csv" or "--out p.tsv: use a
+    file name ending in .csv or .jsonl". Checked before any work is done; nothing is written."""
+    raw = str(path)
+    p = Path(path).expanduser()
+    if p.is_dir() or raw.endswith(("/", "\\")):
+        raise OutputPathError(f"{what} {p} is a folder; give a file name, e.g. {p / example}")
+    if p.suffix.lower() not in suffixes:
+        names = ", ".join(suffixes[:-1]) + f" or {suffixes[-1]}" if len(suffixes) > 1 else suffixes[0]
+        raise OutputPathError(f"{what} {p.name}: use a file name ending in {names}")
+    return p
+
+
+def write_file_atomically(path: str | Path, chunks) -> int:
+    """Write ``chunks`` (bytes) to ``path`` through ``path.tmp``: the file is whole or absent, and no
+    ``.tmp`` is left behind whatever fails (a full disk or a read-only folder is said in words)."""
+    from .errors import storage_error
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    size = 0
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+                size += len(chunk)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        if isinstance(exc, IsADirectoryError):
+            raise OutputPathError(f"{path} is a folder; give a file name") from None
+        if isinstance(exc, OSError):
+            words = storage_error(exc, path)
+            raise (words or OutputPathError(f"cannot write {path}: {exc.strerror or exc}")) from None
+        raise
+    return size

@@ -77,14 +77,49 @@ def check_name(name: str) -> str:
     return clean
 
 
+def exact_name(name: str) -> str:
+    """``name`` exactly as given (no trimming, no Unicode normalisation), checked only so that it names
+    a file directly inside the projects folder. Opening and deleting go by the exact name, so
+    ``'beta '`` never reaches ``beta.pmx`` and an NFD ``café`` never reaches the NFC one."""
+    raw = str(name or "")
+    check_name(raw)  # the rules of a name (the listing shows only files whose names pass them)
+    if len(raw) > MAX_NAME_CHARS:
+        raise ProjectError(f"a project name may have at most {MAX_NAME_CHARS} characters")
+    if "/" in raw or "\\" in raw or "\x00" in raw:
+        raise ProjectError("a project name may not contain / or \\ or be . or ..")
+    return raw
+
+
+def look_alike_key(name: str) -> str:
+    """What two names that look the same share: NFKC, no invisible (format) characters, spaces
+    collapsed and trimmed, case folded."""
+    text = unicodedata.normalize("NFKC", str(name or ""))
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    return " ".join(text.split()).casefold()
+
+
 def project_path(name: str, folder: str | os.PathLike | None = None) -> Path:
-    """The file of project ``name``, guaranteed to lie directly inside the projects folder."""
+    """The file of project ``name`` (the exact name), guaranteed to lie directly inside the projects folder."""
     base = projects_dir(folder)
-    clean = check_name(name)
-    path = (base / f"{clean}{SUFFIX}").resolve()
-    if path.parent != base:
+    exact = exact_name(name)
+    path = (base / f"{exact}{SUFFIX}").resolve()
+    if path.parent != base or path.name != f"{exact}{SUFFIX}":
         raise ProjectError("that name points outside the projects folder")
     return path
+
+
+def check_new_name(name: str, folder: str | os.PathLike | None = None) -> str:
+    """The cleaned name for a new project (NFC, trimmed, checked), refused when a project of that name
+    or of a look-alike one (case, spaces, Unicode forms, invisible characters) exists already."""
+    clean = check_name(name)
+    if project_path(clean, folder).exists():
+        raise ProjectError(f"a project called '{clean}' already exists")
+    key = look_alike_key(clean)
+    for other in list_projects(folder):
+        if look_alike_key(other.name) == key:
+            raise ProjectError(f"a project called '{other.name}' already exists (the names differ only in case, "
+                               "spaces, accents' encoding or invisible characters); choose another name")
+    return clean
 
 
 def list_projects(folder: str | os.PathLike | None = None) -> list[ProjectInfo]:
@@ -131,12 +166,7 @@ def check_writable(folder: str | os.PathLike | None = None) -> Path:
 def create_project(name: str, folder: str | os.PathLike | None = None, task: Task | None = None) -> ProjectStore:
     """Create a new, empty project (optionally with a task); refuses an existing name, and says so
     when the folder cannot be written or the disk is full (no half-made file is left)."""
-    path = project_path(name, folder)
-    if path.exists():
-        raise ProjectError(f"a project called '{path.stem}' already exists")
-    for other in list_projects(folder):
-        if other.name.casefold() == path.stem.casefold():
-            raise ProjectError(f"a project called '{other.name}' already exists")
+    path = project_path(check_new_name(name, folder), folder)
     check_writable(folder)
     try:
         store = ProjectStore(path, create=True)
@@ -207,8 +237,8 @@ def remember_last_project(name: str | None, folder: str | os.PathLike | None = N
         if not name:
             path.unlink(missing_ok=True)
             return
-        clean = check_name(name)
-        if path.is_file() and path.read_text("utf-8").strip() == clean:
+        clean = exact_name(name)
+        if path.is_file() and path.read_text("utf-8").rstrip("\n") == clean:
             return
         tmp = base / f"{LAST_PROJECT_FILE}.{os.getpid()}.tmp"
         tmp.write_text(clean + "\n", "utf-8")
@@ -220,7 +250,7 @@ def remember_last_project(name: str | None, folder: str | os.PathLike | None = N
 def last_project(folder: str | os.PathLike | None = None) -> str | None:
     """The project used last, when it still exists."""
     try:
-        name = (projects_dir(folder) / LAST_PROJECT_FILE).read_text("utf-8").strip()
+        name = (projects_dir(folder) / LAST_PROJECT_FILE).read_text("utf-8").rstrip("\n")
         return name if name and project_exists(name, folder) else None
     except (OSError, UnicodeDecodeError):
         return None
@@ -324,6 +354,9 @@ __all__ = [
     "ProjectError",
     "ProjectInfo",
     "check_name",
+    "check_new_name",
+    "exact_name",
+    "look_alike_key",
     "check_writable",
     "create_project",
     "delete_project",

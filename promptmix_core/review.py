@@ -150,7 +150,7 @@ def parse_ops(raw: Any, classes: Sequence[str], *, tab: str = "") -> tuple[list[
             if not _CID_RE.match(unit):
                 refused[cid] = {"ok": False, "error": "not a decision of this tab"}
                 continue
-            valid.append({"cid": cid, "undo": unit, "tab": op_tab})
+            valid.append({"cid": cid, "undo": unit, "tab": op_tab, **_project_of(op)})
             continue
         action = op.get("action")
         try:
@@ -170,8 +170,15 @@ def parse_ops(raw: Any, classes: Sequence[str], *, tab: str = "") -> tuple[list[
             base = int(base) if base is not None else None
         except (TypeError, ValueError):
             base = None
-        valid.append({"cid": cid, "id": ex_id, "action": action, "label": label, "base": base, "tab": op_tab})
+        valid.append({"cid": cid, "id": ex_id, "action": action, "label": label, "base": base, "tab": op_tab,
+                      **_project_of(op)})
     return valid, refused
+
+
+def _project_of(op: Mapping[str, Any]) -> dict[str, str]:
+    """``{"project_uid": uid}`` when the tab said which project (its identity) the operation was made on."""
+    uid = op.get("project_uid")
+    return {"project_uid": str(uid)[:64]} if isinstance(uid, str) and uid else {}
 
 
 def apply_ops(
@@ -181,8 +188,10 @@ def apply_ops(
     *,
     tab: str,
     reviewer: str | None = "app",
+    project_uid: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Check and apply a tab's operations; operations of one tab go in one transaction each.
+    ``project_uid``: the project identity the tab's batch was made on (refused when it is another).
 
     Returns a result per client id (see :meth:`ProjectStore.apply_review_batch`); an undo's result
     carries the cards of the examples it brought back (``rows``).
@@ -196,11 +205,14 @@ def apply_ops(
         else:
             groups.append((op["tab"], [op]))
     for op_tab, ops in groups:
-        results.update(store.apply_review_batch(ops, tab=op_tab, reviewer=reviewer))
+        results.update(store.apply_review_batch(ops, tab=op_tab, reviewer=reviewer, project_uid=project_uid))
     verbs = {"accepted": "accept", "overridden": "override", "rejected": "reject"}
     for op in valid:
         res = results.get(op["cid"], {})
-        if res.get("conflict"):
+        if res.get("conflict") and (res.get("wrong_project") or "id" not in op):
+            res["message"] = (f"Not saved: {res.get('error')}." if res.get("wrong_project") else
+                              "Only the tab that made a decision can undo it; nothing was undone.")
+        elif res.get("conflict"):
             cur = res.get("current") or {}
             now = f"overridden to {cur.get('label')}" if cur.get("status") == "overridden" else cur.get("status")
             res["message"] = (

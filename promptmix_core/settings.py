@@ -32,6 +32,7 @@ VARIABLES: dict[str, str] = {
     "PROMPTMIX_LOCAL_IDLE_MINUTES": "the shared bundled-model server exits once the process that started it is gone and no request came for this many minutes (default 10)",
     "PROMPTMIX_LOCAL_BACKEND": "server of the bundled model: promptmix (the project's batching server, default) or transformers (`transformers serve`)",
     "PROMPTMIX_JOB_API_KEY": "internal: hands the API key from the app to its background worker (never stored)",
+    "PROMPTMIX_JOB_KEY_ENDPOINT": "internal: the endpoint the handed-over key is for; the worker sends it nowhere else",
     "PROMPTMIX_CHROMIUM": "tests/scripts only: the Chromium binary for browser tests (default /usr/bin/chromium)",
     "PROMPTMIX_FORCE_CPU": "scripts/setup_env.py only: 1 installs the CPU build of torch even with a GPU",
     "PROMPTMIX_TORCH_VERSION": "scripts/setup_env.py only: the torch version to install",

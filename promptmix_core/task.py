@@ -24,6 +24,10 @@ from .labelled import MAX_LISTED_PROBLEMS, capped as _capped, scalar_text  # noq
 
 MAX_NESTING = 32  # a task file is 4 levels deep; deeper JSON or YAML is refused before it can recurse
 MAX_YAML_VALUES = 1_000_000  # values a YAML document may expand to through its aliases
+# characters a YAML document may expand to through its aliases: a few aliases of one long string (50,000
+# of a 20,000-character seed in 170 KB) would otherwise become a 1 GB task; a file without aliases
+# expands to its own size, which the file size limit bounds
+MAX_YAML_EXPANDED_CHARS = 20_000_000
 
 
 def _basic_name_key(name: str) -> str:
@@ -286,30 +290,39 @@ def load_yaml_text(text: str, name: str) -> tuple[Any, list[dict[str, Any]] | No
         return f" at line {mark.line + 1}" if mark is not None else ""
 
     try:
-        anchors: dict[str, int] = {}
-        stack: list[list[Any]] = []  # [anchor, values so far]
+        anchors: dict[str, tuple[int, int]] = {}  # anchor -> (values, characters) it expands to
+        stack: list[list[Any]] = []  # [anchor, values so far, characters so far]
         depth = 0
+        total_chars = 0  # characters of the whole document once every alias is expanded
         for ev in yaml.parse(text, Loader=yaml.SafeLoader):
-            n = 0
+            n = chars = 0
             if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1
                 if depth > MAX_NESTING:
                     raise TaskError(f"{name} is nested too deeply (more than {MAX_NESTING} levels){where(ev.start_mark)}")
-                stack.append([ev.anchor, 1])
+                stack.append([ev.anchor, 1, 0])
                 continue
             if isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
-                anchor, n = stack.pop()
+                anchor, n, chars = stack.pop()
                 if anchor:
-                    anchors[anchor] = n
+                    anchors[anchor] = (n, chars)
             elif isinstance(ev, yaml.ScalarEvent):
-                n = 1
+                n, chars = 1, len(ev.value)
+                total_chars += chars
                 if ev.anchor:
-                    anchors[ev.anchor] = 1
+                    anchors[ev.anchor] = (1, chars)
             elif isinstance(ev, yaml.AliasEvent):
-                n = anchors.get(ev.anchor, 1)
+                n, chars = anchors.get(ev.anchor, (1, 0))
+                total_chars += chars
+            if total_chars > MAX_YAML_EXPANDED_CHARS:
+                raise TaskError(
+                    f"{name}: its YAML aliases (*name) expand to more than {MAX_YAML_EXPANDED_CHARS:,} characters"
+                    f"{where(ev.start_mark)}; write the values out instead"
+                )
             if n and stack:
                 stack[-1][1] += n
+                stack[-1][2] += chars
                 if stack[-1][1] > MAX_YAML_VALUES:
                     raise TaskError(
                         f"{name}: its YAML aliases (*name) expand to more than {MAX_YAML_VALUES:,} values"

@@ -9,15 +9,17 @@ so real labelled data is never thrown away for a generated one.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from .errors import TaskError
-from .labelled import decode_bytes, parse_labelled, read_text_file
-from .task import MAX_TEXT_CHARS, Task, _is_blank, normalize_name, normalize_text
+from .labelled import check_file, decode_bytes, iter_labelled, utf8_lines
+from .task import MAX_TEXT_CHARS, Task, _is_blank, normalize_name, normalize_text, strip_invisible
 
 TEST_SET_TYPES = ("csv", "jsonl")
 MAX_LISTED_PROBLEMS = 20
@@ -52,11 +54,23 @@ class TestSetCheck:
         return out
 
 
-def _raw_rows(text: str, fmt: str, name: str) -> list[tuple[int, Any, Any]]:
-    """(line as the user sees it, text, label) for every record, blank ones included (the one
-    labelled-file reader, :func:`promptmix_core.labelled.parse_labelled`, with line numbers)."""
-    rows = parse_labelled(text, fmt, name, with_lines=True)
-    return [(r["_line"], r["text"], r["label"]) for r in rows]
+def _raw_rows(lines: Iterable[str], fmt: str, name: str) -> Iterator[tuple[int, Any, Any]]:
+    """(line as the user sees it, text, label) for every record, blank ones included, one at a time (the
+    one labelled-file reader, :func:`promptmix_core.labelled.iter_labelled`, with line numbers)."""
+    for r in iter_labelled(lines, fmt, name, with_lines=True):
+        yield r["_line"], r["text"], r["label"]
+
+
+def _text_key(text: str) -> bytes:
+    """A 16-byte fingerprint of a text's normalised form: what the duplicate check keeps per row, so
+    a big test file is not held twice."""
+    return hashlib.blake2b(_norm(text).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def _norm(text: str) -> str:
+    """The form two texts are compared in: :func:`normalize_text` after invisible characters (zero-width
+    spaces, soft hyphens, direction marks) are removed, so a near-copy of a seed is still a copy."""
+    return normalize_text(strip_invisible(text))
 
 
 def _short(text: str, n: int = 60) -> str:
@@ -65,15 +79,15 @@ def _short(text: str, n: int = 60) -> str:
 
 
 def check_test_rows(
-    raw: Sequence[tuple[int, Any, Any]], task: Task, *, name: str = "the file",
+    raw: Iterable[tuple[int, Any, Any]], task: Task, *, name: str = "the file",
     generated_texts: Iterable[str] = (),
 ) -> TestSetCheck:
     """Check ``(row number, text, label)`` records against ``task``: see :func:`read_test_set`."""
     classes = task.class_names
     by_norm = {normalize_name(c): c for c in classes}
-    seeds = {normalize_text(r["text"]): r["label"] for r in task.seed_rows()}
-    generated = {normalize_text(t) for t in generated_texts}
-    seen: dict[str, int] = {}
+    seeds = {_norm(r["text"]): r["label"] for r in task.seed_rows()}
+    generated = {_text_key(t) for t in generated_texts}
+    seen: dict[bytes, int] = {}  # fingerprint of a kept row's text -> its line
     rows: list[dict[str, str]] = []
     problems: list[str] = []
     refused: Counter[str] = Counter()
@@ -84,7 +98,9 @@ def check_test_rows(
         refused[reason] += 1
         problems.append(msg)
 
+    total = 0
     for line, text, label in raw:
+        total += 1
         where = f"row {line}"
         if _is_blank(text):
             refuse("empty_text", f"{where}: the text is empty")
@@ -102,11 +118,12 @@ def check_test_rows(
             shown = ", ".join(classes[:8]) + (", …" if len(classes) > 8 else "")
             refuse("unknown_label", f"{where}: {label!r} is not a class of the task (classes: {shown})")
             continue
-        key = normalize_text(text)
-        if key in seeds:
-            refuse("seed", f"{where}: this text is a seed example of {seeds[key]!r}; a test set must not "
+        norm = _norm(text)
+        if norm in seeds:
+            refuse("seed", f"{where}: this text is a seed example of {seeds[norm]!r}; a test set must not "
                            "contain training data")
             continue
+        key = _text_key(text)
         if key in seen:
             refuse("duplicate", f"{where}: repeats row {seen[key]} ({_short(text)!r})")
             continue
@@ -126,7 +143,7 @@ def check_test_rows(
         notes.append("Labels that are not classes of the task: "
                      + ", ".join(f"{lab!r} ({n} rows)" for lab, n in unknown.most_common(10)) + ".")
     return TestSetCheck(name=name, rows=rows, problems=problems, notes=notes, refused=dict(refused),
-                        total=len(raw))
+                        total=total)
 
 
 def read_test_set(
@@ -143,20 +160,28 @@ def read_test_set(
     suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     if suffix not in TEST_SET_TYPES:
         raise TaskError(f"{name}: a test set is a .csv or .jsonl file with text and label columns")
-    text = decode_bytes(data, name)
-    raw = _raw_rows(text, suffix, name)
-    if not raw:
+    return _check_stream(utf8_lines(io.BytesIO(data), name), suffix, name, task, generated_texts)
+
+
+def _check_stream(lines: Iterable[str], fmt: str, name: str, task: Task, generated_texts: Iterable[str]) -> TestSetCheck:
+    chk = check_test_rows(_raw_rows(lines, fmt, name), task, name=name, generated_texts=generated_texts)
+    if not chk.total:
         raise TaskError(f"{name} has no rows")
-    return check_test_rows(raw, task, name=name, generated_texts=generated_texts)
+    return chk
 
 
 def read_test_set_file(path: str, task: Task, *, generated_texts: Iterable[str] = ()) -> TestSetCheck:
-    """:func:`read_test_set` for a file on disk (the command line's ``--test FILE``)."""
+    """:func:`read_test_set` for a file on disk (the command line's ``--test FILE``), read as a stream
+    of lines: only the usable rows are kept, never the file's bytes or text."""
     from pathlib import Path
 
     p = Path(path)
-    read_text_file(p)  # the clear errors for a missing, empty or oversized file
-    return read_test_set(p.read_bytes(), p.name, task, generated_texts=generated_texts)
+    check_file(p)  # the clear errors for a missing, empty or oversized file
+    suffix = p.name.rsplit(".", 1)[-1].lower() if "." in p.name else ""
+    if suffix not in TEST_SET_TYPES:
+        raise TaskError(f"{p.name}: a test set is a .csv or .jsonl file with text and label columns")
+    with open(p, "rb") as fh:
+        return _check_stream(utf8_lines(fh, p.name), suffix, p.name, task, generated_texts)
 
 
 def split_off_test_set(

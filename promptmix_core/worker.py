@@ -13,7 +13,7 @@ import signal
 import sys
 
 from .errors import Cancelled
-from .jobs import API_KEY_ENV, BASE_URL_ENV
+from .jobs import API_KEY_ENV, BASE_URL_ENV, KEY_ENDPOINT_ENV
 from .lifecycle import JobLifecycle, StepContext
 from .store import ProjectStore, StoreError, known_secrets, register_secret, scrub_secrets
 
@@ -36,11 +36,25 @@ def _step(kind: str):
     raise ValueError(f"unknown job kind {kind!r}")
 
 
+def _key_for_job(config: dict, api_key: str, key_for: str) -> str | None:
+    """The key when the job calls the endpoint it was given for, else None (and a log line)."""
+    from .llm.config import key_endpoint, same_endpoint
+
+    llm = config.get("llm") if isinstance(config.get("llm"), dict) else config
+    job_url = llm.get("base_url") or key_endpoint()
+    if same_endpoint(job_url, key_for):
+        return api_key
+    log.warning("the API key was given for %s, not for this job's endpoint %s: not sent",
+                scrub_secrets(key_for), scrub_secrets(str(job_url)))
+    return None
+
+
 def run(store_path: str, job_id: int) -> int:
     # the key came in this process's environment only; keep it from any child process
     api_key = os.environ.pop(API_KEY_ENV, None)
     register_secret(api_key)  # out of the environment, still scrubbed from every message and log line
     secret_url = os.environ.pop(BASE_URL_ENV, None)
+    key_for = os.environ.pop(KEY_ENDPOINT_ENV, None)
     store = ProjectStore(store_path, create=False)
     job = store.get_job(job_id)
     if job is None:
@@ -50,6 +64,8 @@ def run(store_path: str, job_id: int) -> int:
         llm = job.config.get("llm") if isinstance(job.config.get("llm"), dict) else job.config
         if scrub_secrets(secret_url) == llm.get("base_url"):
             llm["base_url"] = secret_url
+    if api_key and key_for and job.kind in ("generate", "relabel"):
+        api_key = _key_for_job(job.config, api_key, key_for)
 
     def on_term(signum, frame):  # a polite kill (SIGTERM) ends as "cancelled", never "running"
         raise Cancelled("the worker was stopped")

@@ -105,6 +105,7 @@ class FakeLLM:
         self.classify = classify
         self.script: deque[str] = deque()
         self.requests: list[dict[str, Any]] = []
+        self.auth_headers: list[str] = []  # the Authorization header of every request (GET and POST), "" if none
         self.outcomes: list[str] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -140,6 +141,7 @@ class FakeLLM:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802
+                fake.auth_headers.append(self.headers.get("Authorization", ""))
                 if self.path.rstrip("/").endswith("/models"):
                     fake._send_json(self, 200, {"object": "list", "data": [{"id": fake.model, "object": "model"}]})
                 elif self.path.rstrip("/").endswith("/health"):
@@ -148,6 +150,7 @@ class FakeLLM:
                     fake._send_json(self, 404, {"error": {"message": "not found"}})
 
             def do_POST(self) -> None:  # noqa: N802
+                fake.auth_headers.append(self.headers.get("Authorization", ""))
                 fake._handle_post(self)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

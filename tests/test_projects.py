@@ -55,6 +55,61 @@ def test_project_path_stays_inside_the_folder(folder):
         projects.project_path("../outside", folder)
 
 
+NFC, NFD = "caf\u00e9", "cafe\u0301"
+
+
+def _raw_project(folder, stem: str) -> None:
+    """A project file whose name was made outside the app (another tool, an older version)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ProjectStore(folder / f"{stem}.pmx").close()
+
+
+def test_open_and_delete_go_by_the_exact_file_never_a_look_alike(folder):
+    """Issue 23 item 6: ``?project=beta%20`` opened beta.pmx, not "beta .pmx"; NFD and NFC names opened
+    each other; deleting "café " removed café.pmx."""
+    projects.create_project("beta", folder).close()
+    _raw_project(folder, "beta ")
+    projects.create_project(NFC, folder).close()
+    _raw_project(folder, NFD)
+    _raw_project(folder, NFC + " ")
+    names = {p.name for p in projects.list_projects(folder)}
+    assert names == {"beta", "beta ", NFC, NFD, NFC + " "}
+    for name in names:  # each name opens its own file
+        store = projects.open_project(name, folder)
+        assert store.path.name == f"{name}.pmx"
+        store.close()
+    assert projects.project_path("beta ", folder).name == "beta .pmx"
+    with pytest.raises(ProjectError):
+        projects.open_project("beta\u200b", folder)  # an invisible character: never beta.pmx
+    projects.delete_project(NFC + " ", folder)
+    assert (folder / f"{NFC}.pmx").is_file() and not (folder / f"{NFC} .pmx").exists()
+    projects.delete_project(NFD, folder)
+    assert (folder / f"{NFC}.pmx").is_file() and not (folder / f"{NFD}.pmx").exists()
+    projects.delete_project("beta ", folder)
+    assert (folder / "beta.pmx").is_file()
+    assert {p.name for p in projects.list_projects(folder)} == {"beta", NFC}
+    # the last project is remembered exactly
+    _raw_project(folder, "beta ")
+    projects.remember_last_project("beta ", folder)
+    assert projects.last_project(folder) == "beta "
+
+
+@pytest.mark.parametrize("new", ["beta ", " Beta", "BETA", "be\u200bta", "beta\u00ad", "\uff42eta"])
+def test_a_look_alike_of_an_existing_name_is_refused_when_creating(folder, new):
+    projects.create_project("beta", folder).close()
+    with pytest.raises(ProjectError, match="already exists|letters, digits"):  # invisible characters: not allowed
+        projects.create_project(new, folder)
+    assert [p.name for p in projects.list_projects(folder)] == ["beta"]
+
+
+def test_an_nfd_name_is_created_as_nfc_and_its_twin_refused(folder):
+    store = projects.create_project(NFD, folder)
+    assert store.path.name == f"{NFC}.pmx"
+    store.close()
+    with pytest.raises(ProjectError, match="already exists"):
+        projects.create_project(NFC, folder)
+
+
 def test_projects_dir_defaults(monkeypatch, tmp_path):
     monkeypatch.delenv(projects.ENV_DIR, raising=False)
     monkeypatch.chdir(tmp_path)

@@ -122,6 +122,7 @@ def test_settings_read_every_variable_in_one_place(monkeypatch, tmp_path):
     from promptmix_core.llm import resolve_llm_config
 
     monkeypatch.setenv("PROMPTMIX_API_KEY", "sk-promptmix-only")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # the key goes only to its own endpoint
     cfg = resolve_llm_config(base_url="http://127.0.0.1:9/v1", model="m")
     assert cfg.api_key == "sk-promptmix-only"
     assert get_settings().api_key_source == "PROMPTMIX_API_KEY"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 
 import pytest
@@ -114,3 +115,28 @@ def test_store_keeps_one_test_set_and_old_files_gain_the_table(tmp_path):
     got = s2.get_run_examples(run, "train")
     assert [(r["text"], r["label"], r["source"], r["example_id"]) for r in got] == [
         ("t", "x", "generated", 4), ("s", "y", "seed", None)]
+
+
+@pytest.mark.parametrize("copy", ["card gone\u200b", "card\u00ad gone", "\u200ecard gone", "CARD  GONE!"],
+                         ids=["zero-width", "soft-hyphen", "direction-mark", "case-space-punct"])
+def test_a_near_copy_of_a_seed_is_refused(copy):
+    """Issue 23 item 13: a test row equal to a seed once normalised (invisible characters included)."""
+    task = Task("t", [ClassSpec("card_lost", examples=["card gone"]), ClassSpec("refund", examples=["money back"])])
+    chk = read_test_set(f"text,label\n{copy},card_lost\nwhere is my refund,refund\n".encode(), "t.csv", task)
+    assert [r["text"] for r in chk.rows] == ["where is my refund"]
+    assert chk.problems == ["row 2: this text is a seed example of 'card_lost'; a test set must not contain "
+                            "training data"]
+
+
+@pytest.mark.parametrize("body, says", [
+    (b"text,label,label\nhello,card_lost,refund\n", "t.csv has the column 'label' twice (columns 2 and 3)"),
+    (b"Text,text,label\nhello,bye,refund\n", "t.csv has the column 'text' twice (columns 1 and 2)"),
+])
+def test_a_duplicated_header_is_refused_not_picked_silently(body, says):
+    with pytest.raises(TaskError, match=re.escape(says)):
+        read_test_set(body, "t.csv", TASK)
+
+
+def test_a_jsonl_row_with_two_label_fields_is_refused():
+    with pytest.raises(TaskError, match="line 1 has the field 'label' twice"):
+        read_test_set(b'{"text": "x", "label": "refund", "Label": "card_lost"}\n', "t.jsonl", TASK)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ..redact import known_secrets, register_secret, scrub_secrets
+from ..redact import known_secrets, register_secret, register_url_credentials, scrub_secrets
 from .cache import ResponseCache, cache_key
 from .config import LLMConfig
 
@@ -212,6 +212,7 @@ class LLMClient:
     ):
         self.config = config
         register_secret(config.api_key)  # scrubbed from whatever this process stores or logs from now on
+        register_url_credentials(config.base_url)  # user:password in the URL, and its Basic token
         self.cache = cache if cache is not None else (ResponseCache(cache_path) if cache_path else None)
         self.stats = stats or UsageStats(
             price_prompt_per_1m=config.price_prompt_per_1m, price_completion_per_1m=config.price_completion_per_1m

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -89,6 +90,43 @@ class LLMConfig:
         return d
 
 
+def _endpoint_key(url: str | None) -> tuple[str, str, int | None, str] | None:
+    """What identifies an endpoint: scheme, host, port and path (no user, password or query)."""
+    from urllib.parse import urlsplit
+
+    if not url:
+        return None
+    try:
+        parts = urlsplit(str(url).strip())
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        return None
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port, parts.path.rstrip("/")
+
+
+def same_endpoint(a: str | None, b: str | None) -> bool:
+    """True when two URLs name the same endpoint (case of scheme and host, a default port, a
+    trailing slash and credentials in the URL do not matter)."""
+    ka, kb = _endpoint_key(a), _endpoint_key(b)
+    return ka is not None and ka == kb
+
+
+def key_endpoint(configured_base_url: str | None = None) -> str:
+    """The one endpoint a configured key (environment or secrets) may be sent to: the URL configured
+    beside it (``OPENAI_BASE_URL``), else the OpenAI API."""
+    from ..settings import get_settings
+
+    return configured_base_url or get_settings().openai_base_url or OPENAI_BASE_URL
+
+
+def bound_key(base_url: str | None, key: str | None, endpoint: str | None) -> str | None:
+    """``key`` when ``base_url`` is ``endpoint`` (the key's own), else None: a configured key never
+    travels to another URL. ``base_url`` None means the configured endpoint itself."""
+    if not key:
+        return None
+    return key if base_url is None or same_endpoint(base_url, endpoint) else None
+
+
 def resolve_llm_config(
     base_url: str | None = None,
     model: str | None = None,
@@ -102,14 +140,26 @@ def resolve_llm_config(
     """Pick the endpoint: explicit arguments, then ``OPENAI_BASE_URL``/``OPENAI_API_KEY``/
     ``PROMPTMIX_MODEL``, then saved settings; with no endpoint anywhere, the bundled SmolLM2 served
     on 127.0.0.1 (started on first use; ``progress(message)`` hears about a cold start, see
-    :func:`promptmix_core.llm.local.ensure_local_server`)."""
+    :func:`promptmix_core.llm.local.ensure_local_server`).
+
+    A key is bound to its endpoint: ``api_key`` (given with the URL) goes to the URL chosen; the
+    environment's key (``OPENAI_API_KEY``/``PROMPTMIX_API_KEY``) goes only to ``OPENAI_BASE_URL``,
+    else to the OpenAI API, never to another URL (a warning is logged when it is held back)."""
     from ..settings import get_settings
 
     env = get_settings()
     settings = dict(settings or {})
     base_url = base_url or env.openai_base_url or settings.get("base_url") or None
     model = model or env.model or settings.get("model") or None
-    api_key = api_key or env.api_key or ""
+    if not api_key and env.api_key:
+        api_key = bound_key(base_url, env.api_key, env.openai_base_url or OPENAI_BASE_URL)
+        if not api_key:
+            from ..redact import scrub_secrets
+
+            logging.getLogger(__name__).warning(f"the key in {env.api_key_source} is only sent to "
+                     f"{scrub_secrets(env.openai_base_url or OPENAI_BASE_URL)}, not to {scrub_secrets(str(base_url))}; "
+                     f"set OPENAI_BASE_URL to that URL to use it there")
+    api_key = api_key or ""
     for key in ("concurrency", "timeout", "max_retries", "max_retry_after"):
         if key not in options and settings.get(key) is not None:
             options[key] = settings[key]

@@ -87,13 +87,17 @@ class StoreBase:
 
     def _open_read_only(self) -> None:
         """Open without writing anything, not even SQLite's ``-shm`` file: ``mode=ro`` when the WAL side
-        files exist, else ``immutable=1`` (nobody can write a file in a read-only folder)."""
+        files exist (someone with write access has the project open: read through them), else
+        ``immutable=1``. ``mode=ro`` on a project whose side files are gone would create them in a
+        folder this user can write (a shared folder), owned by this user, and the project's owner could
+        then no longer write the project: a viewer never leaves a file behind."""
         from urllib.parse import quote
 
         self.read_only = True
         base = "file:" + quote(str(self.path.resolve()))
         last: Exception | None = None
-        for params in ("mode=ro", "immutable=1"):
+        shm = self.path.with_name(self.path.name + "-shm")
+        for params in (("mode=ro", "immutable=1") if shm.exists() else ("immutable=1",)):
             self._uri = f"{base}?{params}"
             self.close()
             try:

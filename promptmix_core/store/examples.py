@@ -243,21 +243,26 @@ class ExamplesMixin(StoreBase):
             confidence = float(confidence)
             if not 0.0 <= confidence <= 1.0:
                 raise ValueError(f"a confidence must be in [0, 1], got {confidence}")
+        # A person's decision is final until a person changes it: on a decided example the relabel is
+        # kept as a suggestion (llm_label...), its label stays, and the version moves on (a tab that
+        # decided on the earlier version is told it changed)
         with self.transaction() as c:
             c.execute(
                 "UPDATE examples SET llm_label = ?, relabel_status = ?, llm_raw = ?, relabel_prompt = ?, "
-                "relabeled_at = ?, label = CASE WHEN ? IS NOT NULL THEN ? ELSE label END, llm_confidence = ? "
-                "WHERE id = ?",
+                "relabeled_at = ?, label = CASE WHEN ? IS NOT NULL AND review_status = 'pending' THEN ? ELSE label END, "
+                "llm_confidence = ?, version = version + (review_status != 'pending') WHERE id = ?",
                 (llm_label, status, raw, prompt, time.time(), llm_label, llm_label, confidence, example_id),
             )
 
     def set_flags(self, reasons: Mapping[int, str]) -> int:
         """Save junk flags (example id -> reason; '' clears a flag) in one transaction; returns how many
-        rows changed. Flags never change labels or review decisions."""
+        rows changed. Flags never change labels or review decisions; a new flag on a decided example moves
+        its version on."""
         n = 0
         with self.transaction() as c:
             for example_id, reason in reasons.items():
-                n += c.execute("UPDATE examples SET flag = ? WHERE id = ? AND flag != ?",
+                n += c.execute("UPDATE examples SET flag = ?, version = version + (review_status != 'pending') "
+                               "WHERE id = ? AND flag != ?",
                                (str(reason or ""), int(example_id), str(reason or ""))).rowcount
         return n
 

@@ -53,8 +53,8 @@ class Example:
         """The label after human review (None when rejected); the current label when not reviewed."""
         if self.review_status == "rejected":
             return None
-        if self.review_status == "overridden" and self.review_label:
-            return self.review_label
+        if self.review_status in ("overridden", "accepted") and self.review_label:
+            return self.review_label  # what the person decided (an accept keeps the label it accepted)
         return self.label
 
     def to_record(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ tab, and every unit (one decision, or one bulk action) can be undone as one step
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import time
 import uuid
@@ -23,7 +24,16 @@ class ConflictError(RuntimeError):
     """A review decision was made on a stale version of an example (someone else changed it)."""
 
 
-_DECISION_COLUMNS = "review_status, review_label, reviewed_at, reviewed_by, version"
+def tab_key(tab: Any) -> str:
+    """What the store keeps of a browser tab's id: a digest. The id a tab sends is its secret; the review
+    log holds only this digest, so reading the log (or another tab's answers) gives nothing that can
+    act as that tab: a crafted operation naming another tab's logged id is that tab's digest hashed
+    again, another tab, and its stale decisions conflict."""
+    raw = str(tab or "")
+    return "" if not raw else "t:" + hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+_DECISION_COLUMNS = "review_status, review_label, reviewed_at, reviewed_by, version, label"
 
 
 def _applied_result(rows: Sequence[sqlite3.Row]) -> dict[str, Any]:
@@ -68,6 +78,10 @@ class ReviewsMixin(StoreBase):
         if not restore:
             reviewed_at = now if status != "pending" else None
             reviewed_by = reviewer
+            if status == "accepted" and not label:
+                # the label the person accepted is kept with the decision: a later relabel of the example
+                # is a suggestion and never changes what was accepted
+                label = row["label"]
         c.execute(
             "UPDATE examples SET review_status = ?, review_label = ?, reviewed_at = ?, reviewed_by = ?, "
             "version = ? WHERE id = ?",
@@ -142,7 +156,7 @@ class ReviewsMixin(StoreBase):
                 raise ConflictError(
                     f"example {example_id} was changed by someone else since you loaded it; reload to see it"
                 )
-            return self._log_decision(c, row, int(example_id), decision, label, cid=cid, unit=cid, tab=str(tab or ""),
+            return self._log_decision(c, row, int(example_id), decision, label, cid=cid, unit=cid, tab=tab_key(tab),
                                       reviewer=reviewer, now=time.time())
 
     def bulk_review(
@@ -162,7 +176,7 @@ class ReviewsMixin(StoreBase):
         if not example_ids:
             return 0
         with self.transaction() as c:
-            return self._bulk(c, example_ids, decision, unit=unit or f"bulk:{uuid.uuid4().hex}", tab=str(tab or ""),
+            return self._bulk(c, example_ids, decision, unit=unit or f"bulk:{uuid.uuid4().hex}", tab=tab_key(tab),
                               reviewer=reviewer, only_pending=only_pending, now=time.time())
 
     def reject_flagged(
@@ -180,7 +194,7 @@ class ReviewsMixin(StoreBase):
             ids = [int(r[0]) for r in c.execute(f"SELECT id FROM examples WHERE {cond} ORDER BY id", params)]
             if not ids:
                 return 0
-            return self._bulk(c, ids, "rejected", unit=unit or f"bulk:{uuid.uuid4().hex}", tab=str(tab or ""),
+            return self._bulk(c, ids, "rejected", unit=unit or f"bulk:{uuid.uuid4().hex}", tab=tab_key(tab),
                               reviewer=reviewer, only_pending=True, now=time.time())
 
     def undo(self, unit: str, *, tab: str = "", reviewer: str | None = None) -> dict[str, Any]:
@@ -189,7 +203,8 @@ class ReviewsMixin(StoreBase):
         return self.apply_review_batch([{"cid": cid, "undo": unit}], tab=tab, reviewer=reviewer)[cid]
 
     def apply_review_batch(
-        self, ops: Sequence[Mapping[str, Any]], *, tab: str, reviewer: str | None = None
+        self, ops: Sequence[Mapping[str, Any]], *, tab: str, reviewer: str | None = None,
+        project_uid: str | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Apply a batch of review operations in one transaction; returns a result per operation id.
 
@@ -200,8 +215,14 @@ class ReviewsMixin(StoreBase):
         someone other than ``tab`` changed the example since then; decisions of the same tab never
         conflict with each other. An undo restores what the unit (a decision, or a bulk action, of this
         tab) replaced, for each example nobody else changed since.
+
+        Refused as conflicts, nothing written: a decision without ``base`` (every decision says which
+        version it was made on), an undo of another tab's unit, and every operation of a batch (or an
+        operation carrying ``"project_uid"``) made for another project than this one (``project_uid``: the
+        project's identity, not its name, as the tab saw it; a project deleted and made again under the
+        same name is another project).
         """
-        tab = str(tab or "")
+        tab = tab_key(tab)
         results: dict[str, dict[str, Any]] = {}
         cids = [str(op.get("cid") or "") for op in ops]
         if any(not c for c in cids):
@@ -217,8 +238,15 @@ class ReviewsMixin(StoreBase):
                     chunk,
                 ):
                     applied.setdefault(r["unit"], []).append(r)
+            mine = self.project_uid
             for cid, op in zip(cids, ops):
                 if cid in results:
+                    continue
+                made_for = op.get("project_uid") or project_uid
+                if made_for is not None and str(made_for) != str(mine):
+                    results[cid] = {"ok": False, "conflict": True, "wrong_project": True,
+                                    "error": "made on another project of the same name (it was deleted and made "
+                                             "again, or replaced); not applied"}
                     continue
                 if cid in applied:
                     results[cid] = _applied_result(applied[cid])
@@ -258,8 +286,11 @@ class ReviewsMixin(StoreBase):
         row = c.execute(f"SELECT {_DECISION_COLUMNS} FROM examples WHERE id = ?", (ex_id,)).fetchone()
         if row is None:
             return {"ok": False, "id": ex_id, "missing": True}
-        base = op.get("base")
-        if base is not None and not self._changed_only_by(c, ex_id, int(base), int(row["version"]), tab):
+        try:
+            base = int(op["base"])
+        except (KeyError, TypeError, ValueError):
+            base = None  # a decision that does not say which version it was made on cannot be checked
+        if base is None or not self._changed_only_by(c, ex_id, base, int(row["version"]), tab):
             return {
                 "ok": False, "id": ex_id, "conflict": True,
                 "current": {"status": row["review_status"], "label": row["review_label"],
@@ -279,7 +310,7 @@ class ReviewsMixin(StoreBase):
         if not entries:
             return {"ok": False, "undo": unit, "nothing": True}
         if any(e["tab"] != tab for e in entries):
-            return {"ok": False, "undo": unit, "error": "only the tab that made a decision can undo it"}
+            return {"ok": False, "undo": unit, "conflict": True, "error": "only the tab that made a decision can undo it"}
         restored, skipped = [], []
         for e in entries:
             ex_id = int(e["example_id"])
@@ -313,6 +344,7 @@ class ReviewsMixin(StoreBase):
         if decision not in ("accepted", "rejected"):
             raise ValueError("a bulk action accepts or rejects")
         unit = unit or f"bulk:{uuid.uuid4().hex}"
+        tab = tab_key(tab)
         with self.transaction() as c:
             if c.execute("SELECT 1 FROM review_log WHERE unit = ? LIMIT 1", (unit,)).fetchone():
                 return unit, int(c.execute("SELECT COUNT(*) FROM review_log WHERE unit = ?", (unit,)).fetchone()[0])
@@ -346,7 +378,7 @@ class ReviewsMixin(StoreBase):
             "SELECT unit, COUNT(*) AS n, MAX(id) AS seq, MIN(example_id) AS example_id, MAX(action) AS action, "
             "MAX(label) AS label, MAX(created_at) AS at FROM review_log "
             "WHERE tab = ? AND undo_of IS NULL AND undone = 0 GROUP BY unit ORDER BY seq DESC LIMIT ?",
-            (tab, int(limit)),
+            (tab_key(tab), int(limit)),
         )
         out = [dict(r) for r in rows]
         singles = [r["example_id"] for r in out if r["n"] == 1]

@@ -193,28 +193,41 @@ def _train_project(args: argparse.Namespace, cfg) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Classify texts with a saved model (fine-tuned or quick student) through
-    :func:`.inference.classify`, the same function as the app's "Try the model"."""
-    from .config import ModelLoadError
-    from .inference import classify, read_texts
+    :func:`.inference.classify`, the same function as the app's "Try the model". An ``--input`` file is
+    read, classified and written a chunk at a time (memory does not grow with the file); ``--out`` is
+    written whole or not at all."""
+    import itertools
 
-    texts = list(args.texts or [])
+    from ..paths import check_output_file, write_file_atomically
+    from .config import ModelLoadError
+    from .inference import classify_stream, iter_text_file
+
+    out = check_output_file(args.out, (".csv", ".jsonl"), example="predictions.csv") if args.out else None
+    texts = iter(args.texts or [])
     if args.input:
-        p = Path(args.input)
-        texts += read_texts(p.read_bytes(), p.name)
-    if not texts:
+        texts = itertools.chain(texts, iter_text_file(args.input))
+    first = next(texts, None)
+    if first is None:
         raise ValueError("nothing to predict: give texts, or --input FILE (.txt one per line, .csv/.jsonl with text)")
+    chunks = classify_stream(args.model_dir, itertools.chain([first], texts), device=args.device)
+    count = [0]
+
+    def encoded():
+        for i, pred in enumerate(chunks):
+            count[0] += len(pred)
+            yield pred.to_csv_bytes(header=i == 0) if out.suffix.lower() == ".csv" else pred.to_jsonl_bytes()
+
     try:
-        pred = classify(args.model_dir, texts, device=args.device)
+        if out is not None:
+            write_file_atomically(out, encoded())
+            print(f"wrote {count[0]} predictions to {out}")
+        else:
+            for pred in chunks:
+                for i, (t, lab) in enumerate(zip(pred.texts, pred.predicted)):
+                    print(f"{lab}\t{pred.confidence(i):.3f}\t{t}")
     except ModelLoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.out:
-        out = Path(args.out)
-        out.write_bytes(pred.to_csv_bytes() if out.suffix.lower() == ".csv" else pred.to_jsonl_bytes())
-        print(f"wrote {len(pred)} predictions to {out}")
-    else:
-        for i, (t, lab) in enumerate(zip(pred.texts, pred.predicted)):
-            print(f"{lab}\t{pred.confidence(i):.3f}\t{t}")
     return EXIT_OK
 
 

@@ -92,7 +92,7 @@ def example_label(
             lab = ex.review_label
             return (str(lab), "") if lab else (None, "no_label")
         if status == "accepted":
-            lab = ex.label
+            lab = getattr(ex, "review_label", None) or ex.label  # the label accepted, whatever came after
             if not lab:  # plain dicts may lack the merged 'label'; use the relabel, then the intent
                 lab = ex.llm_label or ex.intended_label
             return (str(lab), "") if lab else (None, "no_label")

@@ -12,9 +12,10 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 CHUNK = 64  # texts per progress update
+STREAM_CHUNK = 1024  # texts read, classified and written at a time by `promptmix predict --input`
 TEXT_FILE_TYPES = ("csv", "jsonl", "txt")
 
 
@@ -43,13 +44,15 @@ class Predictions:
         """(class, probability) for text ``i``, most probable first."""
         return sorted(((c, float(p)) for c, p in zip(self.classes, self.probs[i])), key=lambda x: -x[1])
 
-    def to_csv_bytes(self) -> bytes:
-        """``text,label,confidence,<one column per class>``; formula-safe for spreadsheets."""
+    def to_csv_bytes(self, header: bool = True) -> bytes:
+        """``text,label,confidence,<one column per class>``; formula-safe for spreadsheets.
+        ``header=False``: the rows only (a later chunk of a file written in chunks)."""
         from ..export import neutralize_formula
 
         buf = io.StringIO(newline="")
         w = csv.writer(buf, lineterminator="\r\n")
-        w.writerow(["text", "label", "confidence", *[neutralize_formula(c) for c in self.classes]])
+        if header:
+            w.writerow(["text", "label", "confidence", *[neutralize_formula(c) for c in self.classes]])
         for i, (t, lab) in enumerate(zip(self.texts, self.predicted)):
             w.writerow([neutralize_formula(t), neutralize_formula(lab), f"{self.confidence(i):.6f}",
                         *[f"{float(p):.6f}" for p in self.probs[i]]])
@@ -109,4 +112,41 @@ def read_texts(data: bytes, filename: str) -> list[str]:
     return [ln.strip() for ln in content.splitlines() if ln.strip()]
 
 
-__all__ = ["CHUNK", "Predictions", "TEXT_FILE_TYPES", "classify", "read_texts"]
+def iter_text_file(path: str | Path) -> Iterator[str]:
+    """The texts of a ``.csv``/``.jsonl``/``.txt`` file on disk (as :func:`read_texts`), one at a time:
+    read as a stream of lines, so memory does not grow with the file."""
+    from ..errors import TaskError
+    from ..labelled import FORMATS, check_file, iter_labelled, utf8_lines
+
+    p = Path(path)
+    suffix = p.suffix.lower() or ".txt"
+    if suffix not in FORMATS and suffix != ".txt":
+        raise TaskError(f"{p.name}: give a .csv (text column), .jsonl (text field) or .txt file (one text per line)")
+    check_file(p)
+    with open(p, "rb") as fh:
+        lines = utf8_lines(fh, p.name)
+        if suffix in FORMATS:
+            for r in iter_labelled(lines, FORMATS[suffix], p.name, require_label=False):
+                yield r["text"]
+        else:
+            for ln in lines:
+                if ln.strip():
+                    yield ln.strip()
+
+
+def classify_stream(model_dir: str | Path, texts: Iterable[str], *, device: str = "auto",
+                    chunk: int | None = None) -> Iterator[Predictions]:
+    """:func:`classify` over ``texts`` ``chunk`` at a time: one :class:`Predictions` per chunk, so a
+    file of any size is classified in bounded memory."""
+    chunk = chunk or STREAM_CHUNK
+    batch: list[str] = []
+    for t in texts:
+        batch.append(t)
+        if len(batch) >= chunk:
+            yield classify(model_dir, batch, device=device)
+            batch = []
+    if batch:
+        yield classify(model_dir, batch, device=device)
+
+
+__all__ = ["CHUNK", "Predictions", "TEXT_FILE_TYPES", "classify", "classify_stream", "iter_text_file", "read_texts"]

@@ -19,7 +19,7 @@ K = f"gen::{DEMO_NAME}::"
 def started(monkeypatch, demo_store):
     calls = []
 
-    def fake_start(store_path, kind, config, *, api_key=None):
+    def fake_start(store_path, kind, config, *, api_key=None, key_endpoint=None):
         calls.append({"store_path": store_path, "kind": kind, "config": dict(config), "api_key": api_key})
         return demo_store.create_job(kind, config)
 
@@ -120,7 +120,7 @@ def test_failed_job_shows_its_error_and_resumes(make_app, demo_store, monkeypatc
     demo_store.update_job(job, status="failed", message="the endpoint refused the key (401)",
                           progress={"phase": "generate", "done": 5, "total": 20, "calls": 2})
     resumed = []
-    monkeypatch.setattr(jobs, "resume_job", lambda path, job_id, api_key=None: resumed.append(job_id))
+    monkeypatch.setattr(jobs, "resume_job", lambda path, job_id, api_key=None, key_endpoint=None: resumed.append(job_id))
     at = make_app(GEN)
     assert any("refused the key" in e.value for e in at.error)
     by_key(at.button, "gen_resume").click()

@@ -238,3 +238,55 @@ def test_generate_where_the_model_is_confused(make_app, demo_store, tmp_path, mo
         ("card_lost_or_stolen", "declined_card_payment"), ("declined_card_payment", "card_lost_or_stolen"),
         ("exchange_rate", "refund_not_showing"), ("refund_not_showing", "exchange_rate")])
     assert f"Started job #{launched[0]}" in texts(at)
+
+
+def _targeted_round_page(make_app, demo_store, tmp_path, monkeypatch, job_config):
+    from promptmix_core import jobs
+    from promptmix_core.training.embed_lr import train_embed_lr
+
+    task = demo_store.load_task()
+    rows = task.seed_rows()
+    res = train_embed_lr(None, [r["text"] for r in rows], [r["label"] for r in rows], label_names=task.class_names,
+                         out_dir=tmp_path / "quick")
+    run = _test_run(demo_store)
+    demo_store.update_run(run, model_dir=res.model_dir)
+    demo_store.create_job("generate", job_config, status="failed")
+    launched = []
+    monkeypatch.setattr(jobs, "launch_worker", lambda path, job_id, **kw: launched.append((job_id, kw)))
+    at = make_app(RESULTS)
+    assert not at.exception, at.exception
+    return at, launched
+
+
+def test_targeted_round_never_sends_the_operators_key_to_the_last_jobs_own_url(make_app, demo_store, tmp_path,
+                                                                                 monkeypatch):
+    """Issue 23 item 1 (the Results page): the last job ran against a URL typed on the Generate page; the
+    round uses that URL and does not hand it the operator's key."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-operator-0000000000")
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    at, launched = _targeted_round_page(make_app, demo_store, tmp_path, monkeypatch,
+                                        {"per_class": 3, "llm": {"base_url": "http://127.0.0.1:9/v1", "model": "m"}})
+    by_key(at.button, "conf_go").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert launched and launched[0][1].get("api_key") is None
+    # a job on the key's own endpoint gets it, bound to that endpoint
+    demo_store.update_job(launched[0][0], status="done")
+    demo_store.create_job("generate", {"per_class": 3, "llm": {"base_url": "https://api.openai.com/v1"}}, status="done")
+    at.run()
+    by_key(at.button, "conf_go").click()
+    at.run()
+    assert launched[-1][1]["api_key"] == "sk-operator-0000000000"
+    assert launched[-1][1]["key_endpoint"] == "https://api.openai.com/v1"
+
+
+@pytest.mark.parametrize("config, says", [
+    ({"per_class": 3, "llm": {"base_url": "http://***@127.0.0.1:9/v1", "model": "m"}}, "user and password"),
+    ({"per_class": "many", "llm": {"base_url": 5}}, "cannot be read"),
+], ids=["scrubbed-url", "unreadable-config"])
+def test_targeted_round_refuses_a_scrubbed_url_or_an_unreadable_job(make_app, demo_store, tmp_path, monkeypatch,
+                                                                    config, says):
+    at, launched = _targeted_round_page(make_app, demo_store, tmp_path, monkeypatch, config)
+    assert by_key(at.button, "conf_go").disabled
+    assert any(says in w.value for w in at.warning), [w.value for w in at.warning]
+    assert not launched

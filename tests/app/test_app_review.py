@@ -286,3 +286,23 @@ def test_bulk_reject_of_examples_flagged_as_junk(make_app, demo_store):
     assert [demo_store.get_example(i).review_status for i in ids[:3]] == ["rejected", "rejected", "accepted"]
     _click(at, "rv_bulk_undo")
     assert [demo_store.get_example(i).review_status for i in ids[:3]] == ["pending", "pending", "accepted"]
+
+
+def test_a_bulk_action_applies_to_exactly_the_examples_it_asked_about(make_app, demo_store):
+    """Issue 23 item 5: the dialog said "Accept 2", a CLI job added examples, "Yes" accepted 11. The ids are
+    fixed when the question is asked; "Yes" applies to those only."""
+    at = make_app(REVIEW)
+    asked = sorted(e.id for e in demo_store.list_examples(review_status="pending"))
+    _click(at, "rv_bulk_shown")
+    assert f"Accept {len(asked)} pending examples the filters show?" in texts(at)
+    job = demo_store.create_job("generate", {"per_class": 1}, status="done")  # a job adds examples meanwhile
+    demo_store.add_examples([{"job_id": job, "slot": f"late{i}", "text": f"a late example {i}",
+                              "norm_text": f"a late example {i}", "intended_label": "exchange_rate"}
+                             for i in range(9)])
+    at.run()
+    assert f"Accept {len(asked)} pending examples the filters show?" in texts(at)  # the count stays
+    _click(at, "rv_bulk_confirm")
+    accepted = sorted(e.id for e in demo_store.list_examples(review_status="accepted"))
+    assert accepted == asked
+    assert len(demo_store.list_examples(review_status="pending")) == 9  # the late ones wait for a person
+    assert f"Accepted {len(asked)} pending examples the filters show" in texts(at)

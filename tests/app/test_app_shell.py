@@ -134,3 +134,31 @@ def test_running_job_is_shown_in_the_sidebar(make_app, demo_store):
     demo_store.update_job(job, pid=os.getpid(), progress={"done": 4, "total": 15})
     at = make_app()
     assert any(f"job #{job} is running · 4/15" in i.value for i in at.sidebar.info)
+
+
+def test_a_link_and_delete_go_by_the_exact_project_never_a_look_alike(make_app, projects_dir):
+    """Issue 23 item 6: ``?project=beta%20`` opened beta.pmx instead of "beta .pmx", and Delete of
+    "café " removed café.pmx."""
+    from promptmix_core.demo import demo_task
+    from promptmix_core.store import ProjectStore
+
+    projects.ensure_demo(projects_dir)
+    projects.create_project("beta", projects_dir).close()  # an empty project: 0 classes
+    spaced = ProjectStore(projects_dir / "beta .pmx")  # made outside the app
+    spaced.save_task(demo_task())  # 5 classes
+    spaced.close()
+    at = make_app(project="beta ")
+    assert not at.exception, at.exception
+    assert by_key(at.sidebar.selectbox, "sb_project").value == "beta "
+    assert at.metric[0].value == "5"  # the task of "beta .pmx", not the empty beta.pmx
+    by_key(at.sidebar.checkbox, "sb_delete_confirm").check()
+    next(b for b in at.sidebar.button if b.label == "Delete project").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert not (projects_dir / "beta .pmx").exists() and (projects_dir / "beta.pmx").is_file()
+    # creating a look-alike of an existing name is refused with a reason
+    by_key(at.sidebar.text_input, "sb_new_name").input("BETA")
+    next(b for b in at.sidebar.button if b.label == "Create project").click()
+    at.run()
+    assert any("already exists" in e.value for e in at.sidebar.error), [e.value for e in at.sidebar.error]
+    assert sorted(p.name for p in projects.list_projects(projects_dir)) == sorted(["beta", DEMO_NAME])

@@ -38,7 +38,8 @@ def test_stale_decision_is_refused_not_overwritten(project):
     with pytest.raises(ConflictError, match="changed by someone else"):
         bob.review(ids[0], "overridden", label="pin_blocked", expected_version=seen_b.version, reviewer="bob")
     ex = project.get_example(ids[0])
-    assert (ex.review_status, ex.review_label, ex.reviewed_by, ex.version) == ("accepted", None, "alice", 1)
+    # an accept keeps the label it accepted (a later relabel never changes it)
+    assert (ex.review_status, ex.review_label, ex.reviewed_by, ex.version) == ("accepted", ex.label, "alice", 1)
 
     # bob reloads, sees alice's decision, and may then change it knowingly
     fresh = bob.get_example(ids[0])

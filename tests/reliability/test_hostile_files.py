@@ -53,6 +53,30 @@ def test_billion_laughs_is_refused_in_bounded_memory(tmp_path, capsys):
         projects.import_task_bytes(LAUGHS.encode(), "laughs.yaml")
 
 
+# 50,000 aliases of one 20,000-character seed: 200 KB of YAML, a billion characters once expanded (issue 23,
+# item 7: it passed the alias count and became a 1 GB task)
+AMPLIFIED = ("name: amplified\nseed: &s " + "x" * 20_000 + "\nclasses:\n  - name: a\n    examples: ["
+             + ", ".join(["*s"] * 50_000) + "]\n  - name: b\n    examples: [y]\n")
+
+
+def test_aliases_of_a_long_string_are_refused_by_their_expanded_size(tmp_path, capsys):
+    assert len(AMPLIFIED) < 250_000
+    p = _write(tmp_path, "amp.yaml", AMPLIFIED)
+    tracemalloc.start()
+    try:
+        code, err = _check(p, capsys)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().startswith("error: amp.yaml: its YAML aliases (*name) expand to more than 20,000,000 "
+                                  "characters at line 5"), err
+    assert len(err.strip().splitlines()) == 1
+    assert peak < 20_000_000, peak  # the file's size, not a gigabyte
+    with pytest.raises(TaskError, match="expand to more than 20,000,000 characters"):  # the app's import
+        projects.import_task_bytes(AMPLIFIED.encode(), "amp.yaml")
+
+
 def test_a_few_aliases_are_still_fine(tmp_path):
     p = _write(tmp_path, "ok.yaml", "desc: &d shared description\nclasses:\n"
                                     "  - {name: a, description: *d, examples: [x]}\n"
@@ -104,6 +128,7 @@ def test_the_task_page_shows_hostile_uploads_as_messages(tmp_path, monkeypatch):
     for name, data, words in [
         ("laughs.yaml", LAUGHS.encode(), "expand to more than 1,000,000 values"),
         ("deep.json", ("[" * DEEP + "]" * DEEP).encode(), "nested too deeply"),
+        ("amp.yaml", AMPLIFIED.encode(), "expand to more than 20,000,000 characters"),
         ("labels.jsonl", b'{"text": "a", "label": ["l"]}\n', "line 1: the label is a list"),
     ]:
         at.file_uploader[0].set_value((name, data, "application/octet-stream"))

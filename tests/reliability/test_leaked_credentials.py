@@ -141,3 +141,58 @@ def test_client_messages_and_config_never_show_url_credentials(make_fake_llm):
 ])
 def test_scrub_url_forms(text, clean):
     assert scrub_secrets(text) == clean
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.slow
+def test_credentials_echoed_in_transformed_forms_are_scrubbed(make_fake_llm, project, fast_backoff):
+    """Issue 23 item 13: a server echoed the key upper-cased, base64-encoded, and the Basic token of the
+    ``user:password@`` URL it was called with; each was stored. Now none is, in any byte."""
+    basic = _b64(f"admin:{PASSWORD}")
+    counter = itertools.count()
+
+    def echo(body) -> str:
+        prompt = body["messages"][-1]["content"]
+        forms = f"{KEY.upper()} {KEY.lower()} {_b64(KEY)} {_b64('token=' + KEY)} Basic {basic} raw {basic}"
+        if "Generate a diverse set" in prompt:
+            return "\n".join(f"{i}. Is my card lost? debug {forms} case {next(counter)}" for i in range(1, 6))
+        return f"card_lost ({forms})"
+
+    fake = make_fake_llm(basic_auth=("admin", PASSWORD), responder=echo)
+    url = fake.base_url.replace("http://", f"http://admin:{PASSWORD}@")
+    from promptmix_core.lifecycle import JobLifecycle
+    from promptmix_core.pipeline import run_generation
+    from promptmix_core.specs import GenerationSpec
+
+    spec = GenerationSpec.from_stored({"per_class": 3, "group_size": 2, "relabel": True,
+                                       "llm": {"base_url": url, "model": "fake-model"}})
+    job_id = project.create_job("generate", spec.to_dict())  # stored scrubbed: the client has the real URL
+    llm = LLMClient(LLMConfig(base_url=url, model="fake-model", api_key=KEY, timeout=5, backoff_base=0.01),
+                    cache_path=llm_cache_path())
+    run_generation(project, job_id, spec, JobLifecycle(project, job_id).context(), llm)
+    examples = project.list_examples(job_id=job_id)
+    assert len(examples) == 12 and all("***" in e.text for e in examples)
+    project.checkpoint()
+    project.close()
+    blobs = _files(project.path.parent)
+    blobs.update(_files(llm_cache_path().parent))
+    _assert_absent(blobs, KEY, KEY.upper(), KEY.lower(), _b64(KEY), basic, _b64("token=" + KEY)[4:-4], PASSWORD)
+
+
+@pytest.mark.parametrize("form", ["upper", "lower", "b64", "b64-offset", "b64url", "basic"])
+def test_scrub_transformed_forms_of_a_known_key(form):
+    import base64
+
+    basic = _b64(f"admin:{PASSWORD}")
+    text = {"upper": KEY.upper(), "lower": KEY.lower(), "b64": _b64(KEY), "b64-offset": _b64("xy" + KEY + "z"),
+            "b64url": base64.urlsafe_b64encode(("a" + KEY).encode()).decode(), "basic": f"got {basic} back"}[form]
+    out = scrub_secrets(f"answer: {text} end", [KEY, PASSWORD, f"admin:{PASSWORD}"])
+    assert "***" in out and out.startswith("answer: ") and out.endswith(" end")
+    for leaked in (KEY, KEY.upper(), KEY.lower(), _b64(KEY), basic, PASSWORD):
+        assert leaked not in out
+    assert scrub_secrets("plain words about a lost card", [KEY]) == "plain words about a lost card"

@@ -94,10 +94,12 @@ def test_cli_never_prints_or_stores_the_key(make_fake_llm, tmp_path, task):
     common = ["generate", str(tmp_path / "task.json"), "--per-class", "3", "--base-url", fake.base_url,
               "--model", "fake-model", "--project", str(tmp_path / "cli.pmx"), "--relabel"]
     ok = run_cli(*common, "--out", str(tmp_path / "ok.jsonl"),
-                 env={"OPENAI_API_KEY": KEY, "PROMPTMIX_CACHE": str(tmp_path / "c.sqlite")})
+                 env={"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake.base_url,  # the key's own endpoint
+                      "PROMPTMIX_CACHE": str(tmp_path / "c.sqlite")})
     assert ok.returncode == 0, ok.stderr
     bad = run_cli(*common, "--out", str(tmp_path / "bad.jsonl"), "--seed", "5",
-                  env={"OPENAI_API_KEY": WRONG, "PROMPTMIX_CACHE": str(tmp_path / "c.sqlite")})
+                  env={"OPENAI_API_KEY": WRONG, "OPENAI_BASE_URL": fake.base_url,
+                       "PROMPTMIX_CACHE": str(tmp_path / "c.sqlite")})
     assert bad.returncode == 1 and "refused the API key" in bad.stderr and "Traceback" not in bad.stderr
     store = ProjectStore(tmp_path / "cli.pmx", create=False)
     assert [j.status for j in store.list_jobs()] == ["failed", "done"]  # the CLI records its jobs' ends
