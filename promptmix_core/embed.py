@@ -1,6 +1,10 @@
 """Sentence embeddings from the bundled all-MiniLM-L6-v2 (mean pooling, L2-normalised).
 
 Loaded lazily once per process; torch and transformers are imported only on first use.
+:func:`preload_in_background` starts that load in a thread, so a command can have the model ready
+by the time it needs it (``generate`` starts it while its LLM calls are in flight). Embeddings of
+texts already seen in this process are kept (up to :data:`CACHE_TEXTS`): the junk flags, the judge
+and the relabel shortlist embed the same generated texts once.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from functools import lru_cache
 from typing import Sequence
 
 _lock = threading.Lock()
+CACHE_TEXTS = 50_000
+_cache: dict[tuple[str, int, str], object] = {}
 
 
 def minilm_path() -> str:
@@ -32,6 +38,27 @@ def _load(path: str):
     return tok, model
 
 
+def preload() -> None:
+    """Load the embedder now (torch, transformers and the weights), once per process."""
+    with _lock:
+        _load(minilm_path())
+
+
+def preload_in_background() -> threading.Thread:
+    """Start :func:`preload` in a daemon thread and return it; errors are left for the first real use
+    to raise (``embed_texts`` loads again under the same lock)."""
+
+    def run() -> None:
+        try:
+            preload()
+        except Exception:  # noqa: BLE001 - the first real use reports it
+            pass
+
+    t = threading.Thread(target=run, name="promptmix-embedder-preload", daemon=True)
+    t.start()
+    return t
+
+
 def embed_texts(texts: Sequence[str], *, batch_size: int = 64, max_length: int = 128, progress=None):
     """Return a float32 numpy array (len(texts), 384) of unit-length embeddings.
 
@@ -39,15 +66,28 @@ def embed_texts(texts: Sequence[str], *, batch_size: int = 64, max_length: int =
     ``progress(done, total)`` is called after each batch when given.
     """
     import numpy as np
-    import torch
 
     texts = [str(t) for t in texts]
     if not texts:
         return np.zeros((0, 384), dtype="float32")
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    path = minilm_path()
     out = np.zeros((len(texts), 384), dtype="float32")
+    todo_idx: list[int] = []
+    for i, t in enumerate(texts):
+        hit = _cache.get((path, max_length, t))
+        if hit is None:
+            todo_idx.append(i)
+        else:
+            out[i] = hit
+    if not todo_idx:
+        if progress is not None:
+            progress(len(texts), len(texts))
+        return out
+    import torch
+
+    order = sorted(todo_idx, key=lambda i: len(texts[i]))
     with _lock:
-        tok, model = _load(minilm_path())
+        tok, model = _load(path)
         with torch.inference_mode():
             for i in range(0, len(order), batch_size):
                 idx = order[i : i + batch_size]
@@ -62,4 +102,8 @@ def embed_texts(texts: Sequence[str], *, batch_size: int = 64, max_length: int =
                 out[idx] = pooled.float().numpy()
                 if progress is not None:
                     progress(min(i + batch_size, len(order)), len(order))
+        if len(_cache) + len(order) > CACHE_TEXTS:
+            _cache.clear()
+        for j in order:
+            _cache[(path, max_length, texts[j])] = out[j].copy()
     return out
