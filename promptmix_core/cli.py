@@ -271,7 +271,7 @@ def _generate_into_project(args, task, spec, out: Path) -> int:
     t0 = time.perf_counter()
     try:
         with life.running("running from the command line", also=bar) as ctx:
-            outcome = run_generation(store, life.job_id, spec, ctx, llm)
+            outcome = run_generation(store, life.job_id, spec, ctx, llm, label_policy=args.label_source)
             life.finish(outcome.summary)
     except (GenerationFailed, GenerationCancelled) as exc:  # the job is marked; what was made is kept
         bar.close()
@@ -279,15 +279,22 @@ def _generate_into_project(args, task, spec, out: Path) -> int:
     bar.close()
     result = outcome.result
     relabels = {e.slot: e for e in store.list_examples(job_id=life.job_id)}
+    from .judge import LABEL_SOURCE_META, LabelSource, chosen_label
+
+    choice = LabelSource.from_dict(json.loads(store.get_meta(LABEL_SOURCE_META) or "{}"))
+    if choice is not None:
+        print(f"label source: {choice.source} ({choice.reason})", file=sys.stderr)
     rows = []
     for e in result.examples:
         row = e.to_row()
         stored = relabels.get(e.slot)
         if spec.relabel and stored is not None:
             row.update(llm_label=stored.llm_label, relabel_status=stored.relabel_status,
-                       llm_confidence=stored.llm_confidence)
-            if stored.llm_label:
-                row["label"] = stored.llm_label
+                       llm_confidence=stored.llm_confidence, judge_label=stored.judge_label,
+                       judge_confidence=stored.judge_confidence)
+            row["label"] = stored.label
+            row["label_source"] = chosen_label(choice.source if choice else "llm", stored.judge_label,
+                                               stored.llm_label, stored.intended_label)[1]
         if stored is not None:
             row["flag"] = stored.flag  # the job flagged its examples (pipeline.flag_job)
         rows.append(row)
