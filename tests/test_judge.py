@@ -185,3 +185,46 @@ def test_generate_relabel_cli_writes_both_judges(make_fake_llm, tmp_path, small_
     for row in rows:
         assert row["judge_label"] in small_task.class_names and row["label_source"] == "llm"
         assert row["label"] == row["llm_label"] and "flag" in row
+
+
+# --------------------------------------------------------------------------- a project
+def test_project_job_saves_both_judges_and_accept_saves_the_chosen_one(make_fake_llm, tmp_path, small_task):
+    from promptmix_core import review
+    from promptmix_core.cli import main
+    from promptmix_core.judge import LABEL_SOURCE_META
+    from promptmix_core.store import ProjectStore
+
+    task_file = tmp_path / "task.json"
+    save_task(small_task, task_file)
+    weak = make_fake_llm(classify=lambda text, cats: sorted(cats)[0], model="weak")
+    project = tmp_path / "p.pmx"
+    rc = main(["generate", str(task_file), "--out", str(tmp_path / "g.jsonl"), "--per-class", "4", "--relabel",
+               "--project", str(project), "--base-url", weak.base_url, "--model", "weak", "--cache",
+               str(tmp_path / "c.sqlite")])
+    assert rc == 0
+    store = ProjectStore(project, create=False)
+    examples = store.list_examples()
+    assert len(examples) == 24
+    choice = json.loads(store.get_meta(LABEL_SOURCE_META))
+    assert choice["source"] == "judge" and "held-out seeds" in choice["reason"]
+    job = store.get_job(examples[0].job_id)
+    assert "label source: judge" in (job.message or "") + json.dumps(getattr(job, "result", None) or "")
+    for e in examples:
+        assert e.judge_label in small_task.class_names and 0 < e.judge_confidence <= 1
+        assert e.label == e.judge_label  # pending: the chosen judge's label
+    rows = read_jsonl(tmp_path / "g.jsonl")
+    assert all(r["label"] == r["judge_label"] and r["label_source"] == "judge" for r in rows)
+    # the informative order puts the disagreements first and says why
+    page = review.queue_page(store, "informative")["items"]
+    differ = [c for c in page if c["judge_label"] != c["llm_label"]]
+    assert differ, "the weak LLM should disagree with the judge somewhere"
+    assert page[0]["judge_label"] != page[0]["llm_label"]
+    assert page[0]["reasons"][0]["code"] == "judges_differ" and page[0]["judges_agree"] is False
+    # Accept saves the chosen judge's class, and the card says so
+    card = differ[0]
+    assert card["accept_label"] == card["judge_label"] and card["accept_source"].startswith("embedding judge")
+    res = review.apply_ops(store, [{"cid": "c1", "id": card["id"], "action": "accepted", "base": card["version"]}],
+                           small_task.class_names, tab="t1")
+    assert res["c1"]["ok"]
+    saved = next(e for e in store.list_examples() if e.id == card["id"])
+    assert saved.final_label == card["judge_label"] != card["llm_label"]
