@@ -32,6 +32,7 @@ METHODS = ("centroid", "logreg")
 DEFAULT_METHOD = "centroid"  # measured best (docs/RESULTS.md, judge accuracy)
 POLICIES = ("auto", "judge", "llm")
 LABEL_SOURCE_META = "label_source"  # project meta: the latest choice, as JSON (LabelSource.to_dict)
+SMOOTHING = 0.1
 TEMPERATURES = tuple(round(0.005 * 1.25 ** i, 5) for i in range(25))  # 0.005 .. about 1.0
 
 Embed = Callable[[Sequence[str]], Any]
@@ -146,9 +147,14 @@ class EmbeddingJudge:
         if len(self.loo_truth) == 0:
             return 0.05
         best, best_nll = 0.05, math.inf
+        # smoothed targets (SMOOTHING of the mass spread over every class): a handful of held-out seeds,
+        # all right, must not drive the temperature to zero and every confidence to 1
+        k = self.loo_sims.shape[1]
+        target = np.full(self.loo_sims.shape, SMOOTHING / k)
+        target[np.arange(len(self.loo_truth)), self.loo_truth] += 1.0 - SMOOTHING
         for t in TEMPERATURES:
-            p = softmax(self.loo_sims, t)[np.arange(len(self.loo_truth)), self.loo_truth]
-            nll = float(-np.log(p.clip(min=1e-12)).mean())
+            logp = np.log(softmax(self.loo_sims, t).clip(min=1e-12))
+            nll = float(-(target * logp).sum(axis=1).mean())
             if nll < best_nll:
                 best, best_nll = t, nll
         return best
