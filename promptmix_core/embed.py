@@ -1,6 +1,8 @@
 """Sentence embeddings from the bundled all-MiniLM-L6-v2 (mean pooling, L2-normalised).
 
-Loaded lazily once per process; torch and transformers are imported only on first use.
+Loaded lazily once per process. A plain BERT encoder such as the bundled MiniLM runs in numpy
+(:mod:`promptmix_core.embed_numpy`: 0.6 s to load where importing torch and transformers took 3-5 s
+idle and 20-40 s on a busy machine); any other model goes through transformers, imported on first use.
 :func:`preload_in_background` starts that load in a thread, so a command can have the model ready
 by the time it needs it (``generate`` starts it while its LLM calls are in flight). Embeddings of
 texts already seen in this process are kept (up to :data:`CACHE_TEXTS`): the junk flags, the judge
@@ -28,6 +30,18 @@ def minilm_path() -> str:
 
 @lru_cache(maxsize=2)
 def _load(path: str):
+    """The encoder: the numpy forward pass (:mod:`promptmix_core.embed_numpy`, no torch import) for a
+    plain BERT such as the bundled MiniLM, else ``(tokenizer, model)`` of transformers."""
+    try:
+        from .embed_numpy import NumpyBert
+
+        return NumpyBert(path)
+    except Exception:  # noqa: BLE001 - another architecture, or files it cannot read: transformers does it
+        return _load_torch(path)
+
+
+@lru_cache(maxsize=2)
+def _load_torch(path: str):
     import torch
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -40,7 +54,8 @@ def _load(path: str):
 
 
 def preload() -> None:
-    """Load the embedder now (torch, transformers and the weights), once per process."""
+    """Load the embedder now (the weights; torch and transformers only for a model that is not a plain
+    BERT), once per process."""
     with _lock:
         _load(minilm_path())
 
@@ -84,19 +99,22 @@ def embed_texts(texts: Sequence[str], *, batch_size: int = 64, max_length: int =
         if progress is not None:
             progress(len(texts), len(texts))
         return out
-    import torch
-
     order = sorted(todo_idx, key=lambda i: len(texts[i]))
     with _lock:
-        tok, model = _load(path)
-        threads = torch.get_num_threads()
-        if _busy():
-            torch.set_num_threads(1)
-        try:
-            _embed_batches(tok, model, texts, order, out, batch_size, max_length, progress)
-        finally:
-            if torch.get_num_threads() != threads:
-                torch.set_num_threads(threads)
+        encoder = _load(path)
+        if not isinstance(encoder, tuple):
+            _embed_numpy(encoder, texts, order, out, batch_size, max_length, progress)
+        else:
+            import torch
+
+            threads = torch.get_num_threads()
+            if _busy():
+                torch.set_num_threads(1)
+            try:
+                _embed_batches(*encoder, texts, order, out, batch_size, max_length, progress)
+            finally:
+                if torch.get_num_threads() != threads:
+                    torch.set_num_threads(threads)
         if len(_cache) + len(order) > CACHE_TEXTS:
             _cache.clear()
         for j in order:
@@ -111,6 +129,25 @@ def _busy() -> bool:
         return os.getloadavg()[0] >= (os.cpu_count() or 1)
     except OSError:
         return False
+
+
+def _embed_numpy(encoder, texts, order, out, batch_size, max_length, progress) -> None:
+    from contextlib import nullcontext
+
+    limit = nullcontext()
+    if _busy():
+        try:
+            from threadpoolctl import threadpool_limits
+
+            limit = threadpool_limits(1)
+        except ImportError:
+            pass
+    with limit:
+        for i in range(0, len(order), batch_size):
+            idx = order[i : i + batch_size]
+            out[idx] = encoder.embed([texts[j] for j in idx], max_length=max_length)
+            if progress is not None:
+                progress(min(i + batch_size, len(order)), len(order))
 
 
 def _embed_batches(tok, model, texts, order, out, batch_size, max_length, progress) -> None:

@@ -228,3 +228,31 @@ def test_project_job_saves_both_judges_and_accept_saves_the_chosen_one(make_fake
     assert res["c1"]["ok"]
     saved = next(e for e in store.list_examples() if e.id == card["id"])
     assert saved.final_label == card["judge_label"] != card["llm_label"]
+
+
+# --------------------------------------------------------------------------- the embedder without torch
+def test_numpy_embedder_matches_the_torch_model():
+    import numpy as np
+
+    from promptmix_core.embed import _embed_batches, _load, _load_torch, minilm_path
+    from promptmix_core.embed_numpy import NumpyBert
+
+    texts = ["I lost my card", "x", "When will my new card arrive? " * 30, "Ünïcode café naïve, 42 €!"]
+    enc = _load(minilm_path())
+    assert isinstance(enc, NumpyBert)
+    got = np.concatenate([enc.embed(texts[:2]), enc.embed(texts[2:])])
+    want = np.zeros_like(got)
+    _embed_batches(*_load_torch(minilm_path()), texts, list(range(len(texts))), want, 64, 128, None)
+    assert np.abs(got - want).max() < 1e-4
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_embedding_and_judging_never_import_torch(small_task):
+    code = ("import sys; from promptmix_core.judge import EmbeddingJudge; "
+            "from promptmix_core.flags import flag_texts; "
+            f"t = __import__('promptmix_core.task', fromlist=['x']).Task.from_dict({small_task.to_dict()!r}); "
+            "print(EmbeddingJudge(t).judge(['I lost my card'])[0].label, flag_texts(t, ['my card is gone']), "
+            "'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=240)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["card_lost", "['']", "False"]
