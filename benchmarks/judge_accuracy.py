@@ -4,9 +4,10 @@
 For each data set and run (the run's own k seeds, drawn as ``promptmix experiment`` draws them), the
 fixed ``--test-limit`` test rows are labelled by
 
-* ``centroid``: the closest class by embedding of name, description and seeds (``promptmix_core.judge``,
-  the default judge), with its confidence (softmax with a temperature fitted on held-out seeds);
-* ``logreg``: the quick student, a logistic regression on the same embeddings;
+* ``centroid``: the closest class by embedding of name, description and seeds (``promptmix_core.judge``),
+  with its confidence (softmax with a temperature fitted on held-out seeds);
+* ``logreg``: the quick student, a logistic regression on the same embeddings (the default judge: it
+  measured best here);
 * ``centroid, no descriptions``: the relabel shortlist's own ranking (names and seeds);
 * ``LLM``: the relabel classifier (the bundled model unless ``--base-url``), on the first ``--llm-limit``
   of those rows (it is the slow one), with the judge's accuracy on the same rows beside it;
@@ -81,6 +82,10 @@ def run_sets(args) -> dict:
                 js = judge.judge(texts)
                 ok = [j.label == g for j, g in zip(js, gold)]
                 row[key] = sum(ok) / len(ok)
+                if key == "logreg":
+                    row["lr_conf_right"] = statistics.mean([j.confidence for j, k in zip(js, ok) if k] or [0])
+                    row["lr_conf_wrong"] = statistics.mean([j.confidence for j, k in zip(js, ok) if not k] or [0])
+                    logreg_ok = ok
                 if key == "centroid":
                     row["conf_right"] = statistics.mean([j.confidence for j, k in zip(js, ok) if k] or [0])
                     row["conf_wrong"] = statistics.mean([j.confidence for j, k in zip(js, ok) if not k] or [0])
@@ -105,6 +110,7 @@ def run_sets(args) -> dict:
                 row["llm_rows"] = n
                 row["llm"] = sum(lab == gold[i] for lab, i in zip(labels, sub)) / n
                 row["centroid_on_llm_rows"] = sum(centroid_ok[i] for i in sub) / n
+                row["logreg_on_llm_rows"] = sum(logreg_ok[i] for i in sub) / n
                 row["llm_model"] = llm.config.model
             res["runs"].append(row)
             print(f"{name} run {r + 1}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
@@ -113,19 +119,21 @@ def run_sets(args) -> dict:
 
 
 def table(out: dict, args) -> str:
-    lines = ["| data set | test rows | centroid judge (default) | logreg student | centroid, names + seeds only | "
-             "LLM relabel (rows) | centroid on the LLM's rows | confidence right / wrong | judge s / LLM s per run |",
+    lines = ["| data set | test rows | centroid judge | logreg student (default) | centroid, names + seeds only | "
+             "LLM relabel (rows) | logreg / centroid on the LLM's rows | confidence right / wrong: logreg; centroid | "
+             "judge s / LLM s per run |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, res in out.items():
         runs = res["runs"]
         g = lambda k: [r.get(k) for r in runs]  # noqa: E731
         llm = f"{_ms(g('llm'))} ({runs[0].get('llm_rows', 0)})" if runs[0].get("llm") is not None else "-"
-        conf = f"{statistics.mean(g('conf_right')):.2f} / {statistics.mean(g('conf_wrong')):.2f}"
+        conf = (f"{statistics.mean(g('lr_conf_right')):.2f} / {statistics.mean(g('lr_conf_wrong')):.2f}; "
+                f"{statistics.mean(g('conf_right')):.2f} / {statistics.mean(g('conf_wrong')):.2f}")
         secs = f"{statistics.mean(g('judge_s')):.1f} / " + (f"{statistics.mean(g('llm_s')):.0f}"
                                                            if runs[0].get("llm_s") else "-")
         label = f"{name} ({res['classes']} classes)"
         lines.append(f"| {label} | {res['rows']} | {_ms(g('centroid'))} | {_ms(g('logreg'))} | "
-                     f"{_ms(g('centroid_nodesc'))} | {llm} | {_ms(g('centroid_on_llm_rows'))} | {conf} | {secs} |")
+                     f"{_ms(g('centroid_nodesc'))} | {llm} | {_ms(g('logreg_on_llm_rows'))} / {_ms(g('centroid_on_llm_rows'))} | {conf} | {secs} |")
     return "\n".join(lines)
 
 
@@ -147,7 +155,7 @@ def cards(args) -> int:
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "PROMPTMIX_API_KEY")}
     env["PYTHONPATH"] = str(ROOT)
     cmd = [sys.executable, "-m", "promptmix_core.cli", "relabel", str(tmp / "in.jsonl"), "--task", str(tmp / "task.json"),
-           "--out", str(tmp / "out.jsonl")]
+           "--out", str(tmp / "out.jsonl"), "--cache", str(tmp / "fresh-cache.sqlite")]  # every call made again
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
