@@ -14,12 +14,15 @@ scheduler  generate 5 TREC6 classes x 40 per class at 500 ms per call and concur
            of git revision REV (for example the commit before the scheduler), interleaved with ours; each
            side runs in its own process.
 local      the bundled model's tokens per second.
+command    (``--command``) the whole ``promptmix generate`` command, 5 TREC6 classes x 40 at 500 ms per call and
+           concurrency 16, with and without junk flags, against ceil(calls / 16) x 0.5 s + 1 s of start-up;
+           ``--command-baseline REV`` runs REV's code beside ours, interleaved.
 
 ``--local`` runs the bundled model end to end instead (``benchmarks/local_pipeline.py``: 60 boundary
 examples plus relabels on the project's batching server against ``transformers serve`` in the same run).
 
     .venv/bin/python benchmarks/llm_pipeline.py [--skip-pipeline] [--skip-scheduler] [--skip-local]
-        [--baseline REV] [--repeats 3] [--latency 0.2]
+        [--baseline REV] [--repeats 3] [--latency 0.2] [--command [--command-baseline REV]]
 """
 from __future__ import annotations
 
@@ -295,6 +298,62 @@ def section_scheduler(args: argparse.Namespace) -> None:
           "re-run: the same job again on the cold run's cache (calls made, examples the same or not)")
 
 
+def section_command(args: argparse.Namespace) -> None:
+    """The whole ``promptmix generate`` command (interpreter start-up, imports, generation, junk flags,
+    writing) as a user runs it, with and without flags, against the bound ceil(calls / concurrency) x
+    latency + 1 s of start-up; ours and, with ``--command-baseline REV``, REV's code, interleaved."""
+    from fake_llm import FakeLLM
+
+    from promptmix_core.task import Task, load_task, save_task
+
+    tmp = Path(tempfile.mkdtemp(prefix="pmx-cmd-"))
+    base = load_task(DATA, k=2, seed=0)
+    task_file = tmp / "task.json"
+    save_task(Task(name=base.name, classes=base.classes[:5]), task_file)
+    sides = {"ours": ROOT}
+    if args.command_baseline:
+        sides = {f"{args.command_baseline}": _export(args.command_baseline, tmp / "baseline"), "ours": ROOT}
+    latency, conc = 0.5, 16
+    results: dict[tuple[str, str], list[dict]] = {}
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY")}
+    with FakeLLM(latency=latency, lifetime=3600) as fake:
+        for rep in range(args.repeats):
+            for flags in ("flags", "no flags"):
+                for side, src in sides.items():
+                    out = tmp / f"out-{rep}.jsonl"
+                    cmd = [sys.executable, "-m", "promptmix_core.cli", "generate", str(task_file), "--out", str(out),
+                           "--per-class", "40", "--seed", str(rep), "--base-url", fake.base_url, "--model",
+                           "fake-model", "--concurrency", str(conc), "--cache", str(tmp / f"c-{side[:8]}-{rep}-{flags}.sqlite")]
+                    if flags == "no flags":
+                        cmd.append("--no-flags")
+                    before = fake.calls
+                    t0 = time.perf_counter()
+                    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp,
+                                          env={**env, "PYTHONPATH": str(src)})
+                    wall = time.perf_counter() - t0
+                    if proc.returncode:
+                        raise SystemExit(f"{side} failed:\n{proc.stderr[-3000:]}")
+                    calls = fake.calls - before
+                    import re as _re
+
+                    m = _re.search(r"examples in ([0-9.]+) s", proc.stdout)
+                    results.setdefault((side, flags), []).append(
+                        {"wall": wall, "calls": calls, "job": float(m.group(1)) if m else float("nan")})
+    print(f"== command: `promptmix generate` 5 TREC6 classes x 40 (200 examples), latency {latency * 1000:.0f} ms/call, "
+          f"concurrency {conc}, {args.repeats} runs each (medians), sides interleaved")
+    print("bound = ceil(calls / concurrency) x latency + 1 s start-up; the whole command, from exec to exit")
+    print(f"{'code':<12}{'flags':<10}{'wall s':>8}{'min-max s':>13}{'job s':>7}{'calls':>7}{'bound s':>9}{'x bound':>9}")
+    for side in sides:
+        for flags in ("flags", "no flags"):
+            runs = results[(side, flags)]
+            walls = [r["wall"] for r in runs]
+            calls = statistics.median(r["calls"] for r in runs)
+            bound = math.ceil(calls / conc) * latency + 1.0
+            ratios = [r["wall"] / (math.ceil(r["calls"] / conc) * latency + 1.0) for r in runs]
+            print(f"{side:<12}{flags:<10}{statistics.median(walls):>8.2f}{f'{min(walls):.2f}-{max(walls):.2f}':>13}"
+                  f"{statistics.median(r['job'] for r in runs):>7.2f}{calls:>7g}{bound:>9.2f}{statistics.median(ratios):>9.2f}")
+
+
 def section_local() -> None:
     from promptmix_core.llm.local import LocalServer, measure_tokens_per_second
 
@@ -316,6 +375,9 @@ def main() -> int:
                     help="with --local: also run transformers serve in the same run (default) or not")
     ap.add_argument("--baseline", help="git revision whose generation code runs as the scheduler baseline")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--command", action="store_true",
+                    help="also time the whole `promptmix generate` command, with and without junk flags")
+    ap.add_argument("--command-baseline", help="with --command: git revision whose code runs beside ours")
     # client-process options (internal)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
@@ -338,6 +400,8 @@ def main() -> int:
         section_pipeline(args)
     if not args.skip_scheduler:
         section_scheduler(args)
+    if args.command:
+        section_command(args)
     if not args.skip_local:
         section_local()
     return 0

@@ -196,6 +196,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
                               top=args.pairs_top)
         spec = GenerationSpec.from_dict({**spec.to_dict(), "pairs": [list(p) for p in pairs]})
         print("targeted round: " + ", ".join(f"{a} mixed with {b}" for a, b in pairs), file=sys.stderr)
+    if not args.no_flags or spec.relabel:
+        # the junk flags and the judge need the embedder: torch and MiniLM load in a thread while the
+        # LLM calls are in flight, not after them
+        from .embed import preload_in_background
+
+        preload_in_background()
     if args.project:
         return _generate_into_project(args, task, spec, out)
     llm = _llm(args, spec.llm)
@@ -214,8 +220,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         rel = relabel(task, result.examples, llm, spec.relabel_config(), progress=_Bar("relabel"))
         for row, r in zip(rows, rel):
             row.update(llm_label=r.llm_label, relabel_status=r.status, llm_confidence=r.confidence)
-            if r.llm_label:
-                row["label"] = r.llm_label
+        _judge_rows(args, task, rows, llm, spec.relabel_config())
     if not args.no_flags:
         from .flags import flag_summary, flag_texts
 
@@ -266,7 +271,7 @@ def _generate_into_project(args, task, spec, out: Path) -> int:
     t0 = time.perf_counter()
     try:
         with life.running("running from the command line", also=bar) as ctx:
-            outcome = run_generation(store, life.job_id, spec, ctx, llm)
+            outcome = run_generation(store, life.job_id, spec, ctx, llm, label_policy=args.label_source)
             life.finish(outcome.summary)
     except (GenerationFailed, GenerationCancelled) as exc:  # the job is marked; what was made is kept
         bar.close()
@@ -274,15 +279,22 @@ def _generate_into_project(args, task, spec, out: Path) -> int:
     bar.close()
     result = outcome.result
     relabels = {e.slot: e for e in store.list_examples(job_id=life.job_id)}
+    from .judge import LABEL_SOURCE_META, LabelSource, chosen_label
+
+    choice = LabelSource.from_dict(json.loads(store.get_meta(LABEL_SOURCE_META) or "{}"))
+    if choice is not None:
+        print(f"label source: {choice.source} ({choice.reason})", file=sys.stderr)
     rows = []
     for e in result.examples:
         row = e.to_row()
         stored = relabels.get(e.slot)
         if spec.relabel and stored is not None:
             row.update(llm_label=stored.llm_label, relabel_status=stored.relabel_status,
-                       llm_confidence=stored.llm_confidence)
-            if stored.llm_label:
-                row["label"] = stored.llm_label
+                       llm_confidence=stored.llm_confidence, judge_label=stored.judge_label,
+                       judge_confidence=stored.judge_confidence)
+            row["label"] = stored.label
+            row["label_source"] = chosen_label(choice.source if choice else "llm", stored.judge_label,
+                                               stored.llm_label, stored.intended_label)[1]
         if stored is not None:
             row["flag"] = stored.flag  # the job flagged its examples (pipeline.flag_job)
         rows.append(row)
@@ -310,14 +322,16 @@ def cmd_relabel(args: argparse.Namespace) -> int:
     llm = _llm(args, spec.llm)
     bar = _Bar("relabel")
     t0 = time.perf_counter()
+    from .embed import preload_in_background
+
+    preload_in_background()  # the judge's embedder loads while the LLM answers
     results = relabel(task, rows, llm, spec.relabel_config(), progress=bar)
     bar.close()
     for row, r in zip(rows, results):
         row["llm_label"] = r.llm_label
         row["relabel_status"] = r.status
         row["llm_confidence"] = r.confidence
-        if r.llm_label:
-            row["label"] = r.llm_label
+    _judge_rows(args, task, rows, llm, spec.relabel_config())
     _write_jsonl(out, rows)
     s = relabel_summary(results)
     print(
@@ -325,6 +339,18 @@ def cmd_relabel(args: argparse.Namespace) -> int:
         f"{s['share_unparseable']:.0%} unparseable; {llm.stats.summary()}"
     )
     return EXIT_OK
+
+
+def _judge_rows(args: argparse.Namespace, task, rows: list[dict[str, Any]], llm, relabel_config) -> None:
+    """The second judge on relabelled rows: ``judge_label``, ``judge_confidence``, ``label_source``, and
+    ``label`` from whichever judge :func:`~promptmix_core.judge.choose_label_source` picks (said on stderr)."""
+    from .judge import EmbeddingJudge, agreement_summary, choose_label_source, label_rows
+
+    judge = EmbeddingJudge(task)
+    choice = choose_label_source(task, llm, policy=getattr(args, "label_source", "auto"),
+                                 relabel_config=relabel_config, judge=judge)
+    label_rows(rows, judge.judge([str(r["text"]) for r in rows]), choice)
+    print(f"label source: {choice.source} ({choice.reason}); {agreement_summary(rows)}", file=sys.stderr)
 
 
 def cmd_flag(args: argparse.Namespace) -> int:
@@ -374,6 +400,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_label_source_arg(p: argparse.ArgumentParser) -> None:
+    from .judge import POLICIES
+
+    p.add_argument("--label-source", choices=POLICIES, default="auto",
+                   help="which judge gives 'label' after a relabel: auto (default: the embedding judge with the "
+                        "bundled model, or with an endpoint less accurate than it on the held-out seeds; else the "
+                        "LLM), judge or llm; both suggestions are written either way")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .specs import GenerationSpec as G  # the defaults live in the specs
 
@@ -396,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--task-seed", type=int, default=0, help="seed for drawing the k seeds")
     g.add_argument("--relabel", action="store_true", help="also relabel (step 2) before writing")
     g.add_argument("--nearest", type=int, default=G.nearest, help="classes shown to the relabeler")
+    _add_label_source_arg(g)
     g.add_argument("--project", help="also record into this project file (resumable)")
     g.add_argument("--job", type=int, help="with --project: resume this job id")
     g.add_argument("--no-flags", action="store_true", help="do not flag probable junk (flag column)")
@@ -421,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--task", required=True, help="task file the examples belong to")
     r.add_argument("--out", required=True, help="output JSONL")
     r.add_argument("--nearest", type=int, default=G.nearest, help=f"classes shown per example (default {G.nearest})")
+    _add_label_source_arg(r)
     _add_llm_args(r)
     r.set_defaults(func=cmd_relabel)
 

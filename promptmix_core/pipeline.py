@@ -66,12 +66,18 @@ class GenerationOutcome:
 
 
 def run_generation(store: ProjectStore, job_id: int, spec: GenerationSpec, ctx: StepContext,
-                   llm: LLMClient) -> GenerationOutcome:
-    """Generate (and, with ``spec.relabel``, relabel) for job ``job_id``; resumes what the store
-    holds. Raises ``GenerationFailed`` / ``Cancelled`` with what was kept saved."""
+                   llm: LLMClient, *, label_policy: str = "auto") -> GenerationOutcome:
+    """Generate (and, with ``spec.relabel``, relabel and judge: :func:`judge_job`) for job ``job_id``;
+    resumes what the store holds. Raises ``GenerationFailed`` / ``Cancelled`` with what was kept saved."""
     task = _task(store)
     ctx.progress({"phase": "starting", "done": 0, "total": 0}, force=True)
     ctx.note(f"generating with {llm.config.model} at {llm.config.base_url}")
+
+    # the junk flags (and the judge after a relabel) need the embedder: torch and MiniLM load in a
+    # thread while the LLM calls are in flight, not after them
+    from .embed import preload_in_background
+
+    preload_in_background()
 
     async def run() -> GenerationOutcome:
         result = await agenerate(task, spec.generation_config(), llm, store=store, job_id=job_id,
@@ -83,6 +89,8 @@ def run_generation(store: ProjectStore, job_id: int, spec: GenerationSpec, ctx: 
         summary += "; " + flag_job(store, job_id, task, ctx)
         if spec.relabel:
             summary += "; " + await relabel_pending(store, job_id, task, llm, spec.relabel_config(), ctx)
+            summary += "; " + await judge_job(store, job_id, task, llm, spec.relabel_config(), ctx,
+                                              policy=label_policy)
         ctx.progress({"phase": "done", "done": result.kept, "total": result.requested, "kept": result.kept,
                       **llm.stats.as_dict()}, force=True)
         return GenerationOutcome(result, summary)
@@ -136,11 +144,49 @@ async def relabel_pending(store: ProjectStore, source_job: int | None, task: Tas
             f"{counts['unparseable'] / n:.0%} unparseable")
 
 
-def run_relabel(store: ProjectStore, spec: RelabelSpec, ctx: StepContext, llm: LLMClient) -> str:
+async def judge_job(store: ProjectStore, source_job: int | None, task: Task, llm: LLMClient | None,
+                    config: RelabelConfig | None, ctx: StepContext | None = None, *, policy: str = "auto") -> str:
+    """The second judge (:mod:`promptmix_core.judge`) on the examples of ``source_job`` (all when None):
+    its suggestions saved (``examples.judge_label/judge_confidence``); which judge gives the default
+    label chosen (:func:`~promptmix_core.judge.achoose_label_source`) and saved as the project setting
+    ``label_source`` with its reason; when the judge was chosen, the label of every example still
+    pending review becomes the judge's (reviewed ones keep theirs). Returns a one-line summary."""
+    import json
+    import time
+
+    from .judge import LABEL_SOURCE_META, EmbeddingJudge, achoose_label_source
+
+    examples = store.list_examples(job_id=source_job)
+    if ctx is not None:
+        ctx.progress({"phase": "judge", "done": 0, "total": len(examples)}, force=True)
+    judge = EmbeddingJudge(task)
+    verdicts = judge.judge([e.text for e in examples])
+    store.set_judge({e.id: (v.label, v.confidence) for e, v in zip(examples, verdicts)})
+    choice = await achoose_label_source(task, llm, policy=policy, relabel_config=config, judge=judge)
+    store.set_meta(LABEL_SOURCE_META, json.dumps({**choice.to_dict(), "job_id": source_job, "at": time.time()}))
+    adopted = store.adopt_judge_labels(job_id=source_job) if choice.source == "judge" else 0
+    both = [(e, v) for e, v in zip(examples, verdicts) if e.llm_label]
+    agree = sum(e.llm_label == v.label for e, v in both)
+    note = f"; {adopted} pending labels set to the judge's" if adopted else ""
+    return (f"label source: {choice.source} ({choice.reason}); judge and LLM agree on {agree} of "
+            f"{len(both)}{note}")
+
+
+def run_relabel(store: ProjectStore, spec: RelabelSpec, ctx: StepContext, llm: LLMClient, *,
+                label_policy: str = "auto") -> str:
     task = store.load_task()
     if task is None:
         raise TaskError("the project has no task yet")
-    summary = llm.run_sync(relabel_pending(store, spec.source_job, task, llm, spec.relabel_config(), ctx))
+
+    async def both() -> str:
+        from .embed import preload_in_background
+
+        preload_in_background()
+        summary = await relabel_pending(store, spec.source_job, task, llm, spec.relabel_config(), ctx)
+        return summary + "; " + await judge_job(store, spec.source_job, task, llm, spec.relabel_config(), ctx,
+                                                policy=label_policy)
+
+    summary = llm.run_sync(both())
     counts = store.count_examples(spec.source_job)
     ctx.progress({"phase": "done", "done": counts["relabelled"], "total": counts["total"], **llm.stats.as_dict()},
                  force=True)
@@ -175,5 +221,5 @@ def _job_context(store: ProjectStore, job_id: int) -> StepContext:
     return JobLifecycle(store, job_id).context()
 
 
-__all__ = ["GenerationOutcome", "flag_job", "llm_for", "model_loading_reporter", "relabel_pending", "run_generation", "run_generation_job",
+__all__ = ["GenerationOutcome", "flag_job", "judge_job", "llm_for", "model_loading_reporter", "relabel_pending", "run_generation", "run_generation_job",
            "run_relabel", "run_relabel_job", "stop_checker"]

@@ -59,20 +59,12 @@ class RelabelResult:
 
 
 def class_embeddings(task: Task):
-    """One unit vector per class: the mean of the embeddings of its name and its seeds."""
-    import numpy as np
+    """One unit vector per class: the mean of the embeddings of its name and its seeds (the shortlist's
+    ranking; :mod:`promptmix_core.judge` adds the descriptions)."""
+    from .judge import centroids, class_vectors
 
-    from .embed import embed_texts
-
-    texts, owners = [], []
-    for i, c in enumerate(task.classes):
-        for t in [c.name.replace("_", " ")] + list(c.examples):
-            texts.append(t)
-            owners.append(i)
-    vecs = embed_texts(texts)
-    owners_arr = np.array(owners)
-    out = np.stack([vecs[owners_arr == i].mean(0) for i in range(len(task.classes))])
-    return out / np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-9)
+    vecs, owners, _seeds = class_vectors(task, description=False)
+    return centroids(vecs, owners, len(task.classes))
 
 
 def nearest_classes(task: Task, texts: Sequence[str], nearest: int) -> list[list[str]]:

@@ -72,20 +72,35 @@ def reasons(row: Mapping[str, Any]) -> list[dict[str, str]]:
     if nearest and nearest != intended and nearest != (llm or intended):
         out.append({"code": "embedding_differs",
                     "text": f"nearest by embedding is {nearest}, neither the written-for class nor the relabel"})
+    judge = row.get("judge_label")
+    if judge and llm and judge != llm:
+        out.append({"code": "judges_differ",
+                    "text": f"the two judges disagree: the embedding judge says {judge}, the LLM relabel {llm}"})
     flag = (row.get("flag") or "").strip()
     if flag:
         out.append({"code": "flagged", "text": f"flagged: {flag}"})
     conf = row.get("llm_confidence")
     if conf is not None and float(conf) < LOW_CONFIDENCE:
         out.append({"code": "low_confidence", "text": f"low relabel confidence ({float(conf):.2f})"})
-    out.sort(key=lambda r: -INFORMATIVE_WEIGHTS[r["code"]])
+    jconf = row.get("judge_confidence")
+    if judge and jconf is not None and float(jconf) < LOW_CONFIDENCE:
+        out.append({"code": "judge_low_confidence", "text": f"low judge confidence ({float(jconf):.2f})"})
+    out.sort(key=lambda r: -INFORMATIVE_WEIGHTS.get(r["code"], 0))
     return out
 
 
 def accept_saves(row: Mapping[str, Any]) -> tuple[str, str]:
-    """(the class Accept saves, where it comes from in words)."""
+    """(the class Accept saves, where it comes from in words). Accept keeps the example's label, which
+    a relabel step set to the chosen judge's suggestion (:mod:`promptmix_core.judge`)."""
     label = row.get("label") or row.get("intended_label")
     status = row.get("relabel_status")
+    judge, llm = row.get("judge_label"), row.get("llm_label")
+    if judge and label == judge and (not llm or llm != judge):
+        return str(label), ("embedding judge; the LLM relabel says " + str(llm) if llm
+                            else "embedding judge; the LLM relabel named no class" if status == "unparseable"
+                            else "embedding judge")
+    if judge and label == judge and llm == judge:
+        return str(label), "embedding judge and LLM relabel agree"
     if status in ("agree", "changed") and row.get("llm_label") and label == row.get("llm_label"):
         return str(label), ("LLM relabel, agrees with written-for" if status == "agree" else "LLM relabel")
     if status == "unparseable":
@@ -104,6 +119,9 @@ def card(row: Mapping[str, Any]) -> dict[str, Any]:
         d["alpha"] = round(float(d["alpha"]), 3)
     if d.get("llm_confidence") is not None:
         d["llm_confidence"] = round(float(d["llm_confidence"]), 3)
+    if d.get("judge_confidence") is not None:
+        d["judge_confidence"] = round(float(d["judge_confidence"]), 3)
+    d["judges_agree"] = (d["judge_label"] == d["llm_label"]) if d.get("judge_label") and d.get("llm_label") else None
     return d
 
 

@@ -50,8 +50,9 @@ def test_generate_then_relabel(fake_llm, tmp_path, small_task):
     assert len(rows) == 24
     for row in rows:
         assert row["relabel_status"] in ("agree", "changed", "unparseable")
-        if row["llm_label"]:
-            assert row["label"] == row["llm_label"]
+        # label is the chosen judge's: the embedding judge's or the LLM relabel's, both written
+        assert row["label_source"] in ("judge", "llm") and row["judge_label"] in small_task.class_names
+        assert row["label"] == row[f"{row['label_source']}_label"]
     assert r.stdout.strip().splitlines()[-1].startswith("relabelled 24")
 
 

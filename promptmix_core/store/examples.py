@@ -289,6 +289,20 @@ class ExamplesMixin(StoreBase):
                 ).rowcount
         return n
 
+    def adopt_judge_labels(self, *, job_id: int | None = None) -> int:
+        """Make the judge's suggestion the label of every example (of ``job_id``, or all) still pending
+        review that has one: the project chose the judge to give the default label
+        (:func:`promptmix_core.judge.achoose_label_source`). Reviewed examples keep theirs. Returns how
+        many labels changed."""
+        sql = ("UPDATE examples SET label = judge_label WHERE review_status = 'pending' AND judge_label IS NOT NULL "
+               "AND label IS NOT judge_label")
+        args: list[Any] = []
+        if job_id is not None:
+            sql += " AND job_id = ?"
+            args.append(int(job_id))
+        with self.transaction() as c:
+            return c.execute(sql, args).rowcount
+
     def delete_examples(self, job_id: int) -> int:
         with self.transaction() as c:
             n = c.execute("DELETE FROM examples WHERE job_id = ?", (job_id,)).rowcount

@@ -12,8 +12,11 @@ from .records import REVIEW_STATUSES
 QUEUE_ORDERS = ("pending", "informative")
 LOW_CONFIDENCE = 0.5
 # Why an example is worth a look early ("most informative first"): each reason adds its weight.
-INFORMATIVE_WEIGHTS = {"relabel_differs": 4, "relabel_failed": 4, "embedding_differs": 3, "flagged": 2,
-                       "low_confidence": 1}
+# The two judges (the LLM relabel and the embedding judge, promptmix_core.judge) disagreeing weighs most.
+INFORMATIVE_WEIGHTS = {"judges_differ": 5, "relabel_differs": 4, "relabel_failed": 4, "embedding_differs": 3,
+                       "flagged": 2, "low_confidence": 1, "judge_low_confidence": 1}
+_JUDGES_DIFFER_SQL = "(e.judge_label IS NOT NULL AND e.llm_label IS NOT NULL AND e.judge_label != e.llm_label)"
+_JUDGE_LOW_SQL = f"(e.judge_confidence IS NOT NULL AND e.judge_confidence < {LOW_CONFIDENCE})"
 _NEAREST_DIFFERS_SQL = (
     "(v.nearest_label IS NOT NULL AND v.nearest_label != e.intended_label "
     "AND v.nearest_label != COALESCE(e.llm_label, e.intended_label))"
@@ -24,7 +27,9 @@ INFORMATIVE_SCORE_SQL = (
     f" + {_NEAREST_DIFFERS_SQL} * {INFORMATIVE_WEIGHTS['embedding_differs']}"
     f" + (COALESCE(e.flag, '') != '') * {INFORMATIVE_WEIGHTS['flagged']}"
     f" + (e.llm_confidence IS NOT NULL AND e.llm_confidence < {LOW_CONFIDENCE})"
-    f" * {INFORMATIVE_WEIGHTS['low_confidence']})"
+    f" * {INFORMATIVE_WEIGHTS['low_confidence']}"
+    f" + {_JUDGES_DIFFER_SQL} * {INFORMATIVE_WEIGHTS['judges_differ']}"
+    f" + {_JUDGE_LOW_SQL} * {INFORMATIVE_WEIGHTS['judge_low_confidence']})"
 )
 
 
@@ -101,7 +106,7 @@ class QueueMixin(StoreBase):
                 keys += [(ka, 0.0, int(r[0])) for r in rows]
         else:
             ka = f"((e.review_status != 'pending') * 1000 - {INFORMATIVE_SCORE_SQL})"
-            kb = "COALESCE(e.llm_confidence, 1.0)"
+            kb = "MIN(COALESCE(e.llm_confidence, 1.0), COALESCE(e.judge_confidence, 1.0))"
             inner = (
                 f"SELECT e.id AS id, {ka} AS ka, {kb} AS kb FROM examples e "
                 "LEFT JOIN example_vectors v ON v.example_id = e.id"
@@ -131,10 +136,12 @@ class QueueMixin(StoreBase):
         row = self._query(
             "SELECT SUM(e.relabel_status IS 'changed'), SUM(e.relabel_status IS 'unparseable'), "
             f"SUM({_NEAREST_DIFFERS_SQL}), SUM(COALESCE(e.flag, '') != ''), "
-            f"SUM(e.llm_confidence IS NOT NULL AND e.llm_confidence < {LOW_CONFIDENCE}) "
+            f"SUM(e.llm_confidence IS NOT NULL AND e.llm_confidence < {LOW_CONFIDENCE}), "
+            f"SUM({_JUDGES_DIFFER_SQL}), SUM({_JUDGE_LOW_SQL}) "
             "FROM examples e LEFT JOIN example_vectors v ON v.example_id = e.id WHERE e.review_status = 'pending'"
         )[0]
-        codes = ("relabel_differs", "relabel_failed", "embedding_differs", "flagged", "low_confidence")
+        codes = ("relabel_differs", "relabel_failed", "embedding_differs", "flagged", "low_confidence",
+                 "judges_differ", "judge_low_confidence")
         return {c: int(v or 0) for c, v in zip(codes, row)}
 
     def review_rows(self, example_ids: Sequence[int], *, raw_chars: int = 400) -> list[dict[str, Any]]:
