@@ -38,6 +38,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
+from .checks import int_in, is_num, raise_problems
 from .llm.client import CallSkipped, Completion, LLMClient, LLMError
 from .store import StoreError
 from .task import Task, normalize_name, normalize_text
@@ -63,24 +64,38 @@ class GenerationConfig:
     pairs: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        problems = []
+        raise_problems(self.problems())
         self.pairs = tuple((str(a), str(b)) for a, b in (self.pairs or ()))
-        if any(a == b for a, b in self.pairs):
-            problems.append("a class pair must name two different classes")
-        if self.pairs and not self.mixup:
-            problems.append("class pairs need mixup (they say which class each is mixed with)")
-        if not 1 <= int(self.per_class) <= 10_000:
-            problems.append("examples per class must be between 1 and 10,000")
-        if int(self.group_size) < 2:
-            problems.append("the group size must be at least 2")
-        if not 1 <= int(self.examples_per_call) <= 50:
-            problems.append("examples per call must be between 1 and 50")
-        if not 0.0 <= float(self.temperature) <= 2.0:
-            problems.append("the temperature must be between 0 and 2")
-        if self.top_p is not None and not 0.0 < float(self.top_p) <= 1.0:
-            problems.append("top_p must be above 0 and at most 1")
-        if problems:
-            raise ValueError("; ".join(problems))
+
+    def problems(self) -> list[str]:
+        """Every rule of the generation settings (the one place they live), each problem once."""
+        p: list[str] = []
+        int_in(p, self.per_class, 1, 10_000, "examples per class")
+        int_in(p, self.group_size, 2, None, "the group size")
+        if not isinstance(self.mixup, bool):
+            p.append(f"mixup must be true or false (got {self.mixup!r})")
+        int_in(p, self.seed, 0, None, "the seed")
+        int_in(p, self.examples_per_call, 1, 50, "examples per call")
+        if not (is_num(self.temperature) and 0 <= self.temperature <= 2):
+            p.append(f"the temperature must be between 0 and 2 (got {self.temperature!r})")
+        if self.top_p is not None and not (is_num(self.top_p) and 0 < self.top_p <= 1):
+            p.append(f"top_p must be above 0 and at most 1 (got {self.top_p!r})")
+        int_in(p, self.max_tokens, 16, 32_768, "max_tokens")
+        if self.max_calls_per_class is not None:
+            int_in(p, self.max_calls_per_class, 1, None, "the most calls per class")
+        int_in(p, self.max_example_chars, 10, 20_000, "max_example_chars")
+        if not isinstance(self.pairs, (list, tuple)):
+            p.append(f"pairs must be a list of [class, other class] pairs (got {self.pairs!r})")
+            return p
+        for pair in self.pairs:
+            if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+                    or not all(isinstance(c, str) and c for c in pair)):
+                p.append(f"a class pair must be two class names (got {pair!r})")
+            elif pair[0] == pair[1]:
+                p.append(f"a class pair must name two different classes (got {pair!r})")
+        if self.pairs and self.mixup is False:
+            p.append("class pairs need mixup (they say which class each is mixed with)")
+        return p
 
     @property
     def call_budget(self) -> int:
