@@ -233,24 +233,31 @@ def _generated(task, run_seed: int, mixup: bool, relabel_needed: bool, *, per_cl
            "relabelled": False, "generation_s": info.get("generation_s"), "shortfalls": info.get("shortfalls", {}),
            "generation_error": info.get("generation_error"), "generation_llm": info.get("generation_llm")}
     if relabel_needed and rows:
-        from .relabel import relabel, relabel_summary
-
-        log(f"  relabelling {len(rows)} examples")
-        t0 = time.perf_counter()
-        before = client.stats.as_dict()
-        rel = relabel(task, rows, client, RelabelConfig(nearest=nearest, seed=run_seed))  # the run's candidate order
-        out["relabel_llm"] = _stats_delta(before, client.stats.as_dict())
-        for row, r in zip(rows, rel):
-            row["llm_label"] = r.llm_label if r else None
-            row["relabel_status"] = r.status if r else None
-        out["relabel_s"] = time.perf_counter() - t0
-        out["relabel_summary"] = relabel_summary(rel)
-        out["relabelled"] = True
+        _relabel_rows(task, rows, out, client, RelabelConfig(nearest=nearest, seed=run_seed), log)
     elif relabel_needed:
         out["relabelled"] = True
     _flag_rows(task, rows)
     _write_json(path, out)
     return out
+
+
+def _relabel_rows(task, rows: list[dict[str, Any]], out: dict[str, Any], client: Any, config: RelabelConfig,
+                  log: Callable[[str], None]) -> None:
+    """Relabel a run's generated rows in place (``config.seed``: the run's candidate order) and record
+    what it cost in ``out``."""
+    from .relabel import relabel, relabel_summary
+
+    log(f"  relabelling {len(rows)} examples")
+    t0 = time.perf_counter()
+    before = client.stats.as_dict()
+    rel = relabel(task, rows, client, config)
+    out["relabel_llm"] = _stats_delta(before, client.stats.as_dict())
+    for row, r in zip(rows, rel):
+        row["llm_label"] = r.llm_label if r else None
+        row["relabel_status"] = r.status if r else None
+    out["relabel_s"] = time.perf_counter() - t0
+    out["relabel_summary"] = relabel_summary(rel)
+    out["relabelled"] = True
 
 
 def _flag_rows(task, rows: list[dict[str, Any]]) -> bool:

@@ -12,6 +12,14 @@ from typing import Any, Iterable
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
+
+def default_of(func: Any, name: str) -> Any:
+    """The default of ``func``'s keyword ``name``: a flag that feeds a library function takes its
+    default from there, never a copy."""
+    import inspect
+
+    return inspect.signature(func).parameters[name].default
+
 class Bar:
     """A tqdm progress bar on a terminal; silent otherwise."""
 

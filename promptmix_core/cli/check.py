@@ -6,14 +6,14 @@ import argparse
 from typing import Any
 
 from ..task import load_task
-from ._common import EXIT_OK
+from ._common import EXIT_OK, default_of
 
 
 def register(sub: Any) -> None:
     c = sub.add_parser("check", help="validate a task file or labelled file (and optionally convert it)")
     c.add_argument("task")
     c.add_argument("--k", type=int)
-    c.add_argument("--task-seed", type=int, default=0)
+    c.add_argument("--task-seed", type=int, default=default_of(load_task, "seed"))
     c.add_argument("--out", help="write the task as JSON or YAML")
     c.set_defaults(func=cmd_check)
 

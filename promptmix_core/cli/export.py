@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._common import EXIT_OK
+from ._common import EXIT_OK, default_of
 
 
 def register(sub: Any) -> None:
     """``promptmix export PROJECT.pmx --out FILE [--format csv|jsonl|parquet] [--labels reviewed|a1|a2]``."""
-    import inspect
-
     from ..export import FORMATS, LABEL_SOURCES, PENDING_RULES, export_project
 
-    defaults = {k: v.default for k, v in inspect.signature(export_project).parameters.items()}
+    defaults = {k: default_of(export_project, k) for k in ("label_source", "pending")}
     p = sub.add_parser(
         "export", help="write a project's curated data set (the rows the Results page exports)",
         description="The curated data set of a project: the seed examples, then every generated example that "

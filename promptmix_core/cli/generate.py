@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..task import load_task
-from ._common import EXIT_OK, Bar, add_llm_args, check_out, llm_client, write_jsonl, write_partial
+from ._common import EXIT_OK, Bar, add_llm_args, check_out, default_of, llm_client, write_jsonl, write_partial
 
 #: the flags that change a job's plan, and the spec setting each one sets (``llm.model``: the LLM's)
 PLAN_FLAGS = {
@@ -27,6 +27,7 @@ PLAN_FLAGS = {
 
 
 def register(sub: Any) -> None:
+    from ..confusion import resolve_pairs
     from ..generate import GenerationConfig as G
     from ..relabel import RelabelConfig as R
 
@@ -42,7 +43,7 @@ def register(sub: Any) -> None:
                    "so every class gets at least two calls, each with its own partner class and alpha)")
     g.add_argument("--max-calls", type=int, help="most calls per class (default 4 per example + 5)")
     g.add_argument("--k", type=int, help="draw k seeds per class from a larger labelled file")
-    g.add_argument("--task-seed", type=int, default=0, help="seed for drawing the k seeds")
+    g.add_argument("--task-seed", type=int, default=default_of(load_task, "seed"), help="seed for drawing the k seeds")
     g.add_argument("--relabel", action="store_true", help="also relabel (step 2) before writing")
     g.add_argument("--nearest", type=int, default=R.nearest, help=f"classes shown to the relabeler (default {R.nearest})")
     g.add_argument("--project", help="also record into this project file (resumable)")
@@ -52,7 +53,8 @@ def register(sub: Any) -> None:
     g.add_argument("--pairs-from", metavar="RUN_OR_JSON",
                    help="a targeted round on the pairs a student confuses most: a run id of --project, or a JSON "
                         "file (run metrics, a confusion matrix {labels, matrix}, or a list of pairs)")
-    g.add_argument("--pairs-top", type=int, default=3, help="with --pairs-from: how many confused pairs (default 3)")
+    top = default_of(resolve_pairs, "top")
+    g.add_argument("--pairs-top", type=int, default=top, help=f"with --pairs-from: how many confused pairs (default {top})")
     add_llm_args(g)
     g.set_defaults(func=cmd_generate, plan_parser=g)
 

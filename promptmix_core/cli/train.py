@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ._common import EXIT_FAIL, EXIT_OK, EXIT_USAGE
+from ._common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, default_of
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
@@ -271,7 +271,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("texts", nargs="*")
     p.add_argument("--input", help="a .txt (one text per line), .csv or .jsonl file with a text column")
     p.add_argument("--out", help="write .csv or .jsonl with probabilities")
-    p.add_argument("--device", default="auto")
+    from ..training.inference import classify
+
+    p.add_argument("--device", default=default_of(classify, "device"), help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=cmd_predict)
 
 
