@@ -28,7 +28,8 @@ from pages._ui import (
 )
 from promptmix_core.alpha import ALPHA_BINS, alpha_preview
 from promptmix_core.errors import SpecError
-from promptmix_core.llm.config import bound_key
+from promptmix_core.generate import GenerationConfig
+from promptmix_core.llm.config import DEFAULT_OPENAI_MODEL, OPENAI_BASE_URL, bound_key
 from promptmix_core.specs import GenerationSpec, LLMSpec
 from promptmix_core.store import StoreError
 from promptmix_core.task import TaskError, validate
@@ -56,10 +57,11 @@ PROVIDERS = {
     "openai": "OpenAI",
     "compatible": "Any OpenAI-compatible URL (vLLM, Ollama, LM Studio, ...)",
 }
-OPENAI_URL = "https://api.openai.com/v1"
 settings = store.get_settings()
 K = f"gen::{project}::"
-DEFAULTS = GenerationSpec()  # the defaults live in the spec
+# the last settings as a typed spec: this session's, else the project's (defaults: the step configs)
+last = st.session_state.get(K + "spec") or GenerationSpec.from_page_settings(settings)
+G = last.generation
 
 
 def job_spec(job) -> GenerationSpec | None:
@@ -149,7 +151,8 @@ def render_progress(job_id: int) -> None:
         st.caption(
             f"Started {fmt_time(job.started_at or job.created_at)} · "
             f"{'running for' if job.active else 'took'} {fmt_duration(job.started_at, job.finished_at)} · "
-            + (f"{cfg.per_class} per class · group size {cfg.group_size} · mixup {'on' if cfg.mixup else 'off'} · "
+            + (f"{cfg.generation.per_class} per class · group size {cfg.generation.group_size} · "
+               f"mixup {'on' if cfg.generation.mixup else 'off'} · "
                f"model {md_escape(cfg.llm.model or 'default')}" if cfg else "settings of an unknown version")
         )
         if job.active and p.get("notice"):  # "rate limited: waiting 120 s, retry 2 of 4"
@@ -212,8 +215,8 @@ with left:
         st.caption("SmolLM2-135M-Instruct runs on this machine: free and private, but small, so expect "
                    "simpler examples. The first use prepares the model (a minute).")
     elif provider == "openai":
-        base_url = OPENAI_URL
-        model = st.text_input("Model", value=settings.get("model_openai", "gpt-4o-mini"), key=K + "model_openai")
+        base_url = OPENAI_BASE_URL
+        model = st.text_input("Model", value=settings.get("model_openai", DEFAULT_OPENAI_MODEL), key=K + "model_openai")
     else:
         base_url = st.text_input("Base URL", value=settings.get("base_url", ""), key=K + "base_url",
                                  placeholder="http://127.0.0.1:8000/v1")
@@ -248,9 +251,9 @@ with right:
                "A second pass then asks the LLM which class each example really belongs to, so you can review "
                "the ones it doubts.")
     c1 = c4 = st.container()
-    per_class = c1.number_input("Examples per class", 1, 1000, int(settings.get("per_class", DEFAULTS.per_class)), key=K + "per_class",
+    per_class = c1.number_input("Examples per class", 1, 1000, int(G.per_class), key=K + "per_class",
                                 help="How many generated examples to keep for each class")
-    relabel = c4.toggle("Check each class (LLM relabel)", value=bool(settings.get("relabel", DEFAULTS.relabel)),
+    relabel = c4.toggle("Check each class (LLM relabel)", value=bool(last.relabel),
                         key=K + "relabel",
                         help="Step 2: an LLM classifier labels each example again; where it disagrees with the "
                              "class the example was written for, the Review page puts it first")
@@ -261,19 +264,19 @@ with right:
                    "examples are 80–90 % their own class. Sahu et al., EMNLP 2023.")
         c2, c3 = st.columns(2)
         group_size = c2.number_input("Group size", 2, max(2, min(10, len(task.classes))),
-                                     min(int(settings.get("group_size", DEFAULTS.group_size)), max(2, min(10, len(task.classes)))),
+                                     min(int(G.group_size), max(2, min(10, len(task.classes)))),
                                      key=K + "group_size",
                                      help="Classes described together in one prompt (the paper uses 4)")
-        mixup = c3.toggle("Mixup", value=bool(settings.get("mixup", DEFAULTS.mixup)), key=K + "mixup",
+        mixup = c3.toggle("Mixup", value=bool(G.mixup), key=K + "mixup",
                           help="On: borderline examples that mix two classes. Off: plain examples of each class (α = 1)")
         mix_slot = st.container()
     with st.expander("More settings"):
         d1, d2, d3 = st.columns(3)
-        seed = d1.number_input("Random seed", 0, 2**31 - 1, int(settings.get("seed", DEFAULTS.seed)), key=K + "seed")
-        concurrency = d2.number_input("Parallel calls", 1, 64, int(settings.get("concurrency", DEFAULTS.llm.concurrency)),
+        seed = d1.number_input("Random seed", 0, 2**31 - 1, int(G.seed), key=K + "seed")
+        concurrency = d2.number_input("Parallel calls", 1, 64, int(last.llm.concurrency),
                                       key=K + "concurrency")
         nearest = d3.number_input("Classes shown to the relabeller", 2, max(2, len(task.classes)),
-                                  min(int(settings.get("nearest", DEFAULTS.nearest)), max(2, len(task.classes))), key=K + "nearest",
+                                  min(int(last.nearest), max(2, len(task.classes))), key=K + "nearest",
                                   help="The nearest classes by embedding (the paper uses 5)")
     n_prompts = max(1, int(per_class) * len(task.classes) // 5)
     with mix_slot:
@@ -304,11 +307,12 @@ if new_settings != settings and not store.read_only:
         pass
 
 spec = GenerationSpec(  # the same typed spec the CLI, the worker and the experiments use
-    per_class=int(per_class), group_size=int(group_size), mixup=bool(mixup), seed=int(seed),
+    generation=GenerationConfig(per_class=int(per_class), group_size=int(group_size), mixup=bool(mixup), seed=int(seed)),
     relabel=bool(relabel), nearest=int(nearest),
     llm=LLMSpec(base_url=(base_url or "").strip() or None, model=(model or "").strip() or None,
                 concurrency=int(concurrency)),
 )
+st.session_state[K + "spec"] = spec
 problems = []
 if provider == "compatible" and not spec.llm.base_url:
     problems.append("Give the base URL of the OpenAI-compatible server.")
@@ -380,7 +384,7 @@ if jobs:
             pd.DataFrame([{
                 "job": j.id, "status": j.status, "started": fmt_time(j.started_at or j.created_at),
                 "duration": fmt_duration(j.started_at, j.finished_at) if j.started_at else "–",
-                "per class": getattr(job_spec(j), "per_class", None),
+                "per class": getattr(getattr(job_spec(j), "generation", None), "per_class", None),
                 "model": getattr(getattr(job_spec(j), "llm", None), "model", None) or "default",
                 "kept": (j.progress or {}).get("kept", (j.progress or {}).get("done")),
                 "calls": (j.progress or {}).get("calls"), "message": j.message,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 
 import pandas as pd
@@ -46,8 +48,9 @@ task = task_or_stop(store)
 project = current_project()
 settings = store.get_settings()
 K = f"train::{project}::"
-# the last settings, as a typed spec (flat ``train_*`` keys of earlier versions are migrated)
-last = TrainingSpec.from_page_settings(settings)
+# the last settings, as a typed spec: this session's, else the project's (flat ``train_*`` keys of
+# earlier versions are migrated)
+last = st.session_state.get(K + "spec") or TrainingSpec.from_page_settings(settings)
 examples = store.list_examples()
 
 SOURCES = {
@@ -344,7 +347,7 @@ with right:
     epochs, batch, min_steps = int(last.train.epochs), int(last.train.batch_size), int(last.train.min_steps)
     seed, max_length, max_steps = int(last.train.seed), int(last.train.max_length), int(last.train.max_steps or 0)
     val_fraction = min(0.5, float(last.val_fraction))
-    quick_c = float((last.embed_lr or {}).get("C", 10.0))
+    quick_c = float(last.embed_lr.C)
     if student == "finetune":
         c1, c2 = st.columns(2)
         epochs = c1.number_input("Epochs", min_value=1, max_value=1000, value=int(last.train.epochs),
@@ -405,11 +408,15 @@ try:
         seed=int(seed), max_length=int(max_length), max_steps=int(max_steps) or None,
     )
     spec = TrainingSpec(label_source=source, pending=pending_rule, val_fraction=float(val_fraction), train=train_cfg,
-                        student=student, embed_lr={"C": float(quick_c)} if student == "embed-lr" else dict(last.embed_lr or {}))
+                        student=student,
+                        embed_lr=dataclasses.replace(last.embed_lr, C=float(quick_c)) if student == "embed-lr"
+                        else last.embed_lr)
     spec_problems = spec.validate()
 except ValueError as exc:
     spec, spec_problems = None, [str(exc)]
 if spec is not None and not spec_problems:
+    st.session_state[K + "spec"] = dataclasses.replace(spec, train=dataclasses.replace(
+        spec.train, learning_rate=last.train.learning_rate if lr_problem else spec.train.learning_rate))
     new_settings = {k: v for k, v in settings.items() if not k.startswith("train_")}
     remembered = {**spec.to_dict(), "name": None}
     if lr_problem:  # keep the last good learning rate, not the typo

@@ -372,7 +372,7 @@ else:
         found_key, _source, key_home = configured_key()
         round_key = bound_key(base.llm.base_url, found_key, key_home)
         c1, c2 = st.columns([1, 2], gap="large")
-        n_more = c1.number_input("Examples per class and pair direction", 1, 200, value=min(base.per_class, 10),
+        n_more = c1.number_input("Examples per class and pair direction", 1, 200, value=min(base.generation.per_class, 10),
                                  key="conf_n", help="Ci mixed with Cj at alpha drawn as usual; then relabelled and "
                                                     "queued for review like any other job")
         busy = any(j.active for j in store.list_jobs("generate"))
@@ -384,8 +384,8 @@ else:
         if base_problem:
             c2.warning(base_problem)
         if go_ and not base_problem:
-            spec = dataclasses.replace(base, per_class=int(n_more), pairs=[list(p) for p in pairs], mixup=True,
-                                       demo=False)
+            spec = dataclasses.replace(base, demo=False, generation=dataclasses.replace(
+                base.generation, per_class=int(n_more), pairs=tuple(tuple(p) for p in pairs), mixup=True))
             try:
                 job_id = start_job(store.path, "generate", spec.to_dict(), api_key=round_key,
                                    key_endpoint=key_home if round_key else None)

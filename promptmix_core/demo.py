@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .lifecycle import JobLifecycle
+from .generate import GenerationConfig
 from .specs import GenerationSpec, LLMSpec
 from .store import ProjectStore
 from .task import ClassSpec, Task, normalize_text
@@ -121,7 +122,8 @@ def create_demo(path: str | Path, *, with_examples: bool = True) -> ProjectStore
     if with_examples:
         life = JobLifecycle.create(
             store, "generate",
-            GenerationSpec(demo=True, per_class=4, mixup=True, relabel=True, llm=LLMSpec(model=DEMO_MODEL)).to_dict(),
+            GenerationSpec(generation=GenerationConfig(per_class=4, mixup=True), demo=True, relabel=True,
+                           llm=LLMSpec(model=DEMO_MODEL)).to_dict(),
         )
         job_id = life.job_id
         store.add_examples(

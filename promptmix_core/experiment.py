@@ -33,11 +33,15 @@ import json
 import logging
 import math
 import random
-import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
+
+from .checks import is_int, raise_problems
+from .generate import GenerationConfig
+from .relabel import RelabelConfig
+from .training.config import TrainConfig
 
 METHODS = ("baseline", "eda", "a1", "a2", "no-mixup", "llm-direct", "a2-targeted", "setfit", "setfit+a2")
 METHOD_TITLES = {
@@ -188,6 +192,8 @@ def _generated(task, run_seed: int, mixup: bool, relabel_needed: bool, *, per_cl
     pairs = [list(p) for p in pairs]
     key_obj = {"task": task.to_dict(), "per_class": per_class, "group_size": group_size, "mixup": mixup,
                "seed": run_seed, "nearest": nearest, "gen": dict(gen_kwargs), "llm": llm.identity()}
+    if run_seed:  # relabels drawn in the run's candidate order (seed 0: as before)
+        key_obj["relabel_seed"] = run_seed
     kind = "mixup" if mixup else "nomixup"
     if pairs:
         key_obj["pairs"] = pairs
@@ -214,7 +220,7 @@ def _generated(task, run_seed: int, mixup: bool, relabel_needed: bool, *, per_cl
             options = {**dict(gen_kwargs), **({"pairs": pairs} if pairs else {})}
             spec = generation_spec(per_class=per_class, group_size=group_size, mixup=mixup, seed=run_seed,
                                    nearest=nearest, options=options)
-            res = generate(task, spec.generation_config(), client)
+            res = generate(task, spec.generation, client)
         except GenerationFailed as exc:  # too few usable answers: keep what was made, say so
             res = exc.result
             shortfalls = dict(res.shortfalls)
@@ -227,24 +233,31 @@ def _generated(task, run_seed: int, mixup: bool, relabel_needed: bool, *, per_cl
            "relabelled": False, "generation_s": info.get("generation_s"), "shortfalls": info.get("shortfalls", {}),
            "generation_error": info.get("generation_error"), "generation_llm": info.get("generation_llm")}
     if relabel_needed and rows:
-        from .relabel import RelabelConfig, relabel, relabel_summary
-
-        log(f"  relabelling {len(rows)} examples")
-        t0 = time.perf_counter()
-        before = client.stats.as_dict()
-        rel = relabel(task, rows, client, RelabelConfig(nearest=nearest))
-        out["relabel_llm"] = _stats_delta(before, client.stats.as_dict())
-        for row, r in zip(rows, rel):
-            row["llm_label"] = r.llm_label if r else None
-            row["relabel_status"] = r.status if r else None
-        out["relabel_s"] = time.perf_counter() - t0
-        out["relabel_summary"] = relabel_summary(rel)
-        out["relabelled"] = True
+        _relabel_rows(task, rows, out, client, RelabelConfig(nearest=nearest, seed=run_seed), log)
     elif relabel_needed:
         out["relabelled"] = True
     _flag_rows(task, rows)
     _write_json(path, out)
     return out
+
+
+def _relabel_rows(task, rows: list[dict[str, Any]], out: dict[str, Any], client: Any, config: RelabelConfig,
+                  log: Callable[[str], None]) -> None:
+    """Relabel a run's generated rows in place (``config.seed``: the run's candidate order) and record
+    what it cost in ``out``."""
+    from .relabel import relabel, relabel_summary
+
+    log(f"  relabelling {len(rows)} examples")
+    t0 = time.perf_counter()
+    before = client.stats.as_dict()
+    rel = relabel(task, rows, client, config)
+    out["relabel_llm"] = _stats_delta(before, client.stats.as_dict())
+    for row, r in zip(rows, rel):
+        row["llm_label"] = r.llm_label if r else None
+        row["relabel_status"] = r.status if r else None
+    out["relabel_s"] = time.perf_counter() - t0
+    out["relabel_summary"] = relabel_summary(rel)
+    out["relabelled"] = True
 
 
 def _flag_rows(task, rows: list[dict[str, Any]]) -> bool:
@@ -265,172 +278,229 @@ def _stats_delta(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[st
             for k in ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "tokens")}
 
 
-def run_experiment(
-    data_dir: str | Path,
-    *,
-    k: int = 2,
-    methods: str | Sequence[str] = METHODS,
-    runs: int = 3,
-    per_class: int = 10,
-    test_limit: int | None = None,
-    classes: int | Sequence[str] | None = None,
-    out_dir: str | Path = "results",
-    llm_config: Any = None,
-    llm: Any = None,
-    base_url: str | None = None,
-    model: str | None = None,
-    train_config: Any = None,
-    group_size: int = 4,
-    nearest: int = 5,
-    eda_alpha: float = 0.1,
-    eda_num_aug: int | None = None,
-    base_seed: int = 0,
-    generation_options: Mapping[str, Any] | None = None,
-    reuse: bool = True,
-    command: str | None = None,
-    log: Callable[[str], None] = _log_default,
-    progress: Callable[[int, int, str], None] | None = None,
-    val_per_class: int = 10,
-) -> dict[str, Any]:
+@dataclass
+class ExperimentConfig:
+    """One experiment: the data folder, the protocol (``k`` seeds per class, ``methods``, ``runs`` from
+    ``base_seed``), the generation and relabel settings (defaults: :class:`GenerationConfig`,
+    :class:`RelabelConfig`; further generation fields in ``generation_options``), EDA, the classifier
+    (``train``: a :class:`TrainConfig`, or a dict of its fields) and the endpoint (``base_url``/``model``;
+    ``None``: :func:`resolve_llm_config`'s choice). Invalid settings raise :class:`SpecError` listing all."""
+
+    data_dir: str | Path = ""
+    out_dir: str | Path = "results"
+    k: int = 2
+    methods: Sequence[str] | str = METHODS
+    runs: int = 3
+    per_class: int = GenerationConfig.per_class
+    test_limit: int | None = None
+    classes: int | Sequence[str] | None = None
+    group_size: int = GenerationConfig.group_size
+    nearest: int = RelabelConfig.nearest
+    eda_alpha: float = 0.1
+    eda_num_aug: int | None = None  # None: ceil(per_class / k) per seed
+    base_seed: int = 0
+    generation_options: Mapping[str, Any] = field(default_factory=dict)
+    val_per_class: int = 10  # a2-targeted: validation rows per class drawn from train.csv
+    reuse: bool = True
+    train: TrainConfig | Mapping[str, Any] = field(default_factory=TrainConfig)
+    base_url: str | None = None
+    model: str | None = None
+    command: str | None = None
+
+    def __post_init__(self) -> None:
+        self.methods = tuple(parse_methods(self.methods))
+        if not isinstance(self.train, TrainConfig):
+            self.train = TrainConfig.from_dict(self.train or {})
+        self.generation_options = dict(self.generation_options or {})
+        p: list[str] = []
+        for name in ("k", "runs", "per_class", "val_per_class"):
+            if not is_int(getattr(self, name)) or getattr(self, name) < 1:
+                p.append(f"{name} must be a positive integer")
+        if self.test_limit is not None and not (is_int(self.test_limit) and self.test_limit >= 1):
+            p.append("test_limit must be a positive integer")
+        raise_problems(p)
+        # every problem of the generation settings now, not after an hour of training
+        generation_spec(per_class=self.per_class, group_size=self.group_size, mixup=True, seed=self.base_seed,
+                        nearest=self.nearest, options=self.generation_options)
+
+    @property
+    def num_aug(self) -> int:
+        return self.eda_num_aug if self.eda_num_aug is not None else max(1, math.ceil(self.per_class / self.k))
+
+
+#: methods whose scores depend on the relabeler's candidate order (seeded by the run's seed)
+RELABEL_METHODS = {"a2", "no-mixup", "llm-direct", "a2-targeted", "setfit+a2"}
+
+
+def run_experiment(config: ExperimentConfig, *, llm: Any = None, llm_config: Any = None,
+                   log: Callable[[str], None] = _log_default,
+                   progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
     """Run the experiment and write results; returns the summary (also in ``results.json``).
 
-    ``llm_config`` (an ``LLMConfig``) or ``llm`` (an ``LLMClient``) or ``base_url``/``model``
+    ``llm_config`` (an ``LLMConfig``) or ``llm`` (an ``LLMClient``) or the config's ``base_url``/``model``
     choose the LLM; by default :func:`resolve_llm_config` (environment, else the bundled local
-    model), started only when a method needs it. ``train_config`` is a :class:`TrainConfig` or dict.
+    model), started only when a method needs it. ``progress(done, total, label)`` after each cell.
     """
-    from .task import task_from_rows
-    from .training.config import TrainConfig
-    from .training.metrics import compute_metrics
+    return _Experiment(config, llm, llm_config, log, progress).run()
 
-    methods = parse_methods(methods)
-    if not isinstance(k, int) or k < 1:
-        raise ValueError("k must be a positive integer")
-    if not isinstance(runs, int) or runs < 1:
-        raise ValueError("runs must be a positive integer")
-    if not isinstance(per_class, int) or per_class < 1:
-        raise ValueError("per_class must be a positive integer")
-    if test_limit is not None and test_limit < 1:
-        raise ValueError("test_limit must be a positive integer")
-    tcfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config or {})
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    data = load_dataset(data_dir, classes)
-    test = _test_subset(data["test"], test_limit)
-    if not test:
-        raise ValueError("the test set is empty")
-    test_texts = [r["text"] for r in test]
-    test_labels = [r["label"] for r in test]
-    from .paths import llm_cache_path
 
-    holder = _LLMHolder(llm, llm_config, base_url, model, llm_cache_path())
-    gen_kwargs = dict(generation_options or {})
-    # every problem of the generation settings now, not after an hour of training
-    generation_spec(per_class=per_class, group_size=group_size, mixup=True, seed=base_seed, nearest=nearest,
-                    options=gen_kwargs)
-    num_aug = eda_num_aug if eda_num_aug is not None else max(1, math.ceil(per_class / k))
-    settings = {
-        "data": data["name"], "k": k, "runs": runs, "per_class": per_class, "test_n": len(test),
-        "test_total": len(data["test"]), "classes": len({r["label"] for r in data["train"]}),
-        "group_size": group_size, "nearest": nearest, "eda_alpha": eda_alpha, "eda_num_aug": num_aug,
-        "base_seed": base_seed, "train": tcfg.to_dict(), "generation_options": gen_kwargs,
-        "val_per_class": val_per_class,
-    }
-    per_run: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
-    gen_stats: list[dict[str, Any]] = []
-    t_all = time.perf_counter()
-    total_cells, done_cells = runs * len(methods), 0
+class _Experiment:
+    """The state of one :func:`run_experiment`: the data, the LLM, the cells finished so far."""
 
-    def write_tables() -> dict[str, Any]:
-        """results.json/.csv/.md from the cells finished so far (written after every cell)."""
-        summary = _summarise(settings, methods, per_run, gen_stats, holder, t_all, command)
-        _write_json(out / "results.json", summary)
-        _write_csv(out / "results.csv", summary["methods"])
-        (out / "results.md").write_text(format_markdown(summary), "utf-8")
+    def __init__(self, config: ExperimentConfig, llm: Any, llm_config: Any, log: Callable[[str], None],
+                 progress: Callable[[int, int, str], None] | None):
+        from .paths import llm_cache_path
+
+        self.config, self.log, self.progress = config, log, progress
+        self.methods = list(config.methods)
+        self.out = Path(config.out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.data = load_dataset(config.data_dir, config.classes)
+        self.test = _test_subset(self.data["test"], config.test_limit)
+        if not self.test:
+            raise ValueError("the test set is empty")
+        self.holder = _LLMHolder(llm, llm_config, config.base_url, config.model, llm_cache_path())
+        self.settings = self._settings()
+        self.per_run: dict[str, list[dict[str, Any]]] = {m: [] for m in self.methods}
+        self.gen_stats: list[dict[str, Any]] = []
+        self.t_all = time.perf_counter()
+        self.total_cells, self.done_cells = config.runs * len(self.methods), 0
+
+    def _settings(self) -> dict[str, Any]:
+        c, data = self.config, self.data
+        return {
+            "data": data["name"], "k": c.k, "runs": c.runs, "per_class": c.per_class, "test_n": len(self.test),
+            "test_total": len(data["test"]), "classes": len({r["label"] for r in data["train"]}),
+            "group_size": c.group_size, "nearest": c.nearest, "eda_alpha": c.eda_alpha, "eda_num_aug": c.num_aug,
+            "base_seed": c.base_seed, "train": c.train.to_dict(), "generation_options": dict(c.generation_options),
+            "val_per_class": c.val_per_class,
+        }
+
+    def run(self) -> dict[str, Any]:
+        for r in range(self.config.runs):
+            self._one_run(r)
+        summary = self.write_tables()
+        self.log(f"wrote {self.out / 'results.md'}")
         return summary
 
-    for r in range(runs):
-        seed = base_seed + r
-        task = task_from_rows(data["train"], name=data["name"], descriptions=data["descriptions"], k=k, seed=seed)
-        labels = task.class_names
-        log(f"run {r + 1}/{runs} (seed {seed}): {len(labels)} classes x {k} seeds")
+    def write_tables(self) -> dict[str, Any]:
+        """results.json/.csv/.md from the cells finished so far (written after every cell)."""
+        summary = _summarise(self.settings, self.methods, self.per_run, self.gen_stats, self.holder, self.t_all,
+                             self.config.command)
+        _write_json(self.out / "results.json", summary)
+        _write_csv(self.out / "results.csv", summary["methods"])
+        (self.out / "results.md").write_text(format_markdown(summary), "utf-8")
+        return summary
+
+    def _one_run(self, r: int) -> None:
+        """Run ``r``: draw its seeds, then every method's cell; record what generation cost."""
+        from .task import task_from_rows
+
+        c = self.config
+        seed = c.base_seed + r
+        task = task_from_rows(self.data["train"], name=self.data["name"], descriptions=self.data["descriptions"],
+                              k=c.k, seed=seed)
+        self.log(f"run {r + 1}/{c.runs} (seed {seed}): {len(task.class_names)} classes x {c.k} seeds")
         gens: dict[str, dict[str, Any]] = {}
 
-        def gen(mixup: bool, need_relabel: bool, pairs: Sequence[Sequence[str]] = (), n: int = per_class,
+        def gen(mixup: bool, need_relabel: bool, pairs: Sequence[Sequence[str]] = (), n: int = c.per_class,
                 name: str | None = None) -> dict[str, Any]:
             name = name or ("mixup" if mixup else "nomixup")
             if name not in gens or (need_relabel and not gens[name].get("relabelled")):
-                gens[name] = _generated(task, seed, mixup, need_relabel, per_class=n,
-                                        group_size=group_size, nearest=nearest, llm=holder,
-                                        cache_dir=out / "cache", log=log, gen_kwargs=gen_kwargs, pairs=pairs)
+                gens[name] = _generated(task, seed, mixup, need_relabel, per_class=n, group_size=c.group_size,
+                                        nearest=c.nearest, llm=self.holder, cache_dir=self.out / "cache",
+                                        log=self.log, gen_kwargs=c.generation_options, pairs=pairs)
             return gens[name]
 
-        run = _Run(task=task, seed=seed, labels=labels, gen=gen, methods=methods, eda_alpha=eda_alpha,
-                   num_aug=num_aug, tcfg=tcfg, log=log,
-                   val=_validation_split(data["train"], task, seed, val_per_class), per_class=per_class)
-        for method in methods:
-            # runs=3 reuses runs=1's run 0; the validation split matters to the targeted round only
-            key_settings = {k2: v for k2, v in settings.items()
-                            if k2 != "runs" and (k2 != "val_per_class" or method == "a2-targeted")}
-            method_key = {"v": RESULT_VERSION, "method": method, "task": task.to_dict(), "settings": key_settings,
-                          "test": _key(test)}
-            if method in LLM_METHODS:
-                method_key["llm"] = holder.identity()
-            raw_path = out / "raw" / method / f"run{r}.json"
-            prev = _read_json(raw_path) if reuse else None
-            if prev and prev.get("key") == _key(method_key):
-                log(f"  {method}: reused {raw_path.relative_to(out)}")
-                per_run[method].append(prev)
-                done_cells += 1
-                if progress is not None:
-                    progress(done_cells, total_cells, f"{method} run {r + 1}")
-                continue
-            t0 = time.perf_counter()
-            record: dict[str, Any] = {"method": method, "run": r, "seed": seed}
-            if method == "llm-direct":
-                from .relabel import RelabelConfig, classify_texts
-
-                cache = out / "cache" / f"seed{seed}_llm_direct.json"
-                cached = _read_json(cache)
-                ck = _key({"task": task.to_dict(), "test": _key(test), "nearest": nearest, "llm": holder.identity()})
-                if cached and cached.get("key") == ck:
-                    preds = cached["predictions"]
-                else:
-                    log(f"  llm-direct: classifying {len(test_texts)} test texts")
-                    preds = classify_texts(task, test_texts, holder.get(), RelabelConfig(nearest=nearest))
-                    _write_json(cache, {"key": ck, "predictions": preds})
-                metrics = compute_metrics(test_labels, preds, labels)
-                record.update(n_train=0, unparseable=sum(p is None for p in preds))
-            else:
-                ts, extra = _METHOD_DATA[method](run)
-                record.update(extra)
-                clf, fit = _fit(run, ts, student="setfit" if method in SETFIT_METHODS else "finetune")
-                if method == "a2" and "a2-targeted" in methods:
-                    run.a2_classifier = clf  # the targeted round reads its confusions on the validation split
-                preds, _ = clf.predict(test_texts)
-                metrics = compute_metrics(test_labels, preds, labels)
-                record.update(n_train=len(ts), data=ts.summary(), **fit)
-                del clf
-            record.update(key=_key(method_key), accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"],
-                          metrics=metrics, seconds=round(time.perf_counter() - t0, 2), seeds=task.seed_rows())
-            _write_json(raw_path, record)
-            per_run[method].append(record)
-            log(f"  {method}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
-                f"({record.get('n_train', 0)} training examples, {record['seconds']:.0f} s)")
-            done_cells += 1
-            if progress is not None:
-                progress(done_cells, total_cells, f"{method} run {r + 1}")
-            write_tables()
+        run = _Run(task=task, seed=seed, labels=task.class_names, gen=gen, methods=self.methods,
+                   eda_alpha=c.eda_alpha, num_aug=c.num_aug, tcfg=c.train, log=self.log,
+                   val=_validation_split(self.data["train"], task, seed, c.val_per_class), per_class=c.per_class)
+        for method in self.methods:
+            self._cell(run, method, r)
         run.a2_classifier = None
         for name, g in gens.items():
-            gen_stats.append({"run": r, "kind": name, "kept": len(g["examples"]), "shortfalls": g.get("shortfalls"),
-                              "generation_s": g.get("generation_s"), "relabel": g.get("relabel_summary"),
-                              "pairs": g.get("pairs") or None, "generation_llm": g.get("generation_llm"),
-                              "relabel_llm": g.get("relabel_llm"),
-                              "flagged": sum(1 for e in g["examples"] if e.get("flag"))})
+            self.gen_stats.append({"run": r, "kind": name, "kept": len(g["examples"]),
+                                   "shortfalls": g.get("shortfalls"), "generation_s": g.get("generation_s"),
+                                   "relabel": g.get("relabel_summary"), "pairs": g.get("pairs") or None,
+                                   "generation_llm": g.get("generation_llm"), "relabel_llm": g.get("relabel_llm"),
+                                   "flagged": sum(1 for e in g["examples"] if e.get("flag"))})
 
-    summary = write_tables()
-    log(f"wrote {out / 'results.md'}")
-    return summary
+    def _method_key(self, run: "_Run", method: str) -> dict[str, Any]:
+        # runs=3 reuses runs=1's run 0; the validation split matters to the targeted round only
+        key_settings = {k2: v for k2, v in self.settings.items()
+                        if k2 != "runs" and (k2 != "val_per_class" or method == "a2-targeted")}
+        key = {"v": RESULT_VERSION, "method": method, "task": run.task.to_dict(), "settings": key_settings,
+               "test": _key(self.test)}
+        if method in LLM_METHODS:
+            key["llm"] = self.holder.identity()
+        if method in RELABEL_METHODS and run.seed:  # the relabeler's candidate order follows the run's seed
+            key["relabel_seed"] = run.seed
+        return key
+
+    def _cell(self, run: "_Run", method: str, r: int) -> None:
+        """One (method, run) cell: reused from raw/ when its settings match, else trained and scored."""
+        method_key = self._method_key(run, method)
+        raw_path = self.out / "raw" / method / f"run{r}.json"
+        prev = _read_json(raw_path) if self.config.reuse else None
+        if prev and prev.get("key") == _key(method_key):
+            self.log(f"  {method}: reused {raw_path.relative_to(self.out)}")
+            self.per_run[method].append(prev)
+            self._cell_done(method, r)
+            return
+        t0 = time.perf_counter()
+        record: dict[str, Any] = {"method": method, "run": r, "seed": run.seed}
+        if method == "llm-direct":
+            metrics = self._llm_direct(run, record)
+        else:
+            metrics = self._trained(run, method, record)
+        record.update(key=_key(method_key), accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"],
+                      metrics=metrics, seconds=round(time.perf_counter() - t0, 2), seeds=run.task.seed_rows())
+        _write_json(raw_path, record)
+        self.per_run[method].append(record)
+        self.log(f"  {method}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
+                 f"({record.get('n_train', 0)} training examples, {record['seconds']:.0f} s)")
+        self._cell_done(method, r)
+        self.write_tables()
+
+    def _cell_done(self, method: str, r: int) -> None:
+        self.done_cells += 1
+        if self.progress is not None:
+            self.progress(self.done_cells, self.total_cells, f"{method} run {r + 1}")
+
+    def _llm_direct(self, run: "_Run", record: dict[str, Any]) -> dict[str, Any]:
+        """No fine-tuning: the relabel classifier on each test text (cached per run)."""
+        from .relabel import classify_texts
+        from .training.metrics import compute_metrics
+
+        nearest = self.config.nearest
+        cache = self.out / "cache" / f"seed{run.seed}_llm_direct.json"
+        cached = _read_json(cache)
+        key = {"task": run.task.to_dict(), "test": _key(self.test), "nearest": nearest, "llm": self.holder.identity()}
+        if run.seed:
+            key["relabel_seed"] = run.seed
+        ck = _key(key)
+        if cached and cached.get("key") == ck:
+            preds = cached["predictions"]
+        else:
+            texts = [r["text"] for r in self.test]
+            self.log(f"  llm-direct: classifying {len(texts)} test texts")
+            preds = classify_texts(run.task, texts, self.holder.get(), RelabelConfig(nearest=nearest, seed=run.seed))
+            _write_json(cache, {"key": ck, "predictions": preds})
+        record.update(n_train=0, unparseable=sum(p is None for p in preds))
+        return compute_metrics([r["label"] for r in self.test], preds, run.labels)
+
+    def _trained(self, run: "_Run", method: str, record: dict[str, Any]) -> dict[str, Any]:
+        """The method's training data, its student fitted on them, scored on the test rows."""
+        from .training.metrics import compute_metrics
+
+        ts, extra = _METHOD_DATA[method](run)
+        record.update(extra)
+        clf, fit = _fit(run, ts, student="setfit" if method in SETFIT_METHODS else "finetune")
+        if method == "a2" and "a2-targeted" in self.methods:
+            run.a2_classifier = clf  # the targeted round reads its confusions on the validation split
+        preds, _ = clf.predict([r["text"] for r in self.test])
+        record.update(n_train=len(ts), data=ts.summary(), **fit)
+        return compute_metrics([r["label"] for r in self.test], preds, run.labels)
 
 
 def _summarise(settings: Mapping[str, Any], methods: Sequence[str], per_run: Mapping[str, list[dict[str, Any]]],
@@ -664,88 +734,4 @@ def format_markdown(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------------------- CLI
-def cmd_experiment(args: Any) -> int:
-    classes: Any = None
-    if args.classes:
-        classes = int(args.classes) if args.classes.isdigit() else [c.strip() for c in args.classes.split(",")]
-    llm_config = None
-    needs_llm = any(m in LLM_METHODS for m in parse_methods(args.methods))
-    if needs_llm and (args.base_url or args.model or args.concurrency or args.timeout):
-        from .llm import resolve_llm_config
-
-        llm_config = resolve_llm_config(base_url=args.base_url, model=args.model, concurrency=args.concurrency,
-                                        timeout=args.timeout)
-    gen_opts = {}
-    if args.max_calls:
-        gen_opts["max_calls_per_class"] = args.max_calls
-    if args.examples_per_call:
-        gen_opts["examples_per_call"] = args.examples_per_call
-    from tqdm import tqdm
-
-    bar = tqdm(total=0, desc="experiment", unit="cell", file=sys.stderr, dynamic_ncols=True,
-               bar_format="{desc}: {n}/{total} method x run cells |{bar}| {elapsed}<{remaining} {postfix}")
-
-    def progress(done: int, total: int, label: str) -> None:
-        bar.total = total
-        bar.n = done
-        bar.set_postfix_str(f"last: {label}")
-        bar.refresh()
-
-    try:
-        summary = _run_from_args(args, classes, llm_config, gen_opts, progress)
-    finally:
-        bar.close()
-    print()
-    md = format_markdown(summary).split("\n")
-    start = next(i for i, ln in enumerate(md) if ln.startswith("| method"))
-    for ln in md[start:]:
-        if not ln.startswith("|"):
-            break
-        print(ln)
-    return 0
-
-
-def _run_from_args(args: Any, classes: Any, llm_config: Any, gen_opts: Mapping[str, Any],
-                   progress: Callable[[int, int, str], None]) -> dict[str, Any]:
-    from .training.cli import train_config_from_args
-
-    return run_experiment(
-        args.data, k=args.k, methods=args.methods, runs=args.runs, per_class=args.per_class,
-        test_limit=args.test_limit, classes=classes, out_dir=args.out, llm_config=llm_config,
-        train_config=train_config_from_args(args), group_size=args.group_size, nearest=args.nearest,
-        base_seed=args.seed, reuse=not args.no_reuse, generation_options=gen_opts, command="promptmix " + " ".join(sys.argv[1:]),
-        log=lambda m: print(m, flush=True), progress=progress, val_per_class=args.val_per_class,
-    )
-
-
-def register_cli(subparsers: Any) -> None:
-    from .training.cli import add_train_args
-
-    p = subparsers.add_parser("experiment", help="the paper's protocol: methods x seeds on a labelled data folder")
-    p.add_argument("--data", required=True, help="folder with train.csv, test.csv (text,label) and classes.json")
-    p.add_argument("--k", type=int, default=2, help="seeds per class (default 2)")
-    p.add_argument("--methods", default=",".join(METHODS), help=f"comma list from {','.join(METHODS)}")
-    p.add_argument("--runs", type=int, default=3, help="runs with different seeds (default 3)")
-    p.add_argument("--per-class", type=int, default=10, help="generated (and EDA) examples per class (default 10)")
-    p.add_argument("--test-limit", type=int, help="score on a fixed random subset of this many test rows")
-    p.add_argument("--classes", help="use only the first N classes (or a comma list of class names)")
-    p.add_argument("--group-size", type=int, default=4)
-    p.add_argument("--nearest", type=int, default=5, help="classes shown to the relabel classifier")
-    p.add_argument("--max-calls", type=int, help="most generation calls per class (default 4 per example + 5)")
-    p.add_argument("--examples-per-call", type=int, help="examples asked for per generation call (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first run")
-    p.add_argument("--val-per-class", type=int, default=10,
-                   help="a2-targeted: validation rows per class drawn from train.csv (never a seed, never test)")
-    p.add_argument("--no-reuse", action="store_true", help="retrain even when raw/ has a matching result")
-    p.add_argument("--out", required=True, help="results folder")
-    g = p.add_argument_group("LLM endpoint (default: OPENAI_BASE_URL, else the bundled local model)")
-    g.add_argument("--base-url")
-    g.add_argument("--model", help="model name at the endpoint")
-    g.add_argument("--concurrency", type=int, help="calls in flight (the bundled local model: at most 16, its batch size)")
-    g.add_argument("--timeout", type=float, help="seconds per call")
-    add_train_args(p)
-    p.set_defaults(func=cmd_experiment)
-
-
-__all__ = ["METHODS", "format_markdown", "load_dataset", "parse_methods", "register_cli", "run_experiment"]
+__all__ = ["METHODS", "ExperimentConfig", "format_markdown", "load_dataset", "parse_methods", "run_experiment"]

@@ -260,39 +260,10 @@ def export_project(
     return {"rows": len(records), "seeds": len(records) - n_gen, "generated": n_gen, "format": fmt, "path": str(out)}
 
 
-def cmd_export(args: Any) -> int:
-    info = export_project(args.project, args.out, fmt=args.format, label_source=args.labels,
-                          pending=args.pending, include_seeds=not args.no_seeds)
-    print(f"wrote {info['rows']} rows ({info['seeds']} seeds, {info['generated']} generated examples) "
-          f"to {info['path']} as {info['format']}")
-    return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    """``promptmix export PROJECT.pmx --out FILE [--format csv|jsonl|parquet] [--labels reviewed|a1|a2]``."""
-    p = subparsers.add_parser(
-        "export", help="write a project's curated data set (the rows the Results page exports)",
-        description="The curated data set of a project: the seed examples, then every generated example that "
-                    "keeps a label (text, label, source, intended label, mixed with, alpha, LLM label, relabel "
-                    "status, decision). Rejected examples are always left out.",
-    )
-    p.add_argument("project", help="project file (.pmx)")
-    p.add_argument("--out", required=True, help="file to write")
-    p.add_argument("--format", choices=FORMATS, help="default: from --out's extension, else csv")
-    p.add_argument("--labels", choices=LABEL_SOURCES, default="reviewed",
-                   help="reviewed: your decisions (default); a1: the written-for class; a2: the LLM relabel")
-    p.add_argument("--pending", choices=PENDING_RULES, default="a2",
-                   help="with --labels reviewed, examples not reviewed yet: a2 (the LLM relabel, default, as on "
-                        "the Results page), a1 (the written-for class) or drop")
-    p.add_argument("--no-seeds", action="store_true", help="leave the seed examples out")
-    p.set_defaults(func=cmd_export)
-
-
 __all__ = [
     "COLUMNS",
     "FORMATS",
     "export_project",
-    "register_cli",
     "LABEL_SOURCES",
     "curated_records",
     "dataset_bytes",

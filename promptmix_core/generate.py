@@ -38,6 +38,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
+from .checks import int_in, is_num, raise_problems
 from .llm.client import CallSkipped, Completion, LLMClient, LLMError
 from .store import StoreError
 from .task import Task, normalize_name, normalize_text
@@ -63,24 +64,38 @@ class GenerationConfig:
     pairs: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        problems = []
+        raise_problems(self.problems())
         self.pairs = tuple((str(a), str(b)) for a, b in (self.pairs or ()))
-        if any(a == b for a, b in self.pairs):
-            problems.append("a class pair must name two different classes")
-        if self.pairs and not self.mixup:
-            problems.append("class pairs need mixup (they say which class each is mixed with)")
-        if not 1 <= int(self.per_class) <= 10_000:
-            problems.append("examples per class must be between 1 and 10,000")
-        if int(self.group_size) < 2:
-            problems.append("the group size must be at least 2")
-        if not 1 <= int(self.examples_per_call) <= 50:
-            problems.append("examples per call must be between 1 and 50")
-        if not 0.0 <= float(self.temperature) <= 2.0:
-            problems.append("the temperature must be between 0 and 2")
-        if self.top_p is not None and not 0.0 < float(self.top_p) <= 1.0:
-            problems.append("top_p must be above 0 and at most 1")
-        if problems:
-            raise ValueError("; ".join(problems))
+
+    def problems(self) -> list[str]:
+        """Every rule of the generation settings (the one place they live), each problem once."""
+        p: list[str] = []
+        int_in(p, self.per_class, 1, 10_000, "examples per class")
+        int_in(p, self.group_size, 2, None, "the group size")
+        if not isinstance(self.mixup, bool):
+            p.append(f"mixup must be true or false (got {self.mixup!r})")
+        int_in(p, self.seed, 0, None, "the seed")
+        int_in(p, self.examples_per_call, 1, 50, "examples per call")
+        if not (is_num(self.temperature) and 0 <= self.temperature <= 2):
+            p.append(f"the temperature must be between 0 and 2 (got {self.temperature!r})")
+        if self.top_p is not None and not (is_num(self.top_p) and 0 < self.top_p <= 1):
+            p.append(f"top_p must be above 0 and at most 1 (got {self.top_p!r})")
+        int_in(p, self.max_tokens, 16, 32_768, "max_tokens")
+        if self.max_calls_per_class is not None:
+            int_in(p, self.max_calls_per_class, 1, None, "the most calls per class")
+        int_in(p, self.max_example_chars, 10, 20_000, "max_example_chars")
+        if not isinstance(self.pairs, (list, tuple)):
+            p.append(f"pairs must be a list of [class, other class] pairs (got {self.pairs!r})")
+            return p
+        for pair in self.pairs:
+            if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+                    or not all(isinstance(c, str) and c for c in pair)):
+                p.append(f"a class pair must be two class names (got {pair!r})")
+            elif pair[0] == pair[1]:
+                p.append(f"a class pair must name two different classes (got {pair!r})")
+        if self.pairs and self.mixup is False:
+            p.append("class pairs need mixup (they say which class each is mixed with)")
+        return p
 
     @property
     def call_budget(self) -> int:
@@ -531,21 +546,19 @@ async def agenerate(
     should_stop: Callable[[], bool] | None = None,
     existing: Iterable[Any] = (),
 ) -> GenerationResult:
-    groups = make_groups(task.class_names, config.group_size, config.seed)
-    classes = target_classes(task, config)
-    n = config.per_class
-    e = examples_per_call(config)
-    seeds = {normalize_text(ex) for c in task.classes for ex in c.examples}
+    """Generate ``config.per_class`` examples for each target class (see the module's docstring);
+    with ``store``/``job_id`` every kept example is saved as it becomes final, and what the store
+    holds for the job is kept (resume). Raises :class:`GenerationFailed` (errors, or too few usable
+    answers) or :class:`GenerationCancelled` (``should_stop``), each with what was kept."""
+    run = _Generation(task, config, llm, store=store, job_id=job_id, progress=progress, should_stop=should_stop,
+                      existing=existing)
+    await run.loop()
+    return run.outcome()
 
-    # resume: what the store (or ``existing``) holds counts, first, for its class
-    previous = list(existing)
-    if store is not None and job_id is not None:
-        previous += store.list_examples(job_id=job_id)
-    # Texts other jobs of the project already hold are never added again: a re-run with the same seed
-    # replays the cache, finds every text there, and asks for new ones instead of duplicating them.
-    other_jobs: set[str] = set()
-    if store is not None and job_id is not None:
-        other_jobs = store.example_norm_texts() - {normalize_text(ex.text) for ex in previous}
+
+def _pinned_examples(previous: Sequence[Any], classes: Sequence[str],
+                     seeds: set[str]) -> tuple[dict[str, list[GeneratedExample]], set[str]]:
+    """What a resumed job already holds, per class (first come, no seeds, no repeats), and its texts."""
     pinned: dict[str, list[GeneratedExample]] = {c: [] for c in classes}
     stored_norms: set[str] = set()
     for ex in previous:
@@ -563,51 +576,79 @@ async def agenerate(
                 request=getattr(ex, "request_index", getattr(ex, "request", None)),
             )
         )
-    runs = [
-        _ClassRun(c, i, n, e, config.call_budget, seeds, pinned[c], speculate=not getattr(llm.config, "local", False))
-        for i, c in enumerate(classes)
-    ]
-    errors: list[BaseException] = []
-    store_failed: list[BaseException] = []  # the store could not be written (a full disk): stop saving
-    total = n * len(classes)
-    cancelled = False
-    queue: list[tuple[int, int]] = []  # (class index, request): one queue for all classes, in that order
+    return pinned, stored_norms
 
-    def user_stop() -> bool:
-        nonlocal cancelled
-        if should_stop is not None and should_stop():
-            cancelled = True
-        return cancelled
 
-    def stop_now() -> bool:
-        return user_stop() or bool(errors)
+class _Generation:
+    """One :func:`agenerate` call: the classes' runs, the request queue, and what went wrong."""
 
-    def report(*_: Any) -> None:
-        if progress is not None:
-            done = sum(min(n, len(r.kept)) if r.writable else r.have() for r in runs)
-            kept = sum(len(r.kept) for r in runs)
-            p = {"phase": "generate", "done": done, "kept": kept, "total": total,
-                 "requests": sum(r.prefix for r in runs), **llm.stats.as_dict()}
-            p["notice"] = llm.notice  # "rate limited: waiting 120 s, retry 2 of 4" while it waits
-            try:
-                progress(p)
-            except Exception as exc:  # noqa: BLE001 - progress goes to the store: a full disk stops the job
-                if not store_failed:
-                    store_failed.append(exc)
-                    errors.append(exc)
+    def __init__(self, task: Task, config: GenerationConfig, llm: LLMClient, *, store, job_id: int | None,
+                 progress: ProgressFn | None, should_stop: Callable[[], bool] | None, existing: Iterable[Any]):
+        self.task, self.config, self.llm = task, config, llm
+        self.store, self.job_id, self.progress, self.should_stop = store, job_id, progress, should_stop
+        self.groups = make_groups(task.class_names, config.group_size, config.seed)
+        classes = target_classes(task, config)
+        self.n = config.per_class
+        self.e = examples_per_call(config)
+        seeds = {normalize_text(ex) for c in task.classes for ex in c.examples}
+        # resume: what the store (or ``existing``) holds counts, first, for its class
+        previous = list(existing)
+        if store is not None and job_id is not None:
+            previous += store.list_examples(job_id=job_id)
+        # Texts other jobs of the project already hold are never added again: a re-run with the same seed
+        # replays the cache, finds every text there, and asks for new ones instead of duplicating them.
+        self.other_jobs: set[str] = set()
+        if store is not None and job_id is not None:
+            self.other_jobs = store.example_norm_texts() - {normalize_text(ex.text) for ex in previous}
+        pinned, self.stored_norms = _pinned_examples(previous, classes, seeds)
+        speculate = not getattr(llm.config, "local", False)
+        self.runs = [_ClassRun(c, i, self.n, self.e, config.call_budget, seeds, pinned[c], speculate=speculate)
+                     for i, c in enumerate(classes)]
+        self.errors: list[BaseException] = []
+        self.store_failed: list[BaseException] = []  # the store could not be written (a full disk): stop saving
+        self.total = self.n * len(classes)
+        self.cancelled = False
+        self.queue: list[tuple[int, int]] = []  # (class index, request): one queue for all classes, in that order
+        self.top_p = sampling_top_p(config, llm)  # the same for every call of the job
 
-    def example(c: _Candidate, resp: _Response) -> GeneratedExample:
+    # ------------------------------------------------------------------ stopping and progress
+    def user_stop(self) -> bool:
+        if self.should_stop is not None and self.should_stop():
+            self.cancelled = True
+        return self.cancelled
+
+    def stop_now(self) -> bool:
+        return self.user_stop() or bool(self.errors)
+
+    def report(self, *_: Any) -> None:
+        if self.progress is None:
+            return
+        runs = self.runs
+        done = sum(min(self.n, len(r.kept)) if r.writable else r.have() for r in runs)
+        p = {"phase": "generate", "done": done, "kept": sum(len(r.kept) for r in runs), "total": self.total,
+             "requests": sum(r.prefix for r in runs), **self.llm.stats.as_dict()}
+        p["notice"] = self.llm.notice  # "rate limited: waiting 120 s, retry 2 of 4" while it waits
+        try:
+            self.progress(p)
+        except Exception as exc:  # noqa: BLE001 - progress goes to the store: a full disk stops the job
+            if not self.store_failed:
+                self.store_failed.append(exc)
+                self.errors.append(exc)
+
+    # ------------------------------------------------------------------ keeping and saving
+    def example(self, c: _Candidate, resp: _Response) -> GeneratedExample:
         spec = resp.spec
         return GeneratedExample(
             text=c.text, label=spec.ci, intended_label=spec.ci, mixed_with=spec.cj, alpha=spec.alpha,
-            mixup=config.mixup, slot=f"{spec.ci}|{spec.r}|{c.idx}|{resp.key[:8]}",
+            mixup=self.config.mixup, slot=f"{spec.ci}|{spec.r}|{c.idx}|{resp.key[:8]}",
             prompt=spec.messages[-1]["content"], raw_response=resp.completion.text,
-            model=resp.completion.model or llm.config.model, endpoint=llm.public_url, request=spec.r,
+            model=resp.completion.model or self.llm.config.model, endpoint=self.llm.public_url, request=spec.r,
         )
 
-    def save(run: _ClassRun, new: list[GeneratedExample]) -> None:
+    def save(self, run: _ClassRun, new: list[GeneratedExample]) -> None:
         """Each response once (``responses``), then the examples kept from it, in one transaction."""
-        if store is None or job_id is None or not new or store_failed:
+        store, job_id, llm = self.store, self.job_id, self.llm
+        if store is None or job_id is None or not new or self.store_failed:
             return
         by_request: dict[int, list[GeneratedExample]] = {}
         for ex in new:
@@ -630,95 +671,102 @@ async def agenerate(
                     for x in exs
                 ])
 
-    def advance() -> None:
+    def advance(self) -> None:
         """Re-plan, keep and save in class order; reads only complete prefixes, so the outcome never
         depends on the order in which responses arrived."""
         earlier_final = True
         # texts the store holds (this job's, and other jobs' of the project) and those kept by earlier
         # (final) classes
-        excl = stored_norms | other_jobs
-        for run in runs:
+        excl = self.stored_norms | self.other_jobs
+        for run in self.runs:
             run.absorb()
             if earlier_final and not run.writable:
                 run.make_writable(set(excl))
             if run.writable:
                 try:
-                    save(run, run.grow(example))
+                    self.save(run, run.grow(self.example))
                 except Exception as exc:  # noqa: BLE001 - a full disk: stop; what is kept stays in memory
-                    store_failed.append(exc)
-                    errors.append(exc)
+                    self.store_failed.append(exc)
+                    self.errors.append(exc)
                 run.settle()
             while run.queued < run.planned:
-                heapq.heappush(queue, (run.index, run.queued))
+                heapq.heappush(self.queue, (run.index, run.queued))
                 run.queued += 1
             earlier_final = earlier_final and run.final
             excl.update(normalize_text(x.text) for x in run.kept)
 
-    top_p = sampling_top_p(config, llm)  # the same for every call of the job
-
-    async def call(spec: RequestSpec) -> Completion:
+    # ------------------------------------------------------------------ calling
+    async def call(self, spec: RequestSpec) -> Completion:
         # abort: not sent once anything failed or Stop was pressed; stop: abandoned in flight on Stop
-        return await llm.achat(
-            spec.messages, temperature=config.temperature, top_p=top_p,
-            max_tokens=call_max_tokens(config, spec.n, task), stop_sequences=stop_sequences(spec.n), sample_index=spec.r,
-            abort=stop_now, stop=user_stop if should_stop is not None else None,
+        return await self.llm.achat(
+            spec.messages, temperature=self.config.temperature, top_p=self.top_p,
+            max_tokens=call_max_tokens(self.config, spec.n, self.task), stop_sequences=stop_sequences(spec.n),
+            sample_index=spec.r, abort=self.stop_now, stop=self.user_stop if self.should_stop is not None else None,
         )
 
-    # twice the client's concurrency in tasks: the client's semaphore keeps ``concurrency`` on the wire, and
-    # the next requests have done their cache look-up and wait at the semaphore, ready when a slot frees
-    limit = 2 * max(1, int(llm.config.concurrency))
-    in_flight: dict[asyncio.Future, tuple[_ClassRun, RequestSpec]] = {}
-    advance()
-    report()
-    previous_notice = llm.on_notice
-    llm.on_notice = report  # a wait ("rate limited: waiting 120 s") reaches the progress as it starts
-    try:
-        while True:
-            # the next request starts as soon as a slot frees, whichever class it is for
-            while queue and len(in_flight) < limit and not stop_now():
-                index, r = heapq.heappop(queue)
-                spec = plan_request(task, groups, config, runs[index].name, r)
-                in_flight[asyncio.ensure_future(call(spec))] = (runs[index], spec)
-            if not in_flight:
-                break
-            done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            for fut in done:
-                run, spec = in_flight.pop(fut)
-                try:
-                    res = fut.result()
-                except CallSkipped:
-                    continue
-                except Exception as exc:  # noqa: BLE001 - kept, reported once all in flight are done
-                    ours = isinstance(exc, (LLMError, StoreError))  # a full disk says so in words
-                    errors.append(exc if ours else LLMError(f"{type(exc).__name__}: {exc}"))
-                    continue
-                texts = parse_examples(
-                    res.text, task=task, truncated=res.finish_reason == "length", max_chars=config.max_example_chars
-                )
-                run.responses[spec.r] = _Response(spec, res, call_key(llm, config, spec), texts)
-            advance()
-            report()
-    finally:
-        llm.on_notice = previous_notice
+    def take(self, run: _ClassRun, spec: RequestSpec, fut: asyncio.Future) -> None:
+        """A finished call: its parsed lines join the class's responses, or its error is kept."""
+        try:
+            res = fut.result()
+        except CallSkipped:
+            return
+        except Exception as exc:  # noqa: BLE001 - kept, reported once all in flight are done
+            ours = isinstance(exc, (LLMError, StoreError))  # a full disk says so in words
+            self.errors.append(exc if ours else LLMError(f"{type(exc).__name__}: {exc}"))
+            return
+        texts = parse_examples(res.text, task=self.task, truncated=res.finish_reason == "length",
+                               max_chars=self.config.max_example_chars)
+        run.responses[spec.r] = _Response(spec, res, call_key(self.llm, self.config, spec), texts)
 
-    examples = [x for run in runs for x in run.kept]
-    shortfalls = {run.name: n - len(run.kept) for run in runs if len(run.kept) < n}
-    stats = {**llm.stats.as_dict(), "requests": sum(run.prefix for run in runs),
-             "requests_per_class": {run.name: run.prefix for run in runs}, "examples_per_call": e}
-    result = GenerationResult(examples=examples, stats=stats, shortfalls=shortfalls, requested=total)
-    if errors:
-        first = errors[0]
-        raise GenerationFailed(str(first), result) from first
-    if cancelled:
-        raise GenerationCancelled("generation was stopped; what was finished is kept", result)
-    if shortfalls:
-        detail = ", ".join(f"{c} ({n - k} of {n})" for c, k in shortfalls.items())
-        raise GenerationFailed(
-            f"the model gave too few usable examples within {config.call_budget} calls per class for: "
-            f"{detail}. Try again (the cache keeps what was made), raise --max-calls, or use a stronger model",
-            result,
-        )
-    return result
+    async def loop(self) -> None:
+        """Issue requests as slots free (one queue, class order) until none is planned or it stops."""
+        # twice the client's concurrency in tasks: the client's semaphore keeps ``concurrency`` on the wire, and
+        # the next requests have done their cache look-up and wait at the semaphore, ready when a slot frees
+        limit = 2 * max(1, int(self.llm.config.concurrency))
+        in_flight: dict[asyncio.Future, tuple[_ClassRun, RequestSpec]] = {}
+        self.advance()
+        self.report()
+        previous_notice = self.llm.on_notice
+        self.llm.on_notice = self.report  # a wait ("rate limited: waiting 120 s") reaches the progress as it starts
+        try:
+            while True:
+                # the next request starts as soon as a slot frees, whichever class it is for
+                while self.queue and len(in_flight) < limit and not self.stop_now():
+                    index, r = heapq.heappop(self.queue)
+                    spec = plan_request(self.task, self.groups, self.config, self.runs[index].name, r)
+                    in_flight[asyncio.ensure_future(self.call(spec))] = (self.runs[index], spec)
+                if not in_flight:
+                    break
+                done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                for fut in done:
+                    run, spec = in_flight.pop(fut)
+                    self.take(run, spec, fut)
+                self.advance()
+                self.report()
+        finally:
+            self.llm.on_notice = previous_notice
+
+    def outcome(self) -> GenerationResult:
+        """The result, or the error that ended the run (each carrying what was kept)."""
+        n, runs = self.n, self.runs
+        examples = [x for run in runs for x in run.kept]
+        shortfalls = {run.name: n - len(run.kept) for run in runs if len(run.kept) < n}
+        stats = {**self.llm.stats.as_dict(), "requests": sum(run.prefix for run in runs),
+                 "requests_per_class": {run.name: run.prefix for run in runs}, "examples_per_call": self.e}
+        result = GenerationResult(examples=examples, stats=stats, shortfalls=shortfalls, requested=self.total)
+        if self.errors:
+            first = self.errors[0]
+            raise GenerationFailed(str(first), result) from first
+        if self.cancelled:
+            raise GenerationCancelled("generation was stopped; what was finished is kept", result)
+        if shortfalls:
+            detail = ", ".join(f"{c} ({n - k} of {n})" for c, k in shortfalls.items())
+            raise GenerationFailed(
+                f"the model gave too few usable examples within {self.config.call_budget} calls per class for: "
+                f"{detail}. Try again (the cache keeps what was made), raise --max-calls, or use a stronger model",
+                result,
+            )
+        return result
 
 
 class GenerationFailed(LLMError):

@@ -80,13 +80,14 @@ def run_generation(store: ProjectStore, job_id: int, spec: GenerationSpec, ctx: 
     preload_in_background()
 
     async def run() -> GenerationOutcome:
-        result = await agenerate(task, spec.generation_config(), llm, store=store, job_id=job_id,
+        result = await agenerate(task, spec.generation, llm, store=store, job_id=job_id,
                                  progress=ctx.progress, should_stop=ctx.should_stop)
         summary = (
             f"kept {result.kept}/{result.requested} examples; {llm.stats.summary()}; "
             f"{result.calls_per_kept:.2f} calls and {result.tokens_per_kept:.0f} tokens per kept example"
         )
-        summary += "; " + flag_job(store, job_id, task, ctx)
+        if spec.flag_junk:
+            summary += "; " + flag_job(store, job_id, task, ctx)
         if spec.relabel:
             summary += "; " + await relabel_pending(store, job_id, task, llm, spec.relabel_config(), ctx)
             summary += "; " + await judge_job(store, job_id, task, llm, spec.relabel_config(), ctx,
@@ -98,7 +99,7 @@ def run_generation(store: ProjectStore, job_id: int, spec: GenerationSpec, ctx: 
     try:
         return llm.run_sync(run())
     except (GenerationFailed, Cancelled) as exc:
-        if not isinstance(exc.__cause__, StoreError):  # a full disk or a read-only folder: nothing to write to
+        if spec.flag_junk and not isinstance(exc.__cause__, StoreError):  # a full disk or a read-only folder: nothing to write to
             with contextlib.suppress(Exception):  # what was kept gets its flags too; never mask the error
                 flag_job(store, job_id, task, ctx)
         try:

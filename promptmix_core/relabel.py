@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from .checks import int_in, raise_problems
 from .errors import Cancelled
 from .example import example_view
 from .llm.client import CallSkipped, LLMClient, LLMError
@@ -43,8 +44,20 @@ class RelabelConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if int(self.nearest) < 2:
-            raise ValueError("the number of nearest classes shown must be at least 2")
+        raise_problems(self.problems())
+
+    def problems(self) -> list[str]:
+        """Every rule of the relabel settings (the one place they live)."""
+        p: list[str] = []
+        int_in(p, self.nearest, 2, None, "the number of nearest classes shown")
+        int_in(p, self.seed, 0, None, "the relabel seed")
+        int_in(p, self.max_tokens, 1, None, "the relabel answer's max_tokens")
+        if not (isinstance(self.fuzzy_threshold, (int, float)) and 0 <= self.fuzzy_threshold <= 100):
+            p.append(f"fuzzy_threshold must be between 0 and 100 (got {self.fuzzy_threshold!r})")
+        for name in ("include_intended", "constrained", "logprobs", "shuffle"):
+            if not isinstance(getattr(self, name), bool):
+                p.append(f"{name} must be true or false (got {getattr(self, name)!r})")
+        return p
 
 
 @dataclass

@@ -725,28 +725,4 @@ def write_report(project: str | Path, out: str | Path) -> Path:
     return out
 
 
-def cmd_report(args: Any) -> int:
-    import sys
-
-    path = Path(args.project)
-    if not path.is_file():
-        print(f"error: no project file {path}", file=sys.stderr)
-        return 2
-    out = write_report(path, args.out)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, self-contained: open it in any browser, also offline)")
-    return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    """``promptmix report PROJECT.pmx --out report.html``."""
-    p = subparsers.add_parser(
-        "report", help="write a project's report: one self-contained HTML file to send to people",
-        description="One HTML file telling the project's story: the task, what was generated, what people "
-                    "decided, the models beside their seeds-only control, examples and what to do next. "
-                    "Self-contained (no request leaves it), printable to PDF.")
-    p.add_argument("project", help="project file (.pmx)")
-    p.add_argument("--out", required=True, help="HTML file to write")
-    p.set_defaults(func=cmd_report)
-
-
-__all__ = ["build_report", "collect", "register_cli", "write_report"]
+__all__ = ["build_report", "collect", "write_report"]

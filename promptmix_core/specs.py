@@ -2,8 +2,13 @@
 
 One spec per kind of job, built alike by the app (pages 2 and 4), the CLI (``promptmix generate``,
 ``promptmix train``), the worker (which reads the spec stored with the job) and the experiment
-runner. Defaults live here (taken from the step configs they feed: ``GenerationConfig``,
-``RelabelConfig``, ``LLMConfig``, ``TrainConfig``), nowhere else.
+runner. A spec HOLDS the step configs it feeds (``GenerationSpec.generation`` a
+:class:`~promptmix_core.generate.GenerationConfig`, ``RelabelSpec.relabel`` a
+:class:`~promptmix_core.relabel.RelabelConfig`, ``TrainingSpec.train`` a
+:class:`~promptmix_core.training.config.TrainConfig` and ``TrainingSpec.embed_lr`` an
+:class:`~promptmix_core.training.config.EmbedLRConfig`): each setting's default and rule live once,
+in its step config; a spec adds only what is the job's own (whether to relabel, flag, the endpoint,
+the data to train on) and checks only those.
 
 Every spec has:
 
@@ -13,13 +18,13 @@ Every spec has:
   keys and invalid values, listing all of them;
 - ``from_stored()``: reads a job row written by an earlier version (flat keys) and migrates it.
 
-Stored shapes::
+Stored shapes (the held generation and relabel configs are stored flat, as every version stored them)::
 
-    generate  {"per_class", "group_size", "mixup", "seed", "examples_per_call", "temperature", "top_p",
-               "max_tokens", "max_calls_per_class", "max_example_chars", "relabel", "nearest",
-               "demo", "llm": {"base_url", "model", "concurrency", "timeout", "max_retries",
-               "max_retry_after"}}
-    relabel   {"source_job", "nearest", "llm": {...}}
+    generate  {GenerationConfig's fields ("per_class", "group_size", "mixup", "seed", "examples_per_call",
+               "temperature", "top_p", "max_tokens", "max_calls_per_class", "max_example_chars", "pairs"),
+               "relabel", "nearest", "flag_junk", "demo", "llm": {"base_url", "model", "concurrency",
+               "timeout", "max_retries", "max_retry_after"}}
+    relabel   {"source_job", RelabelConfig's fields ("nearest", "seed", ...), "llm": {...}}
     train     {"label_source", "pending", "unparseable", "example_job_id", "include_seeds",
                "val_path", "val_fraction", "out_dir", "name", "method", "student", "test_path",
                "use_test_set", "embed_lr": {EmbedLRConfig}, "train": {TrainConfig}}
@@ -28,52 +33,56 @@ Stored shapes::
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
+from .checks import build, int_in, is_num
 from .errors import SpecError
 from .generate import GenerationConfig
-from .llm.config import LLMConfig
+from .llm.config import LLMConfig, llm_problems
 from .relabel import RelabelConfig
-from .training.config import TrainConfig
+from .training.config import EmbedLRConfig, TrainConfig
 from .training.data import LABEL_SOURCES, PENDING_RULES, UNPARSEABLE_RULES
-from .training.embed_lr import EmbedLRConfig
 from .training.plan import STUDENTS
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+def _names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
 
 
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _int_in(p: list[str], name: str, v: Any, lo: int, hi: int | None = None, what: str = "") -> None:
-    ok = _is_int(v) and v >= lo and (hi is None or v <= hi)
-    if not ok:  # the same wording as the step configs (GenerationConfig, LLMConfig) always used
-        rng = f"between {lo:,} and {hi:,}" if hi is not None else f"at least {lo:,}"
-        p.append(f"{what or name} must be {rng} (got {v!r})")
-
-
-def _unknown(cls: type, data: Mapping[str, Any], where: str = "") -> list[str]:
-    names = {f.name for f in dataclasses.fields(cls)}
-    bad = sorted(k for k in data if k not in names)
+def _unknown(names: set[str], data: Mapping[str, Any], where: str = "") -> list[str]:
+    bad = sorted(str(k) for k in data if k not in names)
     if not bad:
         return []
-    return [f"unknown setting(s){where}: {', '.join(map(str, bad))}; known: {', '.join(sorted(names))}"]
+    return [f"unknown setting(s){where}: {', '.join(bad)}; known: {', '.join(sorted(names))}"]
 
 
-def _build(cls: type, data: Mapping[str, Any], extra: Mapping[str, Any], problems: list[str]):
-    """``cls(**known keys, **extra)`` and every problem: unknown keys, plus the known values' own."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    problems = problems + _unknown(cls, data)
-    try:
-        spec = cls(**{k: v for k, v in data.items() if k in names}, **extra)
-    except TypeError as exc:  # pragma: no cover - every field has a default
-        raise SpecError(problems + [str(exc)]) from None
-    problems += spec.validate()
+def _held(cls: type, data: dict[str, Any], problems: list[str]):
+    """The step config ``cls`` held flat in ``data``: its keys popped, its own rules applied (a
+    default config, the problems listed, when they fail)."""
+    own = {k: data.pop(k) for k in list(data) if k in _names(cls)}
+    return build(cls, own, problems) or cls()
+
+
+def _nested(cls: type, value: Any, what: str, problems: list[str]):
+    """A step config stored as an object (``train``, ``embed_lr``), through its own ``from_dict``."""
+    if value is None:
+        return cls()
+    if not isinstance(value, Mapping):
+        problems.append(f"{what} must be an object of {what} settings")
+        return cls()
+    problems += _unknown(_names(cls), value, f" of {what}")
+    return build(cls, {k: v for k, v in value.items() if k in _names(cls)}, problems) or cls()
+
+
+def _finish(cls: type, own: dict[str, Any], held: dict[str, Any], problems: list[str], flat: type | None = None):
+    """``cls(**own, **held)`` and every problem: unknown keys (``flat``: a held config stored flat, whose
+    keys are known too), plus the spec's own rules."""
+    names = _names(cls) - set(held)
+    problems = problems + [p.replace("; known: ", f"; known: {', '.join(sorted(_names(flat)))}, ") if flat else p
+                           for p in _unknown(names, own)]
+    spec = cls(**{k: v for k, v in own.items() if k in _names(cls)}, **held)
+    problems += [p for p in spec.validate() if p not in problems]
     if problems:
         raise SpecError(problems)
     return spec
@@ -86,9 +95,13 @@ def _llm_from(data: dict[str, Any], problems: list[str]) -> "LLMSpec":
     if not isinstance(llm_data, Mapping):
         problems.append("llm must be an object")
         return LLMSpec()
-    names = {f.name for f in dataclasses.fields(LLMSpec)}
-    problems += _unknown(LLMSpec, llm_data, " of the LLM")
-    return LLMSpec(**{k: v for k, v in llm_data.items() if k in names})
+    problems += _unknown(_names(LLMSpec), llm_data, " of the LLM")
+    return LLMSpec(**{k: v for k, v in llm_data.items() if k in _names(LLMSpec)})
+
+
+def _bools(spec: Any, *names: str) -> list[str]:
+    return [f"{n} must be true or false (got {getattr(spec, n)!r})" for n in names
+            if not isinstance(getattr(spec, n), bool)]
 
 
 class _Spec:
@@ -118,19 +131,9 @@ class LLMSpec(_Spec):
     max_retry_after: float = LLMConfig.max_retry_after  # the longest a server's Retry-After is waited out
 
     def validate(self) -> list[str]:
-        p: list[str] = []
-        if self.base_url is not None and not (isinstance(self.base_url, str)
-                                              and self.base_url.startswith(("http://", "https://"))):
-            p.append(f"the endpoint URL must start with http:// or https:// (got {self.base_url!r})")
+        p = llm_problems(self.base_url, self.concurrency, self.timeout, self.max_retries, self.max_retry_after)
         if self.model is not None and not isinstance(self.model, str):
             p.append(f"the model must be a name (got {self.model!r})")
-        _int_in(p, "concurrency", self.concurrency, 1, 256)
-        if not (_is_num(self.timeout) and 0 < self.timeout <= 3600):
-            p.append(f"the timeout must be between 0 and 3600 seconds (got {self.timeout!r})")
-        _int_in(p, "max_retries", self.max_retries, 0, 20, "retries")
-        if not (_is_num(self.max_retry_after) and 0 <= self.max_retry_after <= 86_400):
-            p.append("the longest Retry-After wait must be between 0 and 86400 seconds "
-                     f"(got {self.max_retry_after!r})")
         return p
 
     def options(self) -> dict[str, Any]:
@@ -143,112 +146,61 @@ class LLMSpec(_Spec):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "LLMSpec":
-        data, problems = dict(data or {}), []
-        problems += _unknown(cls, data, " of the LLM")
-        names = {f.name for f in dataclasses.fields(cls)}
-        spec = cls(**{k: v for k, v in data.items() if k in names})
-        problems += spec.validate()
-        if problems:
-            raise SpecError(problems)
-        return spec
+        data = dict(data or {})
+        return _finish(cls, data, {}, _unknown(_names(cls), data, " of the LLM"))
 
 
 _LLM_KEYS = ("base_url", "model", "concurrency", "timeout", "max_retries", "max_retry_after")
 # keys an earlier `promptmix generate --project` stored with its job (every CLI option); dropped on read
-_LEGACY_CLI_KEYS = {"task", "out", "k", "task_seed", "project", "job", "cache", "func", "command"}
+_LEGACY_CLI_KEYS = {"task", "out", "k", "task_seed", "project", "job", "cache", "func", "command",
+                    "pairs_from", "pairs_top", "argv", "plan_parser"}
 
 
 @dataclass
 class GenerationSpec(_Spec):
     """A generation job (step 1, and step 2 on its examples when ``relabel`` is true).
 
-    Fields: ``per_class`` examples kept per class (exactly); ``group_size`` classes per prompt
-    group; ``mixup`` (off: plain examples of each class, alpha 1); ``seed`` (groups, Cj and alpha
-    draws); ``examples_per_call`` asked for per call (at most half of ``per_class``, rounded up, so every
-    class gets at least two calls with their own Cj and alpha); ``temperature``; ``top_p`` (None: 0.9 for the
-    bundled model, else the endpoint's default); ``max_tokens`` per answer (the most: a call asks for
-    room for its lines, ``generate.call_max_tokens``);
-    ``max_calls_per_class`` (``None``: 4 per example + 5); ``max_example_chars`` (longer lines are
-    dropped); ``relabel`` then relabel what was generated; ``nearest`` classes shown to the relabeler;
-    ``demo`` marks the demo project's pre-written job; ``pairs`` a targeted round: only these
-    ``[Ci, Cj]`` pairs ("write Ci mixed with Cj"; empty: every class); ``llm`` the endpoint.
+    ``generation``: the step's settings (:class:`GenerationConfig`: examples per class, group size,
+    mixup, seed, examples per call, sampling, call budget, targeted ``pairs``; defaults and rules
+    there). The job's own: ``relabel`` then relabel what was generated, showing the ``nearest``
+    classes (default and rule: :class:`RelabelConfig`; the candidate order follows the generation
+    seed); ``flag_junk`` flag probable junk among the examples; ``demo`` marks the demo project's
+    pre-written job; ``llm`` the endpoint.
     """
 
     KIND: ClassVar[str] = "generate"
 
-    per_class: int = GenerationConfig.per_class
-    group_size: int = GenerationConfig.group_size
-    mixup: bool = GenerationConfig.mixup
-    seed: int = GenerationConfig.seed
-    examples_per_call: int = GenerationConfig.examples_per_call
-    temperature: float = GenerationConfig.temperature
-    top_p: float | None = GenerationConfig.top_p
-    max_tokens: int = GenerationConfig.max_tokens
-    max_calls_per_class: int | None = GenerationConfig.max_calls_per_class
-    max_example_chars: int = GenerationConfig.max_example_chars
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
     relabel: bool = True
     nearest: int = RelabelConfig.nearest
+    flag_junk: bool = True
     demo: bool = False
-    pairs: list[list[str]] = field(default_factory=list)
     llm: LLMSpec = field(default_factory=LLMSpec)
 
     def validate(self) -> list[str]:
-        p: list[str] = []
-        _int_in(p, "per_class", self.per_class, 1, 10_000, "examples per class")
-        if not isinstance(self.pairs, (list, tuple)):
-            p.append(f"pairs must be a list of [class, other class] pairs (got {self.pairs!r})")
-        else:
-            for pair in self.pairs:
-                if (not isinstance(pair, (list, tuple)) or len(pair) != 2
-                        or not all(isinstance(c, str) and c for c in pair)):
-                    p.append(f"a class pair must be two class names (got {pair!r})")
-                elif pair[0] == pair[1]:
-                    p.append(f"a class pair must name two different classes (got {pair!r})")
-            if self.pairs and self.mixup is False:
-                p.append("class pairs need mixup (they say which class each is mixed with)")
-        _int_in(p, "group_size", self.group_size, 2, None, "the group size")
-        if not isinstance(self.mixup, bool):
-            p.append(f"mixup must be true or false (got {self.mixup!r})")
-        _int_in(p, "seed", self.seed, 0, None, "the seed")
-        _int_in(p, "examples_per_call", self.examples_per_call, 1, 50, "examples per call")
-        if not (_is_num(self.temperature) and 0 <= self.temperature <= 2):
-            p.append(f"the temperature must be between 0 and 2 (got {self.temperature!r})")
-        if self.top_p is not None and not (_is_num(self.top_p) and 0 < self.top_p <= 1):
-            p.append(f"top_p must be above 0 and at most 1 (got {self.top_p!r})")
-        _int_in(p, "max_tokens", self.max_tokens, 16, 32_768, "max_tokens")
-        if self.max_calls_per_class is not None:
-            _int_in(p, "max_calls_per_class", self.max_calls_per_class, 1, None, "the most calls per class")
-        _int_in(p, "max_example_chars", self.max_example_chars, 10, 20_000, "max_example_chars")
-        if not isinstance(self.relabel, bool):
-            p.append(f"relabel must be true or false (got {self.relabel!r})")
-        _int_in(p, "nearest", self.nearest, 2, None, "the number of nearest classes shown")
-        if not isinstance(self.demo, bool):
-            p.append(f"demo must be true or false (got {self.demo!r})")
+        p = self.generation.problems() if isinstance(self.generation, GenerationConfig) else [
+            "generation must be generation settings"]
+        p += _bools(self, "relabel", "flag_junk", "demo")
+        build(RelabelConfig, {"nearest": self.nearest}, p)  # RelabelConfig's rule, worded there
         p += self.llm.validate() if isinstance(self.llm, LLMSpec) else ["llm must be an LLM spec"]
         return p
 
-    # ----------------------------------------------------------- to the steps
-    def generation_config(self) -> GenerationConfig:
-        return GenerationConfig(
-            per_class=self.per_class, group_size=self.group_size, mixup=self.mixup, seed=self.seed,
-            examples_per_call=self.examples_per_call, temperature=self.temperature, top_p=self.top_p,
-            max_tokens=self.max_tokens,
-            max_calls_per_class=self.max_calls_per_class, max_example_chars=self.max_example_chars,
-            pairs=tuple((str(a), str(b)) for a, b in self.pairs),
-        )
-
     def relabel_config(self) -> RelabelConfig:
-        return RelabelConfig(nearest=self.nearest, seed=self.seed)  # the seed also draws the candidate order
+        return RelabelConfig(nearest=self.nearest, seed=self.generation.seed)  # the seed also draws the candidate order
 
     # ---------------------------------------------------------------- stored
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        gen = dataclasses.asdict(self.generation)
+        gen["pairs"] = [list(p) for p in self.generation.pairs]
+        return {**gen, "relabel": self.relabel, "nearest": self.nearest, "flag_junk": self.flag_junk,
+                "demo": self.demo, "llm": self.llm.to_dict()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "GenerationSpec":
         data, problems = dict(data or {}), []
         llm = _llm_from(data, problems)
-        return _build(cls, data, {"llm": llm}, problems)
+        generation = _held(GenerationConfig, data, problems)
+        return _finish(cls, data, {"llm": llm, "generation": generation}, problems, GenerationConfig)
 
     @classmethod
     def from_stored(cls, data: Mapping[str, Any] | None) -> "GenerationSpec":
@@ -261,11 +213,26 @@ class GenerationSpec(_Spec):
             data["llm"] = {k: v for k, v in data["llm"].items() if v is not None}
             if "no_mixup" in data:
                 data["mixup"] = not data.pop("no_mixup")
+            if "no_flags" in data:
+                data["flag_junk"] = not data.pop("no_flags")
             if "max_calls" in data:
                 data["max_calls_per_class"] = data.pop("max_calls")
             for k in _LEGACY_CLI_KEYS:
                 data.pop(k, None)
         return cls.from_dict(data)
+
+    @classmethod
+    def from_page_settings(cls, settings: Mapping[str, Any]) -> "GenerationSpec":
+        """The Generate page's last settings (the flat keys it saves in the project); the defaults
+        when they cannot be read."""
+        keys = ("per_class", "group_size", "mixup", "seed", "relabel", "nearest")
+        data: dict[str, Any] = {k: settings[k] for k in keys if k in settings}
+        if "concurrency" in settings:
+            data["llm"] = {"concurrency": settings["concurrency"]}
+        try:
+            return cls.from_dict(data)
+        except SpecError:
+            return cls()
 
     @classmethod
     def from_cli_args(cls, args: Any) -> "GenerationSpec":
@@ -274,6 +241,7 @@ class GenerationSpec(_Spec):
             "per_class": args.per_class, "group_size": args.group_size, "mixup": not args.no_mixup,
             "seed": args.seed, "examples_per_call": args.examples_per_call,
             "max_calls_per_class": args.max_calls, "relabel": bool(args.relabel), "nearest": args.nearest,
+            "flag_junk": not getattr(args, "no_flags", False),
             "llm": {"base_url": args.base_url, "model": args.model, "concurrency": args.concurrency,
                     "timeout": args.timeout, "max_retries": args.retries,
                     "max_retry_after": getattr(args, "max_retry_after", LLMConfig.max_retry_after)},
@@ -283,33 +251,36 @@ class GenerationSpec(_Spec):
 @dataclass
 class RelabelSpec(_Spec):
     """A relabel job (step 2 on examples already in the project): ``source_job`` whose examples
-    (``None``: every job's) not yet relabelled; ``nearest`` classes shown; ``llm`` the endpoint."""
+    (``None``: every job's) not yet relabelled; ``relabel`` the step's settings
+    (:class:`RelabelConfig`: nearest classes shown, the candidate order's seed...); ``llm`` the endpoint."""
 
     KIND: ClassVar[str] = "relabel"
 
     source_job: int | None = None
-    nearest: int = RelabelConfig.nearest
+    relabel: RelabelConfig = field(default_factory=RelabelConfig)
     llm: LLMSpec = field(default_factory=LLMSpec)
 
     def validate(self) -> list[str]:
         p: list[str] = []
         if self.source_job is not None:
-            _int_in(p, "source_job", self.source_job, 1, None, "the source job")
-        _int_in(p, "nearest", self.nearest, 2, None, "the number of nearest classes shown")
+            int_in(p, self.source_job, 1, None, "the source job")
+        p += self.relabel.problems() if isinstance(self.relabel, RelabelConfig) else [
+            "relabel must be relabel settings"]
         p += self.llm.validate() if isinstance(self.llm, LLMSpec) else ["llm must be an LLM spec"]
         return p
 
     def relabel_config(self) -> RelabelConfig:
-        return RelabelConfig(nearest=self.nearest)
+        return self.relabel
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"source_job": self.source_job, **dataclasses.asdict(self.relabel), "llm": self.llm.to_dict()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "RelabelSpec":
         data, problems = dict(data or {}), []
         llm = _llm_from(data, problems)
-        return _build(cls, data, {"llm": llm}, problems)
+        relabel = _held(RelabelConfig, data, problems)
+        return _finish(cls, data, {"llm": llm, "relabel": relabel}, problems, RelabelConfig)
 
     @classmethod
     def from_stored(cls, data: Mapping[str, Any] | None) -> "RelabelSpec":
@@ -317,9 +288,10 @@ class RelabelSpec(_Spec):
         if "llm" not in data:  # the flat shape of earlier versions, often a copy of a generation config
             data["llm"] = {k: v for k in _LLM_KEYS if (v := data.pop(k, None)) is not None}
             data.pop("retries", None)
-            gen_only = {f.name for f in dataclasses.fields(GenerationSpec)} - {f.name for f in dataclasses.fields(cls)}
-            for k in gen_only | _LEGACY_CLI_KEYS | {"no_mixup", "max_calls"}:
-                data.pop(k, None)
+            keep = {"source_job", "llm", "nearest"}  # the seed of a copied generation config was not the relabel's
+            for k in list(data):
+                if k not in keep:
+                    data.pop(k)
         return cls.from_dict(data)
 
 
@@ -335,7 +307,8 @@ class TrainingSpec(_Spec):
     follows TrainConfig's rule: 4e-5, 6e-5 for 50+ classes).
 
     ``student``: ``finetune`` (the default: fine-tune ``train.model``) or ``embed-lr`` (the quick
-    student: frozen all-MiniLM-L6-v2 embeddings + logistic regression, settings in ``embed_lr``).
+    student: frozen all-MiniLM-L6-v2 embeddings + logistic regression, settings in ``embed_lr``, an
+    :class:`EmbedLRConfig`).
     Scoring: with ``test_path`` (a labelled CSV/JSONL, every row checked against the task) the run
     is scored on that file; otherwise, with ``use_test_set``, on the project's test set when it has
     one. Generated examples that repeat a test row are never trained on."""
@@ -355,22 +328,17 @@ class TrainingSpec(_Spec):
     student: str = "finetune"
     test_path: str | None = None
     use_test_set: bool = True
-    embed_lr: dict[str, Any] = field(default_factory=dict)
+    embed_lr: EmbedLRConfig = field(default_factory=EmbedLRConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> list[str]:
         p: list[str] = []
         if self.student not in STUDENTS:
             p.append(f"student must be one of {', '.join(STUDENTS)} (got {self.student!r})")
-        if not isinstance(self.use_test_set, bool):
-            p.append(f"use_test_set must be true or false (got {self.use_test_set!r})")
-        if not isinstance(self.embed_lr, Mapping):
-            p.append("embed_lr must be an object of quick-student settings")
-        else:
-            try:
-                EmbedLRConfig.from_dict(self.embed_lr)
-            except ValueError as exc:
-                p.append(str(exc))
+        p += _bools(self, "use_test_set")
+        p += self.embed_lr.problems() if isinstance(self.embed_lr, EmbedLRConfig) else [
+            "embed_lr must be quick-student settings"]
+        p += self.train.problems() if isinstance(self.train, TrainConfig) else ["train must be training settings"]
         if self.label_source not in LABEL_SOURCES:
             p.append(f"label_source must be one of {', '.join(LABEL_SOURCES)} (got {self.label_source!r})")
         if self.pending not in PENDING_RULES:
@@ -378,10 +346,9 @@ class TrainingSpec(_Spec):
         if self.unparseable not in UNPARSEABLE_RULES:
             p.append(f"unparseable must be one of {', '.join(UNPARSEABLE_RULES)} (got {self.unparseable!r})")
         if self.example_job_id is not None:
-            _int_in(p, "example_job_id", self.example_job_id, 1, None, "example_job_id")
-        if not isinstance(self.include_seeds, bool):
-            p.append(f"include_seeds must be true or false (got {self.include_seeds!r})")
-        if not (_is_num(self.val_fraction) and 0 <= self.val_fraction < 1):
+            int_in(p, self.example_job_id, 1, None, "example_job_id")
+        p += _bools(self, "include_seeds")
+        if not (is_num(self.val_fraction) and 0 <= self.val_fraction < 1):
             p.append(f"val_fraction must be at least 0 and below 1 (got {self.val_fraction!r})")
         for name in ("val_path", "out_dir", "name", "method", "test_path"):
             v = getattr(self, name)
@@ -390,28 +357,15 @@ class TrainingSpec(_Spec):
         return p
 
     def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "train"}
-        out["train"] = self.train.to_dict()
-        return out
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("train", "embed_lr")}
+        return {**out, "embed_lr": self.embed_lr.to_dict(), "train": self.train.to_dict()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "TrainingSpec":
         data, problems = dict(data or {}), []
-        train_data = data.pop("train", None)
-        train = TrainConfig()
-        if train_data is not None and not isinstance(train_data, Mapping):
-            problems.append("train must be an object of training settings")
-        elif train_data:
-            names = {f.name for f in dataclasses.fields(TrainConfig)}
-            bad = sorted(k for k in train_data if k not in names)
-            if bad:
-                problems.append(f"unknown training setting(s): {', '.join(map(str, bad))}; "
-                                f"known: {', '.join(sorted(names))}")
-            try:
-                train = TrainConfig(**{k: v for k, v in train_data.items() if k in names})
-            except ValueError as exc:  # TrainConfig lists every problem of its own, "; "-separated
-                problems += str(exc).removeprefix("invalid training settings: ").split("; ")
-        return _build(cls, data, {"train": train}, problems)
+        train = _nested(TrainConfig, data.pop("train", None), "train", problems)
+        embed_lr = _nested(EmbedLRConfig, data.pop("embed_lr", None), "embed_lr", problems)
+        return _finish(cls, data, {"train": train, "embed_lr": embed_lr}, problems)
 
     @classmethod
     def from_stored(cls, data: Mapping[str, Any] | None) -> "TrainingSpec":

@@ -98,3 +98,132 @@ def test_check_converts(tmp_path, datasets_dir):
 def test_installed_entry_point_exists():
     exe = Path(sys.executable).with_name("promptmix")
     assert exe.exists(), "the promptmix CLI is installed in the virtualenv"
+
+
+# ------------------------------------------------------------------ bugs found reading the CLI (issue 18)
+def _gen_args(task_file, out, fake_llm, *extra):
+    return ["generate", str(task_file), "--out", str(out), "--base-url", fake_llm.base_url, "--model", "fake-model",
+            *map(str, extra)]
+
+
+def test_flag_file_writes_one_row_per_input_row(tmp_path, small_task, capsys):
+    """`promptmix flag FILE --task T --out O` died with NameError (_read_jsonl)."""
+    from promptmix_core.cli import main
+
+    task_file = tmp_path / "task.json"
+    save_task(small_task, task_file)
+    rows = [{"text": "I lost my card yesterday at the shop", "label": "card_lost"},
+            {"text": "Sure! Here are 5 examples:", "label": "card_lost"},
+            {"text": "asdf qwer zxcv", "label": "refund", "extra": 1}]
+    src = tmp_path / "gen.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "flagged.jsonl"
+    assert main(["flag", str(src), "--task", str(task_file), "--out", str(out)]) == 0
+    got = read_jsonl(out)
+    assert [r["text"] for r in got] == [r["text"] for r in rows] and all("flag" in r for r in got)
+    assert got[2]["extra"] == 1  # the other fields are kept
+    assert got[1]["flag"]  # meta-text is flagged
+    assert "flagged" in capsys.readouterr().out
+
+
+def test_generate_into_project_with_no_flags_does_not_flag(tmp_path, small_task, fake_llm):
+    from promptmix_core.cli import main
+    from promptmix_core.specs import GenerationSpec
+    from promptmix_core.store import ProjectStore
+
+    task_file = tmp_path / "task.json"
+    save_task(small_task, task_file)
+    project, out = tmp_path / "p.pmx", tmp_path / "o.jsonl"
+    assert main(_gen_args(task_file, out, fake_llm, "--per-class", 2, "--project", project, "--no-flags",
+                          "--cache", tmp_path / "c.sqlite")) == 0
+    store = ProjectStore(project, create=False)
+    job = store.list_jobs("generate")[0]
+    assert "flagged" not in job.message and GenerationSpec.from_stored(job.config).flag_junk is False
+    assert not any(e.flag for e in store.list_examples(job_id=job.id))
+    assert all("flag" not in r for r in read_jsonl(out))
+
+
+def test_resuming_a_job_never_mixes_two_plans(tmp_path, small_task, fake_llm, capsys):
+    """`generate --project P --job N` ran with the current flags while the stored plan said otherwise."""
+    from promptmix_core.cli import main
+    from promptmix_core.specs import GenerationSpec
+    from promptmix_core.store import ProjectStore
+
+    task_file = tmp_path / "task.json"
+    save_task(small_task, task_file)
+    project, out, cache = tmp_path / "p.pmx", tmp_path / "o.jsonl", tmp_path / "c.sqlite"
+    assert main(_gen_args(task_file, out, fake_llm, "--per-class", 2, "--seed", 3, "--no-mixup", "--project",
+                          project, "--cache", cache)) == 0
+    store = ProjectStore(project, create=False)
+    job = store.list_jobs("generate")[0]
+    stored = job.config
+    capsys.readouterr()
+    # another plan on the command line: refused in one line naming each differing setting, nothing run
+    rc = main(_gen_args(task_file, out, fake_llm, "--per-class", 3, "--seed", 4, "--project", project,
+                        "--job", job.id, "--cache", cache))
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "per_class" in err and "seed" in err and "--job" not in err and "mixup" not in err
+    assert store.get_job(job.id).config == stored
+    # unabbreviated or abbreviated, `--seed=4` is the same ask
+    assert main(_gen_args(task_file, out, fake_llm, "--per-class", 2, "--se=4", "--project", project,
+                          "--job", job.id, "--cache", cache)) == 2
+    assert "seed" in capsys.readouterr().err
+    # the same plan, or the defaults of settings not given: the job keeps its stored plan (seed 3, no mixup)
+    calls = fake_llm.calls
+    assert main(_gen_args(task_file, out, fake_llm, "--per-class", 2, "--project", project, "--job", job.id,
+                          "--cache", cache, "--concurrency", 2)) == 0
+    spec = GenerationSpec.from_stored(store.get_job(job.id).config)
+    assert (spec.generation.seed, spec.generation.mixup) == (3, False) and store.get_job(job.id).config == stored
+    assert fake_llm.calls == calls  # the same plan: every answer replayed from the cache
+    assert {r["mixed_with"] for r in read_jsonl(out)} == {None}
+
+
+def test_relabel_candidate_order_follows_the_given_seed(tmp_path, small_task, fake_llm):
+    """Standalone `relabel` always drew its candidate order with seed 0; `--seed S` relabels as
+    `generate --relabel --seed S` does."""
+    from promptmix_core.cli import main
+
+    task_file = tmp_path / "task.json"
+    save_task(small_task, task_file)
+    n = len(small_task.class_names)
+    gen = tmp_path / "gen.jsonl"
+
+    def relabel_prompts(since):
+        return sorted(json.dumps(b["messages"]) for b in fake_llm.requests[since:]
+                      if "Classify the text" in json.dumps(b["messages"]))
+
+    before = fake_llm.calls
+    assert main(_gen_args(task_file, gen, fake_llm, "--per-class", 2, "--seed", 5, "--relabel", "--nearest", n,
+                          "--cache", tmp_path / "c1.sqlite")) == 0
+    in_generation = relabel_prompts(before)
+    assert in_generation
+    seen = {}
+    for seed, cache in ((5, "c2"), (0, "c3")):
+        before = fake_llm.calls
+        assert main(["relabel", str(gen), "--task", str(task_file), "--out", str(tmp_path / f"r{seed}.jsonl"),
+                     "--nearest", str(n), "--seed", str(seed), "--base-url", fake_llm.base_url,
+                     "--model", "fake-model", "--cache", str(tmp_path / f"{cache}.sqlite")]) == 0
+        seen[seed] = relabel_prompts(before)
+    assert seen[5] == in_generation and seen[0] != in_generation
+
+
+def test_experiment_relabels_with_the_runs_seed(tmp_path, small_task, fake_llm, monkeypatch):
+    """Experiments drew every run's relabel candidate order with seed 0."""
+    import promptmix_core.relabel as relabel_mod
+    from promptmix_core import experiment
+    from promptmix_core.llm import LLMConfig
+
+    seeds = []
+    real = relabel_mod.relabel
+
+    def spy(task, rows, llm, config=None, **kw):
+        seeds.append(config.seed)
+        return real(task, rows, llm, config, **kw)
+
+    monkeypatch.setattr(relabel_mod, "relabel", spy)
+    holder = experiment._LLMHolder(None, LLMConfig(base_url=fake_llm.base_url, model="fake-model"), None, None,
+                                   tmp_path / "c.sqlite")
+    out = experiment._generated(small_task, 7, True, True, per_class=2, group_size=3, nearest=len(small_task.classes),
+                                llm=holder, cache_dir=tmp_path / "cache", log=lambda m: None, gen_kwargs={})
+    assert out["relabelled"] and seeds == [7]

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from promptmix_core.experiment import METHODS, load_dataset, parse_methods, run_experiment
+from promptmix_core.experiment import METHODS, ExperimentConfig, load_dataset, parse_methods, run_experiment
 
 PAPER_METHODS = ["baseline", "eda", "a1", "a2", "no-mixup", "llm-direct"]
 from promptmix_core.llm import LLMConfig
@@ -26,9 +26,9 @@ def test_parse_methods_and_dataset_slice(datasets_dir):
 def test_experiment_all_methods_and_cached_rerun(tmp_path, datasets_dir, fake_llm):
     cfg = LLMConfig(base_url=fake_llm.base_url, model="fake-model", concurrency=4)
     train = {"epochs": 1, "min_steps": 8, "batch_size": 8, "max_length": 24}
-    kwargs = dict(k=2, methods=PAPER_METHODS, runs=2, per_class=3, test_limit=24, classes=3,
-                  out_dir=tmp_path / "res", llm_config=cfg, train_config=train)
-    summary = run_experiment(datasets_dir / "trec6", **kwargs)
+    kwargs = dict(data_dir=datasets_dir / "trec6", k=2, methods=PAPER_METHODS, runs=2, per_class=3, test_limit=24,
+                  classes=3, out_dir=tmp_path / "res", train=train)
+    summary = run_experiment(ExperimentConfig(**kwargs), llm_config=cfg)
     calls = fake_llm.calls
     assert calls > 0
     rows = {r["method"]: r for r in summary["methods"]}
@@ -59,11 +59,12 @@ def test_experiment_all_methods_and_cached_rerun(tmp_path, datasets_dir, fake_ll
     assert raw0["seeds"] != raw["seeds"]
 
     # a re-run costs no LLM calls and no training (results reused)
-    again = run_experiment(datasets_dir / "trec6", **kwargs)
+    again = run_experiment(ExperimentConfig(**kwargs), llm_config=cfg)
     assert fake_llm.calls == calls
     assert [r["accuracy_mean"] for r in again["methods"]] == [r["accuracy_mean"] for r in summary["methods"]]
     # retraining (no reuse) still makes no LLM calls: generation, relabels and LLM-direct are cached
-    run_experiment(datasets_dir / "trec6", **{**kwargs, "methods": ["a2", "llm-direct"], "runs": 1}, reuse=False)
+    run_experiment(ExperimentConfig(**{**kwargs, "methods": ["a2", "llm-direct"], "runs": 1, "reuse": False}),
+                   llm_config=cfg)
     assert fake_llm.calls == calls
 
 
@@ -80,9 +81,10 @@ def test_experiment_cli(tmp_path, datasets_dir, fake_llm):
 
 def test_setfit_method_end_to_end_and_progress(tmp_path, datasets_dir):
     seen = []
-    summary = run_experiment(datasets_dir / "trec6", k=2, methods=["baseline", "setfit"], runs=1, test_limit=12,
-                             classes=3, out_dir=tmp_path / "res", progress=lambda *a: seen.append(a),
-                             train_config={"epochs": 1, "min_steps": 2, "batch_size": 8, "max_length": 16})
+    config = ExperimentConfig(data_dir=datasets_dir / "trec6", k=2, methods=["baseline", "setfit"], runs=1,
+                              test_limit=12, classes=3, out_dir=tmp_path / "res",
+                              train={"epochs": 1, "min_steps": 2, "batch_size": 8, "max_length": 16})
+    summary = run_experiment(config, progress=lambda *a: seen.append(a))
     rows = {r["method"]: r for r in summary["methods"]}
     assert set(rows) == {"baseline", "setfit"} and rows["setfit"]["n_train_mean"] == 6
     assert 0.0 <= rows["setfit"]["accuracy_mean"] <= 1.0
@@ -107,24 +109,25 @@ def test_tables_are_written_after_every_cell(tmp_path, datasets_dir, monkeypatch
         return real(run, ts, student=student)
 
     monkeypatch.setattr(exp, "_fit", fit_then_die)
-    kw = dict(k=2, methods=["baseline", "eda"], runs=1, test_limit=12, classes=3, out_dir=tmp_path / "res",
-              train_config={"epochs": 1, "min_steps": 2, "batch_size": 8, "max_length": 16})
+    config = ExperimentConfig(data_dir=datasets_dir / "trec6", k=2, methods=["baseline", "eda"], runs=1,
+                              test_limit=12, classes=3, out_dir=tmp_path / "res",
+                              train={"epochs": 1, "min_steps": 2, "batch_size": 8, "max_length": 16})
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(datasets_dir / "trec6", **kw)
+        run_experiment(config)
     partial = json.loads((tmp_path / "res" / "results.json").read_text())
     assert [r["method"] for r in partial["methods"]] == ["baseline"] and partial["complete"] is False
     monkeypatch.setattr(exp, "_fit", real)
-    done = run_experiment(datasets_dir / "trec6", **kw)
+    done = run_experiment(config)
     assert [r["method"] for r in done["methods"]] == ["baseline", "eda"] and done["complete"]
 
 
 @pytest.mark.slow
 def test_a2_targeted_and_setfit_a2(tmp_path, datasets_dir, fake_llm):
     cfg = LLMConfig(base_url=fake_llm.base_url, model="fake-model", concurrency=4)
-    summary = run_experiment(datasets_dir / "trec6", k=2, methods=["a2", "a2-targeted", "setfit+a2"], runs=1,
-                             per_class=3, test_limit=24, classes=4, out_dir=tmp_path / "res", llm_config=cfg,
-                             val_per_class=4, train_config={"epochs": 1, "min_steps": 4, "batch_size": 8,
-                                                            "max_length": 24})
+    summary = run_experiment(ExperimentConfig(
+        data_dir=datasets_dir / "trec6", k=2, methods=["a2", "a2-targeted", "setfit+a2"], runs=1, per_class=3,
+        test_limit=24, classes=4, out_dir=tmp_path / "res", val_per_class=4,
+        train={"epochs": 1, "min_steps": 4, "batch_size": 8, "max_length": 24}), llm_config=cfg)
     rows = {r["method"]: r for r in summary["methods"]}
     assert rows["setfit+a2"]["n_train_mean"] == rows["a2"]["n_train_mean"]
     raw = json.loads((tmp_path / "res" / "raw" / "a2-targeted" / "run0.json").read_text())
@@ -139,3 +142,17 @@ def test_a2_targeted_and_setfit_a2(tmp_path, datasets_dir, fake_llm):
     examples = json.loads(cached.read_text())["examples"]
     assert {(e["intended_label"], e["mixed_with"]) for e in examples} <= {tuple(p) for p in targeted["pairs"]}
     assert not test_texts & {e["text"] for e in examples}
+
+
+def test_experiment_config_checks_every_setting_before_any_work(tmp_path):
+    from promptmix_core.errors import SpecError
+
+    with pytest.raises(SpecError) as info:
+        ExperimentConfig(data_dir=tmp_path, k=0, runs=0, test_limit=0)
+    assert len(info.value.problems) == 3
+    with pytest.raises(SpecError, match="group size"):
+        ExperimentConfig(data_dir=tmp_path, group_size=1)
+    with pytest.raises(ValueError, match="unknown method"):
+        ExperimentConfig(data_dir=tmp_path, methods="baseline,gpt")
+    c = ExperimentConfig(data_dir=tmp_path, methods="a2, baseline", train={"epochs": 2})
+    assert c.methods == ("a2", "baseline") and c.train.epochs == 2 and c.num_aug == 5

@@ -10,6 +10,7 @@ import pytest
 
 from promptmix_core.generate import GenerationConfig, generate
 from promptmix_core.llm import LLMClient, LLMConfig
+from promptmix_core.errors import SpecError
 from promptmix_core.specs import GenerationSpec
 
 PAIRS = (("card_lost", "card_arrival"), ("card_arrival", "card_lost"), ("exchange_rate", "top_up_failed"))
@@ -44,14 +45,16 @@ def test_pairs_are_validated_everywhere(small_task, fake_llm, tmp_path):
         GenerationConfig(pairs=(("card_lost", "card_lost"),))
     with pytest.raises(ValueError, match="need mixup"):
         GenerationConfig(mixup=False, pairs=PAIRS)
-    problems = GenerationSpec(pairs=[["a"], ["b", "b"]]).validate()
+    with pytest.raises(SpecError) as info:
+        GenerationSpec.from_dict({"pairs": [["a"], ["b", "b"]]})
+    problems = info.value.problems
     assert any("two class names" in p for p in problems) and any("two different" in p for p in problems)
     llm = LLMClient(LLMConfig(base_url=fake_llm.base_url, model="fake-model"), cache_path=tmp_path / "c.sqlite")
     with pytest.raises(ValueError, match="ghost"):
         generate(small_task, GenerationConfig(per_class=2, pairs=(("card_lost", "ghost"),)), llm)
     assert fake_llm.calls == 0
     spec = GenerationSpec.from_dict({"per_class": 3, "pairs": [["card_lost", "card_arrival"]]})
-    assert spec.generation_config().pairs == (("card_lost", "card_arrival"),)
+    assert spec.generation.pairs == (("card_lost", "card_arrival"),)
     assert GenerationSpec.from_dict(spec.to_dict()) == spec
 
 

@@ -118,7 +118,7 @@ def test_cli_generate_project_records_relabels_and_a_proper_job(fake_llm, tmp_pa
     assert "kept 18/18" in job.message and "relabelled 18" in job.message
     assert job.progress["phase"] == "done" and job.progress["total"] == 18
     spec = GenerationSpec.from_dict(job.config)  # a typed spec, like the app's
-    assert spec.per_class == 3 and spec.seed == 4 and spec.relabel is True and spec.llm.model == "fake-model"
+    assert spec.generation.per_class == 3 and spec.generation.seed == 4 and spec.relabel is True and spec.llm.model == "fake-model"
     counts = store.count_examples(job.id)
     assert counts["total"] == 18 and counts["relabelled"] == 18  # relabels are in the project, as in the app
     rows = [json.loads(x) for x in out.read_text().splitlines()]
@@ -158,7 +158,7 @@ def test_worker_runs_through_the_lifecycle(fake_llm, tmp_path, small_task):
 def _worker_checks(run, fake_llm, tmp_path, small_task):
     store = ProjectStore(tmp_path / "w.pmx")
     store.save_task(small_task)
-    spec = GenerationSpec(per_class=2, relabel=False)
+    spec = GenerationSpec.from_dict({"per_class": 2, "relabel": False})
     # an old flat row: still runs (migrated on read)
     job_id = store.create_job("generate", {"per_class": 2, "relabel": False, "base_url": fake_llm.base_url,
                                            "model": "fake-model"})
@@ -168,7 +168,7 @@ def _worker_checks(run, fake_llm, tmp_path, small_task):
     bad = store.create_job("generate", {"per_class": 2, "llm": {"base_url": "http://127.0.0.1:9/v1"}, "wat": 1})
     assert run(str(store.path), bad) == 1
     assert store.get_job(bad).status == "failed" and "wat" in store.get_job(bad).message
-    assert spec.per_class == 2
+    assert spec.generation.per_class == 2
 
 
 def test_sigterm_during_a_step_ends_cancelled(tmp_path):

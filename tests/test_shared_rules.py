@@ -71,7 +71,7 @@ def test_only_seeds_py_samples_seed_examples():
 def test_the_same_labelled_file_is_read_identically_by_every_face(tmp_path, name, content):
     from promptmix_core.labelled import read_labelled_file
     from promptmix_core.task import read_labelled_rows
-    from promptmix_core.training import cli as train_cli
+    from promptmix_core.cli import train as train_cli
     from promptmix_core.training import jobs as train_jobs
 
     p = tmp_path / name
@@ -153,7 +153,7 @@ def test_the_llm_cache_is_the_same_file_for_every_entry_point(monkeypatch, tmp_p
 
     monkeypatch.setenv("PROMPTMIX_CACHE", str(tmp_path / "one.sqlite"))
     assert default_cache_path() == paths.llm_cache_path() == tmp_path / "one.sqlite"
-    for module in ("cli.py", "pipeline.py", "experiment.py"):
+    for module in ("cli/_common.py", "pipeline.py", "experiment.py"):
         src = (ROOT / "promptmix_core" / module).read_text("utf-8")
         assert "llm_cache_path()" in src, module
 

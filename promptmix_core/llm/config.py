@@ -24,6 +24,23 @@ LOCAL_CONCURRENCY = 16  # calls in flight to the bundled model's batching server
 from ..errors import LLMConfigError  # noqa: E402 - the one definition lives in errors.py
 
 
+def llm_problems(base_url: Any, concurrency: Any, timeout: Any, max_retries: Any, max_retry_after: Any) -> list[str]:
+    """Every rule of the endpoint settings, in one place (:class:`LLMConfig` and the job specs'
+    :class:`~promptmix_core.specs.LLMSpec`, whose ``base_url`` may be None: resolved at run time)."""
+    from ..checks import int_in, is_num
+
+    p: list[str] = []
+    if base_url is not None and not (isinstance(base_url, str) and base_url.startswith(("http://", "https://"))):
+        p.append(f"the endpoint URL must start with http:// or https:// (got {base_url!r})")
+    int_in(p, concurrency, 1, 256, "concurrency")
+    if not (is_num(timeout) and 0 < timeout <= 3600):
+        p.append(f"the timeout must be between 0 and 3600 seconds (got {timeout!r})")
+    int_in(p, max_retries, 0, 20, "retries")
+    if not (is_num(max_retry_after) and 0 <= max_retry_after <= 86_400):
+        p.append(f"the longest Retry-After wait must be between 0 and 86400 seconds (got {max_retry_after!r})")
+    return p
+
+
 @dataclass
 class LLMConfig:
     base_url: str
@@ -40,23 +57,9 @@ class LLMConfig:
     local: bool = False
 
     def __post_init__(self) -> None:
-        problems = []
-        if not self.base_url or not str(self.base_url).startswith(("http://", "https://")):
-            problems.append(f"the endpoint URL must start with http:// or https:// (got {self.base_url!r})")
+        problems = llm_problems(self.base_url, self.concurrency, self.timeout, self.max_retries, self.max_retry_after)
         if not self.model or not str(self.model).strip():
-            problems.append("a model name is needed")
-        if not 1 <= int(self.concurrency) <= 256:
-            problems.append("concurrency must be between 1 and 256")
-        if not 0 < float(self.timeout) <= 3600:
-            problems.append("the timeout must be between 0 and 3600 seconds")
-        if not 0 <= int(self.max_retries) <= 20:
-            problems.append("retries must be between 0 and 20")
-        try:
-            cap = float(self.max_retry_after)
-        except (TypeError, ValueError):
-            cap = float("nan")
-        if not 0 <= cap <= 86_400:
-            problems.append("the longest Retry-After wait must be between 0 and 86400 seconds")
+            problems.insert(1, "a model name is needed")
         if problems:
             raise LLMConfigError("; ".join(problems))
         self.base_url = str(self.base_url).rstrip("/")

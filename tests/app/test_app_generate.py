@@ -61,7 +61,7 @@ def test_start_a_job_with_the_compatible_endpoint(make_app, started, demo_store)
     cfg = call["config"]
     spec = GenerationSpec.from_dict(cfg)  # a typed spec, exactly the shape the worker reads
     assert spec.llm.base_url == "http://127.0.0.1:9/v1" and spec.llm.model == "fake-model"
-    assert spec.per_class == 3 and spec.mixup is False and spec.relabel is True
+    assert spec.generation.per_class == 3 and spec.generation.mixup is False and spec.relabel is True
     assert {"group_size", "seed", "nearest", "llm"} <= set(cfg) and "concurrency" in cfg["llm"]
     assert "api_key" not in cfg and "api_key" not in cfg["llm"]
     # the settings are remembered, the key never

@@ -167,7 +167,9 @@ def test_stale_state_file_is_not_reused(cache_root):
 
 def test_register_cli_parses(cache_root, capsys):
     parser = argparse.ArgumentParser(prog="promptmix")
-    local.register_cli(parser.add_subparsers(dest="command", required=True))
+    from promptmix_core.cli import local_model
+
+    local_model.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["serve-local", "--port", "8123"])
     assert args.port == 8123 and not args.stop and callable(args.func)
     args = parser.parse_args(["prepare-model", "--force"])

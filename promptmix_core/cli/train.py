@@ -1,4 +1,7 @@
-"""``promptmix train`` and ``promptmix predict`` (registered by ``promptmix_core.cli``)."""
+"""``promptmix train`` and ``promptmix predict``: step 3 and using its model.
+
+Every fine-tuning flag's default is :class:`~promptmix_core.training.config.TrainConfig`'s, every data
+flag's default and choices :class:`~promptmix_core.specs.TrainingSpec`'s (nothing repeated here)."""
 
 from __future__ import annotations
 
@@ -10,26 +13,31 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+from ._common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, default_of
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
+    """The fine-tuning flags (``train`` and ``experiment``), defaults from :class:`TrainConfig`."""
+    from ..training.config import DEVICES, LR_FEW_CLASSES, LR_MANY_CLASSES, MANY_CLASSES, TrainConfig as T
+
     g = p.add_argument_group("fine-tuning settings")
     g.add_argument("--base-model", dest="base_model", help="local folder or hub name (default: bundled all-MiniLM-L6-v2)")
-    g.add_argument("--epochs", type=int, default=5)
-    g.add_argument("--batch-size", type=int, default=8)
-    g.add_argument("--lr", type=float, help="learning rate (default 4e-5; 6e-5 for 50+ classes)")
-    g.add_argument("--max-length", type=int, default=64)
-    g.add_argument("--min-steps", type=int, default=100, help="at least this many optimiser steps (0: off)")
+    g.add_argument("--epochs", type=int, default=T.epochs, help=f"(default {T.epochs})")
+    g.add_argument("--batch-size", type=int, default=T.batch_size, help=f"(default {T.batch_size})")
+    g.add_argument("--lr", type=float, help=f"learning rate (default {LR_FEW_CLASSES:g}; {LR_MANY_CLASSES:g} for "
+                                            f"{MANY_CLASSES}+ classes)")
+    g.add_argument("--max-length", type=int, default=T.max_length, help=f"tokens (default {T.max_length})")
+    g.add_argument("--min-steps", type=int, default=T.min_steps,
+                   help=f"at least this many optimiser steps (0: off; default {T.min_steps})")
     g.add_argument("--max-steps", type=int)
     g.add_argument("--eval-every", type=int, help="validate every N steps (default: per epoch)")
-    g.add_argument("--train-seed", type=int, default=0, dest="train_seed")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    g.add_argument("--train-seed", type=int, default=T.seed, dest="train_seed", help=f"(default {T.seed})")
+    g.add_argument("--device", default=T.device, help=f"{', '.join(DEVICES)} or cuda:N (default {T.device})")
     g.add_argument("--threads", type=int, help="CPU threads for torch")
 
 
 def train_config_from_args(args: argparse.Namespace):
-    from .config import TrainConfig
+    from ..training.config import TrainConfig
 
     return TrainConfig(
         model=args.base_model, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
@@ -56,14 +64,14 @@ def _print_scores(m: dict[str, Any], prefix: str, what: str) -> None:
               f"(support {v['support']})")
     conf = m.get(f"{prefix}confusion")
     if conf and conf.get("matrix"):
-        from .metrics import format_confusion
+        from ..training.metrics import format_confusion
 
         print(format_confusion({"confusion": conf}))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .callbacks import PrintCallback
-    from .config import ModelLoadError
+    from ..training.callbacks import PrintCallback
+    from ..training.config import ModelLoadError
 
     try:
         cfg = train_config_from_args(args)
@@ -72,8 +80,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.data:
             raise ValueError("give --data FILE (labelled or generated examples) or --project FILE")
         from ..task import ClassSpec, Task, load_task
-        from .data import build_training_data
-        from .trainer import train
+        from ..training.data import build_training_data
+        from ..training.trainer import train
 
         rows = _read_rows(args.data)
         generated = any("intended_label" in r for r in rows)
@@ -108,8 +116,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.student in ("embed-lr", "setfit"):
             if args.nproc and args.nproc > 1:
                 raise ValueError(f"--nproc is for fine-tuning; the {args.student} student runs in one process")
-            from .embed_lr import train_embed_lr
-            from .setfit_student import train_setfit
+            from ..training.embed_lr import train_embed_lr
+            from ..training.setfit_student import train_setfit
 
             common = dict(label_names=ts.labels, val_texts=[r["text"] for r in val] or None,
                           val_labels=[r["label"] for r in val] or None, out_dir=args.out, **test_kw)
@@ -127,7 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             if test_rows:
                 raise ValueError("--test is not supported with --nproc; score the saved model with "
                                  "`promptmix predict` instead")
-            from .ddp_entry import launch
+            from ..training.ddp_entry import launch
 
             with tempfile.TemporaryDirectory() as tmp:
                 res = launch({"train": cfg.to_dict(), "labels": ts.labels, "train_data": ts.rows,
@@ -153,7 +161,7 @@ def _train_project(args: argparse.Namespace, cfg) -> int:
     from ..lifecycle import JobLifecycle
     from ..specs import TrainingSpec
     from ..store import open_project
-    from .jobs import train_job
+    from ..training.jobs import train_job
 
     store = open_project(args.project)
     spec = TrainingSpec.from_dict({  # the same spec the app's Train page builds
@@ -175,7 +183,7 @@ def _train_project(args: argparse.Namespace, cfg) -> int:
         print(str(exc) or "training was stopped")
         return EXIT_FAIL
     m = out["metrics"]
-    from .plan import STUDENT_WORDS
+    from ..training.plan import STUDENT_WORDS
 
     what = STUDENT_WORDS.get(m.get("student")) or f"{m.get('steps')} steps"
     print(f"run #{out['run_id']} {out['status']}: {what}; model in {out['model_dir']}")
@@ -199,8 +207,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import itertools
 
     from ..paths import check_output_file, write_file_atomically
-    from .config import ModelLoadError
-    from .inference import classify_stream, iter_text_file
+    from ..training.config import ModelLoadError
+    from ..training.inference import classify_stream, iter_text_file
 
     out = check_output_file(args.out, (".csv", ".jsonl"), example="predictions.csv") if args.out else None
     texts = iter(args.texts or [])
@@ -231,23 +239,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register_cli(subparsers: Any) -> None:
+def register(subparsers: Any) -> None:
+    from ..specs import TrainingSpec as S
+    from ..training.data import LABEL_SOURCES, PENDING_RULES
+    from ..training.plan import STUDENTS
+
     t = subparsers.add_parser("train", help="step 3: fine-tune a small classifier (seeds + generated examples)")
     src = t.add_argument_group("data")
     src.add_argument("--data", help="labelled CSV/JSONL (text,label), or generated JSONL (promptmix generate)")
     src.add_argument("--task", help="task file whose seeds are added to --data")
     src.add_argument("--project", help="train from a project file instead (records a run with live metrics)")
-    src.add_argument("--label-source", default="a2", choices=["a1", "a2", "reviewed"],
-                     help="for generated examples: a1 intended label, a2 LLM relabel (default), reviewed")
-    src.add_argument("--pending", default="drop", choices=["drop", "a1", "a2"],
-                     help="with --label-source reviewed: what pending examples get (default drop)")
+    src.add_argument("--label-source", default=S.label_source, choices=LABEL_SOURCES,
+                     help=f"for generated examples: a1 intended label, a2 LLM relabel, reviewed (default {S.label_source})")
+    src.add_argument("--pending", default=S.pending, choices=PENDING_RULES,
+                     help=f"with --label-source reviewed: what pending examples get (default {S.pending})")
     src.add_argument("--val", help="labelled CSV/JSONL to validate on")
     src.add_argument("--test", help="labelled CSV/JSONL (text,label) to score the model on: accuracy, macro-F1, "
                                     "per-class scores, confusion matrix (with --project: recorded in the run)")
     src.add_argument("--no-test-set", action="store_true",
                      help="with --project: do not score on the project's test set")
-    t.add_argument("--student", default="finetune", choices=["finetune", "embed-lr", "setfit"],
-                   help="finetune (default) or embed-lr: frozen MiniLM embeddings + logistic regression, in seconds")
+    t.add_argument("--student", default=S.student, choices=STUDENTS,
+                   help="finetune: fine-tune the model; embed-lr: frozen MiniLM embeddings + logistic regression, "
+                        f"in seconds; setfit (default {S.student})")
     t.add_argument("--out", help="folder for the model (safetensors)")
     t.add_argument("--nproc", type=int, default=1, help="data-parallel processes via torchrun (with --data)")
     add_train_args(t)
@@ -258,8 +271,10 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("texts", nargs="*")
     p.add_argument("--input", help="a .txt (one text per line), .csv or .jsonl file with a text column")
     p.add_argument("--out", help="write .csv or .jsonl with probabilities")
-    p.add_argument("--device", default="auto")
+    from ..training.inference import classify
+
+    p.add_argument("--device", default=default_of(classify, "device"), help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=cmd_predict)
 
 
-__all__ = ["register_cli", "add_train_args", "train_config_from_args"]
+__all__ = ["add_train_args", "register", "train_config_from_args"]
