@@ -78,7 +78,7 @@ def worker(variant: str, root: Path, projects_dir: Path, name: str, opens: int, 
 
         card = card_data(at)
         items, qid = card["page"]["items"], card["qid"]
-        hello = {"project": name, "inst": "bench", "tab": "bench-tab", "req": 1, "qid": qid, "want": None, "ops": []}
+        hello = {"project": name, "uid": card.get("project_uid"), "inst": "bench", "tab": "bench-tab", "req": 1, "qid": qid, "want": None, "ops": []}
         at.session_state[key] = {"sync": hello}
         at.run()
         for i in range(decisions):

@@ -66,6 +66,23 @@ def _sync() -> dict:
     return dict(sync) if isinstance(sync, dict) else {}
 
 
+def _project_uid() -> str:
+    """The project's identity (a project deleted and re-created under the same name has another): the
+    store's ``project_uid``, else the time the file was created (kept in its meta table)."""
+    uid = getattr(store, "project_uid", None)
+    if callable(uid):
+        uid = uid()
+    if not uid:
+        created = store.get_meta("created_at") or str(store.path.stat().st_ino)
+        uid = "c" + hashlib.sha1(f"{created}".encode("utf-8")).hexdigest()[:24]
+    return str(uid)
+
+
+PROJECT_UID = _project_uid()
+STALE_PROJECT = ("made in this browser for an earlier project of the same name (deleted since), so it was not "
+                 "applied to this one")
+
+
 def _tab() -> str:
     """This browser tab's id (the card keeps it across refreshes); a session id until the card spoke."""
     tab = str(_sync().get("tab") or "")[:80]
@@ -100,7 +117,7 @@ flt = QueueFilter(
     search=search_f.strip() or None,
 )
 qid = hashlib.sha1(
-    f"{project}|{order}|{flt.key()}|{st.session_state.get(GEN, 0)}".encode("utf-8")
+    f"{project}|{PROJECT_UID}|{order}|{flt.key()}|{st.session_state.get(GEN, 0)}".encode("utf-8")
 ).hexdigest()[:16]
 
 
@@ -267,7 +284,12 @@ def review_area() -> None:
     sync = _sync()
     tab = _tab()
     acks: dict = {}
-    if sync.get("ops") and sync.get("project") == project:
+    if sync.get("ops") and sync.get("project") == project and sync.get("uid") != PROJECT_UID:
+        # an outbox of another project of this name (or a message without the project's identity):
+        # answered, so the tab stops sending it, and never applied
+        acks = {str(op.get("cid"))[:80]: {"ok": False, "stale_project": True, "error": STALE_PROJECT}
+                for op in sync["ops"] if isinstance(op, dict) and op.get("cid")}
+    elif sync.get("ops") and sync.get("project") == project:
         try:
             made_on = sync.get("project_uid")  # the project identity the tab's outbox was made on (not its name)
             acks = review.apply_ops(store, sync["ops"], classes, tab=tab,
@@ -317,7 +339,7 @@ def review_area() -> None:
         matching = cache[1]
     lap("matching")
     data = {
-        "project": project, "classes": classes, "qid": qid, "order": order, "order_label": ORDERS[order],
+        "project": project, "project_uid": PROJECT_UID, "classes": classes, "qid": qid, "order": order, "order_label": ORDERS[order],
         "page": page, "acks": acks, "ack_req": sync.get("req", 0), "ack_inst": sync.get("inst"),
         "history": review.history(store, tab), "counts": now_counts, "matching": matching,
         "focus": focus_data, "notice": st.session_state.get("rv_notice"),

@@ -205,6 +205,18 @@ function onData(S, data) {
     S.project = data.project;
     S.uid = data.project_uid || null;
     recover(S);
+  } else if (data.project_uid && S.uid && data.project_uid !== S.uid) {
+    // the project was deleted and created again under this name while this tab was open: what waits
+    // belongs to the old one (the server refuses it); start over on the new one
+    const n = S.outbox.length;
+    S.outbox = [];
+    persist(S);
+    S.uid = data.project_uid;
+    S.local = []; S.undone = new Set(); S.failed = new Set();
+    if (n) {
+      say(S, `${fmtInt(n)} decision${n === 1 ? "" : "s"} for the earlier project called “${S.project}” ` +
+        "(deleted since) were not applied to this one.", "warn");
+    }
     // decisions from before a refresh go first; the queue then starts after them
     if (S.outbox.length) S.wantStart = true;
   }
@@ -325,6 +337,8 @@ function onAck(S, op, res, open) {
       item.review_status = cur.status; item.review_label = cur.label; item.version = cur.version;
       item.base = cur.version; item.local = null;
     }
+  } else if (res.stale_project) {
+    say(S, `Not saved: decision on #${op.id ?? op.undo} ${res.error}.`, "bad");
   } else if (res.missing) {
     say(S, `Example #${op.id} no longer exists (its job was deleted).`, "bad");
   } else {

@@ -150,7 +150,7 @@ def test_two_app_sessions_on_the_review_page(tmp_path, monkeypatch):
 
     def decide(at, tab, ex, action):
         op = {"cid": f"{tab}-1", "id": ex["id"], "action": action, "base": ex["version"], "tab": tab}
-        at.session_state[key] = {"sync": {"project": "shared", "inst": tab, "tab": tab, "req": 1,
+        at.session_state[key] = {"sync": {"project": "shared", "uid": card_data(at)["project_uid"], "inst": tab, "tab": tab, "req": 1,
                                           "qid": card_data(at)["qid"], "want": None, "ops": [op]}}
         at.run()
         assert not at.exception, at.exception

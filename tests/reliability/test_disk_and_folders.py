@@ -215,8 +215,10 @@ def test_app_on_a_read_only_folder_views_the_project_and_never_crashes(ro_projec
     # a decision from the review card (its sync message, as test_app_review sends it): not acknowledged,
     # so the tab keeps it, and the reason is said on the page and on the card
     example_id = projects.open_project("shared", ro_projects).list_examples()[0].id
+    from app_session import card_data
+
     at.session_state["rv_card::shared"] = {"sync": {
-        "project": "shared", "inst": "i", "tab": "t", "req": 1, "qid": None, "want": None,
+        "project": "shared", "uid": card_data(at)["project_uid"], "inst": "i", "tab": "t", "req": 1, "qid": None, "want": None,
         "ops": [{"cid": "c1", "tab": "t", "id": example_id, "action": "accepted", "label": None, "base": 0}]}}
     at.run()
     assert not at.exception, at.exception
