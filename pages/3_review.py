@@ -324,7 +324,7 @@ def review_area() -> None:
     focus_data = None
     if focus and focus.get("id") is not None:
         rows = store.review_rows([focus["id"]])
-        focus_data = {"seq": focus["seq"], "row": review.card(rows[0]) if rows else None}
+        focus_data = {"seq": focus["seq"], "row": review.card(review.with_judges(store, rows)[0]) if rows else None}
     # how many the filters show: from the counts when only the status filters, else counted when the
     # queue is read (a filter change, a refill) and at most every 10 s
     if flt.label is None and flt.relabel_status is None and not flt.search:

@@ -57,6 +57,7 @@ function createInstance(parent, api) {
       chips: q(".pmx-chips"), picker: q(".pmx-picker"), pickerInput: q(".pmx-picker-input"),
       pickerList: q(".pmx-picker-list"), undoWhat: q(".pmx-undo-what"), undoBtn: q(".pmx-undo"),
       intended: q(".pmx-intended"), mixed: q(".pmx-mixed"), relabel: q(".pmx-relabel"),
+      judge: q(".pmx-judge"), agreeRow: q(".pmx-agree-row"), agree: q(".pmx-agree"),
       rawRow: q(".pmx-raw-row"), raw: q(".pmx-raw"),
       nearestRow: q(".pmx-nearest-row"), nearest: q(".pmx-nearest"), flagRow: q(".pmx-flag-row"), flag: q(".pmx-flag"),
       saved: q(".pmx-saved"), msg: q(".pmx-msg"), accept: q(".pmx-accept"), reject: q(".pmx-reject"),
@@ -698,9 +699,9 @@ function render(S) {
     n.relabel.appendChild(cls(it.llm_label, "b"));
     n.relabel.appendChild(el("div", it.relabel_status === "agree" ? "pmx-ok pmx-sub" : "pmx-warn pmx-sub",
       (it.relabel_status === "agree" ? "agrees with written-for" : "differs from written-for") +
-      (it.llm_confidence === null || it.llm_confidence === undefined ? "" :
-        ` · confidence ${Number(it.llm_confidence).toFixed(2)}`)));
+      confidence(it.llm_confidence)));
   }
+  renderJudges(S, it);
   n.rawRow.hidden = !it.llm_raw;
   if (it.llm_raw) n.raw.textContent = it.llm_raw + (it.llm_raw_len > it.llm_raw.length ? ` … (${fmtInt(it.llm_raw_len)} characters)` : "");
   n.nearestRow.hidden = !it.nearest_label;
@@ -709,6 +710,37 @@ function render(S) {
   if (it.flag) { n.flag.textContent = it.flag; n.flag.className = "pmx-flag pmx-warn"; }
   renderUndo(S);
   renderStatus(S);
+}
+function confidence(x) {
+  return x === null || x === undefined ? "" : ` · confidence ${Number(x).toFixed(2)}`;
+}
+function renderJudges(S, it) {
+  // the student judge (the closest class by embedding of names, descriptions and seeds; no LLM) beside
+  // the LLM relabel, and whether the two agree
+  const n = S.nodes;
+  n.judge.textContent = "";
+  if (!it.judge_label) n.judge.appendChild(el("span", "pmx-sub", "not judged yet"));
+  else {
+    n.judge.appendChild(cls(it.judge_label, "b"));
+    n.judge.appendChild(el("div", it.judge_label === it.intended_label ? "pmx-ok pmx-sub" : "pmx-warn pmx-sub",
+      (it.judge_label === it.intended_label ? "agrees with written-for" : "differs from written-for") +
+      confidence(it.judge_confidence)));
+  }
+  const agree = it.judges_agree;
+  n.agreeRow.hidden = agree === null || agree === undefined;
+  n.agree.textContent = "";
+  if (agree === true) {
+    n.agree.appendChild(el("span", "pmx-ok", "LLM and judge agree"));
+    n.agree.appendChild(document.createTextNode(" on "));
+    n.agree.appendChild(cls(it.llm_label, "b"));
+  } else if (agree === false) {
+    n.agree.appendChild(el("span", "pmx-warn", "LLM and judge disagree"));
+    n.agree.appendChild(document.createTextNode(": the LLM says "));
+    n.agree.appendChild(cls(it.llm_label, "b"));
+    n.agree.appendChild(document.createTextNode(", the judge says "));
+    n.agree.appendChild(cls(it.judge_label, "b"));
+  }
+  n.card.dataset.judgesAgree = agree === null || agree === undefined ? "" : String(agree);
 }
 function renderUndo(S) {
   const stack = stackOf(S);
