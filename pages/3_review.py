@@ -199,9 +199,12 @@ def _confirm_bulk() -> None:
     st.session_state[GEN] = st.session_state.get(GEN, 0) + 1
     st.session_state["rv_last_bulk"] = {"unit": unit, "n": n, "decision": decision, "what": what}
     verb = "Accepted" if decision == "accepted" else "Rejected"
-    st.session_state["rv_flash"] = ("success", f"{verb} {n} {what}. Press **U** on the card (or *Undo it* below) "
-                                               "to undo them as one step.")
-    _notice(f"{verb} {n} {what} (one step for U).")
+    if _sync().get("tab"):  # recorded under the card's tab id, which survives a reload: U undoes it there
+        st.session_state["rv_flash"] = ("success", f"{verb} {n} {what}. Press **U** on the card (also after a "
+                                                   "reload of this tab) or *Undo it* below to undo them as one step.")
+        _notice(f"{verb} {n} {what} (one step for U).")
+    else:  # the card had not spoken yet: only this session knows the step
+        st.session_state["rv_flash"] = ("success", f"{verb} {n} {what}. *Undo it* below undoes them as one step.")
 
 
 def _undo_bulk() -> None:
