@@ -4,7 +4,7 @@
 Node (>= 20) runs the unit tests of the card's outbox logic (`node --test tests/js/`) and ESLint
 (pinned in scripts/jslint/package-lock.json, installed into scripts/jslint/node_modules, gitignored).
 Installs Debian's nodejs and npm with apt-get when running as root and they are missing; otherwise
-says what to do. With ``--lint`` it then runs ESLint on pages/review_card/ and tests/js/.
+says what to do. With ``--lint`` it then runs ESLint on app_pages/review_card/ and tests/js/.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LINT = ROOT / "scripts" / "jslint"
 ESLINT = LINT / "node_modules" / ".bin" / "eslint"
 STAMP = LINT / "node_modules" / ".installed-lock"
-LINTED = ["pages/review_card/", "tests/js/"]
+LINTED = ["app_pages/review_card/", "tests/js/"]
 
 
 def node_major() -> int | None:

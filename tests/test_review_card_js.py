@@ -37,7 +37,7 @@ def test_outbox_unit_tests_pass():
 
 
 def test_the_card_module_streamlit_gets_parses(tmp_path):
-    from pages import _review_card
+    from app_pages import _review_card
 
     js = _review_card.JS
     assert 'from "./outbox.js"' not in js and "\nexport function" not in js
@@ -53,5 +53,5 @@ def test_the_card_module_streamlit_gets_parses(tmp_path):
 def test_eslint_finds_nothing():
     _need(NODE is not None and ESLINT.exists(), "ESLint not installed (run scripts/ensure_js.py)")
     proc = subprocess.run([str(ESLINT), "--max-warnings=0", "-c", "scripts/jslint/eslint.config.js",
-                           "pages/review_card/", "tests/js/"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                           "app_pages/review_card/", "tests/js/"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

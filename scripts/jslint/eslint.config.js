@@ -1,4 +1,4 @@
-// ESLint for the review card (pages/review_card/*.js) and its unit tests (tests/js/*.test.js).
+// ESLint for the review card (app_pages/review_card/*.js) and its unit tests (tests/js/*.test.js).
 // Run by `make test` (scripts/ensure_js.py installs ESLint here) and by tests/test_review_card_js.py.
 import js from "@eslint/js";
 import globals from "globals";
@@ -6,7 +6,7 @@ import globals from "globals";
 export default [
   js.configs.recommended,
   {
-    files: ["pages/review_card/**/*.js"],
+    files: ["app_pages/review_card/**/*.js"],
     languageOptions: { ecmaVersion: 2022, sourceType: "module", globals: { ...globals.browser } },
     rules: {
       "no-unused-vars": ["error", { args: "none", caughtErrors: "none" }],
@@ -22,7 +22,7 @@ export default [
     },
   },
   {
-    files: ["pages/review_card/outbox.js"],
+    files: ["app_pages/review_card/outbox.js"],
     // the outbox logic is pure: no browser globals, so node --test runs it as is
     languageOptions: { globals: {} },
   },

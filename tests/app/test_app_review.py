@@ -16,7 +16,7 @@ from app_session import card_data
 from promptmix_core import projects
 from promptmix_core.demo import DEMO_NAME
 
-REVIEW = "pages/3_review.py"
+REVIEW = "app_pages/3_review.py"
 DEMO = DEMO_NAME
 CARD = f"rv_card::{DEMO}"
 

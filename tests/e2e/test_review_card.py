@@ -347,3 +347,21 @@ def test_both_suggestions_show_and_a_bulk_accept_is_undone_after_a_reload(page: 
     while time.time() < deadline and "accepted" in _statuses(path, ids):
         page.wait_for_timeout(200)
     assert "accepted" not in _statuses(path, ids)
+
+
+def test_the_first_request_after_a_server_start_can_be_a_deep_link(page: Page, app_server):
+    """A link to the Review page of a project, opened as the very first request of a fresh server,
+    opens that page inside the app's shell (no 'Page not found', no raw file names in the sidebar)."""
+    path, ids, _classes = _project(app_server, "deep link")
+    page.goto(f"{app_server.url}/review?project=deep+link")
+    wait_idle(page)
+    expect(page.locator(f"{CARD}[data-ready='1']")).to_be_visible(timeout=30_000)
+    expect(page.locator("[data-testid='stMain'] h1").first).to_have_text("3 · Review")
+    assert _current(page) == ids[0]
+    page.wait_for_timeout(1000)
+    body = page.locator("body")
+    expect(body).not_to_contain_text("Page not found")
+    nav = page.locator("[data-testid='stSidebarNav']")
+    expect(nav).to_contain_text("3 · Review")
+    expect(nav).not_to_contain_text("review card")
+    expect(page.locator("[data-testid='stSidebar']")).to_contain_text("deep link")

@@ -1,4 +1,4 @@
-// Unit tests of the review card's outbox and acknowledgement logic (pages/review_card/outbox.js).
+// Unit tests of the review card's outbox and acknowledgement logic (app_pages/review_card/outbox.js).
 // Run: node --test tests/js/   (tests/test_review_card_js.py runs it under pytest)
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -6,7 +6,7 @@ import { test } from "node:test";
 import {
   BOX_PREFIX, boxKey, cleanOp, decisionOp, forgetAnswered, liveCounts, persistBox, pushLocal, recoverBoxes,
   takeAcks, undoOp, undoStack,
-} from "../../pages/review_card/outbox.js";
+} from "../../app_pages/review_card/outbox.js";
 
 /** The Web Storage interface (localStorage) over a Map. */
 class MemoryStorage {

@@ -1,5 +1,5 @@
 // The review card: answers keys in the browser at once, keeps a window of upcoming examples, and sends
-// decisions in batches through the component's `sync` state (protocol: pages/_review_card.py).
+// decisions in batches through the component's `sync` state (protocol: app_pages/_review_card.py).
 import {
   boxKey, cleanOp, decisionOp, forgetAnswered, liveCounts, persistBox, pushLocal, recoverBoxes, takeAcks,
   undoOp, undoStack,

@@ -1,5 +1,5 @@
 """The review card: a bidirectional ``st.components.v2`` component. Its HTML, CSS and JavaScript are
-files in ``pages/review_card/`` (no build step, nothing loaded from the network); this module reads
+files in ``app_pages/review_card/`` (no build step, nothing loaded from the network); this module reads
 them, inlines ``outbox.js`` (the outbox and acknowledgement logic, unit-tested by ``node --test``)
 into ``card.js``, and passes the page's data.
 
@@ -46,7 +46,7 @@ def card_js() -> str:
     """card.js with outbox.js inlined (the component takes one module, loaded from a string)."""
     card = _read("card.js")
     if not _IMPORT.search(card):
-        raise RuntimeError("pages/review_card/card.js no longer imports ./outbox.js as the loader expects")
+        raise RuntimeError("app_pages/review_card/card.js no longer imports ./outbox.js as the loader expects")
     outbox = _EXPORT.sub("", _read("outbox.js"))
     return _IMPORT.sub(lambda _m: "// ---- outbox.js (inlined)\n" + outbox + "// ---- card.js\n", card, count=1)
 

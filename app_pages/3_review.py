@@ -11,11 +11,10 @@ import uuid
 import pandas as pd
 import streamlit as st
 
-from pages._review_card import review_card
-from pages._ui import (
+from app_pages._review_card import review_card
+from app_pages._ui import (
     current_project,
     empty_state,
-    ensure_app_shell,
     flash,
     fmt_time,
     header,
@@ -27,7 +26,6 @@ from promptmix_core import review
 from promptmix_core.review import ORDERS, QueueFilter
 from promptmix_core.store import StoreError
 
-ensure_app_shell()
 header(
     "3 · Review",
     "Check each generated example beside the class it was written for, the class mixed in and the LLM's "
@@ -358,7 +356,7 @@ def review_area() -> None:
             if flt.review_status == "pending" and now_counts['total'] == now_counts['reviewed']:
                 st.markdown("#### :material/task_alt: Everything is reviewed")
                 st.markdown("Every generated example has a decision. Train a classifier next.")
-                st.page_link("pages/4_train.py", label="Go to 4 · Train", icon=":material/arrow_forward:")
+                st.page_link("app_pages/4_train.py", label="Go to 4 · Train", icon=":material/arrow_forward:")
             else:
                 st.markdown("#### No examples match these filters")
                 st.markdown("Change the status, class, relabel or search filters above.")
