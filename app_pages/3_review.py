@@ -342,7 +342,7 @@ def review_area() -> None:
     data = {
         "project": project, "project_uid": PROJECT_UID, "classes": classes, "qid": qid, "order": order, "order_label": ORDERS[order],
         "page": page, "acks": acks, "ack_req": sync.get("req", 0), "ack_inst": sync.get("inst"),
-        "history": review.history(store, tab), "counts": now_counts, "matching": matching,
+        "history": review.history(store, tab), "history_tab": tab, "counts": now_counts, "matching": matching,
         "focus": focus_data, "notice": st.session_state.get("rv_notice"),
         "rev": st.session_state.setdefault("rv_rev", 0) + 1,
     }

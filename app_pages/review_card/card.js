@@ -224,6 +224,7 @@ function onData(S, data) {
   S.classes = data.classes || [];
   S.counts = data.counts || {};
   S.history = data.history || [];
+  S.historyTab = data.history_tab;   // whose history: the page knows this tab's id once the card spoke
   S.order = data.order;
   S.orderLabel = data.order_label || "";
   if (S.chipsFor !== JSON.stringify(S.classes)) buildChips(S);
@@ -747,7 +748,11 @@ function renderUndo(S) {
   const u = stack[stack.length - 1];
   const n = S.nodes;
   n.undoBtn.disabled = !u;
-  if (!u) { n.undoWhat.textContent = "Undo: nothing yet in this tab"; return; }
+  if (!u) {
+    // after a reload the first answer can come before the page has heard this tab's id
+    n.undoWhat.textContent = S.historyTab === S.tab ? "Undo: nothing yet in this tab" : "Undo: reading this tab's history…";
+    return;
+  }
   if (u.bulk) { n.undoWhat.textContent = `Undo the bulk ${verb(u.action)} of ${fmtInt(u.n)} examples`; return; }
   const what = u.action === "overridden" ? `override to ${u.label}` : verb(u.action);
   const text = (u.text || "").length > 48 ? u.text.slice(0, 47) + "…" : (u.text || "");
