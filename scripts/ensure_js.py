@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Make sure Node.js and ESLint are present for the review card's checks (`make test`).
 
-Node (>= 20) runs the unit tests of the card's outbox logic (`node --test tests/js/`) and ESLint
-(pinned in scripts/jslint/package-lock.json, installed into scripts/jslint/node_modules, gitignored).
+Node (>= 18, so Debian 12's own nodejs will do) runs the unit tests of the card's outbox logic
+(`node --test tests/js/outbox.test.js`) and ESLint (pinned in scripts/jslint/package-lock.json,
+installed into scripts/jslint/node_modules, gitignored).
 Installs Debian's nodejs and npm with apt-get when running as root and they are missing; otherwise
 says what to do. With ``--lint`` it then runs ESLint on app_pages/review_card/ and tests/js/.
 """
@@ -33,16 +34,16 @@ def node_major() -> int | None:
 
 
 def ensure_node() -> bool:
-    if (node_major() or 0) >= 20 and shutil.which("npm"):
+    if (node_major() or 0) >= 18 and shutil.which("npm"):
         return True
     if shutil.which("apt-get") and os.geteuid() == 0:
         print("[js] installing Debian's nodejs and npm for the review card's checks", flush=True)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-q"], check=False, env=env)
         subprocess.run(["apt-get", "install", "-y", "-q", "nodejs", "npm"], check=False, env=env)
-    if (node_major() or 0) >= 20 and shutil.which("npm"):
+    if (node_major() or 0) >= 18 and shutil.which("npm"):
         return True
-    print("[js] Node.js >= 20 with npm not found: install it (apt-get install nodejs npm)", file=sys.stderr)
+    print("[js] Node.js >= 18 with npm not found: install it (apt-get install nodejs npm)", file=sys.stderr)
     return False
 
 

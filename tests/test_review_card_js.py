@@ -1,5 +1,5 @@
 """The review card's JavaScript: the unit tests of its outbox and acknowledgement logic
-(``node --test tests/js/``), the card module Streamlit gets (card.js with outbox.js inlined) parses, and
+(``node --test tests/js/outbox.test.js``), the card module Streamlit gets (card.js with outbox.js inlined) parses, and
 ESLint finds nothing. Node comes from the machine (``scripts/ensure_js.py`` installs it and ESLint for
 ``make test``)."""
 
@@ -27,7 +27,7 @@ def _need(what: bool, why: str) -> None:
 
 def test_outbox_unit_tests_pass():
     _need(NODE is not None, "node not found (run scripts/ensure_js.py)")
-    proc = subprocess.run([NODE, "--test", "--test-reporter=tap", "tests/js/"], cwd=ROOT, capture_output=True,
+    proc = subprocess.run([NODE, "--test", "--test-reporter=tap", "tests/js/outbox.test.js"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]

@@ -1,7 +1,7 @@
 // The review card's outbox: the decisions a tab made that the server has not answered yet.
 //
 // Pure functions (no DOM, no globals): the card inlines this file (app_pages/_review_card.py strips the
-// `export` keywords), and `node --test tests/js/` runs its unit tests against it.
+// `export` keywords), and `node --test tests/js/outbox.test.js` runs its unit tests against it.
 //
 // - Every operation carries the version of the example this tab saw (`base`) and the tab's id (`tab`),
 //   so the server can refuse an operation made on a stale view, or one of another tab, as a conflict.

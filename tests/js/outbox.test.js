@@ -1,5 +1,5 @@
 // Unit tests of the review card's outbox and acknowledgement logic (app_pages/review_card/outbox.js).
-// Run: node --test tests/js/   (tests/test_review_card_js.py runs it under pytest)
+// Run: node --test tests/js/outbox.test.js   (tests/test_review_card_js.py runs it under pytest)
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
