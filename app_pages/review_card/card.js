@@ -206,6 +206,8 @@ function onData(S, data) {
     S.project = data.project;
     S.uid = data.project_uid || null;
     recover(S);
+    // decisions from before a refresh go first; the queue then starts after them
+    if (S.outbox.length) S.wantStart = true;
   } else if (data.project_uid && S.uid && data.project_uid !== S.uid) {
     // the project was deleted and created again under this name while this tab was open: what waits
     // belongs to the old one (the server refuses it); start over on the new one
@@ -218,8 +220,6 @@ function onData(S, data) {
       say(S, `${fmtInt(n)} decision${n === 1 ? "" : "s"} for the earlier project called “${S.project}” ` +
         "(deleted since) were not applied to this one.", "warn");
     }
-    // decisions from before a refresh go first; the queue then starts after them
-    if (S.outbox.length) S.wantStart = true;
   }
   S.classes = data.classes || [];
   S.counts = data.counts || {};

@@ -231,7 +231,8 @@ def test_a_refresh_or_a_closed_tab_loses_nothing(page: Page, module_server, tmp_
     page.reload()  # at once, whatever is still on its way
     expect(page.locator(f"{CARD}[data-ready='1']")).to_be_visible(timeout=30_000)
     _wait_saved(page)
-    assert _statuses(path, ids[:13]) == ["rejected"] * 12 + ["pending"]
+    said = _card(page).locator(".pmx-msg").inner_text()  # what the card said, should a decision be missing
+    assert _statuses(path, ids[:13]) == ["rejected"] * 12 + ["pending"], said
 
     # the queue continues where the decisions left it
     expect(_card(page)).to_have_attribute("data-current-id", str(ids[12]))
