@@ -66,10 +66,8 @@ def _sync() -> dict:
 
 def _project_uid() -> str:
     """The project's identity (a project deleted and re-created under the same name has another): the
-    store's ``project_uid``, else the time the file was created (kept in its meta table)."""
-    uid = getattr(store, "project_uid", None)
-    if callable(uid):
-        uid = uid()
+    store's ``project_uid``, else (an old file opened read-only) the time the file was created."""
+    uid = store.project_uid  # None only for a file written before project ids, opened read-only
     if not uid:
         created = store.get_meta("created_at") or str(store.path.stat().st_ino)
         uid = "c" + hashlib.sha1(f"{created}".encode("utf-8")).hexdigest()[:24]
@@ -325,7 +323,7 @@ def review_area() -> None:
     focus_data = None
     if focus and focus.get("id") is not None:
         rows = store.review_rows([focus["id"]])
-        focus_data = {"seq": focus["seq"], "row": review.card(review.with_judges(store, rows)[0]) if rows else None}
+        focus_data = {"seq": focus["seq"], "row": review.card(rows[0]) if rows else None}
     # how many the filters show: from the counts when only the status filters, else counted when the
     # queue is read (a filter change, a refill) and at most every 10 s
     if flt.label is None and flt.relabel_status is None and not flt.search:

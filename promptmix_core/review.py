@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 import time
@@ -138,31 +137,7 @@ def queue_page(
     flt = flt or QueueFilter()
     rows = store.review_queue(order=order, after=after, limit=limit + 1, **flt.kwargs())
     done = len(rows) <= limit
-    return {"items": [card(r) for r in with_judges(store, rows[:limit])], "done": done}
-
-
-def with_judges(store: ProjectStore, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows with the student judge's suggestion (``judge_label``, ``judge_confidence``).
-
-    A store whose card columns already hold them is used as is; otherwise they are read here from the
-    examples table (None where the file has no such columns yet)."""
-    need = [r for r in rows if "judge_label" not in r]
-    if not need:
-        return rows
-    found: dict[int, tuple[Any, Any]] = {}
-    ids = [int(r["id"]) for r in need]
-    try:
-        conn = store._connect()
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            found.update({int(r[0]): (r[1], r[2]) for r in conn.execute(
-                "SELECT id, judge_label, judge_confidence FROM examples "
-                f"WHERE id IN ({','.join('?' * len(chunk))})", chunk)})
-    except sqlite3.OperationalError:  # a file without the judge's columns: nothing judged
-        pass
-    for r in need:
-        r["judge_label"], r["judge_confidence"] = found.get(int(r["id"]), (None, None))
-    return rows
+    return {"items": [card(r) for r in rows[:limit]], "done": done}
 
 
 def reason_counts(store: ProjectStore) -> dict[str, int]:

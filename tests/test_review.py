@@ -320,20 +320,6 @@ def test_counts_follow_the_review_log_without_counting_again(demo):
 
 
 # --------------------------------------------------------------------------- the two suggestions
-def _judge(store, values: dict[int, tuple[str, float]]) -> None:
-    """Set the student judge's suggestion in the project file (the columns made when the file lacks them)."""
-    conn = sqlite3.connect(store.path)
-    cols = {r[1] for r in conn.execute("PRAGMA table_info(examples)")}
-    if "judge_label" not in cols:
-        conn.execute("ALTER TABLE examples ADD COLUMN judge_label TEXT")
-    if "judge_confidence" not in cols:
-        conn.execute("ALTER TABLE examples ADD COLUMN judge_confidence REAL")
-    conn.executemany("UPDATE examples SET judge_label = ?, judge_confidence = ? WHERE id = ?",
-                     [(lab, conf, i) for i, (lab, conf) in values.items()])
-    conn.commit()
-    conn.close()
-
-
 def test_the_card_shows_both_suggestions_and_whether_they_agree(big):
     classes = _classes(big)
     items = review.queue_page(big, "pending", QueueFilter(), limit=300)["items"]
@@ -342,8 +328,8 @@ def test_the_card_shows_both_suggestions_and_whether_they_agree(big):
     differ = next(c for c in items if c["relabel_status"] == "changed")
     failed = next(c for c in items if c["relabel_status"] == "unparseable")
     other = next(c for c in classes if c != differ["llm_label"] and c != differ["intended_label"])
-    _judge(big, {agree["id"]: (agree["llm_label"], 0.91), differ["id"]: (other, 0.4),
-                 failed["id"]: (failed["intended_label"], 0.7)})
+    big.set_judge({agree["id"]: (agree["llm_label"], 0.91), differ["id"]: (other, 0.4),
+                   failed["id"]: (failed["intended_label"], 0.7)})
     cards = {c["id"]: c for c in review.queue_page(big, "pending", QueueFilter(), limit=300)["items"]}
     a, d, f = cards[agree["id"]], cards[differ["id"]], cards[failed["id"]]
     assert (a["judge_label"], a["judge_confidence"], a["judges_agree"]) == (agree["llm_label"], 0.91, True)

@@ -283,10 +283,6 @@ def _set_judge(path: Path, values: dict[int, tuple[str, float]]) -> None:
     import sqlite3
 
     conn = sqlite3.connect(path)
-    cols = {r[1] for r in conn.execute("PRAGMA table_info(examples)")}
-    for col, kind in (("judge_label", "TEXT"), ("judge_confidence", "REAL")):
-        if col not in cols:
-            conn.execute(f"ALTER TABLE examples ADD COLUMN {col} {kind}")
     conn.executemany("UPDATE examples SET judge_label = ?, judge_confidence = ? WHERE id = ?",
                      [(lab, conf, i) for i, (lab, conf) in values.items()])
     conn.commit()
