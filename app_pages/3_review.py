@@ -28,8 +28,9 @@ from promptmix_core.store import StoreError
 
 header(
     "3 · Review",
-    "Check each generated example beside the class it was written for, the class mixed in and the LLM's "
-    "relabel. Keys answer at once and every decision is saved within a moment: **A** (or Space/Enter) "
+    "Check each generated example beside the class it was written for, the class mixed in and the two "
+    "suggestions: the LLM's relabel and the student judge (a small model, no LLM). Keys answer at once and "
+    "every decision is saved within a moment: **A** (or Space/Enter) "
     "accept · **X** reject · **1–9** save as that class · **O** pick any class · **U** undo (repeatedly) · "
     "**J**/**K** next/previous.",
 )

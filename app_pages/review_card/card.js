@@ -716,7 +716,7 @@ function confidence(x) {
   return x === null || x === undefined ? "" : ` · confidence ${Number(x).toFixed(2)}`;
 }
 function renderJudges(S, it) {
-  // the student judge (the closest class by embedding of names, descriptions and seeds; no LLM) beside
+  // the student judge (a small model that needs no LLM) beside
   // the LLM relabel, and whether the two agree
   const n = S.nodes;
   n.judge.textContent = "";
