@@ -315,7 +315,7 @@ def test_both_suggestions_show_and_a_bulk_accept_is_undone_after_a_reload(page: 
     expect(card.locator(".pmx-judge")).to_contain_text(other)
     expect(card.locator(".pmx-agree")).to_contain_text("LLM and judge disagree")
     expect(card.locator(".pmx-agree")).to_contain_text(f"the judge says {other}")
-    expect(card.locator(".pmx-accept-what")).to_contain_text("the judge says otherwise")
+    expect(card.locator(".pmx-accept-what")).to_contain_text(f"saved as {rows[differ]['llm_label']} (LLM relabel)")
     page.screenshot(path=str(shots / "review_card_judges_disagree.png"))
     # an example nobody judged says so
     page.keyboard.press("j")
