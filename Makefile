@@ -6,7 +6,7 @@ STAMP := $(VENV)/.setup-stamp
 PORT ?= 8501
 ADDRESS ?= 127.0.0.1
 
-.PHONY: setup run test test-fast bench clean
+.PHONY: setup run test test-fast lint-js bench clean
 
 setup: $(STAMP)
 
@@ -19,10 +19,14 @@ run: setup
 
 test: setup
 	$(BIN)/python scripts/ensure_browser.py
+	$(BIN)/python scripts/ensure_js.py --lint
 	$(BIN)/python -m pytest
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not browser"
+
+lint-js:
+	python3 scripts/ensure_js.py --lint
 
 bench: setup
 	$(BIN)/python benchmarks/llm_pipeline.py

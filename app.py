@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._ui import (
+from app_pages._ui import (
     PAGE_FILES,
     active_job,
     current_project,

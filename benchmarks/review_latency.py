@@ -67,7 +67,7 @@ def worker(variant: str, root: Path, projects_dir: Path, name: str, opens: int, 
     at = None
     for _ in range(opens):
         at = session()
-        at.switch_page("pages/3_review.py")
+        at.switch_page("app_pages/3_review.py")
         t0 = time.perf_counter()
         at.run()
         open_ms.append((time.perf_counter() - t0) * 1000)
@@ -78,7 +78,7 @@ def worker(variant: str, root: Path, projects_dir: Path, name: str, opens: int, 
 
         card = card_data(at)
         items, qid = card["page"]["items"], card["qid"]
-        hello = {"project": name, "inst": "bench", "tab": "bench-tab", "req": 1, "qid": qid, "want": None, "ops": []}
+        hello = {"project": name, "uid": card.get("project_uid"), "inst": "bench", "tab": "bench-tab", "req": 1, "qid": qid, "want": None, "ops": []}
         at.session_state[key] = {"sync": hello}
         at.run()
         for i in range(decisions):
@@ -117,7 +117,8 @@ def run_worker(variant: str, root: Path, projects_dir: Path, name: str, opens: i
 
 
 def old_page_tree(dest: Path) -> Path | None:
-    """app.py and pages/ as they were before the review card (the commit before the one adding it)."""
+    """app.py and pages/ as they were before the review card (the commit before the one adding
+    pages/_review_card.py; the folder is app_pages/ since)."""
     try:
         first = subprocess.run(["git", "log", "--format=%H", "--", "pages/_review_card.py"], cwd=ROOT,
                                capture_output=True, text=True, check=True).stdout.split()

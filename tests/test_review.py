@@ -317,3 +317,28 @@ def test_counts_follow_the_review_log_without_counting_again(demo):
     mark2, moves = demo.review_changes_since(mark)
     assert mark2 > mark and review.counts_after(counts, moves) == demo.count_examples()
     assert demo.review_changes_since(mark2) == (mark2, [])
+
+
+# --------------------------------------------------------------------------- the two suggestions
+def test_the_card_shows_both_suggestions_and_whether_they_agree(big):
+    classes = _classes(big)
+    items = review.queue_page(big, "pending", QueueFilter(), limit=300)["items"]
+    assert all(c["judge_label"] is None and c["judges_agree"] is None for c in items)  # nothing judged yet
+    agree = next(c for c in items if c["relabel_status"] == "agree")
+    differ = next(c for c in items if c["relabel_status"] == "changed")
+    failed = next(c for c in items if c["relabel_status"] == "unparseable")
+    other = next(c for c in classes if c != differ["llm_label"] and c != differ["intended_label"])
+    big.set_judge({agree["id"]: (agree["llm_label"], 0.91), differ["id"]: (other, 0.4),
+                   failed["id"]: (failed["intended_label"], 0.7)})
+    cards = {c["id"]: c for c in review.queue_page(big, "pending", QueueFilter(), limit=300)["items"]}
+    a, d, f = cards[agree["id"]], cards[differ["id"]], cards[failed["id"]]
+    assert (a["judge_label"], a["judge_confidence"], a["judges_agree"]) == (agree["llm_label"], 0.91, True)
+    assert (d["judge_label"], d["judges_agree"]) == (other, False)
+    assert f["judges_agree"] is None  # the relabel failed: nothing to compare
+    # what Accept saves stays said in words, naming both suggestions
+    assert a["accept_source"] == "embedding judge and LLM relabel agree"
+    assert d["accept_label"] == differ["llm_label"] and d["accept_source"] == "LLM relabel"
+    # where the judge's suggestion is the label (the default when the LLM is weak), Accept says so
+    row = {"label": "card_arrival", "intended_label": "card_arrival", "llm_label": "lost_or_stolen_card",
+           "relabel_status": "changed", "judge_label": "card_arrival"}
+    assert review.accept_saves(row) == ("card_arrival", "embedding judge; the LLM relabel says lost_or_stolen_card")

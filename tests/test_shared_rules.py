@@ -95,7 +95,7 @@ def test_the_same_labelled_file_is_read_identically_by_every_face(tmp_path, name
 
 def test_no_face_parses_labelled_files_itself():
     offenders = []
-    for p in list((ROOT / "promptmix_core").rglob("*.py")) + list((ROOT / "pages").glob("*.py")):
+    for p in list((ROOT / "promptmix_core").rglob("*.py")) + list((ROOT / "app_pages").glob("*.py")):
         if p.name == "labelled.py":
             continue
         src = p.read_text("utf-8")
@@ -170,7 +170,7 @@ def test_models_folder_has_one_spelling(tmp_path):
     assert paths.models_dir(p) == tmp_path / "demo.models"
     assert paths.run_model_dir(p, 3) == tmp_path / "demo.models" / "run-3"
     assert projects.project_side_dirs(p) == [tmp_path / "demo.models", tmp_path / "demo.pmx.logs"]
-    spelled = [q.name for q in list((ROOT / "promptmix_core").rglob("*.py")) + list((ROOT / "pages").glob("*.py"))
+    spelled = [q.name for q in list((ROOT / "promptmix_core").rglob("*.py")) + list((ROOT / "app_pages").glob("*.py"))
                if '".models"' in q.read_text("utf-8") and q.name != "paths.py"]
     assert not spelled, spelled
 
@@ -193,7 +193,7 @@ def test_one_device_probe():
     assert jobs.device_info is device.device_info and model_io.pick_device is device.pick_device
     info = device.device_info()
     assert info["device"] == device.pick_device("auto")
-    src = (ROOT / "pages" / "_ui.py").read_text("utf-8")
+    src = (ROOT / "app_pages" / "_ui.py").read_text("utf-8")
     assert "promptmix_core.device import device_info" in src and "torch.cuda" not in src
 
 
@@ -205,7 +205,7 @@ def test_one_alpha_formula():
     assert set(draws) <= set(alpha.ALPHA_BINS) and 0.8 < sum(draws) / len(draws) < 0.9  # E = 0.5 + 0.5 * 5/7
     rng = random.Random(5)
     assert alpha.sample_alpha(rng) == round((0.5 + 0.5 * random.Random(5).betavariate(5, 2)) * 20) / 20
-    page = (ROOT / "pages" / "2_generate.py").read_text("utf-8")
+    page = (ROOT / "app_pages" / "2_generate.py").read_text("utf-8")
     assert "alpha_preview" in page and "beta(5, 2" not in page
 
 

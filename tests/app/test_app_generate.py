@@ -11,7 +11,7 @@ from promptmix_core import jobs
 from promptmix_core.demo import DEMO_NAME
 from promptmix_core.specs import GenerationSpec
 
-GEN = "pages/2_generate.py"
+GEN = "app_pages/2_generate.py"
 K = f"gen::{DEMO_NAME}::"
 
 
@@ -152,7 +152,7 @@ def test_incomplete_task_blocks_generation(make_app, demo_store):
 
 def test_real_engine_refusals_come_back_as_errors(make_app, demo_store):
     """The real job engine refuses a second job of a kind and a resume of a running job."""
-    import pages._ui as ui
+    import app_pages._ui as ui
 
     job = demo_store.create_job("generate", {"per_class": 2}, status="running")
     demo_store.update_job(job, pid=os.getpid())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from app_helpers import by_key, texts
 
-RESULTS = "pages/5_results.py"
+RESULTS = "app_pages/5_results.py"
 LABELS = ["card_lost_or_stolen", "declined_card_payment", "transfer_not_received", "exchange_rate",
           "refund_not_showing"]
 

@@ -16,7 +16,7 @@ from app_session import card_data
 from promptmix_core import projects
 from promptmix_core.demo import DEMO_NAME
 
-REVIEW = "pages/3_review.py"
+REVIEW = "app_pages/3_review.py"
 DEMO = DEMO_NAME
 CARD = f"rv_card::{DEMO}"
 
@@ -34,6 +34,7 @@ class Card:
         self.at, self.tab, self.key = at, tab, key
         self.req, self.n, self.items, self.outbox = 0, 0, [], []
         self.qid = None
+        self.uid = card_data(at)["project_uid"]  # the project's identity: the card sends it with every batch
         self.take(card_data(at))
         self.send()  # the card says hello at once: the page learns the tab's id
 
@@ -57,7 +58,7 @@ class Card:
             self.outbox.append(op)
         self.req += 1
         self.at.session_state[self.key] = {"sync": {
-            "project": DEMO, "inst": "inst-1", "tab": self.tab, "req": self.req, "qid": self.qid, "want": want,
+            "project": DEMO, "uid": self.uid, "inst": "inst-1", "tab": self.tab, "req": self.req, "qid": self.qid, "want": want,
             "ops": list(self.outbox)}}
         self.at.run()
         assert not self.at.exception, self.at.exception
@@ -225,7 +226,7 @@ def test_a_row_of_the_list_opens_in_the_card(make_app, demo_store):
     focus = card_data(at)["focus"]
     assert focus["seq"] == 1 and focus["row"]["id"] == ids[7]
     # once the card has shown it, it is not opened again (say, when the page is opened again)
-    at.session_state[CARD] = {"sync": {"project": DEMO, "inst": "i", "tab": "t", "req": 1,
+    at.session_state[CARD] = {"sync": {"project": DEMO, "uid": card_data(at)["project_uid"], "inst": "i", "tab": "t", "req": 1,
                                        "qid": card_data(at)["qid"], "want": None, "ops": [], "focus_seen": 1}}
     at.run()
     assert card_data(at)["focus"] is None
@@ -306,3 +307,34 @@ def test_a_bulk_action_applies_to_exactly_the_examples_it_asked_about(make_app, 
     assert accepted == asked
     assert len(demo_store.list_examples(review_status="pending")) == 9  # the late ones wait for a person
     assert f"Accepted {len(asked)} pending examples the filters show" in texts(at)
+
+
+def test_an_outbox_of_an_earlier_project_of_the_same_name_is_not_applied(make_app, demo_store, projects_dir):
+    """Decisions kept in a browser for a project that was deleted and created again under the same name
+    carry the old project's identity: the page answers them (so the tab stops sending) and applies none."""
+    at = make_app(REVIEW)
+    card = Card(at)
+    first = card.item(0)
+    # the card sends the identity the page gave it; another one is an earlier project of this name
+    assert card.uid and card.data["project_uid"] == card.uid
+    card.uid = "an-earlier-project"
+    card.outbox = [{"cid": "old1", "tab": card.tab, "id": first["id"], "action": "rejected", "base": first["version"]}]
+    data = card.send()
+    res = data["acks"]["old1"]
+    assert not res["ok"] and res["stale_project"] and "earlier project of the same name" in res["error"]
+    assert demo_store.get_example(first["id"]).review_status == "pending"
+    # so is a message without the identity (a crafted one)
+    card.uid = None
+    card.outbox = [{"cid": "old2", "tab": card.tab, "id": first["id"], "action": "rejected", "base": first["version"]}]
+    assert not card.send()["acks"]["old2"]["ok"]
+    assert demo_store.get_example(first["id"]).review_status == "pending"
+
+    # a project deleted and created again under the same name has another identity
+    uid = card.data["project_uid"]
+    demo_store.close()
+    projects.delete_project(DEMO, projects_dir)
+    from promptmix_core.demo import create_demo
+
+    create_demo(projects.project_path(DEMO, projects_dir))
+    again = make_app(REVIEW, DEMO)
+    assert card_data(again)["project_uid"] != uid

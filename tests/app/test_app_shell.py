@@ -20,9 +20,9 @@ def test_first_start_creates_and_opens_the_demo(make_app, projects_dir):
 
 def test_every_page_renders_for_the_demo(make_app):
     at = make_app()
-    for page, title in [("pages/2_generate.py", "2 · Generate"), ("pages/3_review.py", "3 · Review"),
-                        ("pages/4_train.py", "4 · Train"), ("pages/5_results.py", "5 · Results"),
-                        ("pages/1_task.py", "1 · Task")]:
+    for page, title in [("app_pages/2_generate.py", "2 · Generate"), ("app_pages/3_review.py", "3 · Review"),
+                        ("app_pages/4_train.py", "4 · Train"), ("app_pages/5_results.py", "5 · Results"),
+                        ("app_pages/1_task.py", "1 · Task")]:
         at.switch_page(page)
         at.run()
         assert not at.exception, (page, at.exception)
@@ -97,7 +97,7 @@ def test_a_link_opens_its_project_and_page_and_a_new_tab_the_last_one_used(make_
     opens the project used last, remembered in the projects folder."""
     projects.ensure_demo(projects_dir)
     projects.create_project("second", projects_dir).close()
-    at = make_app("pages/3_review.py", project="second")
+    at = make_app("app_pages/3_review.py", project="second")
     assert by_key(at.sidebar.selectbox, "sb_project").value == "second"
     assert at.title[0].value == "3 · Review"
     assert projects.last_project(projects_dir) == "second"

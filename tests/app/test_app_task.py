@@ -110,9 +110,9 @@ def test_unsaved_edits_survive_a_page_switch(make_app):
     at = make_app()
     _field(at, "Description", 1).input("edited but not saved")
     at.run()
-    at.switch_page("pages/3_review.py")
+    at.switch_page("app_pages/3_review.py")
     at.run()
-    at.switch_page("pages/1_task.py")
+    at.switch_page("app_pages/1_task.py")
     at.run()
     assert _field(at, "Description", 1).value == "edited but not saved"
     assert at.metric[3].value == "Unsaved changes"

@@ -10,7 +10,7 @@ from app_helpers import by_key, texts
 from promptmix_core import jobs
 from promptmix_core.demo import DEMO_NAME
 
-TRAIN = "pages/4_train.py"
+TRAIN = "app_pages/4_train.py"
 K = f"train::{DEMO_NAME}::"
 
 

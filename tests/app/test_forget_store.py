@@ -9,7 +9,7 @@ from promptmix_core.store import ProjectStore
 
 
 def test_forget_store_drops_only_that_project(tmp_path):
-    import pages._ui as ui
+    import app_pages._ui as ui
 
     st.cache_resource.clear()
     a, b = tmp_path / "a.pmx", tmp_path / "b.pmx"

@@ -231,7 +231,8 @@ def test_a_refresh_or_a_closed_tab_loses_nothing(page: Page, module_server, tmp_
     page.reload()  # at once, whatever is still on its way
     expect(page.locator(f"{CARD}[data-ready='1']")).to_be_visible(timeout=30_000)
     _wait_saved(page)
-    assert _statuses(path, ids[:13]) == ["rejected"] * 12 + ["pending"]
+    said = _card(page).locator(".pmx-msg").inner_text()  # what the card said, should a decision be missing
+    assert _statuses(path, ids[:13]) == ["rejected"] * 12 + ["pending"], said
 
     # the queue continues where the decisions left it
     expect(_card(page)).to_have_attribute("data-current-id", str(ids[12]))
@@ -275,3 +276,89 @@ def test_only_another_tab_is_a_conflict(page: Page, module_server, tmp_path):
     expect(_card(page).locator(".pmx-msg .pmx-bad")).to_have_count(1)
     store.close()
     other.close()
+
+
+def _set_judge(path: Path, values: dict[int, tuple[str, float]]) -> None:
+    """The student judge's suggestions, written straight into the project file."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    conn.executemany("UPDATE examples SET judge_label = ?, judge_confidence = ? WHERE id = ?",
+                     [(lab, conf, i) for i, (lab, conf) in values.items()])
+    conn.commit()
+    conn.close()
+
+
+def test_both_suggestions_show_and_a_bulk_accept_is_undone_after_a_reload(page: Page, module_server, shots):
+    path, ids, classes = _project(module_server, "judges")
+    store = ProjectStore(path, create=False)
+    rows = {r["id"]: r for r in store.export_rows()}
+    store.close()
+    agree = next(i for i in ids if rows[i]["relabel_status"] == "agree")
+    differ = next(i for i in ids if rows[i]["relabel_status"] == "changed")
+    other = next(c for c in classes if c not in (rows[differ]["llm_label"], rows[differ]["intended_label"]))
+    _set_judge(path, {agree: (rows[agree]["llm_label"], 0.93), differ: (other, 0.41)})
+    page.set_viewport_size({"width": 1280, "height": 1000})
+    _open(page, module_server, "judges")
+    card = _card(page)
+    page.locator("[data-testid='stMain'] h1").first.click()  # the keys go to the card
+    while _current(page) != agree:
+        page.keyboard.press("j")
+    expect(card.locator(".pmx-relabel")).to_contain_text(rows[agree]["llm_label"])
+    expect(card.locator(".pmx-judge")).to_contain_text(rows[agree]["llm_label"])
+    expect(card.locator(".pmx-judge")).to_contain_text("confidence 0.93")
+    expect(card.locator(".pmx-agree")).to_contain_text("LLM and judge agree")
+    expect(card.locator(".pmx-accept-what")).to_contain_text(f"saved as {rows[agree]['llm_label']}")
+    page.screenshot(path=str(shots / "review_card_judges_agree.png"))
+    while _current(page) != differ:
+        page.keyboard.press("j" if ids.index(differ) > ids.index(_current(page)) else "k")
+    expect(card.locator(".pmx-judge")).to_contain_text(other)
+    expect(card.locator(".pmx-agree")).to_contain_text("LLM and judge disagree")
+    expect(card.locator(".pmx-agree")).to_contain_text(f"the judge says {other}")
+    expect(card.locator(".pmx-accept-what")).to_contain_text(f"saved as {rows[differ]['llm_label']} (LLM relabel)")
+    page.screenshot(path=str(shots / "review_card_judges_disagree.png"))
+    # an example nobody judged says so
+    page.keyboard.press("j")
+    expect(card.locator(".pmx-judge")).to_contain_text("not judged yet")
+
+    # a bulk accept, then a reload: U on the card still undoes it as one step, as the page said
+    main = page.locator("[data-testid='stMain']")
+    main.get_by_text("Bulk actions", exact=True).click()
+    wait_idle(page)
+    main.locator("[data-testid='stButton'] button").filter(has_text="where the relabel agrees").click()
+    wait_idle(page)
+    main.locator("[data-testid='stButton'] button").filter(has_text="Yes, accept").click()
+    wait_idle(page)
+    expect(main).to_contain_text("Press U on the card")
+    n_bulk = sum(1 for s in _statuses(path, ids) if s == "accepted")
+    assert n_bulk > 100
+    expect(card.locator(".pmx-undo-what")).to_contain_text(f"Undo the bulk accept of {n_bulk:,} examples")
+    page.reload()
+    expect(page.locator(f"{CARD}[data-ready='1']")).to_be_visible(timeout=30_000)
+    wait_idle(page)
+    expect(card.locator(".pmx-undo-what")).to_contain_text(f"Undo the bulk accept of {n_bulk:,} examples")
+    page.locator("[data-testid='stMain'] h1").first.click()
+    page.keyboard.press("u")
+    _wait_saved(page)
+    deadline = time.time() + 30
+    while time.time() < deadline and "accepted" in _statuses(path, ids):
+        page.wait_for_timeout(200)
+    assert "accepted" not in _statuses(path, ids)
+
+
+def test_the_first_request_after_a_server_start_can_be_a_deep_link(page: Page, app_server):
+    """A link to the Review page of a project, opened as the very first request of a fresh server,
+    opens that page inside the app's shell (no 'Page not found', no raw file names in the sidebar)."""
+    path, ids, _classes = _project(app_server, "deep link")
+    page.goto(f"{app_server.url}/review?project=deep+link")
+    wait_idle(page)
+    expect(page.locator(f"{CARD}[data-ready='1']")).to_be_visible(timeout=30_000)
+    expect(page.locator("[data-testid='stMain'] h1").first).to_have_text("3 · Review")
+    assert _current(page) == ids[0]
+    page.wait_for_timeout(1000)
+    body = page.locator("body")
+    expect(body).not_to_contain_text("Page not found")
+    nav = page.locator("[data-testid='stSidebarNav']")
+    expect(nav).to_contain_text("3 · Review")
+    expect(nav).not_to_contain_text("review card")
+    expect(page.locator("[data-testid='stSidebar']")).to_contain_text("deep link")

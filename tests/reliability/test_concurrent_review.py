@@ -134,7 +134,7 @@ def test_two_app_sessions_on_the_review_page(tmp_path, monkeypatch):
     from rel_helpers import tiny_task
     from promptmix_core import projects
 
-    if not (ROOT / "pages" / "3_review.py").exists():
+    if not (ROOT / "app_pages" / "3_review.py").exists():
         pytest.skip("the Review page is not there yet")
     folder = tmp_path / "projects"
     monkeypatch.setenv(projects.ENV_DIR, str(folder))
@@ -144,13 +144,13 @@ def test_two_app_sessions_on_the_review_page(tmp_path, monkeypatch):
     key = "rv_card::shared"
 
     def session(tab):
-        at = open_app("pages/3_review.py", "shared")
+        at = open_app("app_pages/3_review.py", "shared")
         first = card_data(at)["page"]["items"][0]
         return at, first
 
     def decide(at, tab, ex, action):
         op = {"cid": f"{tab}-1", "id": ex["id"], "action": action, "base": ex["version"], "tab": tab}
-        at.session_state[key] = {"sync": {"project": "shared", "inst": tab, "tab": tab, "req": 1,
+        at.session_state[key] = {"sync": {"project": "shared", "uid": card_data(at)["project_uid"], "inst": tab, "tab": tab, "req": 1,
                                           "qid": card_data(at)["qid"], "want": None, "ops": [op]}}
         at.run()
         assert not at.exception, at.exception

@@ -200,7 +200,7 @@ def _app(folder: Path, monkeypatch, page: str | None = None):
 def test_app_on_a_read_only_folder_views_the_project_and_never_crashes(ro_projects, monkeypatch, tmp_path):
     pytest.importorskip("streamlit")
     monkeypatch.chdir(tmp_path)
-    at = _app(ro_projects, monkeypatch, "pages/3_review.py")
+    at = _app(ro_projects, monkeypatch, "app_pages/3_review.py")
     said = " ".join(str(e.value) for e in [*at.warning, *at.markdown, *at.info])
     assert "No project is open" not in said
     assert "open read-only" in said and str(ro_projects).replace("/", "") in said.replace("\\", "").replace("/", "")
@@ -215,8 +215,10 @@ def test_app_on_a_read_only_folder_views_the_project_and_never_crashes(ro_projec
     # a decision from the review card (its sync message, as test_app_review sends it): not acknowledged,
     # so the tab keeps it, and the reason is said on the page and on the card
     example_id = projects.open_project("shared", ro_projects).list_examples()[0].id
+    from app_session import card_data
+
     at.session_state["rv_card::shared"] = {"sync": {
-        "project": "shared", "inst": "i", "tab": "t", "req": 1, "qid": None, "want": None,
+        "project": "shared", "uid": card_data(at)["project_uid"], "inst": "i", "tab": "t", "req": 1, "qid": None, "want": None,
         "ops": [{"cid": "c1", "tab": "t", "id": example_id, "action": "accepted", "label": None, "base": 0}]}}
     at.run()
     assert not at.exception, at.exception
@@ -228,7 +230,7 @@ def test_app_on_a_read_only_folder_views_the_project_and_never_crashes(ro_projec
     assert not at.exception, at.exception
     assert any("Could not create the project" in e.value and "cannot write to folder" in e.value
                for e in at.sidebar.error)
-    for page in ("pages/1_task.py", "pages/2_generate.py", "pages/4_train.py"):
+    for page in ("app_pages/1_task.py", "app_pages/2_generate.py", "app_pages/4_train.py"):
         at.switch_page(page)
         at.run()
         assert not at.exception, (page, at.exception)

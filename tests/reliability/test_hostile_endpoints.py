@@ -243,7 +243,7 @@ def test_the_generate_page_shows_the_wait(tmp_path, monkeypatch, task):
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
         at.query_params["project"] = "waiting"
         at.run()
-        at.switch_page("pages/2_generate.py")
+        at.switch_page("app_pages/2_generate.py")
         at.run()
         assert not at.exception, at.exception
         shown = [str(w.value).replace("\\", "") for w in at.warning]

@@ -123,7 +123,7 @@ def test_the_task_page_shows_hostile_uploads_as_messages(tmp_path, monkeypatch):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
     at.query_params["project"] = "p"
     at.run()
-    at.switch_page("pages/1_task.py")
+    at.switch_page("app_pages/1_task.py")
     at.run()
     for name, data, words in [
         ("laughs.yaml", LAUGHS.encode(), "expand to more than 1,000,000 values"),

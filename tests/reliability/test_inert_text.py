@@ -105,9 +105,9 @@ def test_review_page_shows_hostile_text_literally(hostile_project):
     """The list shows every example literally; the review card gets them as data (JSON), never as
     markup, and its script writes texts with ``textContent`` only (the browser test checks the result:
     ``tests/e2e/test_review_card.py``)."""
-    if not (ROOT / "pages" / "3_review.py").exists():
+    if not (ROOT / "app_pages" / "3_review.py").exists():
         pytest.skip("the Review page is not there yet")
-    at = _app("pages/3_review.py")
+    at = _app("app_pages/3_review.py")
     _assert_inert(at)  # any Markdown that carries hostile text is inert
     seen = _literal_texts(at)
     for p in PAYLOADS:  # every example is listed, character for character
@@ -125,7 +125,7 @@ def test_review_page_shows_hostile_text_literally(hostile_project):
     assert "textContent" in proto.js_content
 
 
-@pytest.mark.parametrize("page", ["pages/1_task.py", "pages/2_generate.py"])
+@pytest.mark.parametrize("page", ["app_pages/1_task.py", "app_pages/2_generate.py"])
 def test_other_pages_render_hostile_text_inert(hostile_project, page):
     if not (ROOT / page).exists():
         pytest.skip(f"{page} is not there yet")

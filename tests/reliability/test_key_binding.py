@@ -87,7 +87,7 @@ def _generate_page(folder, monkeypatch, task):
     monkeypatch.setenv(projects.ENV_DIR, str(folder))
     monkeypatch.chdir(folder.parent)
     projects.create_project("keys", folder, task=task).close()
-    return open_app("pages/2_generate.py", "keys")
+    return open_app("app_pages/2_generate.py", "keys")
 
 
 def _widget(seq, key):

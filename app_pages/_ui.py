@@ -18,11 +18,11 @@ from promptmix_core.scores import run_scores  # noqa: F401 - the pages read run 
 from promptmix_core.task import Task
 
 PAGE_FILES = {
-    "task": "pages/1_task.py",
-    "generate": "pages/2_generate.py",
-    "review": "pages/3_review.py",
-    "train": "pages/4_train.py",
-    "results": "pages/5_results.py",
+    "task": "app_pages/1_task.py",
+    "generate": "app_pages/2_generate.py",
+    "review": "app_pages/3_review.py",
+    "train": "app_pages/4_train.py",
+    "results": "app_pages/5_results.py",
 }
 STATUS_ICONS = {
     "queued": ":material/schedule:",
@@ -33,29 +33,6 @@ STATUS_ICONS = {
 }
 STATUS_COLORS = {"queued": "gray", "running": "blue", "done": "green", "failed": "red", "cancelled": "orange"}
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$=:])")
-
-
-# --------------------------------------------------------------------------- app shell
-def ensure_app_shell() -> None:
-    """Make sure the page runs inside ``app.py`` (sidebar, project, navigation).
-
-    Streamlit treats a folder named ``pages/`` beside the main script as a v1 multipage app until
-    ``st.navigation`` has been called in the process, so the first request after a server start
-    that is a deep link (``/review`` after a restart, a refreshed tab) runs the page file alone
-    (AppTest does so on every run). Then run ``app.py`` here: its ``st.navigation`` switches the
-    process to v2 and runs this page inside the shell; afterwards stop this outer run. Unlike a
-    rerun, this keeps the button clicks of the current run.
-    """
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # pragma: no cover - internal module moved
-        return
-    if not PagesManager.uses_pages_directory:
-        return
-    app = Path(__file__).resolve().parent.parent / "app.py"
-    code = compile(app.read_text("utf-8"), str(app), "exec")
-    exec(code, {"__name__": "__main__", "__file__": str(app)})  # noqa: S102 - our own app script
-    st.stop()
 
 
 # --------------------------------------------------------------------------- text safety

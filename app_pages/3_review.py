@@ -11,11 +11,10 @@ import uuid
 import pandas as pd
 import streamlit as st
 
-from pages._review_card import review_card
-from pages._ui import (
+from app_pages._review_card import review_card
+from app_pages._ui import (
     current_project,
     empty_state,
-    ensure_app_shell,
     flash,
     fmt_time,
     header,
@@ -27,11 +26,11 @@ from promptmix_core import review
 from promptmix_core.review import ORDERS, QueueFilter
 from promptmix_core.store import StoreError
 
-ensure_app_shell()
 header(
     "3 · Review",
-    "Check each generated example beside the class it was written for, the class mixed in and the LLM's "
-    "relabel. Keys answer at once and every decision is saved within a moment: **A** (or Space/Enter) "
+    "Check each generated example beside the class it was written for, the class mixed in and the two "
+    "suggestions: the LLM's relabel and the student judge (a small model, no LLM). Keys answer at once and "
+    "every decision is saved within a moment: **A** (or Space/Enter) "
     "accept · **X** reject · **1–9** save as that class · **O** pick any class · **U** undo (repeatedly) · "
     "**J**/**K** next/previous.",
 )
@@ -64,6 +63,21 @@ def _sync() -> dict:
     except AttributeError:
         sync = None
     return dict(sync) if isinstance(sync, dict) else {}
+
+
+def _project_uid() -> str:
+    """The project's identity (a project deleted and re-created under the same name has another): the
+    store's ``project_uid``, else (an old file opened read-only) the time the file was created."""
+    uid = store.project_uid  # None only for a file written before project ids, opened read-only
+    if not uid:
+        created = store.get_meta("created_at") or str(store.path.stat().st_ino)
+        uid = "c" + hashlib.sha1(f"{created}".encode("utf-8")).hexdigest()[:24]
+    return str(uid)
+
+
+PROJECT_UID = _project_uid()
+STALE_PROJECT = ("made in this browser for an earlier project of the same name (deleted since), so it was not "
+                 "applied to this one")
 
 
 def _tab() -> str:
@@ -100,7 +114,7 @@ flt = QueueFilter(
     search=search_f.strip() or None,
 )
 qid = hashlib.sha1(
-    f"{project}|{order}|{flt.key()}|{st.session_state.get(GEN, 0)}".encode("utf-8")
+    f"{project}|{PROJECT_UID}|{order}|{flt.key()}|{st.session_state.get(GEN, 0)}".encode("utf-8")
 ).hexdigest()[:16]
 
 
@@ -182,9 +196,12 @@ def _confirm_bulk() -> None:
     st.session_state[GEN] = st.session_state.get(GEN, 0) + 1
     st.session_state["rv_last_bulk"] = {"unit": unit, "n": n, "decision": decision, "what": what}
     verb = "Accepted" if decision == "accepted" else "Rejected"
-    st.session_state["rv_flash"] = ("success", f"{verb} {n} {what}. Press **U** on the card (or *Undo it* below) "
-                                               "to undo them as one step.")
-    _notice(f"{verb} {n} {what} (one step for U).")
+    if _sync().get("tab"):  # recorded under the card's tab id, which survives a reload: U undoes it there
+        st.session_state["rv_flash"] = ("success", f"{verb} {n} {what}. Press **U** on the card (also after a "
+                                                   "reload of this tab) or *Undo it* below to undo them as one step.")
+        _notice(f"{verb} {n} {what} (one step for U).")
+    else:  # the card had not spoken yet: only this session knows the step
+        st.session_state["rv_flash"] = ("success", f"{verb} {n} {what}. *Undo it* below undoes them as one step.")
 
 
 def _undo_bulk() -> None:
@@ -267,7 +284,12 @@ def review_area() -> None:
     sync = _sync()
     tab = _tab()
     acks: dict = {}
-    if sync.get("ops") and sync.get("project") == project:
+    if sync.get("ops") and sync.get("project") == project and sync.get("uid") != PROJECT_UID:
+        # an outbox of another project of this name (or a message without the project's identity):
+        # answered, so the tab stops sending it, and never applied
+        acks = {str(op.get("cid"))[:80]: {"ok": False, "stale_project": True, "error": STALE_PROJECT}
+                for op in sync["ops"] if isinstance(op, dict) and op.get("cid")}
+    elif sync.get("ops") and sync.get("project") == project:
         try:
             made_on = sync.get("project_uid")  # the project identity the tab's outbox was made on (not its name)
             acks = review.apply_ops(store, sync["ops"], classes, tab=tab,
@@ -317,9 +339,9 @@ def review_area() -> None:
         matching = cache[1]
     lap("matching")
     data = {
-        "project": project, "classes": classes, "qid": qid, "order": order, "order_label": ORDERS[order],
+        "project": project, "project_uid": PROJECT_UID, "classes": classes, "qid": qid, "order": order, "order_label": ORDERS[order],
         "page": page, "acks": acks, "ack_req": sync.get("req", 0), "ack_inst": sync.get("inst"),
-        "history": review.history(store, tab), "counts": now_counts, "matching": matching,
+        "history": review.history(store, tab), "history_tab": tab, "counts": now_counts, "matching": matching,
         "focus": focus_data, "notice": st.session_state.get("rv_notice"),
         "rev": st.session_state.setdefault("rv_rev", 0) + 1,
     }
@@ -333,7 +355,7 @@ def review_area() -> None:
             if flt.review_status == "pending" and now_counts['total'] == now_counts['reviewed']:
                 st.markdown("#### :material/task_alt: Everything is reviewed")
                 st.markdown("Every generated example has a decision. Train a classifier next.")
-                st.page_link("pages/4_train.py", label="Go to 4 · Train", icon=":material/arrow_forward:")
+                st.page_link("app_pages/4_train.py", label="Go to 4 · Train", icon=":material/arrow_forward:")
             else:
                 st.markdown("#### No examples match these filters")
                 st.markdown("Change the status, class, relabel or search filters above.")

@@ -1,185 +1,10 @@
-"""The review card: a bidirectional ``st.components.v2`` component (inline HTML/CSS/JS, no build step,
-nothing loaded from the network).
+// The review card: answers keys in the browser at once, keeps a window of upcoming examples, and sends
+// decisions in batches through the component's `sync` state (protocol: app_pages/_review_card.py).
+import {
+  boxKey, cleanOp, decisionOp, forgetAnswered, liveCounts, persistBox, pushLocal, recoverBoxes, takeAcks,
+  undoOp, undoStack,
+} from "./outbox.js";
 
-It holds a window of upcoming examples in the browser and answers keys there, so the next example
-shows at once: **A** / Space / Enter accept, **X** reject, **1-9** override with that class, **O** a
-class picker with type-ahead, **U** undo (this tab's history, repeatedly), **J**/**K** next/previous.
-
-Protocol (one state value, ``sync``, sent by the browser; ``data`` sent back by the page):
-
-- ``sync = {project, inst, tab, req, qid, want, ops}``: ``ops`` are every operation the server has not
-  answered yet (decisions ``{cid, id, action, label, base, tab}`` and undos ``{cid, undo, tab}``), so a
-  rerun that Streamlit coalesces or interrupts never loses one; ``want`` asks for the next page of the
-  queue after a sort key (``"start"`` for the first); ``tab`` identifies the browser tab (it survives a
-  refresh: ``sessionStorage``); ``base`` is the example's version when this tab loaded it.
-- ``data = {project, classes, qid, page, acks, ack_req, history, counts, focus, ...}``: ``acks`` answers
-  every operation in the last ``sync`` by its ``cid`` (applying is idempotent, so answering again is
-  harmless); ``page`` is ``{qid, from, items, done}``.
-
-Unanswered operations are also kept in ``localStorage`` (per project and tab) and sent again when the
-project is next opened in this browser, so a refresh or a closed tab loses nothing; on ``pagehide`` and
-when the tab is hidden the card sends what is waiting at once. The browser measures the time from each
-key to the next card painted (``data-key-to-card-ms`` on the card, ``window.__pmxReview.timings``).
-"""
-
-from __future__ import annotations
-
-from typing import Any
-
-import streamlit as st
-
-HTML = """
-<div class="pmx-card" tabindex="0" data-ready="0" role="region" aria-label="Review card">
-  <div class="pmx-counts" aria-label="Counts">
-    <span class="pmx-count" data-k="total"><b></b> generated</span>
-    <span class="pmx-count" data-k="pending"><b></b> pending</span>
-    <span class="pmx-count pmx-ok" data-k="accepted"><b></b> accepted</span>
-    <span class="pmx-count" data-k="overridden"><b></b> overridden</span>
-    <span class="pmx-count pmx-bad" data-k="rejected"><b></b> rejected</span>
-    <span class="pmx-count pmx-sub" data-k="agree"></span>
-    <span class="pmx-progress" aria-hidden="true"><span class="pmx-progress-fill"></span></span>
-  </div>
-  <div class="pmx-head">
-    <div class="pmx-pos"></div>
-    <div class="pmx-reasons"></div>
-  </div>
-  <div class="pmx-empty" hidden></div>
-  <div class="pmx-body">
-    <blockquote class="pmx-text" lang="en"></blockquote>
-    <dl class="pmx-facts">
-      <div><dt>Written for</dt><dd class="pmx-intended"></dd></div>
-      <div><dt>Mixed with</dt><dd class="pmx-mixed"></dd></div>
-      <div><dt>LLM relabel</dt><dd class="pmx-relabel"></dd></div>
-      <div class="pmx-nearest-row"><dt>Nearest by embedding</dt><dd class="pmx-nearest"></dd></div>
-      <div class="pmx-flag-row"><dt>Flagged</dt><dd class="pmx-flag"></dd></div>
-      <div class="pmx-raw-row pmx-wide"><dt>Relabel's raw answer</dt><dd class="pmx-raw"></dd></div>
-    </dl>
-    <div class="pmx-decision"></div>
-    <div class="pmx-keys">
-      <div class="pmx-main-keys">
-        <button type="button" class="pmx-btn pmx-accept" data-act="accept">
-          <span class="pmx-btn-head"><kbd>A</kbd><span class="pmx-btn-label">Accept</span>
-            <span class="pmx-alt">or Space / Enter</span></span>
-          <span class="pmx-accept-what"></span>
-        </button>
-        <button type="button" class="pmx-btn pmx-reject" data-act="reject">
-          <span class="pmx-btn-head"><kbd>X</kbd><span class="pmx-btn-label">Reject</span></span>
-          <span class="pmx-sub">→ left out of the data set and of training</span>
-        </button>
-      </div>
-      <div class="pmx-override">
-        <div class="pmx-override-title"><kbd>1</kbd>–<kbd>9</kbd> Override → saved as the class you pick</div>
-        <div class="pmx-chips"></div>
-        <button type="button" class="pmx-btn pmx-small" data-act="picker"><kbd>O</kbd>Any class: type to search</button>
-        <div class="pmx-picker" hidden>
-          <input class="pmx-picker-input" type="text" autocomplete="off" spellcheck="false"
-                 placeholder="Type part of a class name · Enter saves · Esc closes" aria-label="Find a class">
-          <ul class="pmx-picker-list" role="listbox"></ul>
-        </div>
-      </div>
-      <div class="pmx-nav">
-        <button type="button" class="pmx-btn pmx-small pmx-undo" data-act="undo"><kbd>U</kbd><span class="pmx-undo-what">Undo</span></button>
-        <button type="button" class="pmx-btn pmx-small" data-act="prev"><kbd>K</kbd>Previous</button>
-        <button type="button" class="pmx-btn pmx-small" data-act="next"><kbd>J</kbd>Next</button>
-      </div>
-    </div>
-  </div>
-  <div class="pmx-status" role="status" aria-live="polite">
-    <span class="pmx-saved"></span><span class="pmx-msg"></span>
-  </div>
-</div>
-"""
-
-CSS = """
-:host { display: block; }
-.pmx-card {
-  font-family: var(--st-font, system-ui, sans-serif); color: var(--st-text-color, #31333f);
-  background: var(--st-background-color, #fff);
-  border: 1px solid var(--st-border-color, rgba(49,51,63,.2)); border-radius: 12px;
-  padding: 14px 20px 12px; outline: none; container-type: inline-size; box-sizing: border-box;
-}
-.pmx-card:focus-visible { box-shadow: 0 0 0 2px var(--st-primary-color, #ff4b4b); }
-.pmx-counts { display: flex; flex-wrap: wrap; align-items: baseline; gap: 4px 16px; font-size: .9rem;
-  padding-bottom: 8px; margin-bottom: 10px; border-bottom: 1px solid var(--st-border-color, rgba(49,51,63,.15)); }
-.pmx-count b { font-size: 1.15rem; }
-.pmx-progress { flex: 1 1 120px; min-width: 120px; height: 6px; border-radius: 3px; align-self: center;
-  background: var(--st-secondary-background-color, #f0f2f6); overflow: hidden; }
-.pmx-progress-fill { display: block; height: 100%; width: 0; background: var(--st-primary-color, #ff4b4b); }
-.pmx-head { display: flex; flex-wrap: wrap; gap: 6px 12px; align-items: center; justify-content: space-between;
-  font-size: .85rem; margin-bottom: 6px; }
-.pmx-pos { opacity: .8; }
-.pmx-reasons { display: flex; flex-wrap: wrap; gap: 6px; }
-.pmx-reason { background: var(--st-orange-background-color, rgba(255,164,33,.15)); color: var(--st-orange-text-color, #9a6700);
-  border-radius: 999px; padding: 2px 10px; font-size: .8rem; }
-.pmx-reason.pmx-why-none { background: var(--st-gray-background-color, rgba(49,51,63,.08)); color: inherit; }
-.pmx-text { font-size: 1.5rem; line-height: 1.42; margin: 2px 0 12px; padding: 0; white-space: pre-wrap;
-  overflow-wrap: break-word; max-height: 14em; overflow-y: auto; font-weight: 500; }
-.pmx-facts { margin: 0 0 10px; display: grid; grid-template-columns: repeat(auto-fit, minmax(190px, 1fr));
-  gap: 8px 20px; font-size: .95rem; }
-.pmx-facts dt { font-size: .8rem; opacity: .7; margin-bottom: 1px; }
-.pmx-facts dd { margin: 0; overflow-wrap: break-word; }
-.pmx-wide { grid-column: 1 / -1; }
-.pmx-raw { font-family: var(--st-code-font, ui-monospace, monospace); font-size: .85rem; white-space: pre-wrap;
-  max-height: 6em; overflow-y: auto; background: var(--st-secondary-background-color, #f0f2f6); border-radius: 6px;
-  padding: 3px 8px; overflow-wrap: anywhere; }
-.pmx-alpha { display: inline-flex; align-items: center; gap: 6px; font-size: .85rem; opacity: .9; }
-.pmx-bar { display: inline-block; width: 70px; height: 7px; border-radius: 4px;
-  background: var(--st-orange-background-color, rgba(255,164,33,.35)); overflow: hidden; }
-.pmx-bar-fill { display: block; height: 100%; background: var(--st-primary-color, #ff4b4b); }
-.pmx-decision { font-size: .95rem; margin: 2px 0 10px; min-height: 1.4em; }
-.pmx-state { font-weight: 700; }
-.pmx-keys { display: flex; flex-direction: column; gap: 8px; }
-.pmx-main-keys { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 8px; }
-@container (max-width: 640px) { .pmx-main-keys { grid-template-columns: minmax(0, 1fr); } }
-.pmx-btn { display: flex; flex-direction: column; align-items: flex-start; gap: 2px; text-align: left; width: 100%;
-  font: inherit; font-size: 1rem; color: inherit; background: var(--st-secondary-background-color, #f0f2f6);
-  border: 1px solid var(--st-border-color, rgba(49,51,63,.2)); border-radius: 8px; padding: 8px 12px;
-  cursor: pointer; white-space: normal; box-sizing: border-box; }
-.pmx-btn-head { display: flex; width: 100%; align-items: baseline; gap: 6px; }
-.pmx-btn:hover { border-color: var(--st-primary-color, #ff4b4b); }
-.pmx-btn:disabled { opacity: .55; cursor: default; }
-.pmx-accept { background: var(--st-green-background-color, rgba(33,195,84,.12)); }
-.pmx-reject { background: var(--st-red-background-color, rgba(255,43,43,.09)); }
-.pmx-btn-label { font-weight: 700; }
-.pmx-accept-what { overflow-wrap: break-word; max-width: 100%; }
-b { font-weight: 700; }
-.pmx-alt, .pmx-sub { opacity: .75; font-size: .85rem; }
-.pmx-alt { margin-left: auto; }
-.pmx-small { flex-direction: row; align-items: baseline; gap: 6px; font-size: .9rem; padding: 6px 10px; width: auto; }
-kbd { font-family: var(--st-font, system-ui, sans-serif); font-size: .78rem; font-weight: 700; line-height: 1.3;
-  border: 1px solid var(--st-border-color, rgba(49,51,63,.3)); border-bottom-width: 2px; border-radius: 4px;
-  padding: 0 5px; background: var(--st-background-color, #fff); margin-right: 2px; }
-.pmx-override { border: 1px dashed var(--st-border-color, rgba(49,51,63,.25)); border-radius: 8px; padding: 8px 10px;
-  display: flex; flex-direction: column; gap: 6px; align-items: flex-start; }
-.pmx-override-title { font-size: .9rem; font-weight: 600; }
-.pmx-chips { display: flex; flex-wrap: wrap; gap: 6px; }
-.pmx-chip { font: inherit; font-size: .9rem; color: inherit; background: var(--st-secondary-background-color, #f0f2f6);
-  border: 1px solid var(--st-border-color, rgba(49,51,63,.2)); border-radius: 999px; padding: 3px 10px; cursor: pointer;
-  white-space: normal; overflow-wrap: break-word; text-align: left; max-width: 100%; }
-.pmx-chip:hover { border-color: var(--st-primary-color, #ff4b4b); }
-.pmx-chip.pmx-current { border-color: var(--st-blue-color, #1c83e1); border-width: 2px; }
-.pmx-picker { align-self: stretch; border: 1px solid var(--st-border-color, rgba(49,51,63,.3)); border-radius: 8px; padding: 6px; }
-.pmx-picker-input { width: 100%; box-sizing: border-box; font: inherit; font-size: 1rem; padding: 6px 8px;
-  border: 1px solid var(--st-border-color, rgba(49,51,63,.3)); border-radius: 6px; color: inherit;
-  background: var(--st-background-color, #fff); }
-.pmx-picker-list { list-style: none; margin: 6px 0 0; padding: 0; max-height: 220px; overflow-y: auto; }
-.pmx-picker-list li { padding: 5px 8px; border-radius: 6px; cursor: pointer; overflow-wrap: break-word; }
-.pmx-picker-list li[aria-selected="true"] { background: var(--st-primary-color, #ff4b4b); color: #fff; }
-.pmx-picker-list li.pmx-none { opacity: .7; cursor: default; }
-.pmx-nav { display: flex; flex-wrap: wrap; gap: 8px; }
-.pmx-undo { flex: 1 1 260px; }
-.pmx-undo-what { overflow-wrap: break-word; min-width: 0; }
-.pmx-ok { color: var(--st-green-text-color, #177233); }
-.pmx-warn { color: var(--st-orange-text-color, #9a6700); }
-.pmx-bad { color: var(--st-red-text-color, #bd4043); }
-.pmx-status { margin-top: 12px; padding-top: 8px; border-top: 1px solid var(--st-border-color, rgba(49,51,63,.15));
-  font-size: .88rem; display: flex; flex-direction: column; gap: 4px; min-height: 1.3em; }
-.pmx-msg { overflow-wrap: break-word; }
-.pmx-empty { font-size: 1.1rem; padding: 24px 4px; }
-[hidden] { display: none !important; }
-"""
-
-JS = r"""
 const REFILL_AT = 15;        // ask for more when this few examples are left ahead
 const KEEP_BEHIND = 200;     // decided examples kept for K (previous)
 const RESEND_AFTER_MS = 4000;  // an answered request that did not answer an operation: send it again
@@ -200,12 +25,10 @@ function tabId() {
     return t;
   } catch (e) { return rid("t"); }
 }
-// one box per page load: a duplicated tab (same sessionStorage) never overwrites another's box
-const boxKey = (project, tab, inst) => `pmx-review-outbox::${project}::${tab}::${inst}`;
 const sameKey = (a, b) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
-function el(tag, cls, text) {
+function el(tag, className, text) {
   const n = document.createElement(tag);
-  if (cls) n.className = cls;
+  if (className) n.className = className;
   if (text !== undefined && text !== null) n.textContent = String(text);
   return n;
 }
@@ -224,7 +47,7 @@ function isClickable(t) {
 function createInstance(parent, api) {
   const q = (sel) => parent.querySelector(sel);
   const S = {
-    api, parent, project: null, classes: [], tab: tabId(), inst: rid("i"), req: 0, qid: null,
+    api, parent, project: null, uid: null, classes: [], tab: tabId(), inst: rid("i"), req: 0, qid: null,
     items: [], cur: 0, done: false, want: undefined, merged: new Set(), outbox: [], inflight: 0,
     sentAt: 0, history: [], local: [], undone: new Set(), failed: new Set(), saved: 0, focusSeq: 0,
     msgs: [], counts: {}, lastAckReq: 0, seen: new Map(), lastKeyAt: 0, timer: null, pickerIdx: 0, pickerOpen: false, helloSent: false,
@@ -234,6 +57,7 @@ function createInstance(parent, api) {
       chips: q(".pmx-chips"), picker: q(".pmx-picker"), pickerInput: q(".pmx-picker-input"),
       pickerList: q(".pmx-picker-list"), undoWhat: q(".pmx-undo-what"), undoBtn: q(".pmx-undo"),
       intended: q(".pmx-intended"), mixed: q(".pmx-mixed"), relabel: q(".pmx-relabel"),
+      judge: q(".pmx-judge"), agreeRow: q(".pmx-agree-row"), agree: q(".pmx-agree"),
       rawRow: q(".pmx-raw-row"), raw: q(".pmx-raw"),
       nearestRow: q(".pmx-nearest-row"), nearest: q(".pmx-nearest"), flagRow: q(".pmx-flag-row"), flag: q(".pmx-flag"),
       saved: q(".pmx-saved"), msg: q(".pmx-msg"), accept: q(".pmx-accept"), reject: q(".pmx-reject"),
@@ -286,48 +110,31 @@ function renewTab(S) {
 
 // ------------------------------------------------------------------ outbox and sending
 function persist(S) {
-  if (!S.project) return;
+  // one box per page load: a duplicated tab (same sessionStorage) never overwrites another's box
+  if (!S.uid) return;
   try {
-    const k = boxKey(S.project, S.tab, S.inst);
-    if (S.outbox.length) localStorage.setItem(k, JSON.stringify({ ts: Date.now(), ops: S.outbox.map(clean) }));
-    // (counts of recovered operations settle when the server answers)
-    else localStorage.removeItem(k);
-  } catch (e) { /* storage full or disabled: the server copy is what counts */ }
+    persistBox(localStorage, boxKey(S.uid, S.tab, S.inst), { uid: S.uid, project: S.project }, S.outbox, Date.now());
+  } catch { /* storage full or disabled: the server copy is what counts */ }
 }
 function recover(S) {
-  // decisions this browser made for this project that the server never answered: this tab's before a
-  // refresh, other tabs' (closed, or still open: sending an operation twice is harmless, and each keeps
-  // the id of the tab that made it); a box leaves storage once the server answered all of it
-  const prefix = `pmx-review-outbox::${S.project}::`;
-  const seen = new Set(S.outbox.map((o) => o.cid));
-  S.foreign = S.foreign || new Set();
+  // decisions this browser made for this project (its identity, not its name) that the server never
+  // answered; a box leaves storage once the server answered all of it
   try {
-    for (let i = localStorage.length - 1; i >= 0; i--) {
-      const k = localStorage.key(i);
-      if (!k || !k.startsWith(prefix)) continue;
-      let box = null;
-      try { box = JSON.parse(localStorage.getItem(k) || "null"); } catch (e) { box = null; }
-      if (!box || !Array.isArray(box.ops)) { localStorage.removeItem(k); continue; }
-      if (k !== boxKey(S.project, S.tab, S.inst)) S.foreign.add(k);
-      for (const op of box.ops) {
-        if (op && op.cid && !seen.has(op.cid)) { S.outbox.push(clean(op)); seen.add(op.cid); }
-      }
+    const got = recoverBoxes(localStorage, {
+      uid: S.uid, project: S.project, ownKey: boxKey(S.uid, S.tab, S.inst), have: S.outbox.map((o) => o.cid),
+    });
+    S.outbox.push(...got.ops);
+    S.foreign = got.foreign;
+    if (got.stale) {
+      say(S, `${fmtInt(got.stale)} decision${got.stale === 1 ? "" : "s"} kept in this browser for an earlier project ` +
+        `called “${S.project}” (deleted since) ${got.stale === 1 ? "was" : "were"} not applied to this one.`, "warn");
     }
-  } catch (e) { /* no storage */ }
+  } catch { S.foreign = []; /* no storage */ }
 }
 function forgetForeign(S, answered) {
-  // operations of other tabs' boxes that the server has answered leave those boxes
-  if (!S.foreign || !S.foreign.size) return;
-  try {
-    for (const k of [...S.foreign]) {
-      let box = null;
-      try { box = JSON.parse(localStorage.getItem(k) || "null"); } catch (e) { box = null; }
-      if (!box || !Array.isArray(box.ops)) { S.foreign.delete(k); continue; }
-      const left = box.ops.filter((o) => !answered.has(o.cid));
-      if (!left.length) { localStorage.removeItem(k); S.foreign.delete(k); }
-      else if (left.length !== box.ops.length) localStorage.setItem(k, JSON.stringify({ ts: box.ts, ops: left }));
-    }
-  } catch (e) { /* no storage */ }
+  // operations of other page loads' boxes that the server has answered leave those boxes
+  if (!S.foreign || !S.foreign.length) return;
+  try { S.foreign = forgetAnswered(localStorage, S.foreign, answered); } catch { /* no storage */ }
 }
 function needMore(S) {
   if (S.done || S.want !== undefined || S.qid === null) return false;
@@ -383,15 +190,9 @@ function send(S, final) {
   const ops = S.outbox.slice(0, 400);
   for (const o of ops) o._sent = S.sentAt;
   S.api.setStateValue("sync", {
-    project: S.project, inst: S.inst, tab: S.tab, req: S.req, qid: S.qid,
-    want: S.want === undefined ? null : S.want, ops: ops.map(clean), final: !!final, focus_seen: S.focusSeq,
+    project: S.project, uid: S.uid, inst: S.inst, tab: S.tab, req: S.req, qid: S.qid,
+    want: S.want === undefined ? null : S.want, ops: ops.map(cleanOp), final: !!final, focus_seen: S.focusSeq,
   });
-}
-function clean(op) {
-  // what goes to the server and to localStorage: no client-side bookkeeping
-  const o = {};
-  for (const [k, v] of Object.entries(op)) if (!k.startsWith("_")) o[k] = v;
-  return o;
 }
 function flushNow(S) {
   persist(S);
@@ -403,23 +204,36 @@ function onData(S, data) {
   if (!data) return;
   if (S.project === null) {
     S.project = data.project;
+    S.uid = data.project_uid || null;
     recover(S);
     // decisions from before a refresh go first; the queue then starts after them
     if (S.outbox.length) S.wantStart = true;
+  } else if (data.project_uid && S.uid && data.project_uid !== S.uid) {
+    // the project was deleted and created again under this name while this tab was open: what waits
+    // belongs to the old one (the server refuses it); start over on the new one
+    const n = S.outbox.length;
+    S.outbox = [];
+    persist(S);
+    S.uid = data.project_uid;
+    S.local = []; S.undone = new Set(); S.failed = new Set();
+    if (n) {
+      say(S, `${fmtInt(n)} decision${n === 1 ? "" : "s"} for the earlier project called “${S.project}” ` +
+        "(deleted since) were not applied to this one.", "warn");
+    }
   }
   S.classes = data.classes || [];
   S.counts = data.counts || {};
   S.history = data.history || [];
+  S.historyTab = data.history_tab;   // whose history: the page knows this tab's id once the card spoke
   S.order = data.order;
   S.orderLabel = data.order_label || "";
   if (S.chipsFor !== JSON.stringify(S.classes)) buildChips(S);
   // answers to our operations
   const acks = data.acks || {};
   if (Object.keys(acks).length) {
-    const keep = S.outbox.filter((op) => !acks[op.cid]);
-    const open = new Set(keep.map((op) => op.id));
-    for (const op of S.outbox) if (acks[op.cid]) onAck(S, op, acks[op.cid], open);
-    if (keep.length !== S.outbox.length) { S.outbox = keep; persist(S); }
+    const { keep, answered, open } = takeAcks(S.outbox, acks);
+    for (const { op, res } of answered) onAck(S, op, res, open);
+    if (answered.length) { S.outbox = keep; persist(S); }
     forgetForeign(S, new Set(Object.keys(acks)));
   }
   if ((data.ack_req || 0) >= S.inflight && data.ack_inst === S.inst) S.inflight = 0;
@@ -525,6 +339,8 @@ function onAck(S, op, res, open) {
       item.review_status = cur.status; item.review_label = cur.label; item.version = cur.version;
       item.base = cur.version; item.local = null;
     }
+  } else if (res.stale_project) {
+    say(S, `Not saved: decision on #${op.id ?? op.undo} ${res.error}.`, "bad");
   } else if (res.missing) {
     say(S, `Example #${op.id} no longer exists (its job was deleted).`, "bad");
   } else {
@@ -544,15 +360,12 @@ function decide(S, action, label, t0) {
   if (!it) return;
   if (action === "overridden" && !label) return;
   const cid = rid("d");
-  const from = it.local ? it.local.status : it.review_status;
-  const op = { cid, id: it.id, action, label: label || null, base: it.base, tab: S.tab, _from: from, _to: action,
-               _made: performance.now() };
+  const op = decisionOp({ cid, item: it, action, label, tab: S.tab, now: performance.now() });
   S.outbox.push(op);
   persist(S);                       // before anything else: a closed tab loses nothing
-  S.local.push({ unit: cid, id: it.id, action, label: label || null, text: it.text,
-                 prev: { status: it.local ? it.local.status : it.review_status,
-                         label: it.local ? it.local.label : it.review_label } });
-  if (S.local.length > 500) S.local.splice(0, S.local.length - 500);
+  pushLocal(S.local, { unit: cid, id: it.id, action, label: label || null, text: it.text,
+                      prev: { status: it.local ? it.local.status : it.review_status,
+                              label: it.local ? it.local.label : it.review_label } });
   it.local = { status: action, label: label || null };
   advance(S, 1);
   paint(S, t0);
@@ -570,19 +383,14 @@ function advance(S, step) {
   }
   return true;
 }
-function undoStack(S) {
-  const server = S.history.slice().reverse();
-  const known = new Set(server.map((u) => u.unit));
-  const local = S.local.filter((u) => !known.has(u.unit));
-  return [...server, ...local].filter((u) => !S.undone.has(u.unit) && !S.failed.has(u.unit));
-}
+function stackOf(S) { return undoStack(S.history, S.local, S.undone, S.failed); }
 function undo(S, t0) {
-  const stack = undoStack(S);
+  const stack = stackOf(S);
   const u = stack[stack.length - 1];
   if (!u) { say(S, "Nothing to undo in this tab.", "warn"); paint(S, t0); return; }
   const cid = rid("u");
   S.undone.add(u.unit);
-  const op = { cid, undo: u.unit, tab: S.tab, _made: performance.now() };
+  const op = undoOp({ cid, unit: u.unit, tab: S.tab, now: performance.now() });
   S.outbox.push(op);
   persist(S);
   if (!u.bulk) {
@@ -797,19 +605,8 @@ function shownStatus(it) {
   return it.local ? { status: it.local.status, label: it.local.label, mine: true }
                   : { status: it.review_status, label: it.review_label, mine: false };
 }
-function liveCounts(S) {
-  // the server's counts, plus the decisions still on their way (so the counts move with each key)
-  const c = { ...(S.counts || {}) };
-  for (const op of S.outbox) {
-    if (!op._from || !op._to || op._from === op._to) continue;
-    c[op._from] = (c[op._from] || 0) - 1;
-    c[op._to] = (c[op._to] || 0) + 1;
-  }
-  c.pending = Math.max(0, (c.total || 0) - (c.accepted || 0) - (c.overridden || 0) - (c.rejected || 0));
-  return c;
-}
 function renderCounts(S) {
-  const c = liveCounts(S);
+  const c = liveCounts(S.counts, S.outbox);
   for (const node of S.nodes.counts) {
     const k = node.dataset.k;
     if (k === "agree") {
@@ -856,8 +653,9 @@ function render(S) {
   n.reasons.textContent = "";
   if (it.outside) n.reasons.appendChild(el("span", "pmx-reason pmx-why-none", `${it.outside}: outside the current filter`));
   for (const r of it.reasons || []) n.reasons.appendChild(el("span", "pmx-reason", r.text));
-  if (S.order === "informative" && !(it.reasons || []).length)
+  if (S.order === "informative" && !(it.reasons || []).length) {
     n.reasons.appendChild(el("span", "pmx-reason pmx-why-none", "no reason to look first"));
+  }
   // what this example holds now
   const st = shownStatus(it);
   n.decision.textContent = "";
@@ -902,9 +700,9 @@ function render(S) {
     n.relabel.appendChild(cls(it.llm_label, "b"));
     n.relabel.appendChild(el("div", it.relabel_status === "agree" ? "pmx-ok pmx-sub" : "pmx-warn pmx-sub",
       (it.relabel_status === "agree" ? "agrees with written-for" : "differs from written-for") +
-      (it.llm_confidence === null || it.llm_confidence === undefined ? "" :
-        ` · confidence ${Number(it.llm_confidence).toFixed(2)}`)));
+      confidence(it.llm_confidence)));
   }
+  renderJudges(S, it);
   n.rawRow.hidden = !it.llm_raw;
   if (it.llm_raw) n.raw.textContent = it.llm_raw + (it.llm_raw_len > it.llm_raw.length ? ` … (${fmtInt(it.llm_raw_len)} characters)` : "");
   n.nearestRow.hidden = !it.nearest_label;
@@ -914,12 +712,47 @@ function render(S) {
   renderUndo(S);
   renderStatus(S);
 }
+function confidence(x) {
+  return x === null || x === undefined ? "" : ` · confidence ${Number(x).toFixed(2)}`;
+}
+function renderJudges(S, it) {
+  // the student judge (a small model that needs no LLM) beside
+  // the LLM relabel, and whether the two agree
+  const n = S.nodes;
+  n.judge.textContent = "";
+  if (!it.judge_label) n.judge.appendChild(el("span", "pmx-sub", "not judged yet"));
+  else {
+    n.judge.appendChild(cls(it.judge_label, "b"));
+    n.judge.appendChild(el("div", it.judge_label === it.intended_label ? "pmx-ok pmx-sub" : "pmx-warn pmx-sub",
+      (it.judge_label === it.intended_label ? "agrees with written-for" : "differs from written-for") +
+      confidence(it.judge_confidence)));
+  }
+  const agree = it.judges_agree;
+  n.agreeRow.hidden = agree === null || agree === undefined;
+  n.agree.textContent = "";
+  if (agree === true) {
+    n.agree.appendChild(el("span", "pmx-ok", "LLM and judge agree"));
+    n.agree.appendChild(document.createTextNode(" on "));
+    n.agree.appendChild(cls(it.llm_label, "b"));
+  } else if (agree === false) {
+    n.agree.appendChild(el("span", "pmx-warn", "LLM and judge disagree"));
+    n.agree.appendChild(document.createTextNode(": the LLM says "));
+    n.agree.appendChild(cls(it.llm_label, "b"));
+    n.agree.appendChild(document.createTextNode(", the judge says "));
+    n.agree.appendChild(cls(it.judge_label, "b"));
+  }
+  n.card.dataset.judgesAgree = agree === null || agree === undefined ? "" : String(agree);
+}
 function renderUndo(S) {
-  const stack = undoStack(S);
+  const stack = stackOf(S);
   const u = stack[stack.length - 1];
   const n = S.nodes;
   n.undoBtn.disabled = !u;
-  if (!u) { n.undoWhat.textContent = "Undo: nothing yet in this tab"; return; }
+  if (!u) {
+    // after a reload the first answer can come before the page has heard this tab's id
+    n.undoWhat.textContent = S.historyTab === S.tab ? "Undo: nothing yet in this tab" : "Undo: reading this tab's history…";
+    return;
+  }
   if (u.bulk) { n.undoWhat.textContent = `Undo the bulk ${verb(u.action)} of ${fmtInt(u.n)} examples`; return; }
   const what = u.action === "overridden" ? `override to ${u.label}` : verb(u.action);
   const text = (u.text || "").length > 48 ? u.text.slice(0, 47) + "…" : (u.text || "");
@@ -950,14 +783,3 @@ export default function (component) {
   onData(S, data);
   return S.cleanup;
 }
-"""
-
-CARD = st.components.v2.component("promptmix_review_card", html=HTML, css=CSS, js=JS)
-
-
-def review_card(data: dict[str, Any], *, key: str):
-    """Mount the card; returns its result (``.sync`` is the browser's last state)."""
-    return CARD(key=key, data=data, on_sync_change=lambda: None, height="content")
-
-
-__all__ = ["CSS", "HTML", "JS", "review_card"]

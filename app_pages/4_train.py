@@ -10,11 +10,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages._ui import (
+from app_pages._ui import (
     NO_TEST_SET_NOTE,
     current_project,
     device_info,
-    ensure_app_shell,
     flash,
     fmt_duration,
     fmt_time,
@@ -37,7 +36,6 @@ from promptmix_core.training.data import build_training_data
 from promptmix_core.training.jobs import prepare_job_data
 from promptmix_core.training.plan import data_report, train_plan
 
-ensure_app_shell()
 header(
     "4 · Train",
     "Fine-tune a small, fast classifier (the student) on your seeds plus the generated examples. Training "
@@ -253,7 +251,7 @@ def render_job(job_id: int) -> None:
                 st.caption(f"Scores on {sc['eval']}.")
             if sc["eval"] == "held-out generated examples":
                 st.caption(f":orange[:material/warning:] {NO_TEST_SET_NOTE}")
-            st.page_link("pages/5_results.py", label="See the results and export", icon=":material/arrow_forward:")
+            st.page_link("app_pages/5_results.py", label="See the results and export", icon=":material/arrow_forward:")
 
 
 flash("train_flash")

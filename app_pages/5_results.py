@@ -11,12 +11,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages._ui import (
+from app_pages._ui import (
     NO_TEST_SET_NOTE,
     configured_key,
     current_project,
     empty_state,
-    ensure_app_shell,
     header,
     md_escape,
     quote,
@@ -27,7 +26,6 @@ from pages._ui import (
 from promptmix_core.paths import run_model_dir
 from promptmix_core.export import curated_records, dataset_bytes, safe_filename, to_csv_bytes, zip_folder_bytes
 
-ensure_app_shell()
 header(
     "5 · Results",
     "Compare training runs, see which classes get confused, look at where the generated examples fall "

@@ -7,9 +7,8 @@ import sqlite3
 import pandas as pd
 import streamlit as st
 
-from pages._ui import (
+from app_pages._ui import (
     current_project,
-    ensure_app_shell,
     flash,
     header,
     md_escape,
@@ -27,7 +26,6 @@ from promptmix_core.projects import (
 from promptmix_core.store import StoreError
 from promptmix_core.task import ClassSpec, Task, TaskError
 
-ensure_app_shell()
 header(
     "1 · Task",
     "Name the classes your classifier should tell apart, describe each in a sentence and give a few "
@@ -309,4 +307,4 @@ with metrics_slot:
 
 if saved and not dirty:
     st.divider()
-    st.page_link("pages/2_generate.py", label="Next: generate borderline examples", icon=":material/arrow_forward:")
+    st.page_link("app_pages/2_generate.py", label="Next: generate borderline examples", icon=":material/arrow_forward:")

@@ -7,10 +7,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages._ui import (
+from app_pages._ui import (
     configured_key,
     current_project,
-    ensure_app_shell,
     flash,
     fmt_cost,
     fmt_duration,
@@ -34,7 +33,6 @@ from promptmix_core.specs import GenerationSpec, LLMSpec
 from promptmix_core.store import StoreError
 from promptmix_core.task import TaskError, validate
 
-ensure_app_shell()
 header(
     "2 · Generate",
     "Let an LLM write more examples for your classes, the hard ones near the boundary between two classes, "
@@ -49,7 +47,7 @@ except TaskError as exc:
     st.error("The task is not complete yet, so nothing can be generated:")
     for p in exc.problems:
         st.markdown(f"- {md_escape(p)}")
-    st.page_link("pages/1_task.py", label="Fix it on 1 · Task", icon=":material/arrow_forward:")
+    st.page_link("app_pages/1_task.py", label="Fix it on 1 · Task", icon=":material/arrow_forward:")
     st.stop()
 
 PROVIDERS = {
@@ -375,7 +373,7 @@ else:
         column_config={"text": st.column_config.TextColumn("text", width="large"),
                        "α": st.column_config.NumberColumn("α", format="%.2f")},
     )
-    st.page_link("pages/3_review.py", label="Next: review the examples", icon=":material/arrow_forward:")
+    st.page_link("app_pages/3_review.py", label="Next: review the examples", icon=":material/arrow_forward:")
 
 jobs = store.list_jobs(kind="generate", limit=50)
 if jobs:
