@@ -39,7 +39,7 @@ from .relabel import RelabelConfig
 from .training.config import TrainConfig
 from .training.data import LABEL_SOURCES, PENDING_RULES, UNPARSEABLE_RULES
 from .training.embed_lr import EmbedLRConfig
-from .training.plan import STUDENTS
+from .training.plan import STUDENT_OPTIONS
 
 
 def _is_int(v: Any) -> bool:
@@ -334,8 +334,13 @@ class TrainingSpec(_Spec):
     of the run; ``train``: the fine-tuning settings (:class:`TrainConfig`; its learning rate ``None``
     follows TrainConfig's rule: 4e-5, 6e-5 for 50+ classes).
 
-    ``student``: ``finetune`` (the default: fine-tune ``train.model``) or ``embed-lr`` (the quick
-    student: frozen all-MiniLM-L6-v2 embeddings + logistic regression, settings in ``embed_lr``).
+    ``student``: ``auto`` (the default: the student the measurements pick for the data,
+    :func:`promptmix_core.training.plan.choose_student`: SetFit at few-shot sizes, fine-tuning above),
+    ``finetune`` (fine-tune ``train.model``), ``setfit`` or ``embed-lr`` (the quick student: frozen
+    all-MiniLM-L6-v2 embeddings + logistic regression, settings in ``embed_lr``).
+    ``curation``: the default selection of generated examples (:mod:`promptmix_core.training.curate`;
+    reviewed decisions override it). ``control``: also train the same student on the seeds alone and
+    compare on the test set (:mod:`promptmix_core.training.control`; cached, so it costs once).
     Scoring: with ``test_path`` (a labelled CSV/JSONL, every row checked against the task) the run
     is scored on that file; otherwise, with ``use_test_set``, on the project's test set when it has
     one. Generated examples that repeat a test row are never trained on."""
@@ -348,20 +353,25 @@ class TrainingSpec(_Spec):
     example_job_id: int | None = None
     include_seeds: bool = True
     val_path: str | None = None
-    val_fraction: float = 0.2
+    val_fraction: float = 0.0  # generated hold-out: agreement with generated labels, not a measure
     out_dir: str | None = None
     name: str | None = None
     method: str | None = None
-    student: str = "finetune"
+    student: str = "auto"
     test_path: str | None = None
     use_test_set: bool = True
     embed_lr: dict[str, Any] = field(default_factory=dict)
+    curation: bool = True
+    control: bool = True
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> list[str]:
         p: list[str] = []
-        if self.student not in STUDENTS:
-            p.append(f"student must be one of {', '.join(STUDENTS)} (got {self.student!r})")
+        if self.student not in STUDENT_OPTIONS:
+            p.append(f"student must be one of {', '.join(STUDENT_OPTIONS)} (got {self.student!r})")
+        for name in ("curation", "control"):
+            if not isinstance(getattr(self, name), bool):
+                p.append(f"{name} must be true or false (got {getattr(self, name)!r})")
         if not isinstance(self.use_test_set, bool):
             p.append(f"use_test_set must be true or false (got {self.use_test_set!r})")
         if not isinstance(self.embed_lr, Mapping):
