@@ -195,3 +195,42 @@ def _fingerprint(rows: Sequence[Mapping[str, Any]]) -> str:
 
 __all__ = ["NO_TEST_SET", "Comparison", "compare", "control_key", "describe", "paired_bootstrap",
            "seeds_only_control"]
+
+
+def run_report(fm: Mapping[str, Any], *, run_id: int | None = None, model_dir: str | None = None) -> dict[str, Any]:
+    """The JSON of ``promptmix train --report FILE``, from a run's final metrics: the student (and
+    why), ``test`` scores, the ``control``'s, the ``delta`` with its 95 % interval, and the examples
+    used per source (seeds; generated, by label source; what the label rules and the curation left out)."""
+    fm = dict(fm or {})
+    data = fm.get("data") or {}
+    ctl = fm.get("control") or {}
+    test = ({"accuracy": fm["test_accuracy"], "macro_f1": fm.get("test_macro_f1"), "n": fm.get("test_n")}
+            if fm.get("test_accuracy") is not None else None)
+    dropped = dict(data.get("dropped") or {})
+    out: dict[str, Any] = {
+        "run_id": run_id,
+        "model_dir": model_dir,
+        "student": fm.get("student") or "finetune",
+        "student_reason": fm.get("student_reason"),
+        "test": test,
+        "control": ({"test": ctl["test"], "student": ctl.get("student"), "model_dir": ctl.get("model_dir"),
+                     "n_train": ctl.get("n_train"), "cached": ctl.get("cached")} if ctl.get("test") else
+                    {"test": None, "seeds_only_run": bool(ctl.get("seeds_only_run")), "skipped": ctl.get("skipped")}),
+        "delta": ctl.get("delta"),
+        "examples": {
+            "seeds": data.get("seeds"),
+            "generated": {str(data.get("label_source") or "generated"): data.get("generated")},
+            "train": data.get("train", fm.get("n_train")),
+            "validation": data.get("val"),
+            "left_out": {k: v for k, v in dropped.items() if v},
+            "curation": data.get("curation"),
+        },
+        "validation": ({"accuracy": fm.get("val_accuracy"), "macro_f1": fm.get("val_macro_f1"), "n": fm.get("val_n"),
+                        "source": data.get("val_source"), "is_measure": bool(fm.get("val_is_measure"))}
+                       if fm.get("val_accuracy") is not None else None),
+        "train_time_s": fm.get("train_time_s"),
+    }
+    return out
+
+
+__all__ += ["run_report"]
