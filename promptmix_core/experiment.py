@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-METHODS = ("baseline", "eda", "a1", "a2", "no-mixup", "llm-direct", "a2-targeted", "setfit", "setfit+a2")
+METHODS = ("baseline", "eda", "a1", "a2", "no-mixup", "llm-direct", "a2-targeted", "setfit", "setfit+a2", "default")
 METHOD_TITLES = {
     "baseline": "Seeds only (baseline)",
     "eda": "EDA (Wei & Zou 2019)",
@@ -50,8 +50,9 @@ METHOD_TITLES = {
     "a2-targeted": "PromptMix A2 + one round aimed at the A2 student's confused pairs",
     "setfit": "SetFit (Tunstall et al. 2022) on the seeds",
     "setfit+a2": "SetFit on seeds + A2 examples",
+    "default": "Default pipeline (offline): curated A2 examples + the student picked for the data",
 }
-LLM_METHODS = {"a1", "a2", "no-mixup", "llm-direct", "a2-targeted", "setfit+a2"}
+LLM_METHODS = {"a1", "a2", "no-mixup", "llm-direct", "a2-targeted", "setfit+a2", "default"}
 #: methods whose student is SetFit rather than the fine-tuned classifier
 SETFIT_METHODS = {"setfit", "setfit+a2"}
 RESULT_VERSION = 1
@@ -375,6 +376,11 @@ def run_experiment(
                           "test": _key(test)}
             if method in LLM_METHODS:
                 method_key["llm"] = holder.identity()
+            if method == "default":  # the default's own rules: a change of them is a new result
+                from .training.curate import CurationConfig
+                from .training.plan import FEW_SHOT_PER_CLASS
+
+                method_key["default"] = {"curation": CurationConfig().to_dict(), "few_shot": FEW_SHOT_PER_CLASS}
             raw_path = out / "raw" / method / f"run{r}.json"
             prev = _read_json(raw_path) if reuse else None
             if prev and prev.get("key") == _key(method_key):
@@ -403,7 +409,7 @@ def run_experiment(
             else:
                 ts, extra = _METHOD_DATA[method](run)
                 record.update(extra)
-                clf, fit = _fit(run, ts, student="setfit" if method in SETFIT_METHODS else "finetune")
+                clf, fit = _fit(run, ts, student=_method_student(method, ts, run))
                 if method == "a2" and "a2-targeted" in methods:
                     run.a2_classifier = clf  # the targeted round reads its confusions on the validation split
                 preds, _ = clf.predict(test_texts)
@@ -514,6 +520,28 @@ def _data_no_mixup(run: _Run):
     return build_training_data(run.task, g["examples"], label_source="a2"), _gen_info(g, "relabel_summary")
 
 
+def _data_default(run: _Run):
+    """What ``generate --relabel`` then ``train`` with every default trains on: the seeds plus the A2
+    examples the default curation keeps (:mod:`.training.curate`)."""
+    from .training.curate import CurationConfig
+    from .training.data import build_training_data
+
+    g = run.gen(True, True)
+    ts = build_training_data(run.task, g["examples"], label_source="a2", curation=CurationConfig())
+    return ts, {**_gen_info(g, "relabel_summary"), "curated_out": {k: v for k, v in ts.dropped.items()
+                                                                   if k.startswith("curated_")}}
+
+
+def _method_student(method: str, ts: Any, run: _Run) -> str:
+    """The student a method trains: SetFit for the SetFit methods, the picked one for the default
+    (:func:`.training.plan.choose_student`), else fine-tuning."""
+    if method == "default":
+        from .training.plan import choose_student
+
+        return choose_student("auto", len(ts), len(run.labels)).student
+    return "setfit" if method in SETFIT_METHODS else "finetune"
+
+
 def _data_a2_targeted(run: _Run):
     """A2, then one more round aimed at the pairs the A2 student confuses on a validation split drawn
     from the training pool (never the test set): Ci mixed with Cj at alpha drawn as usual, relabelled."""
@@ -557,12 +585,18 @@ _METHOD_DATA: dict[str, Callable[[_Run], Any]] = {
     "a2-targeted": _data_a2_targeted,
     "setfit": _data_baseline,
     "setfit+a2": _data_a2,
+    "default": _data_default,
 }
 TARGETED_PAIRS = 3  # confused pairs aimed at by a2-targeted (both directions of each)
 
 
 def _fit(run: _Run, ts: Any, *, student: str) -> tuple[Any, dict[str, Any]]:
     """Train the method's student on ``ts``: (classifier with ``predict``, what to record)."""
+    if student == "embed-lr":
+        from .training.embed_lr import train_embed_lr
+
+        res = train_embed_lr({"seed": run.seed}, ts.texts, ts.targets, label_names=run.labels)
+        return res.classifier, {"student": "embed-lr", "train_time_s": round(res.train_time_s, 2)}
     if student == "setfit":
         from .training.setfit_student import SetFitConfig, plan_steps, train_setfit
 

@@ -126,6 +126,7 @@ def build_training_data(
     exclude_texts: Iterable[str] = (),
     curation: Any = None,
     judge: Any = None,
+    embed_judge: bool = True,
 ) -> TrainingSet:
     """Seeds plus generated examples labelled by ``label_source`` (see the module docstring).
 
@@ -137,7 +138,8 @@ def build_training_data(
     ``curation`` (a :class:`.curate.CurationConfig`; None: off) applies the default selection of
     generated examples (:mod:`.curate`): junk flags, judges that disagree, low confidence; reviewed
     decisions override it. ``judge`` labels examples without a ``judge_label`` (default: the
-    embedding judge on the seeds, when curation is on). Left-out examples count as ``curated_*``.
+    embedding judge on the seeds, when curation is on; ``embed_judge=False`` computes none, for a
+    quick preview that needs no model). Left-out examples count as ``curated_*``.
 
     Rows are ``{"text", "label", "source"}``; generated ones also carry ``example_id`` (the store's
     example id, when the examples have one), so a run can record exactly what it trained on.
@@ -199,7 +201,7 @@ def build_training_data(
     if curation is not None and getattr(curation, "enabled", False) and examples:
         from .curate import embedding_judge, select
 
-        if judge is None and seed_rows:
+        if judge is None and seed_rows and embed_judge:
             by: dict[str, list[str]] = {lab: [] for lab in labels}
             for r in seed_rows:
                 by.setdefault(r["label"], []).append(r["text"])

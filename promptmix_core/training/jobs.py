@@ -75,9 +75,11 @@ def _test_rows(store: Any, spec: Any, task: Any) -> tuple[list[dict[str, str]], 
     return rows, {**info, "n": len(rows), "fingerprint": rows_fingerprint(rows)}
 
 
-def prepare_job_data(store: Any, cfg: Any) -> dict[str, Any]:
+def prepare_job_data(store: Any, cfg: Any, *, embed_judge: bool = True) -> dict[str, Any]:
     """Training, validation and test rows for a job's :class:`~promptmix_core.specs.TrainingSpec`
-    (or its stored dict; see the module docstring)."""
+    (or its stored dict; see the module docstring). ``embed_judge=False`` (the Train page's preview)
+    skips the embedding judge for examples without a ``judge_label``: no model is loaded, and the
+    run itself may then leave out a few more."""
     from ..specs import TrainingSpec
     from ..task import normalize_text
 
@@ -96,6 +98,7 @@ def prepare_job_data(store: Any, cfg: Any) -> dict[str, Any]:
         include_seeds=spec.include_seeds,
         exclude_texts=[r["text"] for r in test_rows],
         curation=CurationConfig(enabled=bool(spec.curation)),
+        embed_judge=embed_judge,
     )
     if not ts.rows:
         raise ValueError("no training examples: every example was dropped by the label rules")
