@@ -205,8 +205,8 @@ else:
                         )
                     fm = r.final_metrics or {}
                     data = fm.get("data") or {}
-                    if fm.get("student") == "embed-lr":
-                        st.caption(f"Quick student trained on {data.get('train', fm.get('n_train', '?'))} examples"
+                    if fm.get("student") in ("embed-lr", "setfit"):
+                        st.caption(f"{'SetFit' if fm['student'] == 'setfit' else 'Quick'} student trained on {data.get('train', fm.get('n_train', '?'))} examples"
                                    f" ({data.get('seeds', '?')} seeds) in {fm.get('train_time_s', '?')} s.")
                     else:
                         st.caption(
