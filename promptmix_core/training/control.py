@@ -170,6 +170,10 @@ def seeds_only_control(
     else:
         folder.mkdir(parents=True, exist_ok=True)
         res = fit(texts, gold_train, str(folder))
+        if res.status == "cancelled":
+            from ..errors import Cancelled
+
+            raise Cancelled("training was stopped during the seeds-only control")
         if res.status != "done" or not res.test_metrics:
             raise RuntimeError("the seeds-only control did not finish")
         m = res.test_metrics
