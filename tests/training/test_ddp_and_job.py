@@ -133,7 +133,8 @@ def test_training_job_through_the_worker(tmp_path, row_maker):
     from promptmix_core import jobs
 
     store = _project(tmp_path, row_maker)
-    cfg = {"train": {"epochs": 2, "min_steps": 0, "batch_size": 8, "max_length": 16, "log_every": 1}}
+    cfg = {"student": "finetune", "train": {"epochs": 2, "min_steps": 0, "batch_size": 8, "max_length": 16,
+                                            "log_every": 1}}
     job_id = jobs.start_job(store.path, "train", cfg)
     deadline = time.time() + 180
     while store.get_job(job_id).active and time.time() < deadline:
@@ -143,7 +144,8 @@ def test_training_job_through_the_worker(tmp_path, row_maker):
     run = store.list_runs()[0]
     assert run.job_id == job_id and run.status == "done" and f"run #{run.id} done" in job.message
 
-    long = {"train": {"epochs": 200, "min_steps": 0, "batch_size": 2, "max_length": 16, "log_every": 1}}
+    long = {"student": "finetune", "train": {"epochs": 200, "min_steps": 0, "batch_size": 2, "max_length": 16,
+                                             "log_every": 1}}
     job2 = jobs.start_job(store.path, "train", long)
     deadline = time.time() + 180
     while time.time() < deadline:
