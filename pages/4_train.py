@@ -566,8 +566,9 @@ if data is not None:
                 st.info(note, icon=":material/info:")
         elif resolved == "setfit":
             from promptmix_core.training.setfit_student import SetFitConfig, plan_steps
+            from promptmix_core.training.students import student_settings
 
-            pairs, steps = plan_steps(report.n_train, SetFitConfig())
+            pairs, steps = plan_steps(report.n_train, SetFitConfig(**student_settings("setfit", {"seed": int(seed)})))
             st.markdown(f"**Plan:** {steps} contrastive steps on {pairs} pairs of the {report.n_train} training "
                         "examples, then a logistic regression on the tuned embeddings")
         else:

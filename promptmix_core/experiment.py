@@ -380,7 +380,10 @@ def run_experiment(
                 from .training.curate import CurationConfig
                 from .training.plan import FEW_SHOT_PER_CLASS
 
-                method_key["default"] = {"curation": CurationConfig().to_dict(), "few_shot": FEW_SHOT_PER_CLASS}
+                from .training.plan import SETFIT_MAX_STEPS
+
+                method_key["default"] = {"curation": CurationConfig().to_dict(), "few_shot": FEW_SHOT_PER_CLASS,
+                                         "setfit_max_steps": SETFIT_MAX_STEPS}
             raw_path = out / "raw" / method / f"run{r}.json"
             prev = _read_json(raw_path) if reuse else None
             if prev and prev.get("key") == _key(method_key):
@@ -409,7 +412,7 @@ def run_experiment(
             else:
                 ts, extra = _METHOD_DATA[method](run)
                 record.update(extra)
-                clf, fit = _fit(run, ts, student=_method_student(method, ts, run))
+                clf, fit = _fit(run, ts, student=_method_student(method, ts, run), default=method == "default")
                 if method == "a2" and "a2-targeted" in methods:
                     run.a2_classifier = clf  # the targeted round reads its confusions on the validation split
                 preds, _ = clf.predict(test_texts)
@@ -590,8 +593,9 @@ _METHOD_DATA: dict[str, Callable[[_Run], Any]] = {
 TARGETED_PAIRS = 3  # confused pairs aimed at by a2-targeted (both directions of each)
 
 
-def _fit(run: _Run, ts: Any, *, student: str) -> tuple[Any, dict[str, Any]]:
-    """Train the method's student on ``ts``: (classifier with ``predict``, what to record)."""
+def _fit(run: _Run, ts: Any, *, student: str, default: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Train the method's student on ``ts``: (classifier with ``predict``, what to record); ``default``:
+    with the training job's default settings for that student (:func:`.training.students.student_settings`)."""
     if student == "embed-lr":
         from .training.embed_lr import train_embed_lr
 
@@ -600,7 +604,12 @@ def _fit(run: _Run, ts: Any, *, student: str) -> tuple[Any, dict[str, Any]]:
     if student == "setfit":
         from .training.setfit_student import SetFitConfig, plan_steps, train_setfit
 
-        cfg = SetFitConfig(seed=run.seed)
+        if default:
+            from .training.students import student_settings
+
+            cfg = SetFitConfig(**student_settings("setfit", {"seed": run.seed}))
+        else:
+            cfg = SetFitConfig(seed=run.seed)
         res = train_setfit(ts.texts, ts.targets, run.labels, cfg)
         return res.classifier, {"student": "setfit", "steps": plan_steps(len(ts), cfg)[1],
                                 "train_time_s": round(res.train_time_s, 2), "setfit": cfg.to_dict()}

@@ -20,6 +20,10 @@ AUTO = "auto"
 STUDENT_OPTIONS = {AUTO: "the student the measurements pick for this data", **STUDENTS}
 #: at most this many training examples per class is "few-shot": SetFit is the default there
 FEW_SHOT_PER_CLASS = 32
+#: the default SetFit's cap on contrastive steps (setfit's own default draws 2 x 20 pairs per example: 250
+#: steps for 100 examples). 100 steps keeps a run plus its seeds-only control within a minute on 2 cores
+#: (docs/BENCHMARKS.md); with k = 2 seeds per class (the measured setting) the seeds never reach the cap
+SETFIT_MAX_STEPS = 100
 EVIDENCE = ("docs/RESULTS.md, k = 2 seeds per class, 3 runs: SetFit on the seeds beat fine-tuning on every "
             "data set (SUBJ 70.7 vs 68.6 %, Twitter complaints 67.5 vs 58.7 %, TREC6 43.9 vs 31.6 %, "
             "Banking77-10 88.9 vs 81.7 %, all 77 classes 67.7 vs 36.1 %)")

@@ -23,7 +23,9 @@ def student_settings(student: str, train: Mapping[str, Any], embed_lr: Mapping[s
     if student == "setfit":
         from .setfit_student import SetFitConfig
 
-        return SetFitConfig(seed=int(train.get("seed", 0) or 0)).to_dict()
+        from .plan import SETFIT_MAX_STEPS
+
+        return SetFitConfig(seed=int(train.get("seed", 0) or 0), max_steps=SETFIT_MAX_STEPS).to_dict()
     if student == "embed-lr":
         return dict(EmbedLRConfig.from_dict(embed_lr).__dict__)
     raise ValueError(f"unknown student {student!r}; use one of {', '.join(STUDENTS)}")
