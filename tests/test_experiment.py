@@ -139,3 +139,19 @@ def test_a2_targeted_and_setfit_a2(tmp_path, datasets_dir, fake_llm):
     examples = json.loads(cached.read_text())["examples"]
     assert {(e["intended_label"], e["mixed_with"]) for e in examples} <= {tuple(p) for p in targeted["pairs"]}
     assert not test_texts & {e["text"] for e in examples}
+
+
+def test_default_method_curates_and_trains_the_picked_student(tmp_path, datasets_dir, fake_llm):
+    """``default``: what generate --relabel then train with every default does: the A2 examples the
+    curation keeps, on the student picked for the data (SetFit at this few-shot size)."""
+    cfg = LLMConfig(base_url=fake_llm.base_url, model="fake-model", concurrency=4)
+    summary = run_experiment(datasets_dir / "trec6", k=2, methods=["default"], runs=1, per_class=3, test_limit=12,
+                             classes=3, out_dir=tmp_path / "res", llm_config=cfg)
+    (row,) = summary["methods"]
+    assert row["method"] == "default" and 0.0 <= row["accuracy_mean"] <= 1.0
+    raw = json.loads((tmp_path / "res" / "raw" / "default" / "run0.json").read_text())
+    assert raw["student"] == "setfit"
+    kept = raw["data"]["generated"]
+    curated_out = sum(raw["curated_out"].values())
+    assert kept + curated_out + sum(v for k, v in raw["data"]["dropped"].items() if not k.startswith("curated_")) == 9
+    assert raw["data"]["seeds"] == 6 and raw["n_train"] == 6 + kept
