@@ -18,7 +18,7 @@ K = f"train::{DEMO_NAME}::"
 def started(monkeypatch, demo_store):
     calls = []
 
-    def fake_start(store_path, kind, config, *, api_key=None):
+    def fake_start(store_path, kind, config, *, api_key=None, **kw):  # key_endpoint=: the key is bound to its URL
         calls.append({"kind": kind, "config": dict(config)})
         return demo_store.create_job(kind, config)
 
