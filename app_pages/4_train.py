@@ -34,7 +34,8 @@ from promptmix_core.training.config import TrainConfig, default_learning_rate
 from promptmix_core.store import StoreError
 from promptmix_core.training.data import build_training_data
 from promptmix_core.training.jobs import prepare_job_data
-from promptmix_core.training.plan import data_report, train_plan
+from promptmix_core.training.control import NO_TEST_SET, describe as describe_control
+from promptmix_core.training.plan import choose_student, data_report, run_name as default_run_name, train_plan
 
 header(
     "4 · Train",
@@ -52,12 +53,14 @@ last = st.session_state.get(K + "spec") or TrainingSpec.from_page_settings(setti
 examples = store.list_examples()
 
 SOURCES = {
-    "a2": "A2 · LLM relabel (the paper's choice)",
+    "a2": "A2 · LLM relabel",
     "a1": "A1 · the class each example was written for",
     "reviewed": "Reviewed · your decisions on the Review page",
 }
-STUDENT_CHOICES = {"finetune": "Fine-tune a transformer (the final model)",
-                   "embed-lr": "Quick student: MiniLM embeddings + logistic regression (seconds)"}
+STUDENT_CHOICES = {"auto": "Picked for your data (from the measurements)",
+                   "setfit": "SetFit: contrastive MiniLM + logistic regression",
+                   "embed-lr": "Quick student: MiniLM embeddings + logistic regression (seconds)",
+                   "finetune": "Fine-tune a transformer"}
 PENDING_CHOICES = {"drop": "Leave them out", "a1": "A1 · the class they were written for", "a2": "A2 · the LLM relabel"}
 # The live panel (progress and charts, one fragment) reruns every LIVE_EVERY_S seconds and reads only
 # the new metric rows. Each rerun costs the server and, more, the browser CPU (every chart on the page
@@ -122,25 +125,31 @@ class LiveMetrics:
         self.points: list[dict] = []
         self.figs: tuple[go.Figure, go.Figure | None] | None = None
 
-    def poll(self, run_id: int) -> bool:
+    def poll(self, run_id: int, val_is_measure: bool = True) -> bool:
         new = store.get_metrics(run_id, after_id=self.after)
         if not new:
             return False
         self.points.extend(new)
         self.after = new[-1]["id"]
-        has_acc = any(p["name"] in ("val_accuracy", "val_macro_f1") for p in self.points)
-        self.figs = (metric_figure(self.points, ["train_loss", "val_loss"], "Loss"),
+        has_acc = val_is_measure and any(p["name"] in ("val_accuracy", "val_macro_f1") for p in self.points)
+        self.figs = (metric_figure(self.points, ["train_loss", "val_loss"] if val_is_measure else ["train_loss"], "Loss"),
                      metric_figure(self.points, ["val_accuracy", "val_macro_f1"], "Validation accuracy", percent=True)
                      if has_acc else None)
         return True
 
 
-def render_charts(run_id: int | None, key: str) -> None:
+def _val_is_measure(run) -> bool:
+    """Validation on real labelled rows (a validation file) is a measure; on held-out generated examples it
+    is only agreement with the generated labels, so the charts leave it out."""
+    return run is not None and bool((run.config or {}).get("val_path"))
+
+
+def render_charts(run_id: int | None, key: str, val_is_measure: bool = True) -> None:
     if not run_id:
         live = LiveMetrics()
     else:
         live = st.session_state.setdefault(f"train_live::{project}::{run_id}", LiveMetrics())
-        live.poll(run_id)
+        live.poll(run_id, val_is_measure)
     c1, c2 = st.columns(2)
     if live.figs is None:
         with c1:
@@ -152,8 +161,12 @@ def render_charts(run_id: int | None, key: str) -> None:
     with c2:
         if acc_fig is not None:
             st.plotly_chart(acc_fig, width="stretch", config={"displayModeBar": False}, key=f"{key}_acc")
+        elif not val_is_measure:
+            st.info("No validation chart: there are no real labelled rows to validate on (a score on held-out "
+                    "*generated* examples only measures agreement with their generated labels). The test set "
+                    "scores the finished model.")
         else:
-            st.info("Accuracy on held-out examples appears after the first evaluation (end of an epoch).")
+            st.info("Accuracy on the validation rows appears after the first evaluation (end of an epoch).")
     n = len({p["step"] for p in live.points})
     st.caption(f"{n} logged step{'' if n == 1 else 's'}")
 
@@ -168,8 +181,14 @@ def _job_head(job, run) -> None:
         status_badge(job.status)
     step, total = int(p.get("step") or 0), int(p.get("total_steps") or 0)
     phase = p.get("phase") or job.status
-    if not job.active and (run is not None and (run.config or {}).get("student") == "embed-lr"):
-        st.progress(1.0 if job.status == "done" else 0.0, text=f"{job.status.capitalize()}: quick student")
+    if phase == "control" and job.active:
+        st.progress(1.0, text="Training the seeds-only control (once per seed set; cached)…")
+    elif not job.active and _quick(run):
+        st.progress(1.0 if job.status == "done" else 0.0,
+                    text=f"{job.status.capitalize()}: {STUDENT_CHOICES.get(_student_of(run), 'student')}")
+    elif phase == "contrastive":
+        done, todo = int(p.get("step") or 0), int(p.get("steps") or 0)
+        st.progress(min(done / todo, 1.0) if todo else 0.0, text=f"SetFit contrastive step {done} / {todo}")
     elif total and not job.active:
         st.progress(min(step / total, 1.0), text=f"{job.status.capitalize()} after {step} of {total} steps")
     elif phase == "embedding":
@@ -199,19 +218,26 @@ def live_status(job_id: int) -> None:
         st.rerun()
 
 
+def _student_of(run) -> str | None:
+    if run is None:
+        return None
+    return (run.final_metrics or {}).get("student") or (run.config or {}).get("student")
+
+
 def _quick(run) -> bool:
-    return run is not None and (run.config or {}).get("student") == "embed-lr"
+    """A student fitted in one go (no training curve): the quick student and SetFit's head."""
+    return _student_of(run) in ("embed-lr", "setfit")
 
 
 def live_charts(job_id: int) -> None:
     """The running job's charts, from the new metric rows only."""
     job = store.get_job(job_id)
     run = _run_for_job(job_id, job.progress if job else None)
-    if _quick(run):
-        st.caption("The quick student is fitted in one go (no training curve): the texts are embedded, then a "
-                   "logistic regression is fitted in a second or two.")
+    if _quick(run) or (run is not None and (run.config or {}).get("student") == "auto" and not store.get_metrics(run.id)):
+        st.caption("This student has no training curve: SetFit tunes the embeddings on pairs of examples, then a "
+                   "logistic regression is fitted; the quick student embeds the texts and fits it in seconds.")
         return
-    render_charts(run.id if run else None, key=f"live_{job_id}")
+    render_charts(run.id if run else None, key=f"live_{job_id}", val_is_measure=_val_is_measure(run))
 
 
 def live_panel(job_id: int) -> None:
@@ -229,7 +255,7 @@ def render_job(job_id: int) -> None:
     with st.container(border=True):
         _job_head(job, run)
         if not _quick(run):
-            render_charts(run.id if run else None, key=f"live_{job.id}")
+            render_charts(run.id if run else None, key=f"live_{job.id}", val_is_measure=_val_is_measure(run))
         if job.active:  # shown without the live fragments (it just started)
             st.button("Cancel training", icon=":material/stop_circle:", key=f"train_cancel_{job.id}", on_click=_cancel,
                       args=(job.id,), disabled=job.cancel_requested)
@@ -251,7 +277,58 @@ def render_job(job_id: int) -> None:
                 st.caption(f"Scores on {sc['eval']}.")
             if sc["eval"] == "held-out generated examples":
                 st.caption(f":orange[:material/warning:] {NO_TEST_SET_NOTE}")
+            if fm.get("student_reason"):
+                st.caption(md_escape(f"Student: {STUDENT_CHOICES.get(fm.get('student'), fm.get('student'))}"
+                                     + (f" (picked: {fm['student_reason']})" if fm.get("student_auto") else "")))
+            render_control(run)
             st.page_link("app_pages/5_results.py", label="See the results and export", icon=":material/arrow_forward:")
+
+
+def _keep_control(run_id: int) -> None:
+    """Record the seeds-only control of run ``run_id`` as a run of its own, so it can be exported and tried."""
+    from promptmix_core.training.runs import RunLifecycle
+
+    run = store.get_run(run_id)
+    ctl = ((run.final_metrics or {}).get("control") or {}) if run else {}
+    if not ctl.get("model_dir") or not Path(ctl["model_dir"]).is_dir():
+        st.session_state["train_flash"] = ("error", "The seeds-only model's folder is gone; train again to rebuild it.")
+        return
+    try:
+        life = RunLifecycle.create(store, {**(run.config or {}), "include_seeds": True, "name": None},
+                                   name=f"seeds only · {ctl.get('student')} (control of run #{run_id})",
+                                   method="seeds-only")
+        life.start()
+        test = ctl.get("test") or {}
+        life.finish({"student": ctl.get("student"), "test_accuracy": test.get("accuracy"),
+                     "test_macro_f1": test.get("macro_f1"), "test_n": test.get("n"), "n_train": ctl.get("n_train"),
+                     "control": {"seeds_only_run": True}, "data": {"seeds": ctl.get("n_train"), "generated": 0}},
+                    model_dir=ctl["model_dir"], device="cpu")
+    except StoreError as exc:
+        st.session_state["train_flash"] = ("error", f"Could not record the seeds-only model: {md_escape(exc)}.")
+        return
+    st.session_state["train_flash"] = ("success", f"Recorded the seeds-only model as run #{life.run_id}: export it "
+                                                  "or try it on 5 · Results.")
+
+
+def render_control(run) -> None:
+    """The run against its seeds-only control: "generated data: +x.x points (95 % interval a..b)"."""
+    ctl = describe_control(run.final_metrics)
+    if ctl["state"] == "compared":
+        text = f"Seeds-only control {ctl['control_accuracy']:.1%} · {ctl['text']}"
+        if ctl["verdict"] == "worse":
+            st.error(md_escape(text) + "  \n" + md_escape(ctl["advice"]), icon=":material/trending_down:")
+            kept = any(r.method == "seeds-only" and f"control of run #{run.id})" in (r.name or "") for r in store.list_runs())
+            st.button("Keep the seeds-only model as a run (to export or try)", key=f"train_keep_control_{run.id}",
+                      on_click=_keep_control, args=(run.id,), disabled=kept or store.read_only,
+                      icon=":material/undo:")
+        elif ctl["verdict"] == "better":
+            st.success(md_escape(text) + "  \n" + md_escape(ctl["advice"]), icon=":material/trending_up:")
+        else:
+            st.info(md_escape(text) + "  \n" + md_escape(ctl["advice"]), icon=":material/trending_flat:")
+    elif ctl["state"] == "no_test_set":
+        st.warning(md_escape(ctl["text"]), icon=":material/warning:")
+    elif ctl["state"] == "is_control":
+        st.caption(ctl["text"])
 
 
 flash("train_flash")
@@ -273,9 +350,9 @@ with left:
     st.subheader("Student model")
     student = st.radio("Student", list(STUDENT_CHOICES), format_func=STUDENT_CHOICES.get, key=K + "student",
                        index=list(STUDENT_CHOICES).index(last.student) if last.student in STUDENT_CHOICES else 0,
-                       help="Fine-tuning gives the best model. The quick student shows the effect of your review "
-                            "decisions in seconds: it embeds the texts with the frozen MiniLM and fits a logistic "
-                            "regression on top.")
+                       help="Picked for your data: SetFit at few-shot sizes (up to 32 examples per class), where it "
+                            "scored best on every data set measured (docs/RESULTS.md), fine-tuning above. The quick "
+                            "student shows the effect of your review decisions in seconds.")
     model_name = None
     model_problem = None
     model_choice = "bundled"
@@ -309,7 +386,7 @@ with left:
         st.markdown(f"**Device:** {icon} {md_escape(dev['name'])}")
         if dev["device"] == "cpu":
             st.caption("No GPU found: MiniLM trains on the CPU in a minute or two for a few hundred examples.")
-    else:
+    elif student == "embed-lr":
         st.markdown("**Device:** :green[:material/memory:] CPU (embedding a few hundred texts takes seconds)")
 
     st.subheader("Labels")
@@ -346,6 +423,7 @@ with right:
     seed, max_length, max_steps = int(last.train.seed), int(last.train.max_length), int(last.train.max_steps or 0)
     val_fraction = min(0.5, float(last.val_fraction))
     quick_c = float(last.embed_lr.C)
+    curation, control = bool(last.curation), bool(last.control)
     if student == "finetune":
         c1, c2 = st.columns(2)
         epochs = c1.number_input("Epochs", min_value=1, max_value=1000, value=int(last.train.epochs),
@@ -376,14 +454,20 @@ with right:
                                     help="With few examples an epoch is a step or two; epochs are added until this "
                                          "many optimiser steps are taken (0: exactly the epochs above). The plan "
                                          "below shows what it does.")
-    else:
+    elif student == "embed-lr":
         st.markdown("The quick student embeds every training text once with the frozen all-MiniLM-L6-v2 and fits "
                     "a logistic regression on the embeddings: seconds on the CPU, so you can see at once what your "
-                    "review decisions change. Fine-tune for the final model.")
+                    "review decisions change.")
+    else:
+        st.markdown("SetFit fine-tunes MiniLM on pairs of your examples (same class: close; different: apart), then "
+                    "fits a logistic regression on its embeddings. With **Picked for your data** the plan below "
+                    "says which student runs and why.")
     with st.expander("More settings"):
         e1, e2, e3 = st.columns(3)
-        val_fraction = e1.slider("Held out for validation", 0.0, 0.5, min(0.5, float(last.val_fraction)), 0.05,
-                                 key=K + "val", help="Share of generated examples per class kept for validation")
+        val_fraction = e1.slider("Generated examples held out", 0.0, 0.5, min(0.5, float(last.val_fraction)), 0.05,
+                                 key=K + "val", help="Share of generated examples per class kept out of training. "
+                                 "Their score only says how well the model agrees with the generated labels: it is "
+                                 "not a measure, so it is not charted. The test set measures the model.")
         if student == "finetune":
             seed = e2.number_input("Seed", 0, 2**31 - 1, int(last.train.seed), key=K + "seed")
             max_length = e3.number_input("Max tokens per text", 16, 512, min(512, max(16, int(last.train.max_length))),
@@ -391,9 +475,15 @@ with right:
             max_steps = st.number_input("Stop after at most this many steps (0: no limit)", 0, 1_000_000,
                                         int(last.train.max_steps or 0), key=K + "max_steps")
         else:
-            quick_c = e2.number_input("Regularisation C", 0.01, 1000.0, quick_c, key=K + "quick_c",
+            quick_c = e2.number_input("Regularisation C (quick student)", 0.01, 1000.0, quick_c, key=K + "quick_c",
                                       help="Inverse regularisation strength of the logistic regression (10 was best "
                                            "on TREC6 and Banking77 with 5 to 20 examples per class)")
+        curation = st.checkbox("Leave out generated examples the judges disagree on, or flagged as junk (recommended)",
+                               value=bool(last.curation), key=K + "curation",
+                               help="Kept only when the class it was written for, the LLM relabel and the embedding "
+                                    "judge all agree, and no junk flag. Your review decisions always override this.")
+        control = st.checkbox("Compare with the seeds alone (a seeds-only control, trained once and cached)",
+                              value=bool(last.control), key=K + "control")
     run_name = st.text_input("Run name", key=K + "name", placeholder="optional; by default the plan below")
 
 # one typed spec: what is remembered for next time and what the job runs (the same shape the CLI builds)
@@ -408,7 +498,7 @@ try:
     spec = TrainingSpec(label_source=source, pending=pending_rule, val_fraction=float(val_fraction), train=train_cfg,
                         student=student,
                         embed_lr=dataclasses.replace(last.embed_lr, C=float(quick_c)) if student == "embed-lr"
-                        else last.embed_lr)
+                        else last.embed_lr, curation=bool(curation), control=bool(control))
     spec_problems = spec.validate()
 except ValueError as exc:
     spec, spec_problems = None, [str(exc)]
@@ -433,7 +523,9 @@ data = None
 data_problem = None
 if spec is not None:
     try:
-        data = prepare_job_data(store, spec)  # exactly the rows the job will train, validate and test on
+        # the rows the job will train, validate and test on (the preview loads no model: examples without a
+        # judge label are checked by the embedding judge when the run starts)
+        data = prepare_job_data(store, spec, embed_judge=False)
     except (ValueError, OSError) as exc:
         data_problem = str(exc)
 st.subheader("What the run will use")
@@ -452,21 +544,52 @@ if data is not None:
         if dropped:
             words = {"rejected": "rejected", "pending": "pending (left out)", "unparseable": "relabel failed",
                      "not_relabelled": "not relabelled", "duplicate": "duplicates", "unknown_label": "unknown class",
-                     "in_test_set": "repeat a test example", "empty_text": "empty"}
+                     "in_test_set": "repeat a test example", "empty_text": "empty",
+                     "curated_flagged": "flagged as junk", "curated_disagree": "judges disagree",
+                     "curated_low_confidence": "low confidence"}
             st.caption("Left out: " + " · ".join(f"{v} {words.get(k, k)}" for k, v in dropped.items()))
+        if spec is not None and spec.curation:
+            unjudged = sum(1 for e in examples if getattr(e, "judge_label", None) is None
+                           and (e.review_status or "pending") == "pending")
+            if unjudged:
+                st.caption(f"{unjudged} pending example{'' if unjudged == 1 else 's'} have no judge label yet: when the "
+                           "run starts, the embedding judge (closest class by name and seeds) checks them too, so a "
+                           "few more may be left out.")
         for w in report.warnings:
             st.warning(md_escape(w), icon=":material/warning:")
     with d2:
-        if student == "finetune" and train_cfg is not None:
+        choice = choose_student(student, report.n_train, len(task.classes), gpu=dev["device"] == "cuda")
+        resolved = choice.student
+        st.markdown(f"**Student:** {md_escape(choice.title)}" + (" *(picked)*" if choice.auto else ""))
+        if choice.auto:
+            st.caption(md_escape(f"Why: {choice.reason}."))
+        if resolved == "finetune" and train_cfg is not None:
             plan = train_plan(train_cfg, report.n_train, len(task.classes))
             st.markdown(f"**Plan:** {plan.headline()}  \n{plan.details()}")
             for note in plan.notes():
                 st.info(note, icon=":material/info:")
+        elif resolved == "setfit":
+            from promptmix_core.training.setfit_student import SetFitConfig, plan_steps
+            from promptmix_core.training.students import student_settings
+
+            pairs, steps = plan_steps(report.n_train, SetFitConfig(**student_settings("setfit", {"seed": int(seed)})))
+            st.markdown(f"**Plan:** {steps} contrastive steps on {pairs} pairs of the {report.n_train} training "
+                        "examples, then a logistic regression on the tuned embeddings")
         else:
             st.markdown(f"**Plan:** embed {report.n_train + report.n_val + (data['summary'].get('test') or 0)} texts "
                         f"once, then fit a logistic regression on {report.n_train} (C = {float(quick_c):g})")
-        st.caption(f"Validation: {report.n_val} held-out generated examples" if report.n_val else
-                   "Validation: none (no generated examples held out)")
+        if report.n_val:
+            st.caption(f"Held out: {report.n_val} generated examples. Their score is agreement with the generated "
+                       "labels, not a measure: it is not charted.")
+        if spec is not None and spec.control:
+            n_gen = sum(1 for r in data["train_rows"] if r.get("source") != "seed")
+            if not n_gen:
+                st.caption("Control: this run trains on the seeds alone, so it is its own control.")
+            elif data.get("test_set"):
+                st.caption("Control: the same student also trains on the seeds alone (once; cached) and both are "
+                           "scored on the test set, with a 95 % bootstrap interval of the difference.")
+            else:
+                st.caption(f":orange[:material/warning:] {NO_TEST_SET}")
         test_info = data.get("test_set")
         if test_info:
             st.markdown(f":material/fact_check: **Test set:** scored on {test_info['n']} real labelled examples "
@@ -495,7 +618,8 @@ else:
     go_cols[1].caption(f"{data['summary']['train']} training examples · {len(task.classes)} classes · "
                        + ("quick student on the CPU" if student == "embed-lr" else f"on {dev['device']}"))
 if start:
-    default_name = plan.run_name(source) if plan is not None else f"{source} · quick student"
+    n_generated = sum(1 for r in data["train_rows"] if r.get("source") != "seed")
+    default_name = default_run_name(source, resolved, n_generated, plan)
     spec.name = run_name.strip() or default_name
     cfg = spec.to_dict()
     try:
@@ -519,14 +643,20 @@ def render_history() -> None:
         for r in runs:
             fm = run_scores(r.final_metrics)
             tc = (r.config or {}).get("train") or {}
-            quick = (r.config or {}).get("student") == "embed-lr"
+            kind = _student_of(r) or "finetune"
+            quick = kind != "finetune"
+            ctl = describe_control(r.final_metrics)
             rows.append({
                 "run": r.id, "name": r.name, "status": r.status, "labels": (r.config or {}).get("label_source", r.method),
-                "student": "quick (embed-lr)" if quick else "fine-tuned",
-                "epochs": "–" if quick or tc.get("epochs") is None else str(tc.get("epochs")),
+                "student": {"embed-lr": "quick (embed-lr)", "setfit": "SetFit", "auto": "picked"}.get(kind, "fine-tuned"),
+                # the plan's real epochs (minimum steps raise the asked ones), as recorded by the finished run
+                "epochs": "–" if quick else str((r.final_metrics or {}).get("epochs") or tc.get("epochs") or "–"),
                 "learning rate": "–" if quick else (f"{tc['learning_rate']:g}" if tc.get("learning_rate") is not None
                                                      else f"auto ({default_learning_rate(len(task.classes)):g})"),
                 "accuracy": fm.get("accuracy"), "macro-F1": fm.get("macro_f1"),
+                "vs seeds only": (f"{ctl['delta'] * 100:+.1f} ({ctl['ci95'][0] * 100:+.1f}..{ctl['ci95'][1] * 100:+.1f})"
+                                  if ctl["state"] == "compared" else {"is_control": "is the control",
+                                                                      "no_test_set": "needs a test set"}.get(ctl["state"], "–")),
                 "scored on": {"test set": "test set", "held-out generated examples": "generated (few)"}.get(
                     fm.get("eval"), fm.get("eval") or ""),
                 "device": r.device,

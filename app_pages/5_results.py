@@ -65,6 +65,12 @@ def _model_dir(run) -> Path | None:
     return None
 
 
+def describe_control(fm):
+    from promptmix_core.training.control import describe
+
+    return describe(fm)
+
+
 def _student(run, short: bool = False) -> str:
     kind = (run.final_metrics or {}).get("student") or (run.config or {}).get("student") or "finetune"
     from promptmix_core.training.plan import STUDENT_WORDS, STUDENTS
@@ -96,26 +102,37 @@ else:
         st.info("Pick at least one run above.")
     else:
         cards = st.container(horizontal=True, wrap=True)  # side by side where they fit, else wrapped
-        base = picked[-1][1]
         for r, s in picked:
+            ctl = describe_control(r.final_metrics)
             with cards.container(border=True, width=272):
                 st.markdown(f"**{md_escape(labels_for[r.id])}**")
                 st.caption(f"labels {md_escape((r.config or {}).get('label_source', r.method))} · "
                            f"{_student(r)} · {md_escape(r.device or 'device ?')}")
                 a, b = st.columns(2)
-                delta_a = s["accuracy"] - base["accuracy"] if (r, s) != picked[-1] else None
+                # the delta is always against the run's own seeds-only control (same student, same test rows)
+                delta_a = ctl.get("delta") if ctl["state"] == "compared" else None
                 a.metric("Accuracy", f"{s['accuracy']:.1%}",
-                         delta=f"{delta_a * 100:+.1f} pts" if delta_a is not None else None)
+                         delta=f"{delta_a * 100:+.1f} pts vs seeds only" if delta_a is not None else None)
                 f1 = s["macro_f1"]
-                delta_f = (f1 - base["macro_f1"]) if (r, s) != picked[-1] and f1 is not None and base["macro_f1"] is not None else None
-                b.metric("Macro-F1", f"{f1:.1%}" if f1 is not None else "–",
-                         delta=f"{delta_f * 100:+.1f} pts" if delta_f is not None else None)
+                b.metric("Macro-F1", f"{f1:.1%}" if f1 is not None else "–")
                 if s["eval"] == "test set":
                     st.caption(f":material/fact_check: {_eval_caption(s)}")
                 else:
                     st.caption(f":orange[:material/warning: {_eval_caption(s)}]")
+                if ctl["state"] == "compared":
+                    lo, hi = ctl["ci95"]
+                    words = {"better": ":green[generated data helped]", "worse": ":red[generated data made it worse]",
+                             "unclear": "no clear difference"}[ctl["verdict"]]
+                    st.caption(f"Seeds-only control {ctl['control_accuracy']:.1%}; 95 % interval of the difference "
+                               f"{lo * 100:+.1f}..{hi * 100:+.1f} pts: {words}.")
+                elif ctl["state"] == "is_control":
+                    st.caption("Trained on the seeds alone: the control itself.")
+                else:
+                    st.caption("No seeds-only control for this run" + (" (it needs a test set)."
+                               if ctl["state"] == "no_test_set" else " (trained before controls)."))
         if len(picked) > 1:
-            st.caption("Deltas compare each run with the oldest one selected (the last card).")
+            st.caption("Deltas compare each run with its own seeds-only control (the same student on the seeds "
+                       "alone, scored on the same test rows), never with another run.")
             if len({s["eval"] for _, s in picked}) > 1 or len({s["n"] for _, s in picked}) > 1:
                 st.caption(":material/warning: These runs were scored on different data; compare like with like.")
         if any(s["eval"] != "test set" for _, s in picked):
@@ -186,8 +203,8 @@ else:
                         )
                     fm = r.final_metrics or {}
                     data = fm.get("data") or {}
-                    if fm.get("student") == "embed-lr":
-                        st.caption(f"Quick student trained on {data.get('train', fm.get('n_train', '?'))} examples"
+                    if fm.get("student") in ("embed-lr", "setfit"):
+                        st.caption(f"{'SetFit' if fm['student'] == 'setfit' else 'Quick'} student trained on {data.get('train', fm.get('n_train', '?'))} examples"
                                    f" ({data.get('seeds', '?')} seeds) in {fm.get('train_time_s', '?')} s.")
                     else:
                         st.caption(

@@ -43,7 +43,7 @@ from .generate import GenerationConfig
 from .relabel import RelabelConfig
 from .training.config import TrainConfig
 
-METHODS = ("baseline", "eda", "a1", "a2", "no-mixup", "llm-direct", "a2-targeted", "setfit", "setfit+a2")
+METHODS = ("baseline", "eda", "a1", "a2", "no-mixup", "llm-direct", "a2-targeted", "setfit", "setfit+a2", "default")
 METHOD_TITLES = {
     "baseline": "Seeds only (baseline)",
     "eda": "EDA (Wei & Zou 2019)",
@@ -54,8 +54,9 @@ METHOD_TITLES = {
     "a2-targeted": "PromptMix A2 + one round aimed at the A2 student's confused pairs",
     "setfit": "SetFit (Tunstall et al. 2022) on the seeds",
     "setfit+a2": "SetFit on seeds + A2 examples",
+    "default": "Default pipeline (offline): curated A2 examples + the student picked for the data",
 }
-LLM_METHODS = {"a1", "a2", "no-mixup", "llm-direct", "a2-targeted", "setfit+a2"}
+LLM_METHODS = {"a1", "a2", "no-mixup", "llm-direct", "a2-targeted", "setfit+a2", "default"}
 #: methods whose student is SetFit rather than the fine-tuned classifier
 SETFIT_METHODS = {"setfit", "setfit+a2"}
 RESULT_VERSION = 1
@@ -329,7 +330,7 @@ class ExperimentConfig:
 
 
 #: methods whose scores depend on the relabeler's candidate order (seeded by the run's seed)
-RELABEL_METHODS = {"a2", "no-mixup", "llm-direct", "a2-targeted", "setfit+a2"}
+RELABEL_METHODS = {"a2", "no-mixup", "llm-direct", "a2-targeted", "setfit+a2", "default"}
 
 
 def run_experiment(config: ExperimentConfig, *, llm: Any = None, llm_config: Any = None,
@@ -435,6 +436,12 @@ class _Experiment:
             key["llm"] = self.holder.identity()
         if method in RELABEL_METHODS and run.seed:  # the relabeler's candidate order follows the run's seed
             key["relabel_seed"] = run.seed
+        if method == "default":  # the default's own rules: a change of them is a new result
+            from .training.curate import CurationConfig
+            from .training.plan import FEW_SHOT_PER_CLASS, SETFIT_MAX_STEPS
+
+            key["default"] = {"curation": CurationConfig().to_dict(), "few_shot": FEW_SHOT_PER_CLASS,
+                              "setfit_max_steps": SETFIT_MAX_STEPS}
         return key
 
     def _cell(self, run: "_Run", method: str, r: int) -> None:
@@ -495,7 +502,7 @@ class _Experiment:
 
         ts, extra = _METHOD_DATA[method](run)
         record.update(extra)
-        clf, fit = _fit(run, ts, student="setfit" if method in SETFIT_METHODS else "finetune")
+        clf, fit = _fit(run, ts, student=_method_student(method, ts, run), default=method == "default")
         if method == "a2" and "a2-targeted" in self.methods:
             run.a2_classifier = clf  # the targeted round reads its confusions on the validation split
         preds, _ = clf.predict([r["text"] for r in self.test])
@@ -584,6 +591,28 @@ def _data_no_mixup(run: _Run):
     return build_training_data(run.task, g["examples"], label_source="a2"), _gen_info(g, "relabel_summary")
 
 
+def _data_default(run: _Run):
+    """What ``generate --relabel`` then ``train`` with every default trains on: the seeds plus the A2
+    examples the default curation keeps (:mod:`.training.curate`)."""
+    from .training.curate import CurationConfig
+    from .training.data import build_training_data
+
+    g = run.gen(True, True)
+    ts = build_training_data(run.task, g["examples"], label_source="a2", curation=CurationConfig())
+    return ts, {**_gen_info(g, "relabel_summary"), "curated_out": {k: v for k, v in ts.dropped.items()
+                                                                   if k.startswith("curated_")}}
+
+
+def _method_student(method: str, ts: Any, run: _Run) -> str:
+    """The student a method trains: SetFit for the SetFit methods, the picked one for the default
+    (:func:`.training.plan.choose_student`), else fine-tuning."""
+    if method == "default":
+        from .training.plan import choose_student
+
+        return choose_student("auto", len(ts), len(run.labels)).student
+    return "setfit" if method in SETFIT_METHODS else "finetune"
+
+
 def _data_a2_targeted(run: _Run):
     """A2, then one more round aimed at the pairs the A2 student confuses on a validation split drawn
     from the training pool (never the test set): Ci mixed with Cj at alpha drawn as usual, relabelled."""
@@ -627,16 +656,28 @@ _METHOD_DATA: dict[str, Callable[[_Run], Any]] = {
     "a2-targeted": _data_a2_targeted,
     "setfit": _data_baseline,
     "setfit+a2": _data_a2,
+    "default": _data_default,
 }
 TARGETED_PAIRS = 3  # confused pairs aimed at by a2-targeted (both directions of each)
 
 
-def _fit(run: _Run, ts: Any, *, student: str) -> tuple[Any, dict[str, Any]]:
-    """Train the method's student on ``ts``: (classifier with ``predict``, what to record)."""
+def _fit(run: _Run, ts: Any, *, student: str, default: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Train the method's student on ``ts``: (classifier with ``predict``, what to record); ``default``:
+    with the training job's default settings for that student (:func:`.training.students.student_settings`)."""
+    if student == "embed-lr":
+        from .training.embed_lr import train_embed_lr
+
+        res = train_embed_lr({"seed": run.seed}, ts.texts, ts.targets, label_names=run.labels)
+        return res.classifier, {"student": "embed-lr", "train_time_s": round(res.train_time_s, 2)}
     if student == "setfit":
         from .training.setfit_student import SetFitConfig, plan_steps, train_setfit
 
-        cfg = SetFitConfig(seed=run.seed)
+        if default:
+            from .training.students import student_settings
+
+            cfg = SetFitConfig(**student_settings("setfit", {"seed": run.seed}))
+        else:
+            cfg = SetFitConfig(seed=run.seed)
         res = train_setfit(ts.texts, ts.targets, run.labels, cfg)
         return res.classifier, {"student": "setfit", "steps": plan_steps(len(ts), cfg)[1],
                                 "train_time_s": round(res.train_time_s, 2), "setfit": cfg.to_dict()}

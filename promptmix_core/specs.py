@@ -43,7 +43,7 @@ from .llm.config import LLMConfig, llm_problems
 from .relabel import RelabelConfig
 from .training.config import EmbedLRConfig, TrainConfig
 from .training.data import LABEL_SOURCES, PENDING_RULES, UNPARSEABLE_RULES
-from .training.plan import STUDENTS
+from .training.plan import STUDENT_OPTIONS
 
 
 def _names(cls: type) -> set[str]:
@@ -306,9 +306,14 @@ class TrainingSpec(_Spec):
     of the run; ``train``: the fine-tuning settings (:class:`TrainConfig`; its learning rate ``None``
     follows TrainConfig's rule: 4e-5, 6e-5 for 50+ classes).
 
-    ``student``: ``finetune`` (the default: fine-tune ``train.model``) or ``embed-lr`` (the quick
-    student: frozen all-MiniLM-L6-v2 embeddings + logistic regression, settings in ``embed_lr``, an
+    ``student``: ``auto`` (the default: the student the measurements pick for the data,
+    :func:`promptmix_core.training.plan.choose_student`: SetFit at few-shot sizes, fine-tuning above),
+    ``finetune`` (fine-tune ``train.model``), ``setfit`` or ``embed-lr`` (the quick student: frozen
+    all-MiniLM-L6-v2 embeddings + logistic regression, settings in ``embed_lr``, an
     :class:`EmbedLRConfig`).
+    ``curation``: the default selection of generated examples (:mod:`promptmix_core.training.curate`;
+    reviewed decisions override it). ``control``: also train the same student on the seeds alone and
+    compare on the test set (:mod:`promptmix_core.training.control`; cached, so it costs once).
     Scoring: with ``test_path`` (a labelled CSV/JSONL, every row checked against the task) the run
     is scored on that file; otherwise, with ``use_test_set``, on the project's test set when it has
     one. Generated examples that repeat a test row are never trained on."""
@@ -321,21 +326,23 @@ class TrainingSpec(_Spec):
     example_job_id: int | None = None
     include_seeds: bool = True
     val_path: str | None = None
-    val_fraction: float = 0.2
+    val_fraction: float = 0.0  # generated hold-out: agreement with generated labels, not a measure
     out_dir: str | None = None
     name: str | None = None
     method: str | None = None
-    student: str = "finetune"
+    student: str = "auto"
     test_path: str | None = None
     use_test_set: bool = True
     embed_lr: EmbedLRConfig = field(default_factory=EmbedLRConfig)
+    curation: bool = True
+    control: bool = True
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> list[str]:
         p: list[str] = []
-        if self.student not in STUDENTS:
-            p.append(f"student must be one of {', '.join(STUDENTS)} (got {self.student!r})")
-        p += _bools(self, "use_test_set")
+        if self.student not in STUDENT_OPTIONS:
+            p.append(f"student must be one of {', '.join(STUDENT_OPTIONS)} (got {self.student!r})")
+        p += _bools(self, "use_test_set", "curation", "control")
         p += self.embed_lr.problems() if isinstance(self.embed_lr, EmbedLRConfig) else [
             "embed_lr must be quick-student settings"]
         p += self.train.problems() if isinstance(self.train, TrainConfig) else ["train must be training settings"]

@@ -156,3 +156,20 @@ def test_experiment_config_checks_every_setting_before_any_work(tmp_path):
         ExperimentConfig(data_dir=tmp_path, methods="baseline,gpt")
     c = ExperimentConfig(data_dir=tmp_path, methods="a2, baseline", train={"epochs": 2})
     assert c.methods == ("a2", "baseline") and c.train.epochs == 2 and c.num_aug == 5
+
+
+def test_default_method_curates_and_trains_the_picked_student(tmp_path, datasets_dir, fake_llm):
+    """``default``: what generate --relabel then train with every default does: the A2 examples the
+    curation keeps, on the student picked for the data (SetFit at this few-shot size)."""
+    cfg = LLMConfig(base_url=fake_llm.base_url, model="fake-model", concurrency=4)
+    summary = run_experiment(ExperimentConfig(
+        data_dir=datasets_dir / "trec6", k=2, methods=["default"], runs=1, per_class=3, test_limit=12,
+        classes=3, out_dir=tmp_path / "res"), llm_config=cfg)
+    (row,) = summary["methods"]
+    assert row["method"] == "default" and 0.0 <= row["accuracy_mean"] <= 1.0
+    raw = json.loads((tmp_path / "res" / "raw" / "default" / "run0.json").read_text())
+    assert raw["student"] == "setfit"
+    kept = raw["data"]["generated"]
+    curated_out = sum(raw["curated_out"].values())
+    assert kept + curated_out + sum(v for k, v in raw["data"]["dropped"].items() if not k.startswith("curated_")) == 9
+    assert raw["data"]["seeds"] == 6 and raw["n_train"] == 6 + kept

@@ -70,7 +70,6 @@ def _print_scores(m: dict[str, Any], prefix: str, what: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..training.callbacks import PrintCallback
     from ..training.config import ModelLoadError
 
     try:
@@ -79,81 +78,130 @@ def cmd_train(args: argparse.Namespace) -> int:
             return _train_project(args, cfg)
         if not args.data:
             raise ValueError("give --data FILE (labelled or generated examples) or --project FILE")
-        from ..task import ClassSpec, Task, load_task
-        from ..training.data import build_training_data
-        from ..training.trainer import train
-
-        rows = _read_rows(args.data)
-        generated = any("intended_label" in r for r in rows)
-        task = load_task(args.task) if args.task else None
-        labels = task.class_names if task else sorted({str(r.get("intended_label") or r["label"]) for r in rows})
-        test_rows: list[dict[str, str]] = []
-        if args.test:  # checked row by row against the classes; never trained on
-            from ..testset import read_test_set_file
-
-            check_task = task or Task("data", [ClassSpec(lab) for lab in labels])
-            chk = read_test_set_file(args.test, check_task)
-            for problem in chk.listed_problems(10):
-                print(f"test set: {problem}", file=sys.stderr)
-            if not chk.rows:
-                raise ValueError(f"{Path(args.test).name} has no usable test rows")
-            test_rows = chk.rows
-        exclude = [r["text"] for r in test_rows]
-        if generated:
-            ts = build_training_data(task, rows, label_source=args.label_source, pending=args.pending,
-                                     exclude_texts=exclude)
-        else:
-            ts = build_training_data(task, [], labels=None if task else labels)
-            extra = build_training_data(None, [{"text": r["text"], "intended_label": r["label"]} for r in rows],
-                                        label_source="a1", labels=ts.labels or None, exclude_texts=exclude)
-            ts.rows += [r for r in extra.rows]
-            ts.labels = ts.labels or extra.labels
-            ts.dropped.update({k: ts.dropped.get(k, 0) + v for k, v in extra.dropped.items()})
-        val = _read_rows(args.val) if args.val else []
-        print(f"training data: {json.dumps(ts.summary())}")
-        test_kw = dict(test_texts=[r["text"] for r in test_rows] or None,
-                       test_labels=[r["label"] for r in test_rows] or None)
-        if args.student in ("embed-lr", "setfit"):
-            if args.nproc and args.nproc > 1:
-                raise ValueError(f"--nproc is for fine-tuning; the {args.student} student runs in one process")
-            from ..training.embed_lr import train_embed_lr
-            from ..training.setfit_student import train_setfit
-
-            common = dict(label_names=ts.labels, val_texts=[r["text"] for r in val] or None,
-                          val_labels=[r["label"] for r in val] or None, out_dir=args.out, **test_kw)
-            if args.student == "setfit":
-                res = train_setfit(ts.texts, ts.targets, common.pop("label_names"), {"seed": args.train_seed}, **common)
-            else:
-                res = train_embed_lr(None, ts.texts, ts.targets, **common)
-            print(f"done: {args.student} student on {res.n_train} examples in {res.train_time_s:.1f} s; "
-                  f"model in {res.model_dir}")
-            m = res.final_metrics()
-            _print_scores(m, "val_", "validation")
-            _print_scores(m, "test_", "test")
-            return EXIT_OK
         if args.nproc and args.nproc > 1:
-            if test_rows:
-                raise ValueError("--test is not supported with --nproc; score the saved model with "
-                                 "`promptmix predict` instead")
-            from ..training.ddp_entry import launch
-
-            with tempfile.TemporaryDirectory() as tmp:
-                res = launch({"train": cfg.to_dict(), "labels": ts.labels, "train_data": ts.rows,
-                              "val_data": [{"text": r["text"], "label": r["label"]} for r in val] or None,
-                              "out_dir": args.out}, tmp, nproc=args.nproc)
-            print(f"done: {res['steps']} steps on {res['world_size']} processes; model in {res['model_dir']}")
-            return EXIT_OK
-        res = train(cfg, ts.texts, ts.targets, label_names=ts.labels,
-                    val_texts=[r["text"] for r in val] or None, val_labels=[r["label"] for r in val] or None,
-                    out_dir=args.out, callbacks=[PrintCallback()], keep_model=False, **test_kw)
+            return _train_ddp(args, cfg)
+        return _train_file(args, cfg)
     except ModelLoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    vm = res.val_metrics
-    print(f"done: {res.steps} steps, {res.train_samples_per_s:.1f} samples/s on {res.device}; model in {res.model_dir}"
-          + (f"; validation accuracy {vm['accuracy']:.4f}, macro-F1 {vm['macro_f1']:.4f}" if vm else ""))
-    _print_scores(res.final_metrics(), "test_", "test")
+
+
+def _file_data(args: argparse.Namespace) -> dict[str, Any]:
+    """Training rows (and test rows) from ``--data`` (labelled or generated), ``--task``, ``--test``."""
+    from ..task import ClassSpec, Task, load_task
+    from ..training.curate import CurationConfig
+    from ..training.data import build_training_data
+
+    rows = _read_rows(args.data)
+    generated = any("intended_label" in r for r in rows)
+    task = load_task(args.task) if args.task else None
+    labels = task.class_names if task else sorted({str(r.get("intended_label") or r["label"]) for r in rows})
+    test_rows: list[dict[str, str]] = []
+    if args.test:  # checked row by row against the classes; never trained on
+        from ..testset import read_test_set_file
+
+        check_task = task or Task("data", [ClassSpec(lab) for lab in labels])
+        chk = read_test_set_file(args.test, check_task)
+        for problem in chk.listed_problems(10):
+            print(f"test set: {problem}", file=sys.stderr)
+        if not chk.rows:
+            raise ValueError(f"{Path(args.test).name} has no usable test rows")
+        test_rows = chk.rows
+    exclude = [r["text"] for r in test_rows]
+    if generated:
+        ts = build_training_data(task, rows, label_source=args.label_source, pending=args.pending,
+                                 exclude_texts=exclude, curation=CurationConfig(enabled=not args.no_curation))
+    else:
+        ts = build_training_data(task, [], labels=None if task else labels)
+        extra = build_training_data(None, [{"text": r["text"], "intended_label": r["label"]} for r in rows],
+                                    label_source="a1", labels=ts.labels or None, exclude_texts=exclude)
+        ts.rows += [r for r in extra.rows]
+        ts.labels = ts.labels or extra.labels
+        ts.dropped.update({k: ts.dropped.get(k, 0) + v for k, v in extra.dropped.items()})
+        if task is None:  # labelled rows only: no seeds to compare with
+            for r in ts.rows:
+                r["source"] = "labelled"
+    val = [{"text": r["text"], "label": r["label"], "source": "file"} for r in (_read_rows(args.val) if args.val else [])]
+    summary = {**ts.summary(), "train": len(ts.rows), "val": len(val), "val_source": "file" if val else "none",
+               "val_is_measure": bool(val), "label_source": args.label_source if generated else "labelled",
+               "curation": bool(generated and not args.no_curation), "test": len(test_rows)}
+    return {"labels": ts.labels, "train_rows": ts.rows, "val_rows": val,
+            "test_rows": [{**r, "source": "test_set"} for r in test_rows], "test_set": None, "summary": summary}
+
+
+def _train_file(args: argparse.Namespace, cfg) -> int:
+    """``train --data FILE``: pick the student, train it, then the seeds-only control when there is a test set."""
+    from ..paths import cache_root
+    from ..training.callbacks import PrintCallback
+    from ..training.jobs import run_control, run_summary
+    from ..training.plan import choose_student
+    from ..training.students import fit, student_settings
+
+    data = _file_data(args)
+    print(f"training data: {json.dumps({k: data['summary'][k] for k in ('total', 'seeds', 'generated', 'per_class', 'dropped')})}")
+    choice = choose_student(args.student, len(data["train_rows"]), len(data["labels"]),
+                            gpu=str(cfg.device).startswith("cuda"))
+    print(f"student: {choice.title} ({'picked: ' if choice.auto else ''}{choice.reason})")
+    settings = student_settings(choice.student, cfg.to_dict())
+    rows, val, test = data["train_rows"], data["val_rows"], data["test_rows"]
+    res = fit(choice.student, settings, [r["text"] for r in rows], [r["label"] for r in rows],
+              label_names=data["labels"], out_dir=args.out,
+              callbacks=[PrintCallback()] if choice.student == "finetune" else [],
+              val_texts=[r["text"] for r in val] or None, val_labels=[r["label"] for r in val] or None,
+              test_texts=[r["text"] for r in test] or None, test_labels=[r["label"] for r in test] or None)
+    m = res.final_metrics()
+    m.update(data=data["summary"], student=choice.student, student_reason=choice.reason, student_auto=choice.auto,
+             val_is_measure=data["summary"]["val_is_measure"])
+    if not args.no_control:
+        m["control"] = run_control(None, data, choice.student, settings, res, models_dir=cache_root() / "controls")
+    print(f"done: {run_summary(m)}; model in {res.model_dir}")
+    _print_scores(m, "val_", "validation")
+    _print_scores(m, "test_", "test")
+    _print_control(m)
+    _write_report(args, m, None, res.model_dir)
     return EXIT_OK
+
+
+def _train_ddp(args: argparse.Namespace, cfg) -> int:
+    if args.student not in ("finetune", "auto"):
+        raise ValueError(f"--nproc is for fine-tuning; the {args.student} student runs in one process")
+    if args.test:
+        raise ValueError("--test is not supported with --nproc; score the saved model with `promptmix predict` instead")
+    from ..training.ddp_entry import launch
+
+    data = _file_data(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        res = launch({"train": cfg.to_dict(), "labels": data["labels"], "train_data": data["train_rows"],
+                      "val_data": [{"text": r["text"], "label": r["label"]} for r in data["val_rows"]] or None,
+                      "out_dir": args.out}, tmp, nproc=args.nproc)
+    print(f"done: {res['steps']} steps on {res['world_size']} processes; model in {res['model_dir']}")
+    return EXIT_OK
+
+
+def _print_control(m: dict[str, Any]) -> None:
+    """The run against its seeds-only control, in words (or why there is no comparison)."""
+    from ..training.control import describe
+
+    d = describe(m)
+    if d["state"] == "compared":
+        print(f"seeds-only control: accuracy {d['control_accuracy']:.4f}; {d['text']}")
+        print(d["advice"])
+        if d["verdict"] == "worse" and d.get("model_dir"):
+            print(f"the seeds-only model is in {d['model_dir']} (promptmix predict {d['model_dir']} ...)")
+    elif d["text"]:
+        print(d["text"])
+
+
+def _write_report(args: argparse.Namespace, m: dict[str, Any], run_id: int | None, model_dir: str | None) -> None:
+    if not getattr(args, "report", None):
+        return
+    from ..training.control import run_report
+
+    out = Path(args.report)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(run_report(m, run_id=run_id, model_dir=model_dir), indent=2, ensure_ascii=False) + "\n",
+                   "utf-8")
+    print(f"wrote the report to {out}")
 
 
 def _train_project(args: argparse.Namespace, cfg) -> int:
@@ -169,7 +217,7 @@ def _train_project(args: argparse.Namespace, cfg) -> int:
         "val_path": str(Path(args.val).resolve()) if args.val else None,
         "out_dir": str(Path(args.out).resolve()) if args.out else None,
         "student": args.student, "test_path": str(Path(args.test).resolve()) if args.test else None,
-        "use_test_set": not args.no_test_set,
+        "use_test_set": not args.no_test_set, "curation": not args.no_curation, "control": not args.no_control,
     })
     # one training job per project (CLI or app); this process is its worker, found by its pid
     life = JobLifecycle.claim(store, "train", spec.to_dict(), status="running", pid=os.getpid(), origin="cli")
@@ -183,18 +231,22 @@ def _train_project(args: argparse.Namespace, cfg) -> int:
         print(str(exc) or "training was stopped")
         return EXIT_FAIL
     m = out["metrics"]
-    from ..training.plan import STUDENT_WORDS
+    from ..training.plan import STUDENT_WORDS, STUDENTS
 
     what = STUDENT_WORDS.get(m.get("student")) or f"{m.get('steps')} steps"
+    print(f"student: {STUDENTS.get(m.get('student'), m.get('student'))} "
+          f"({'picked: ' if m.get('student_auto') else ''}{m.get('student_reason') or 'chosen'})")
     print(f"run #{out['run_id']} {out['status']}: {what}; model in {out['model_dir']}")
     if m.get("val_accuracy") is not None:
+        note = "" if m.get("val_is_measure") else " (held-out generated examples: agreement with their generated labels, not a measure)"
         print(f"validation ({out['data']['val_source']}, n={m.get('val_n')}): accuracy {m['val_accuracy']:.4f}, "
-              f"macro-F1 {m['val_macro_f1']:.4f}")
+              f"macro-F1 {m['val_macro_f1']:.4f}{note}")
     ts_info = m.get("test_set") or {}
     _print_scores(m, "test_", f"test ({ts_info.get('name', 'test set')})")
     if m.get("test_accuracy") is None:
-        print("no test set: the scores above come from held-out generated examples and mean little; "
-              "give --test FILE or add a test set to the project")
+        print("no test set: nothing measures this model; give --test FILE or add a test set to the project")
+    _print_control(m)
+    _write_report(args, m, out["run_id"], out["model_dir"])
     print(f"recorded in {store.path.name} (run #{out['run_id']})")
     return EXIT_OK
 
@@ -242,7 +294,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     from ..specs import TrainingSpec as S
     from ..training.data import LABEL_SOURCES, PENDING_RULES
-    from ..training.plan import STUDENTS
+    from ..training.plan import FEW_SHOT_PER_CLASS, STUDENT_OPTIONS
 
     t = subparsers.add_parser("train", help="step 3: fine-tune a small classifier (seeds + generated examples)")
     src = t.add_argument_group("data")
@@ -258,9 +310,18 @@ def register(subparsers: Any) -> None:
                                     "per-class scores, confusion matrix (with --project: recorded in the run)")
     src.add_argument("--no-test-set", action="store_true",
                      help="with --project: do not score on the project's test set")
-    t.add_argument("--student", default=S.student, choices=STUDENTS,
-                   help="finetune: fine-tune the model; embed-lr: frozen MiniLM embeddings + logistic regression, "
-                        f"in seconds; setfit (default {S.student})")
+    t.add_argument("--student", default=S.student, choices=list(STUDENT_OPTIONS),
+                   help=f"auto (default {S.student!r}): the student the measurements pick (SetFit at few-shot sizes, up "
+                        f"to {FEW_SHOT_PER_CLASS} examples per class; fine-tuning above); setfit; embed-lr (frozen MiniLM "
+                        "embeddings + logistic regression, in seconds); finetune")
+    t.add_argument("--no-curation", action="store_true",
+                   help="train on every generated example the label rules keep (default: leave out flagged ones "
+                        "and those the judges disagree on; reviewed decisions always count)")
+    t.add_argument("--no-control", action="store_true",
+                   help="skip the seeds-only control (default: the same student on the seeds alone, scored on the "
+                        "same test set, with a 95 %% bootstrap interval of the difference)")
+    t.add_argument("--report", help="write a JSON report: test and control scores, the delta with its interval, "
+                                    "the student and the examples used per source")
     t.add_argument("--out", help="folder for the model (safetensors)")
     t.add_argument("--nproc", type=int, default=1, help="data-parallel processes via torchrun (with --data)")
     add_train_args(t)

@@ -38,10 +38,14 @@ class StoreCallback(TrainerCallback):
     """
 
     def __init__(self, store: Any, run_id: int, job_id: int | None = None, *, progress_every_s: float = 1.0,
-                 progress: Callable[[dict[str, Any]], None] | None = None):
+                 progress: Callable[[dict[str, Any]], None] | None = None, finish: bool = True):
+        from .runs import RunLifecycle
+
         self.store = store
         self.run_id = run_id
         self.job_id = job_id
+        self.life = RunLifecycle(store, run_id)
+        self.finish = finish  # False: the caller finishes the run (the job adds the control's scores first)
         self.progress_every_s = progress_every_s
         self._last_progress = 0.0
         if progress is None and job_id is not None:
@@ -49,15 +53,22 @@ class StoreCallback(TrainerCallback):
         self.report = progress
 
     def on_run_start(self) -> None:
-        self.store.update_run(self.run_id, status="running")
+        self.life.start()
 
     def on_run_end(self, status: str, result: Any, error: str | None) -> None:
-        if result is not None:
-            dev = result.device + (f" x{result.world_size}" if result.world_size > 1 else "")
-            self.store.update_run(self.run_id, status=status, device=dev, model_dir=result.model_dir,
-                                  final_metrics=result.final_metrics())
+        if result is None:
+            if status == "cancelled":
+                self.life.cancel(error or "stopped")
+            else:
+                self.life.fail(error or "training stopped unexpectedly")
+            return
+        dev = result.device + (f" x{result.world_size}" if result.world_size > 1 else "")
+        if status == "done" and not self.finish:
+            self.life.set_device(dev)
+        elif status == "done":
+            self.life.finish(result.final_metrics(), model_dir=result.model_dir, device=dev)
         else:
-            self.store.update_run(self.run_id, status=status, error=(error or "training stopped unexpectedly")[:4000])
+            self.life.cancel(error or status, final_metrics=result.final_metrics())
 
     def _progress(self, info: Mapping[str, Any], force: bool = False) -> None:
         if self.report is None:

@@ -124,6 +124,9 @@ def build_training_data(
     include_seeds: bool = True,
     dedupe: bool = True,
     exclude_texts: Iterable[str] = (),
+    curation: Any = None,
+    judge: Any = None,
+    embed_judge: bool = True,
 ) -> TrainingSet:
     """Seeds plus generated examples labelled by ``label_source`` (see the module docstring).
 
@@ -131,6 +134,12 @@ def build_training_data(
     label is outside it are dropped (``unknown_label``); duplicate texts (normalised) are dropped
     after their first occurrence, seeds first (``duplicate``). Generated examples whose text is one
     of ``exclude_texts`` (the test set) are dropped (``in_test_set``): nothing is trained on test data.
+
+    ``curation`` (a :class:`.curate.CurationConfig`; None: off) applies the default selection of
+    generated examples (:mod:`.curate`): junk flags, judges that disagree, low confidence; reviewed
+    decisions override it. ``judge`` labels examples without a ``judge_label`` (default: the
+    embedding judge on the seeds, when curation is on; ``embed_judge=False`` computes none, for a
+    quick preview that needs no model). Left-out examples count as ``curated_*``.
 
     Rows are ``{"text", "label", "source"}``; generated ones also carry ``example_id`` (the store's
     example id, when the examples have one), so a run can record exactly what it trained on.
@@ -188,8 +197,19 @@ def build_training_data(
     if include_seeds:
         for r in seed_rows:
             add(r["text"], r["label"], "seed")
-    for ex in examples:
-        lab, reason = example_label(ex, label_source, pending=pending, unparseable=unparseable)
+    decided = [example_label(ex, label_source, pending=pending, unparseable=unparseable) for ex in examples]
+    if curation is not None and getattr(curation, "enabled", False) and examples:
+        from .curate import embedding_judge, select
+
+        if judge is None and seed_rows and embed_judge:
+            by: dict[str, list[str]] = {lab: [] for lab in labels}
+            for r in seed_rows:
+                by.setdefault(r["label"], []).append(r["text"])
+            judge = embedding_judge([(lab, by.get(lab, [])) for lab in labels])
+        sel = select(examples, [lab for lab, _ in decided], curation, judge=judge)
+        decided = [(lab, why) if keep or why else (None, sel.reasons[i] or "curated")
+                   for i, ((lab, why), keep) in enumerate(zip(decided, sel.keep))]
+    for ex, (lab, reason) in zip(examples, decided):
         eid = ex.get("id") if isinstance(ex, Mapping) else getattr(ex, "id", None)
         add(example_view(ex).text, lab, "generated", reason, eid)
     return TrainingSet(rows=rows, labels=list(labels), dropped=dict(dropped))

@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .config import EmbedLRConfig  # noqa: F401 - defined with the other training configs
+from .config import EmbedLRConfig
 from .metrics import compute_metrics
+from .runs import reported
 
 KIND = "embed-lr"
 WEIGHTS_FILE = "embed_lr.safetensors"
@@ -138,42 +139,21 @@ def train_embed_lr(
     ``{"phase": "embedding", "embedded", "to_embed", ...}`` while the texts are embedded, and
     ``should_stop()`` is checked after every batch of them.
     """
-    from ..errors import Cancelled
     from .callbacks import StoreCallback
-    from .trainer import TrainResult
 
     t_start = time.perf_counter()
     cbs = list(callbacks)
     if store is not None and run_id is not None:
         cbs.insert(0, StoreCallback(store, run_id, job_id))
-    for cb in cbs:
-        cb.on_run_start()
-    try:
+    with reported(cbs) as rep:
         cfg = config if isinstance(config, EmbedLRConfig) else EmbedLRConfig.from_dict(config)
-        texts, labels = [str(t) for t in texts], [str(x) for x in labels]
-        if len(texts) != len(labels):
-            raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
-        if not texts:
-            raise ValueError("no training examples")
-        names = list(label_names) if label_names is not None else sorted(set(labels))
-        if len(names) < 2:
-            raise ValueError("training needs at least two classes")
-        unknown = sorted(set(labels) - set(names))
-        if unknown:
-            raise ValueError(f"training labels not in the label set: {', '.join(unknown[:5])}")
-        if len(set(labels)) < 2:
-            raise ValueError("the quick student needs training examples of at least two classes")
-        for what, gold in (("validation", val_labels), ("test", test_labels)):
-            bad = sorted(set(map(str, gold or [])) - set(names))
-            if bad:
-                raise ValueError(f"{what} labels not in the label set: {', '.join(bad[:5])}")
+        texts, labels, names = _check_inputs(texts, labels, label_names, val_labels, test_labels)
         info: dict[str, Any] = {"step": 0, "total_steps": 1, "epoch": 0.0, "epochs": 1, "n_train": len(texts),
                                 "n_val": len(val_texts or []), "device": "cpu", "precision": "fp32",
                                 "world_size": 1, "model": model_name}
         for cb in cbs:
             cb.on_train_begin(info)
         val_texts, test_texts = list(val_texts or []), list(test_texts or [])
-        all_texts = texts + val_texts + test_texts
 
         def on_batch(done: int, total: int) -> None:
             if progress is not None:
@@ -184,96 +164,124 @@ def train_embed_lr(
 
         t0 = time.perf_counter()
         try:
-            emb = (encode or _embed)(all_texts, on_batch)
+            emb = (encode or _embed)(texts + val_texts + test_texts, on_batch)
         except _Stopped:
-            result = _result(TrainResult, "cancelled", names, texts, cfg, 0.0, time.perf_counter() - t_start,
-                             None, None, [], None, None, kind=kind)
-            for cb in cbs:
-                cb.on_run_end("cancelled", result, None)
-            return result
+            rep.result = _result("cancelled", names, texts, cfg, 0.0, time.perf_counter() - t_start, None, None,
+                                 [], None, None, kind=kind)
+            return rep.result
         embed_s = time.perf_counter() - t0
         n_tr, n_va = len(texts), len(val_texts)
         x_train, x_val, x_test = emb[:n_tr], emb[n_tr:n_tr + n_va], emb[n_tr + n_va:]
-
-        import numpy as np
-        from sklearn.linear_model import LogisticRegression
-
         t1 = time.perf_counter()
-        lr = LogisticRegression(C=float(cfg.C), max_iter=cfg.max_iter, class_weight=cfg.class_weight,
-                                random_state=cfg.seed)
-        lr.fit(x_train, labels)
+        clf = _fit_head(cfg, x_train, labels, names, make_classifier or EmbedLRClassifier)
         fit_s = time.perf_counter() - t1
-        # the regression knows only the classes it saw; classes without training data get ~zero probability
-        coef = np.zeros((len(names), emb.shape[1]), dtype=np.float32)
-        intercept = np.full((len(names),), -1e4, dtype=np.float32)
-        fitted = list(lr.classes_)
-        if len(fitted) == 2:  # sklearn's binary form: one weight vector for the second class
-            coef[names.index(fitted[1])] = lr.coef_[0] / 2
-            coef[names.index(fitted[0])] = -lr.coef_[0] / 2
-            intercept[names.index(fitted[1])] = lr.intercept_[0] / 2
-            intercept[names.index(fitted[0])] = -lr.intercept_[0] / 2
-        else:
-            for i, lab in enumerate(fitted):
-                coef[names.index(lab)] = lr.coef_[i]
-                intercept[names.index(lab)] = lr.intercept_[i]
-        clf = (make_classifier or EmbedLRClassifier)(names, coef, intercept, meta={
-            "base_model": EMBEDDER, "C": cfg.C, "class_weight": cfg.class_weight})
-        p_train = clf.proba_from_embeddings(x_train)
-        idx = [names.index(lab) for lab in labels]
-        train_loss = float(-np.mean(np.log(np.clip(p_train[np.arange(len(idx)), idx], 1e-12, None))))
-
-        def score(x, gold):
-            if not gold:
-                return None
-            p = clf.proba_from_embeddings(x)
-            pred = [names[int(i)] for i in p.argmax(axis=1)]
-            m = compute_metrics([str(g) for g in gold], pred, names)
-            gi = [names.index(str(g)) for g in gold]
-            m["loss"] = float(-np.mean(np.log(np.clip(p[np.arange(len(gi)), gi], 1e-12, None))))
-            return m
-
-        val_metrics = score(x_val, list(val_labels or []))
-        test_metrics = score(x_test, list(test_labels or []))
-        info.update(step=1, epoch=1.0)
-        history = [{"step": 1, "epoch": 1.0, "train_loss": train_loss}]
-        for cb in cbs:
-            cb.on_log(1, 1.0, {"train_loss": train_loss}, info)
-        if val_metrics:
-            history.append({"step": 1, "epoch": 1.0, "val_accuracy": val_metrics["accuracy"],
-                            "val_macro_f1": val_metrics["macro_f1"], "val_loss": val_metrics["loss"]})
-            for cb in cbs:
-                cb.on_evaluate(1, 1.0, val_metrics, info)
+        train_loss = _score(clf, x_train, labels, names)["loss"]
+        val_metrics = _score(clf, x_val, list(val_labels or []), names)
+        test_metrics = _score(clf, x_test, list(test_labels or []), names)
+        history = _report_fit(cbs, info, train_loss, val_metrics)
         model_dir = None
         if out_dir is not None:
-            extra = {"train_config": {"student": kind, **cfg.__dict__},
-                     "val_metrics": {k: val_metrics[k] for k in ("accuracy", "macro_f1", "n")} if val_metrics else None,
-                     "test_metrics": {k: test_metrics[k] for k in ("accuracy", "macro_f1", "n")} if test_metrics else None}
-            model_dir = str(clf.save(out_dir, extra=extra))
-        result = _result(TrainResult, "done", names, texts, cfg, embed_s + fit_s, time.perf_counter() - t_start,
-                         train_loss, val_metrics, history, model_dir, clf, test_metrics=test_metrics, kind=kind)
+            model_dir = str(clf.save(out_dir, extra={"train_config": {"student": kind, **cfg.__dict__},
+                                                     "val_metrics": _brief(val_metrics),
+                                                     "test_metrics": _brief(test_metrics)}))
+        rep.result = _result("done", names, texts, cfg, embed_s + fit_s, time.perf_counter() - t_start, train_loss,
+                             val_metrics, history, model_dir, clf, test_metrics=test_metrics, kind=kind)
         for cb in cbs:
-            cb.on_train_end(result)
-    except BaseException as exc:
-        status = "cancelled" if isinstance(exc, (Cancelled, KeyboardInterrupt)) else "failed"
-        msg = (str(exc) or "interrupted") if status == "cancelled" else f"{type(exc).__name__}: {exc}"
-        for cb in cbs:
-            try:
-                cb.on_run_end(status, None, msg)
-            except Exception:  # noqa: BLE001 - the original error matters more
-                pass
-        raise
+            cb.on_train_end(rep.result)
+    return rep.result
+
+
+def _check_inputs(texts: Sequence[str], labels: Sequence[str], label_names: Sequence[str] | None,
+                  val_labels: Sequence[str] | None, test_labels: Sequence[str] | None):
+    """Texts, labels and the label set, checked (every problem a ``ValueError``)."""
+    texts, labels = [str(t) for t in texts], [str(x) for x in labels]
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+    if not texts:
+        raise ValueError("no training examples")
+    names = list(label_names) if label_names is not None else sorted(set(labels))
+    if len(names) < 2:
+        raise ValueError("training needs at least two classes")
+    unknown = sorted(set(labels) - set(names))
+    if unknown:
+        raise ValueError(f"training labels not in the label set: {', '.join(unknown[:5])}")
+    if len(set(labels)) < 2:
+        raise ValueError("the quick student needs training examples of at least two classes")
+    for what, gold in (("validation", val_labels), ("test", test_labels)):
+        bad = sorted(set(map(str, gold or [])) - set(names))
+        if bad:
+            raise ValueError(f"{what} labels not in the label set: {', '.join(bad[:5])}")
+    return texts, labels, names
+
+
+def _fit_head(cfg: EmbedLRConfig, x_train: Any, labels: Sequence[str], names: Sequence[str], make: Callable[..., Any]):
+    """The logistic regression on the embeddings, as a classifier over every class of ``names``
+    (a class without training data gets ~zero probability)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=float(cfg.C), max_iter=cfg.max_iter, class_weight=cfg.class_weight,
+                            random_state=cfg.seed)
+    lr.fit(x_train, list(labels))
+    coef = np.zeros((len(names), x_train.shape[1]), dtype=np.float32)
+    intercept = np.full((len(names),), -1e4, dtype=np.float32)
+    fitted = list(lr.classes_)
+    if len(fitted) == 2:  # sklearn's binary form: one weight vector for the second class
+        coef[names.index(fitted[1])] = lr.coef_[0] / 2
+        coef[names.index(fitted[0])] = -lr.coef_[0] / 2
+        intercept[names.index(fitted[1])] = lr.intercept_[0] / 2
+        intercept[names.index(fitted[0])] = -lr.intercept_[0] / 2
+    else:
+        for i, lab in enumerate(fitted):
+            coef[names.index(lab)] = lr.coef_[i]
+            intercept[names.index(lab)] = lr.intercept_[i]
+    return make(list(names), coef, intercept, meta={"base_model": EMBEDDER, "C": cfg.C,
+                                                   "class_weight": cfg.class_weight})
+
+
+def _score(clf: Any, x: Any, gold: Sequence[str], names: Sequence[str]) -> dict[str, Any] | None:
+    """Metrics (with the loss and each row's prediction) of ``clf`` on embedded rows; None without rows."""
+    import numpy as np
+
+    if not gold:
+        return None
+    p = clf.proba_from_embeddings(x)
+    pred = [names[int(i)] for i in p.argmax(axis=1)]
+    m = compute_metrics([str(g) for g in gold], pred, names)
+    gi = [names.index(str(g)) for g in gold]
+    m["loss"] = float(-np.mean(np.log(np.clip(p[np.arange(len(gi)), gi], 1e-12, None))))
+    m["predicted"] = pred
+    return m
+
+
+def _brief(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return {k: m[k] for k in ("accuracy", "macro_f1", "n")} if m else None
+
+
+def _report_fit(cbs: Sequence[Any], info: dict[str, Any], train_loss: float,
+                val_metrics: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The one "step" of the fit, to the callbacks and the history."""
+    info.update(step=1, epoch=1.0)
+    history: list[dict[str, Any]] = [{"step": 1, "epoch": 1.0, "train_loss": train_loss}]
     for cb in cbs:
-        cb.on_run_end("done", result, None)
-    return result
+        cb.on_log(1, 1.0, {"train_loss": train_loss}, info)
+    if val_metrics:
+        history.append({"step": 1, "epoch": 1.0, "val_accuracy": val_metrics["accuracy"],
+                        "val_macro_f1": val_metrics["macro_f1"], "val_loss": val_metrics["loss"]})
+        for cb in cbs:
+            cb.on_evaluate(1, 1.0, val_metrics, info)
+    return history
 
 
 class _Stopped(Exception):
     pass
 
 
-def _result(cls, status, names, texts, cfg, train_s, elapsed, train_loss, val_metrics, history, model_dir, clf,
+def _result(status, names, texts, cfg, train_s, elapsed, train_loss, val_metrics, history, model_dir, clf,
             *, test_metrics=None, kind: str = KIND):
-    return cls(
+    from .trainer import TrainResult
+
+    return TrainResult(
         status=status, steps=1 if status == "done" else 0, total_steps=1, epochs=1,
         epoch=1.0 if status == "done" else 0.0, train_loss=train_loss, val_metrics=val_metrics,
         history=history, train_time_s=train_s, elapsed_s=elapsed,

@@ -9,12 +9,15 @@ Job config (``store.Job.config``): a :class:`~promptmix_core.specs.TrainingSpec`
 ``example_job_id``        use only the examples of this generation job (default: all examples)
 ``include_seeds``         train on the seeds too (default true)
 ``val_path``              a labelled CSV/JSONL file (``text,label``) to validate on
-``val_fraction``          otherwise: the share of generated examples held out per class (default 0.2)
+``val_fraction``          otherwise: the share of generated examples held out per class (default 0: none;
+                          agreement with generated labels is not a measure, so the faces hide it)
 ``train``                 :class:`TrainConfig` fields (model, epochs, batch_size, learning_rate...)
 ``out_dir``               where the model is saved (default: ``<project>.models/run-<run id>`` beside the project file)
 ``name``                  the run's name
-``student``               ``"finetune"`` (default), ``"embed-lr"`` (quick: MiniLM embeddings + logistic regression)
-                          or ``"setfit"`` (SetFit: contrastive MiniLM + logistic regression)
+``student``               ``"auto"`` (default: :func:`.plan.choose_student`, SetFit at few-shot sizes), ``"finetune"``,
+                          ``"embed-lr"`` (quick: MiniLM embeddings + logistic regression) or ``"setfit"``
+``curation``              the default selection of generated examples (:mod:`.curate`; default true)
+``control``               the seeds-only control beside the run (:func:`run_control`; default true)
 ``embed_lr``              the quick student's settings (``C``, ``class_weight``...)
 ``test_path``             a labelled CSV/JSONL to score the run on (instead of the project's test set)
 ``use_test_set``          score on the project's test set when it has one (default true)
@@ -40,6 +43,7 @@ from typing import Any, Mapping
 
 from ..errors import Cancelled
 from ..paths import run_model_dir
+from .curate import CurationConfig
 from .data import build_training_data, stratified_split
 
 def _read_labelled(path: str | Path) -> list[dict[str, str]]:
@@ -71,9 +75,11 @@ def _test_rows(store: Any, spec: Any, task: Any) -> tuple[list[dict[str, str]], 
     return rows, {**info, "n": len(rows), "fingerprint": rows_fingerprint(rows)}
 
 
-def prepare_job_data(store: Any, cfg: Any) -> dict[str, Any]:
+def prepare_job_data(store: Any, cfg: Any, *, embed_judge: bool = True) -> dict[str, Any]:
     """Training, validation and test rows for a job's :class:`~promptmix_core.specs.TrainingSpec`
-    (or its stored dict; see the module docstring)."""
+    (or its stored dict; see the module docstring). ``embed_judge=False`` (the Train page's preview)
+    skips the embedding judge for examples without a ``judge_label``: no model is loaded, and the
+    run itself may then leave out a few more."""
     from ..specs import TrainingSpec
     from ..task import normalize_text
 
@@ -91,6 +97,8 @@ def prepare_job_data(store: Any, cfg: Any) -> dict[str, Any]:
         unparseable=spec.unparseable,
         include_seeds=spec.include_seeds,
         exclude_texts=[r["text"] for r in test_rows],
+        curation=CurationConfig(enabled=bool(spec.curation)),
+        embed_judge=embed_judge,
     )
     if not ts.rows:
         raise ValueError("no training examples: every example was dropped by the label rules")
@@ -128,7 +136,8 @@ def prepare_job_data(store: Any, cfg: Any) -> dict[str, Any]:
         "test_rows": [{**r, "source": "test_set"} for r in test_rows],
         "test_set": test_info,
         "summary": {**ts.summary(), "train": len(train_rows), "val": len(val_rows), "val_source": val_source,
-                    "test": len(test_rows), "test_set": test_info,
+                    "val_is_measure": val_source == "file", "label_source": spec.label_source,
+                    "curation": bool(spec.curation), "test": len(test_rows), "test_set": test_info,
                     "classes_without_training_data": missing},
     }
 
@@ -141,15 +150,23 @@ def run_training_job(store: Any, job: Any, ctx: Any = None) -> str:
     out = train_job(store, job, ctx)
     if out["status"] == "cancelled":
         raise Cancelled(f"training was stopped (run #{out['run_id']})")
-    m = out["metrics"]
+    return f"run #{out['run_id']} done: " + run_summary(out["metrics"]) + f"; model in {out['model_dir']}"
+
+
+def run_summary(m: Mapping[str, Any]) -> str:
+    """One line: the student, its scores and what the generated data did against the control."""
+    from .control import describe
     from .plan import STUDENT_WORDS
 
-    msg = f"run #{out['run_id']} done: " + (STUDENT_WORDS.get(m.get("student")) or f"{m.get('steps')} steps")
+    msg = STUDENT_WORDS.get(m.get("student")) or f"{m.get('steps')} steps"
     if m.get("test_accuracy") is not None:
         msg += f", test accuracy {m['test_accuracy']:.3f}, macro-F1 {m['test_macro_f1']:.3f} (n={m.get('test_n')})"
     elif m.get("val_accuracy") is not None:
         msg += f", validation accuracy {m['val_accuracy']:.3f}, macro-F1 {m['val_macro_f1']:.3f}"
-    return msg + f"; model in {out['model_dir']}"
+    ctl = describe(m)
+    if ctl["state"] == "compared":
+        msg += f"; {ctl['text']}"
+    return msg
 
 
 def train_job(store: Any, job: Any, ctx: Any = None) -> dict[str, Any]:
@@ -157,71 +174,110 @@ def train_job(store: Any, job: Any, ctx: Any = None) -> dict[str, Any]:
 
     The job's config is a :class:`~promptmix_core.specs.TrainingSpec` (unknown or invalid settings
     are refused, every problem listed). The run goes queued -> running -> done / cancelled / failed
-    (the error recorded; a crash never leaves it "running") through the trainer's
-    :class:`StoreCallback`; progress and the cancel check come from ``ctx`` (a
-    :class:`~promptmix_core.lifecycle.StepContext`; by default one on the job's cancel flag). This
-    step writes the run, never the job's row. Errors are re-raised after the run is marked failed.
+    through :class:`.runs.RunLifecycle` (a crash anywhere, recording its rows included, never leaves
+    it "queued" or "running"). Steps: prepare the data (:func:`prepare_job_data`), pick the student
+    (:func:`.plan.choose_student`), train it (:func:`.students.fit`), then the seeds-only control
+    (:func:`run_control`), and only then mark the run done. Progress and the cancel check come
+    from ``ctx`` (by default one on the job's cancel flag). Errors are re-raised after the run is
+    marked failed.
     """
     from ..lifecycle import JobLifecycle
     from ..specs import TrainingSpec
-    from .callbacks import StoreCallback
-    from .trainer import train
+    from .runs import RunLifecycle
 
     raw = dict(job.config or {})
     if ctx is None:  # called directly (not by a lifecycle): the job's own context
         ctx = JobLifecycle(store, job.id).context()
-    run_id = store.create_run(raw, name=str(raw.get("name") or f"job {job.id}"),
-                              method=str(raw.get("method") or raw.get("label_source") or "a2"), job_id=job.id)
-    try:
+    life = RunLifecycle.create(store, raw, name=str(raw.get("name") or f"job {job.id}"),
+                               method=str(raw.get("method") or raw.get("label_source") or "a2"), job_id=job.id)
+    run_id = life.run_id
+    with life.guard():
         ctx.progress({"phase": "preparing", "run_id": run_id}, force=True)
         spec = TrainingSpec.from_stored(raw)  # every problem of the settings at once
         data = prepare_job_data(store, spec)
-        out_dir = spec.out_dir or str(run_model_dir(store.path, run_id))
         if ctx.should_stop():
-            store.update_run(run_id, status="cancelled")
+            life.cancel("stopped before training")
             return {"run_id": run_id, "status": "cancelled", "model_dir": None, "metrics": {}, "data": data["summary"]}
-        # exactly which rows (and labels) this run uses, before it starts (a full disk fails the run here)
-        for split in ("train", "val", "test"):
+        for split in ("train", "val", "test"):  # exactly which rows (and labels) this run uses
             store.record_run_examples(run_id, split, data[f"{split}_rows"])
-    except BaseException as exc:
-        try:
-            store.update_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:4000])
-        except Exception:  # noqa: BLE001 - the store may be what failed; the job's lifecycle still records it
-            pass
-        raise
-    common = dict(
-        label_names=data["labels"],
-        val_texts=[r["text"] for r in data["val_rows"]] or None,
-        val_labels=[r["label"] for r in data["val_rows"]] or None,
-        test_texts=[r["text"] for r in data["test_rows"]] or None,
-        test_labels=[r["label"] for r in data["test_rows"]] or None,
-        out_dir=out_dir,
-        callbacks=[StoreCallback(store, run_id, progress=lambda p: ctx.progress(p, force=True),
-                                 progress_every_s=1.0)],
-        should_stop=ctx.should_stop,
-    )
-    texts, labels = [r["text"] for r in data["train_rows"]], [r["label"] for r in data["train_rows"]]
-    if spec.student == "embed-lr":
-        from .embed_lr import train_embed_lr
-
-        result = train_embed_lr(spec.embed_lr, texts, labels, progress=lambda p: ctx.progress(p, force=True),
-                                **common)
-    elif spec.student == "setfit":
-        from .setfit_student import train_setfit
-
-        result = train_setfit(texts, labels, common.pop("label_names"), {"seed": spec.train.seed},
-                              progress=lambda p: ctx.progress(p, force=True), **common)
-    else:
-        result = train(spec.train, texts, labels, keep_model=False, **common)
-    metrics = result.final_metrics()
-    metrics["data"] = data["summary"]
-    if data["test_set"]:
-        metrics["test_set"] = data["test_set"]
-    store.update_run(run_id, final_metrics=metrics)
+        result, choice, settings = _fit_run(store, spec, data, run_id, ctx)
+        if result.status != "done":  # cancelled: the trainer's callback recorded it
+            return {"run_id": run_id, "status": result.status, "model_dir": None, "metrics": result.final_metrics(),
+                    "data": data["summary"]}
+        metrics = result.final_metrics()
+        metrics.update(data=data["summary"], student=choice.student, student_reason=choice.reason,
+                       student_auto=choice.auto, val_is_measure=data["summary"]["val_is_measure"])
+        if data["test_set"]:
+            metrics["test_set"] = data["test_set"]
+        if spec.control:
+            ctx.progress({"phase": "control", "run_id": run_id}, force=True)
+            metrics["control"] = run_control(store.path, data, choice.student, settings, result, ctx=ctx)
+        life.finish(metrics, model_dir=result.model_dir)
     ctx.progress({"phase": result.status, "run_id": run_id, "step": result.steps,
                   "total_steps": result.total_steps}, force=True)
     return {"run_id": run_id, "status": result.status, "model_dir": result.model_dir, "metrics": metrics,
             "data": data["summary"]}
+
+
+def _fit_run(store: Any, spec: Any, data: Mapping[str, Any], run_id: int, ctx: Any):
+    """The run's student (picked), its settings and its training (reported to the run through a
+    :class:`StoreCallback` that leaves finishing to the job)."""
+    from .callbacks import StoreCallback
+    from .plan import choose_student
+    from .students import fit, student_settings
+
+    choice = choose_student(spec.student, len(data["train_rows"]), len(data["labels"]),
+                            gpu=str(spec.train.device).startswith("cuda"))
+    settings = student_settings(choice.student, spec.train.to_dict(), spec.embed_lr)
+    progress = lambda p: ctx.progress(p, force=True)  # noqa: E731
+    rows = data["train_rows"]
+    result = fit(
+        choice.student, settings, [r["text"] for r in rows], [r["label"] for r in rows],
+        label_names=data["labels"], progress=progress,
+        val_texts=[r["text"] for r in data["val_rows"]] or None,
+        val_labels=[r["label"] for r in data["val_rows"]] or None,
+        test_texts=[r["text"] for r in data["test_rows"]] or None,
+        test_labels=[r["label"] for r in data["test_rows"]] or None,
+        out_dir=spec.out_dir or str(run_model_dir(store.path, run_id)),
+        callbacks=[StoreCallback(store, run_id, progress=progress, progress_every_s=1.0, finish=False)],
+        should_stop=ctx.should_stop,
+    )
+    return result, choice, settings
+
+
+def run_control(project_path: Any, data: Mapping[str, Any], student: str, settings: Mapping[str, Any], result: Any,
+                *, ctx: Any = None, models_dir: Any = None) -> dict[str, Any]:
+    """The seeds-only control of a finished run (:mod:`.control`): the same student and settings
+    on the run's seeds alone, scored on the same test rows, and the paired bootstrap of the
+    difference. What goes into the run's ``final_metrics["control"]``."""
+    from ..paths import models_dir as project_models_dir
+    from .control import NO_TEST_SET, compare, seeds_only_control
+    from .students import fit
+
+    seeds = [r for r in data["train_rows"] if r.get("source") == "seed"]
+    generated = [r for r in data["train_rows"] if r.get("source") != "seed"]
+    if not generated:
+        return {"seeds_only_run": True}
+    test_rows = data["test_rows"]
+    if not test_rows or not result.test_metrics:
+        return {"skipped": NO_TEST_SET}
+    if len({r["label"] for r in seeds}) < 2:
+        return {"skipped": "The seeds-only control needs seeds of at least two classes."}
+    folder = models_dir if models_dir is not None else project_models_dir(project_path)
+    stop = getattr(ctx, "should_stop", None)
+
+    def fit_control(texts: list[str], labels: list[str], out_dir: str):
+        return fit(student, settings, texts, labels, label_names=data["labels"], out_dir=out_dir,
+                   test_texts=[r["text"] for r in test_rows], test_labels=[r["label"] for r in test_rows],
+                   should_stop=stop)
+
+    ctl = seeds_only_control(folder, seeds, data["labels"], student, settings, test_rows, fit_control,
+                             test_fingerprint=(data.get("test_set") or {}).get("fingerprint"))
+    gold = [r["label"] for r in test_rows]
+    cmp_ = compare(result.test_metrics["predicted"], ctl["predicted"], gold,
+                   run_macro_f1=result.test_metrics["macro_f1"], control_macro_f1=ctl["test"]["macro_f1"])
+    return {"student": student, "model_dir": ctl["model_dir"], "n_train": ctl["n_train"], "cached": ctl["cached"],
+            "train_time_s": ctl["train_time_s"], "test": ctl["test"], "delta": cmp_.to_dict()}
 
 
 def __getattr__(name: str) -> Any:
@@ -234,4 +290,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["JOB_KEYS", "prepare_job_data", "run_training_job", "train_job"]
+__all__ = ["JOB_KEYS", "prepare_job_data", "run_control", "run_summary", "run_training_job", "train_job"]

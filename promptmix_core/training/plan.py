@@ -15,6 +15,62 @@ STUDENTS = {"finetune": "fine-tuned transformer", "embed-lr": "quick student (em
             "setfit": "SetFit (contrastive MiniLM + logistic regression, no LLM needed)"}
 #: how a finished run of a student other than fine-tuning is named in messages (fine-tuning: its steps)
 STUDENT_WORDS = {"embed-lr": "quick student", "setfit": "SetFit student"}
+AUTO = "auto"
+#: what a training spec's ``student`` may say: a student, or "auto" (:func:`choose_student` decides)
+STUDENT_OPTIONS = {AUTO: "the student the measurements pick for this data", **STUDENTS}
+#: at most this many training examples per class is "few-shot": SetFit is the default there
+FEW_SHOT_PER_CLASS = 32
+#: the default SetFit's cap on contrastive steps (setfit's own default draws 2 x 20 pairs per example: 250
+#: steps for 100 examples). 100 steps keeps a run plus its seeds-only control within a minute on 2 cores
+#: (docs/BENCHMARKS.md); with k = 2 seeds per class (the measured setting) the seeds never reach the cap
+SETFIT_MAX_STEPS = 100
+EVIDENCE = ("docs/RESULTS.md, k = 2 seeds per class, 3 runs: SetFit on the seeds beat fine-tuning on every "
+            "data set (SUBJ 70.7 vs 68.6 %, Twitter complaints 67.5 vs 58.7 %, TREC6 43.9 vs 31.6 %, "
+            "Banking77-10 88.9 vs 81.7 %, all 77 classes 67.7 vs 36.1 %)")
+
+
+@dataclass
+class StudentChoice:
+    """The student a run uses and why (``auto``: picked by :func:`choose_student`, not by the user)."""
+
+    student: str
+    reason: str
+    auto: bool
+
+    @property
+    def title(self) -> str:
+        return STUDENTS.get(self.student, self.student)
+
+
+def choose_student(asked: str, n_train: int, num_labels: int, *, gpu: bool = False) -> StudentChoice:
+    """The student for ``n_train`` training rows over ``num_labels`` classes: ``asked`` unless it is
+    "auto", else SetFit at few-shot sizes (at most :data:`FEW_SHOT_PER_CLASS` examples per class, where
+    it measured best on every data set here) and fine-tuning above that (no measurement here shows
+    SetFit ahead there; fine-tuning also keeps its live chart and uses a GPU well)."""
+    if asked != AUTO:
+        if asked not in STUDENTS:
+            raise ValueError(f"student must be one of {', '.join(STUDENT_OPTIONS)} (got {asked!r})")
+        return StudentChoice(asked, "chosen in the settings", auto=False)
+    per_class = n_train / max(1, num_labels)
+    if per_class <= FEW_SHOT_PER_CLASS:
+        return StudentChoice("setfit", f"{per_class:.0f} training examples per class is few-shot (at most "
+                             f"{FEW_SHOT_PER_CLASS}), where SetFit measured best: {EVIDENCE}", auto=True)
+    where = " on the GPU" if gpu else ""
+    return StudentChoice("finetune", f"{per_class:.0f} training examples per class is past the few-shot range "
+                         f"(at most {FEW_SHOT_PER_CLASS}) where SetFit measured best, so the transformer is "
+                         f"fine-tuned{where}", auto=True)
+
+
+def run_name(label_source: str, student: str, n_generated: int, plan: "TrainPlan | None" = None) -> str:
+    """The default name of a run: "seeds only · SetFit student" when no generated example is used,
+    else the label source and the student (fine-tuning: its real plan)."""
+    if student == "finetune" and plan is not None:
+        what = plan.run_name("").lstrip(" ·")
+    else:
+        what = STUDENT_WORDS.get(student, student)
+    if n_generated == 0:
+        return f"seeds only · {what}"
+    return f"{label_source} · {what}"
 
 
 def default_label_source(examples: Iterable[Any]) -> str:
@@ -158,4 +214,4 @@ def train_plan(cfg: TrainConfig, n_examples: int, num_labels: int, world_size: i
                      max_steps=cfg.max_steps, world_size=world_size)
 
 
-__all__ = ["STUDENTS", "STUDENT_WORDS", "ClassCounts", "DataReport", "TrainPlan", "data_report", "default_label_source", "train_plan"]
+__all__ = ["AUTO", "FEW_SHOT_PER_CLASS", "STUDENTS", "STUDENT_OPTIONS", "STUDENT_WORDS", "StudentChoice", "choose_student", "run_name", "ClassCounts", "DataReport", "TrainPlan", "data_report", "default_label_source", "train_plan"]

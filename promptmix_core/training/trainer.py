@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ..errors import Cancelled
 from .callbacks import StoreCallback, TrainerCallback
 from .config import TrainConfig
 from .metrics import compute_metrics
+from .runs import reported
 
 log = logging.getLogger(__name__)
 MAX_EPOCH_EVALS = 20  # with eval_every unset, evaluate at most ~this many times (plus the end)
@@ -233,6 +233,7 @@ def evaluate_model(model: Any, enc: Sequence[Sequence[int]], label_ids: Sequence
         net.train(was)
     m = compute_metrics([labels[i] for i in label_ids], [labels[p] for p in preds], labels)
     m["loss"] = total_loss / max(1, len(enc))
+    m["predicted"] = [labels[p] for p in preds]  # per row, in order (the control's paired comparison)
     return m
 
 
@@ -273,72 +274,76 @@ def train(
     cbs: list[TrainerCallback] = list(callbacks) if dist.main else []
     if store is not None and run_id is not None and dist.main:
         cbs.insert(0, StoreCallback(store, run_id, job_id))
-    for cb in cbs:
-        cb.on_run_start()
-    try:
+    with reported(cbs) as rep:
         cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
-        texts = [str(t) for t in texts]
-        labels = [str(lab) for lab in labels]
-        if len(texts) != len(labels):
-            raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
-        if not texts:
-            raise ValueError("no training examples")
-        names = list(label_names) if label_names is not None else list(dict.fromkeys(sorted(set(labels))))
-        if len(names) < 2:
-            raise ValueError("training needs at least two classes")
-        unknown = sorted(set(labels) - set(names))
-        if unknown:
-            raise ValueError(f"training labels not in the label set: {', '.join(unknown[:5])}")
-        has_val = bool(val_texts)
-        if has_val:
-            val_texts = [str(t) for t in val_texts]  # type: ignore[union-attr]
-            val_labels = [str(v) for v in (val_labels or [])]
-            if len(val_texts) != len(val_labels):
-                raise ValueError(f"{len(val_texts)} validation texts but {len(val_labels)} labels")
-            bad = sorted(set(val_labels) - set(names))
-            if bad:
-                raise ValueError(f"validation labels not in the label set: {', '.join(bad[:5])}")
-        has_test = bool(test_texts)
-        if has_test:
-            test_texts = [str(t) for t in test_texts]  # type: ignore[union-attr]
-            test_labels = [str(v) for v in (test_labels or [])]
-            if len(test_texts) != len(test_labels):
-                raise ValueError(f"{len(test_texts)} test texts but {len(test_labels)} labels")
-            bad = sorted(set(test_labels) - set(names))
-            if bad:
-                raise ValueError(f"test labels not in the label set: {', '.join(bad[:5])}")
+        texts, labels, names = _check_training_data(texts, labels, label_names)
+        val = _check_split("validation", val_texts, val_labels, names)
+        test = _check_split("test", test_texts, test_labels, names)
         cfg = cfg.resolved(len(names))
         import torch
 
         # grad mode is process-global: something run before (e.g. an embedding helper that
         # switched it off) must not silently break training
         with torch.enable_grad():
-            result = _train_impl(cfg, texts, labels, names, val_texts if has_val else None,
-                                 val_labels if has_val else None, out_dir, cbs, should_stop,
-                                 keep_model, dist, t_start, (test_texts, test_labels) if has_test else None)
-    except BaseException as exc:
-        if isinstance(exc, (Cancelled, KeyboardInterrupt)):  # SIGTERM from the worker, Ctrl-C
-            status, msg = "cancelled", (str(exc) or "interrupted")
-        else:
-            status, msg = "failed", f"{type(exc).__name__}: {exc}"
-        for cb in cbs:
-            try:
-                cb.on_run_end(status, None, msg)
-            except Exception:  # noqa: BLE001 - the original error matters more
-                log.exception("a training callback failed while recording the end of the run")
-        raise
-    for cb in cbs:
-        cb.on_run_end(result.status, result, None)
-    return result
+            rep.result = _train_impl(cfg, texts, labels, names, val, out_dir, cbs, should_stop, keep_model, dist,
+                                     t_start, test)
+    return rep.result
 
 
-def _train_impl(cfg: TrainConfig, texts, labels, names, val_texts, val_labels, out_dir,
-                cbs: list[TrainerCallback], should_stop, keep_model, dist: _Dist, t_start: float,
-                test: tuple[list[str], list[str]] | None = None) -> TrainResult:
+def _check_training_data(texts: Sequence[str], labels: Sequence[str],
+                         label_names: Sequence[str] | None) -> tuple[list[str], list[str], list[str]]:
+    """Texts, labels and the label set, checked (every problem a ``ValueError``)."""
+    texts = [str(t) for t in texts]
+    labels = [str(lab) for lab in labels]
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+    if not texts:
+        raise ValueError("no training examples")
+    names = list(label_names) if label_names is not None else list(dict.fromkeys(sorted(set(labels))))
+    if len(names) < 2:
+        raise ValueError("training needs at least two classes")
+    unknown = sorted(set(labels) - set(names))
+    if unknown:
+        raise ValueError(f"training labels not in the label set: {', '.join(unknown[:5])}")
+    return texts, labels, names
+
+
+def _check_split(what: str, texts: Sequence[str] | None, labels: Sequence[str] | None,
+                 names: Sequence[str]) -> tuple[list[str], list[str]] | None:
+    """A validation or test split as (texts, labels), or None when there is none."""
+    if not texts:
+        return None
+    texts = [str(t) for t in texts]
+    gold = [str(v) for v in (labels or [])]
+    if len(texts) != len(gold):
+        raise ValueError(f"{len(texts)} {what} texts but {len(gold)} labels")
+    bad = sorted(set(gold) - set(names))
+    if bad:
+        raise ValueError(f"{what} labels not in the label set: {', '.join(bad[:5])}")
+    return texts, gold
+
+
+@dataclass
+class _Setup:
+    """The model on its device, with the precision settings and the tokeniser."""
+
+    device: str
+    amp_dtype: Any
+    use_scaler: bool
+    precision: str
+    split_padding: bool
+    model: Any
+    net: Any  # the model, or its DDP wrapper
+    tokenizer: Any
+    model_name: str
+    pad_id: int
+
+
+def _setup(cfg: TrainConfig, names: Sequence[str], dist: _Dist) -> _Setup:
+    """Step 1: device, precision, seed, the base model with a fresh head (wrapped in DDP when distributed)."""
     import torch
-    import torch.nn.functional as F
 
-    from .model_io import Classifier, load_base_model, pad_batch, pick_device, save_model
+    from .model_io import load_base_model, pick_device
 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -350,29 +355,25 @@ def _train_impl(cfg: TrainConfig, texts, labels, names, val_texts, val_labels, o
         if dist.on and device == "mps":
             device = "cpu"  # no MPS process groups
     amp_dtype, use_scaler, precision = _amp_settings(device, cfg.precision)
-    split_padding = cfg.split_padding if cfg.split_padding is not None else amp_dtype is None
-
     set_seed(cfg.seed)
     model, tokenizer, model_name = load_base_model(cfg.model, names)
     model.to(device)
     model.train()
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    label_index = {lab: i for i, lab in enumerate(names)}
-    enc = tokenizer(list(texts), truncation=True, max_length=cfg.max_length)["input_ids"]
-    y_all = [label_index[lab] for lab in labels]
-    lengths = [len(e) for e in enc]
-    val_enc = val_ids = None
-    if val_texts:
-        val_enc = tokenizer(list(val_texts), truncation=True, max_length=cfg.max_length)["input_ids"]
-        val_ids = [label_index[lab] for lab in val_labels]
-
     net = model
     if dist.on:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         net = DDP(model, device_ids=[dist.local_rank] if device.startswith("cuda") else None)
+    return _Setup(device=device, amp_dtype=amp_dtype, use_scaler=use_scaler, precision=precision,
+                  split_padding=cfg.split_padding if cfg.split_padding is not None else amp_dtype is None,
+                  model=model, net=net, tokenizer=tokenizer, model_name=model_name,
+                  pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
 
-    epochs, steps_per_epoch, total_steps = cfg.plan(len(enc), dist.world)
+
+def _optimizer(model: Any, cfg: TrainConfig, total_steps: int, use_scaler: bool) -> tuple[Any, Any, Any]:
+    """Step 2: fused AdamW (no decay on biases and LayerNorm), linear warm-up then decay, the fp16 scaler."""
+    import torch
+
     decay, no_decay = [], []
     for n, p in model.named_parameters():
         if not p.requires_grad:
@@ -392,156 +393,215 @@ def _train_impl(cfg: TrainConfig, texts, labels, names, val_texts, val_labels, o
 
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lr_lambda)
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-    dev_type = device.split(":")[0]
+    return optim, sched, scaler
 
-    sampler = None
-    if dist.on:
-        from torch.utils.data.distributed import DistributedSampler
 
-        sampler = DistributedSampler(range(len(enc)), num_replicas=dist.world, rank=dist.rank,
-                                     shuffle=True, seed=cfg.seed, drop_last=False)
-    if cfg.eval_every is None:
-        eval_epochs = max(1, math.ceil(epochs / MAX_EPOCH_EVALS))
-    else:
-        eval_epochs = 0
-    info: dict[str, Any] = {
-        "step": 0, "total_steps": total_steps, "epoch": 0.0, "epochs": epochs,
-        "n_train": len(enc), "n_val": len(val_enc or []), "device": device, "precision": precision,
-        "world_size": dist.world, "model": model_name, "learning_rate": cfg.learning_rate,
-    }
-    for cb in cbs:
-        cb.on_train_begin(info)
+class _Loop:
+    """Step 3: the optimisation loop's state (step, running loss, history) and its parts."""
 
-    history: list[dict[str, Any]] = []
-    val_metrics: dict[str, Any] | None = None
-    step = 0
-    status = "done"
-    running = torch.zeros((), device=device)
-    running_n = 0
-    last_loss: float | None = None
-    samples = 0
-    train_time = 0.0
-    evaluated_at = -1
+    def __init__(self, cfg: TrainConfig, su: _Setup, dist: _Dist, enc: list[list[int]], y_all: list[int],
+                 names: Sequence[str], val: tuple[list[list[int]], list[int]] | None,
+                 cbs: list[TrainerCallback], should_stop: Callable[[], bool] | None):
+        import torch
 
-    def do_eval(epoch_f: float) -> None:
-        nonlocal val_metrics, evaluated_at
-        if val_enc is None or evaluated_at == step:
+        self.cfg, self.su, self.dist, self.enc, self.y_all, self.names = cfg, su, dist, enc, y_all, names
+        self.val, self.cbs, self.should_stop = val, cbs, should_stop
+        self.lengths = [len(e) for e in enc]
+        self.epochs, self.steps_per_epoch, self.total_steps = cfg.plan(len(enc), dist.world)
+        self.optim, self.sched, self.scaler = _optimizer(su.model, cfg, self.total_steps, su.use_scaler)
+        self.sampler = None
+        if dist.on:
+            from torch.utils.data.distributed import DistributedSampler
+
+            self.sampler = DistributedSampler(range(len(enc)), num_replicas=dist.world, rank=dist.rank,
+                                              shuffle=True, seed=cfg.seed, drop_last=False)
+        self.eval_epochs = max(1, math.ceil(self.epochs / MAX_EPOCH_EVALS)) if cfg.eval_every is None else 0
+        self.info: dict[str, Any] = {
+            "step": 0, "total_steps": self.total_steps, "epoch": 0.0, "epochs": self.epochs,
+            "n_train": len(enc), "n_val": len(val[0]) if val else 0, "device": su.device,
+            "precision": su.precision, "world_size": dist.world, "model": su.model_name,
+            "learning_rate": cfg.learning_rate,
+        }
+        self.history: list[dict[str, Any]] = []
+        self.val_metrics: dict[str, Any] | None = None
+        self.step = 0
+        self.status = "done"
+        self.running = torch.zeros((), device=su.device)
+        self.running_n = 0
+        self.last_loss: float | None = None
+        self.samples = 0
+        self.train_time = 0.0
+        self.evaluated_at = -1
+
+    def evaluate(self, epoch_f: float) -> None:
+        if self.val is None or self.evaluated_at == self.step:
             return
-        evaluated_at = step
-        if dist.main:
+        self.evaluated_at = self.step
+        if self.dist.main:
             # fp32, like predict(): the reported metrics are exactly the saved model's
-            val_metrics = evaluate_model(net, val_enc, val_ids, names, device=device, pad_id=pad_id,
-                                         batch_size=cfg.eval_batch_size, amp_dtype=None)
-            history.append({"step": step, "epoch": epoch_f, "val_accuracy": val_metrics["accuracy"],
-                            "val_macro_f1": val_metrics["macro_f1"], "val_loss": val_metrics["loss"]})
-            info.update(step=step, epoch=epoch_f)
-            for cb in cbs:
-                cb.on_evaluate(step, epoch_f, val_metrics, info)
+            m = evaluate_model(self.su.net, self.val[0], self.val[1], self.names, device=self.su.device,
+                               pad_id=self.su.pad_id, batch_size=self.cfg.eval_batch_size, amp_dtype=None)
+            self.val_metrics = m
+            self.history.append({"step": self.step, "epoch": epoch_f, "val_accuracy": m["accuracy"],
+                                 "val_macro_f1": m["macro_f1"], "val_loss": m["loss"]})
+            self.info.update(step=self.step, epoch=epoch_f)
+            for cb in self.cbs:
+                cb.on_evaluate(self.step, epoch_f, m, self.info)
 
-    stop = False
-    for ep in range(epochs):
-        if sampler is not None:
-            sampler.set_epoch(ep)
-            order = list(sampler)
+    def _epoch_order(self, ep: int) -> list[list[int]]:
+        import torch
+
+        if self.sampler is not None:
+            self.sampler.set_epoch(ep)
+            order = list(self.sampler)
         else:
-            g = torch.Generator().manual_seed(cfg.seed * 1000 + ep)
-            order = torch.randperm(len(enc), generator=g).tolist()
-        batches = _batches(order, lengths, cfg.batch_size, cfg.group_by_length, random.Random(cfg.seed * 1000 + ep))
+            g = torch.Generator().manual_seed(self.cfg.seed * 1000 + ep)
+            order = torch.randperm(len(self.enc), generator=g).tolist()
+        return _batches(order, self.lengths, self.cfg.batch_size, self.cfg.group_by_length,
+                        random.Random(self.cfg.seed * 1000 + ep))
+
+    def _optimizer_step(self, idx: list[int]) -> Any:
+        """Forward and backward over one batch (maybe as length-sorted micro-batches), then one step."""
+        import torch
+        import torch.nn.functional as F
+
+        from .model_io import pad_batch
+
+        su, net = self.su, self.su.net
+        dev_type = su.device.split(":")[0]
+        parts = split_by_padding(idx, self.lengths) if su.split_padding else [idx]
+        loss_sum: Any = 0.0
+        for pi, part in enumerate(parts):
+            ids, mask = pad_batch([self.enc[i] for i in part], su.pad_id)
+            y = torch.as_tensor([self.y_all[i] for i in part], device=su.device)
+            last = pi == len(parts) - 1
+            sync = contextlib.nullcontext() if (last or not self.dist.on) else net.no_sync()
+            with sync:
+                with torch.autocast(dev_type, dtype=su.amp_dtype, enabled=su.amp_dtype is not None):
+                    logits = net(input_ids=ids.to(su.device), attention_mask=mask.to(su.device)).logits
+                # mean over the whole batch: each micro-batch weighted by its share
+                part_loss = F.cross_entropy(logits.float(), y) * (len(part) / len(idx))
+                if self.scaler is not None:
+                    self.scaler.scale(part_loss).backward()
+                else:
+                    part_loss.backward()
+            loss_sum = loss_sum + part_loss.detach()
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optim)
+        if self.cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(su.model.parameters(), self.cfg.max_grad_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optim)
+            self.scaler.update()
+        else:
+            self.optim.step()
+        self.sched.step()
+        self.optim.zero_grad(set_to_none=True)
+        return loss_sum
+
+    def _log(self, epoch_f: float) -> None:
+        self.last_loss = self.dist.mean(float(self.running.item()) / self.running_n, self.su.device)
+        self.running.zero_()
+        self.running_n = 0
+        lr_now = self.sched.get_last_lr()[0]
+        self.info.update(step=self.step, epoch=epoch_f)
+        self.history.append({"step": self.step, "epoch": epoch_f, "train_loss": self.last_loss, "lr": lr_now})
+        for cb in self.cbs:
+            cb.on_log(self.step, epoch_f, {"train_loss": self.last_loss, "lr": lr_now}, self.info)
+
+    def _stop_requested(self) -> bool:
+        flag = bool(self.should_stop()) if self.should_stop is not None and self.dist.main else False
+        return self.dist.any_flag(flag, self.su.device)
+
+    def _run_epoch(self, ep: int) -> bool:
+        """One epoch; True when the run ends inside it (cancelled, or the last step taken)."""
+        batches = self._epoch_order(ep)
         t0 = time.perf_counter()
-        for bi, idx in enumerate(batches):
-            parts = split_by_padding(idx, lengths) if split_padding else [idx]
-            loss_sum = 0.0
-            for pi, part in enumerate(parts):
-                ids, mask = pad_batch([enc[i] for i in part], pad_id)
-                y = torch.as_tensor([y_all[i] for i in part], device=device)
-                last = pi == len(parts) - 1
-                sync = contextlib.nullcontext() if (last or not dist.on) else net.no_sync()
-                with sync:
-                    with torch.autocast(dev_type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                        logits = net(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-                    # mean over the whole batch: each micro-batch weighted by its share
-                    part_loss = F.cross_entropy(logits.float(), y) * (len(part) / len(idx))
-                    if scaler is not None:
-                        scaler.scale(part_loss).backward()
-                    else:
-                        part_loss.backward()
-                loss_sum = loss_sum + part_loss.detach()
-            loss = loss_sum
-            if scaler is not None:
-                scaler.unscale_(optim)
-            if cfg.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            if scaler is not None:
-                scaler.step(optim)
-                scaler.update()
-            else:
-                optim.step()
-            sched.step()
-            optim.zero_grad(set_to_none=True)
-            step += 1
-            samples += len(idx)
-            running += loss.detach()
-            running_n += 1
-            epoch_f = ep + (bi + 1) / len(batches)
-            if step % cfg.log_every == 0 or step == total_steps:
-                last_loss = dist.mean(float(running.item()) / running_n, device)
-                running.zero_()
-                running_n = 0
-                lr_now = sched.get_last_lr()[0]
-                info.update(step=step, epoch=epoch_f)
-                history.append({"step": step, "epoch": epoch_f, "train_loss": last_loss, "lr": lr_now})
-                for cb in cbs:
-                    cb.on_log(step, epoch_f, {"train_loss": last_loss, "lr": lr_now}, info)
-            flag = False
-            if should_stop is not None and dist.main:
-                flag = bool(should_stop())
-            if dist.any_flag(flag, device):
-                status = "cancelled"
-                stop = True
-                break
-            if cfg.eval_every is not None and step % cfg.eval_every == 0:
-                train_time += time.perf_counter() - t0
-                do_eval(epoch_f)
-                t0 = time.perf_counter()
-            if step >= total_steps:
-                stop = True
-                break
-        train_time += time.perf_counter() - t0
-        if stop:
-            break
-        if eval_epochs and ((ep + 1) % eval_epochs == 0):
-            do_eval(float(ep + 1))
-    if running_n and status == "done":
-        last_loss = dist.mean(float(running.item()) / running_n, device)
-    if status == "done":
-        do_eval(round(step / steps_per_epoch, 4))
+        try:
+            for bi, idx in enumerate(batches):
+                loss = self._optimizer_step(idx)
+                self.step += 1
+                self.samples += len(idx)
+                self.running += loss.detach()
+                self.running_n += 1
+                epoch_f = ep + (bi + 1) / len(batches)
+                if self.step % self.cfg.log_every == 0 or self.step == self.total_steps:
+                    self._log(epoch_f)
+                if self._stop_requested():
+                    self.status = "cancelled"
+                    return True
+                if self.cfg.eval_every is not None and self.step % self.cfg.eval_every == 0:
+                    self.train_time += time.perf_counter() - t0
+                    self.evaluate(epoch_f)
+                    t0 = time.perf_counter()
+                if self.step >= self.total_steps:
+                    return True
+            return False
+        finally:
+            self.train_time += time.perf_counter() - t0
 
-    test_metrics: dict[str, Any] | None = None
-    if status == "done" and test is not None and dist.main:
-        test_enc = tokenizer(list(test[0]), truncation=True, max_length=cfg.max_length)["input_ids"]
-        test_metrics = evaluate_model(net, test_enc, [label_index[lab] for lab in test[1]], names, device=device,
-                                      pad_id=pad_id, batch_size=cfg.eval_batch_size, amp_dtype=None)
+    def run(self) -> None:
+        for ep in range(self.epochs):
+            if self._run_epoch(ep):
+                break
+            if self.eval_epochs and ((ep + 1) % self.eval_epochs == 0):
+                self.evaluate(float(ep + 1))
+        if self.running_n and self.status == "done":
+            self.last_loss = self.dist.mean(float(self.running.item()) / self.running_n, self.su.device)
+        if self.status == "done":
+            self.evaluate(round(self.step / self.steps_per_epoch, 4))
 
+
+def _train_impl(cfg: TrainConfig, texts, labels, names, val, out_dir, cbs: list[TrainerCallback], should_stop,
+                keep_model, dist: _Dist, t_start: float,
+                test: tuple[list[str], list[str]] | None = None) -> TrainResult:
+    """Set up, tokenise, run the loop, then score the test set, save and report."""
+    su = _setup(cfg, names, dist)
+    label_index = {lab: i for i, lab in enumerate(names)}
+
+    def encode(split: tuple[Sequence[str], Sequence[str]]) -> tuple[list[list[int]], list[int]]:
+        enc = su.tokenizer(list(split[0]), truncation=True, max_length=cfg.max_length)["input_ids"]
+        return enc, [label_index[lab] for lab in split[1]]
+
+    enc, y_all = encode((texts, labels))
+    loop = _Loop(cfg, su, dist, enc, y_all, names, encode(val) if val else None, cbs, should_stop)
+    for cb in cbs:
+        cb.on_train_begin(loop.info)
+    loop.run()
+    return _finish(cfg, su, dist, loop, names, out_dir, keep_model, t_start, encode(test) if test else None)
+
+
+def _finish(cfg: TrainConfig, su: _Setup, dist: _Dist, loop: _Loop, names: Sequence[str], out_dir, keep_model: bool,
+            t_start: float, test: tuple[list[list[int]], list[int]] | None) -> TrainResult:
+    """Step 4: the test set scored (fp32), the model saved, the result reported."""
+    from .model_io import Classifier, save_model
+
+    done = loop.status == "done" and dist.main
+    test_metrics = None
+    if done and test is not None:
+        test_metrics = evaluate_model(su.net, test[0], test[1], names, device=su.device, pad_id=su.pad_id,
+                                      batch_size=cfg.eval_batch_size, amp_dtype=None)
+    val_metrics = loop.val_metrics
     model_dir = None
-    if status == "done" and out_dir is not None and dist.main:
-        extra = {"base_model": model_name, "train_config": cfg.to_dict(),
+    if done and out_dir is not None:
+        extra = {"base_model": su.model_name, "train_config": cfg.to_dict(),
                  "val_metrics": {k: val_metrics[k] for k in ("accuracy", "macro_f1", "n")} if val_metrics else None,
                  "test_metrics": {k: test_metrics[k] for k in ("accuracy", "macro_f1", "n")} if test_metrics else None}
-        model_dir = str(save_model(model, tokenizer, names, out_dir, max_length=cfg.max_length, extra=extra))
+        model_dir = str(save_model(su.model, su.tokenizer, names, out_dir, max_length=cfg.max_length, extra=extra))
     dist.barrier()
-    model.eval()
-    clf = Classifier(model, tokenizer, names, max_length=cfg.max_length, device=device,
-                     meta={"base_model": model_name}) if keep_model and dist.main else None
+    su.model.eval()
+    clf = Classifier(su.model, su.tokenizer, names, max_length=cfg.max_length, device=su.device,
+                     meta={"base_model": su.model_name}) if keep_model and dist.main else None
     result = TrainResult(
-        status=status, steps=step, total_steps=total_steps, epochs=epochs,
-        epoch=round(step / steps_per_epoch, 4), train_loss=last_loss, val_metrics=val_metrics,
-        history=history, train_time_s=train_time, elapsed_s=time.perf_counter() - t_start,
-        train_samples_per_s=(samples * dist.world) / train_time if train_time > 0 else 0.0,
-        device=device, precision=precision, world_size=dist.world, rank=dist.rank,
-        labels=list(names), n_train=len(enc), config=cfg.to_dict(), model_dir=model_dir, classifier=clf,
+        status=loop.status, steps=loop.step, total_steps=loop.total_steps, epochs=loop.epochs,
+        epoch=round(loop.step / loop.steps_per_epoch, 4), train_loss=loop.last_loss, val_metrics=val_metrics,
+        history=loop.history, train_time_s=loop.train_time, elapsed_s=time.perf_counter() - t_start,
+        train_samples_per_s=(loop.samples * dist.world) / loop.train_time if loop.train_time > 0 else 0.0,
+        device=su.device, precision=su.precision, world_size=dist.world, rank=dist.rank,
+        labels=list(names), n_train=len(loop.enc), config=cfg.to_dict(), model_dir=model_dir, classifier=clf,
         test_metrics=test_metrics,
     )
-    for cb in cbs:
+    for cb in loop.cbs:
         cb.on_train_end(result)
     return result
 

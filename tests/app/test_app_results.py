@@ -59,8 +59,10 @@ def test_compare_two_runs(make_app, demo_store):
     metrics = [(m.label, m.value) for m in at.metric]
     assert ("Accuracy", "80.0%") in metrics and ("Accuracy", "60.0%") in metrics
     assert ("Macro-F1", "78.0%") in metrics
+    # no delta between runs (the oldest selected run is no baseline): runs without a control show none
     deltas = [m.proto.delta for m in at.metric if m.label == "Accuracy"]
-    assert "+20.0 pts" in deltas
+    assert not any(deltas)
+    assert "No seeds-only control for this run (trained before controls)." in texts(at)
     # overall bars, per-class bars and one confusion matrix per run
     assert len(at.get("plotly_chart")) == 4
     assert len(at.tabs) == 2
@@ -290,3 +292,18 @@ def test_targeted_round_refuses_a_scrubbed_url_or_an_unreadable_job(make_app, de
     assert by_key(at.button, "conf_go").disabled
     assert any(says in w.value for w in at.warning), [w.value for w in at.warning]
     assert not launched
+
+
+def test_deltas_are_against_each_runs_seeds_only_control(make_app, demo_store):
+    run = _add_run(demo_store, "a2 · SetFit student", 0.7, 0.68, flat=True)
+    fm = demo_store.get_run(run).final_metrics
+    fm["control"] = {"student": "setfit", "test": {"accuracy": 0.75, "macro_f1": 0.7, "n": 40},
+                     "delta": {"accuracy": -0.05, "ci95": [-0.12, 0.02], "n": 40, "verdict": "unclear"}}
+    demo_store.update_run(run, final_metrics=fm)
+    _add_run(demo_store, "a1 baseline", 0.6, 0.55)
+    at = make_app(RESULTS)
+    assert not at.exception, at.exception
+    deltas = [m.proto.delta for m in at.metric if m.label == "Accuracy"]
+    assert "-5.0 pts vs seeds only" in deltas and "+10.0 pts" not in " ".join(deltas)
+    assert "Seeds-only control 75.0%; 95 % interval of the difference -12.0..+2.0 pts: no clear difference." in texts(at)
+    assert "never with another run" in texts(at)

@@ -18,7 +18,7 @@ K = f"train::{DEMO_NAME}::"
 def started(monkeypatch, demo_store):
     calls = []
 
-    def fake_start(store_path, kind, config, *, api_key=None):
+    def fake_start(store_path, kind, config, *, api_key=None, **kw):  # key_endpoint=: the key is bound to its URL
         calls.append({"kind": kind, "config": dict(config)})
         return demo_store.create_job(kind, config)
 
@@ -26,8 +26,27 @@ def started(monkeypatch, demo_store):
     return calls
 
 
+def finetune(at):
+    """Pick the fine-tuning student (the default is the one the measurements pick)."""
+    by_key(at.radio, K + "student").set_value("finetune")
+    at.run()
+    return at
+
+
+def no_curation(at):
+    """Train on every generated example the label rules keep (the default curation off)."""
+    by_key(at.checkbox, K + "curation").uncheck()
+    at.run()
+    return at
+
+
 def test_train_page_renders(make_app):
     at = make_app(TRAIN)
+    assert by_key(at.radio, K + "student").value == "auto"
+    assert "SetFit" in texts(at) and "(picked)" in texts(at) and "Why:" in texts(at)
+    assert "paper's choice" not in " ".join(by_key(at.radio, K + "label_source").options)
+    assert any(o.startswith("SetFit") for o in by_key(at.radio, K + "student").options)  # offered, as the README says
+    finetune(at)
     assert by_key(at.radio, K + "model_choice").value == "bundled"
     assert by_key(at.radio, K + "label_source").value == "a2"
     assert "Device:" in texts(at)
@@ -40,7 +59,7 @@ def test_train_page_renders(make_app):
 
 @pytest.mark.parametrize("lr, words", [("abc", "as a number"), ("0", "above 0"), ("2", "at most 1"), ("-1e-5", "above 0")])
 def test_learning_rate_is_validated(make_app, lr, words):
-    at = make_app(TRAIN)
+    at = finetune(make_app(TRAIN))
     by_key(at.text_input, K + "lr").input(lr)
     at.run()
     assert any(words in e.value for e in at.error)
@@ -48,7 +67,7 @@ def test_learning_rate_is_validated(make_app, lr, words):
 
 
 def test_other_model_folder_is_checked(make_app, tmp_path):
-    at = make_app(TRAIN)
+    at = finetune(make_app(TRAIN))
     by_key(at.radio, K + "model_choice").set_value("other")
     at.run()
     assert by_key(at.button, "train_start").disabled  # nothing given yet
@@ -68,7 +87,7 @@ def test_other_model_folder_is_checked(make_app, tmp_path):
 
 
 def test_start_training(make_app, started, demo_store):
-    at = make_app(TRAIN)
+    at = finetune(make_app(TRAIN))
     by_key(at.radio, K + "label_source").set_value("reviewed")
     at.run()
     # nothing reviewed yet: the reviewed source has only the seeds unless pending ones use the relabel
@@ -105,7 +124,8 @@ def test_live_charts_and_cancel(make_app, demo_store):
     job = demo_store.create_job("train", {"label_source": "a2"}, status="running")
     demo_store.update_job(job, pid=os.getpid(), progress={"phase": "training", "step": 6, "total_steps": 20,
                                                            "epoch": 1.5, "epochs": 5})
-    run = demo_store.create_run({"label_source": "a2"}, name="live", job_id=job)
+    run = demo_store.create_run({"label_source": "a2", "student": "finetune", "val_path": "/data/val.csv"},
+                                name="live", job_id=job)
     demo_store.update_run(run, status="running", device="cpu")
     at = make_app(TRAIN)
     assert "The loss curve appears" in texts(at)
@@ -113,7 +133,7 @@ def test_live_charts_and_cancel(make_app, demo_store):
         demo_store.log_metrics(run, step, {"train_loss": 2.0 / step, "lr": 1e-5})
     at.run()  # the fragment's timer would do this in the browser
     charts = at.get("plotly_chart")
-    assert len(charts) == 1 and "Accuracy on held-out examples appears" in texts(at)
+    assert len(charts) == 1 and "Accuracy on the validation rows appears" in texts(at)
     demo_store.log_metrics(run, 3, {"val_accuracy": 0.6, "val_macro_f1": 0.55, "val_loss": 1.1})
     at.run()
     assert len(at.get("plotly_chart")) == 2
@@ -125,10 +145,10 @@ def test_live_charts_and_cancel(make_app, demo_store):
 
 def test_finished_run_shows_scores_and_history(make_app, demo_store):
     job = demo_store.create_job("train", {"label_source": "a1"}, status="running")
-    run = demo_store.create_run({"label_source": "a1", "train": {"epochs": 3, "learning_rate": 4e-5}},
-                                name="first", job_id=job)
+    run = demo_store.create_run({"label_source": "a1", "student": "finetune",
+                                 "train": {"epochs": 5, "learning_rate": 4e-5}}, name="first", job_id=job)
     demo_store.update_run(run, status="done", device="cpu", final_metrics={
-        "val_accuracy": 0.8, "val_macro_f1": 0.75, "val_n": 5, "n_train": 25, "epochs": 3, "steps": 12,
+        "val_accuracy": 0.8, "val_macro_f1": 0.75, "val_n": 5, "n_train": 25, "epochs": 34, "steps": 100,
         "data": {"train": 25, "val": 5}})
     demo_store.update_job(job, status="done", message="training finished")
     at = make_app(TRAIN)
@@ -137,6 +157,7 @@ def test_finished_run_shows_scores_and_history(make_app, demo_store):
     assert "Scores on held-out generated examples." in texts(at)
     history = at.dataframe[-1].value
     assert list(history["name"]) == ["first"] and history["accuracy"][0] == 0.8
+    assert history["epochs"][0] == "34"  # the plan's real epochs (minimum steps raised the 5 asked for)
 
 
 def test_failed_training_shows_the_error(make_app, demo_store):
@@ -153,7 +174,7 @@ def test_learning_rate_follows_train_config_for_60_classes(make_app, started, de
     from promptmix_core.task import ClassSpec, Task
 
     demo_store.save_task(Task("many", [ClassSpec(f"class_{i:02d}", "", [f"seed text {i}"]) for i in range(60)]))
-    at = make_app(TRAIN)
+    at = finetune(make_app(TRAIN))
     assert by_key(at.text_input, K + "lr").value == ""
     assert "Auto: 6e-05 for 60 classes" in texts(at)
     by_key(at.radio, K + "label_source").set_value("a1")
@@ -206,14 +227,14 @@ def test_after_reviewing_the_page_defaults_to_reviewed_labels(make_app, started,
 
 
 def test_the_plan_shown_is_the_real_one(make_app, started):
-    at = make_app(TRAIN)
-    # 10 seeds + 15 generated (one per class held out); batch 8: 4 steps per epoch; minimum 100 steps
-    assert "**Plan:** 100 steps = 25 epochs over 25 examples" in texts(at)
+    at = no_curation(finetune(make_app(TRAIN)))
+    # 10 seeds + 20 generated (none held out); batch 8: 4 steps per epoch; minimum 100 steps
+    assert "**Plan:** 100 steps = 25 epochs over 30 examples" in texts(at)
     assert "batch 8, 4 steps per epoch, learning rate 4e-05 (auto)" in texts(at)
     assert any("Minimum steps 100 raises the 5 epochs you asked for to 25" in i.value for i in at.info)
     by_key(at.number_input, K + "min_steps").set_value(0)
     at.run()
-    assert "**Plan:** 20 steps = 5 epochs over 25 examples" in texts(at)
+    assert "**Plan:** 20 steps = 5 epochs over 30 examples" in texts(at)
     assert not any("raises" in i.value for i in at.info)
     by_key(at.button, "train_start").click()
     at.run()
@@ -227,10 +248,11 @@ def test_quick_student_and_test_set_on_the_train_page(make_app, started, demo_st
     assert "Test set: scored on 2 real labelled examples (real.csv)" in texts(at).replace("**", "")
     by_key(at.radio, K + "student").set_value("embed-lr")
     at.run()
+    no_curation(at)
     assert not at.exception, at.exception
     assert "fits a logistic regression" in texts(at)
-    # 25 training + 5 validation + 2 test texts
-    assert "Plan: embed 32 texts once, then fit a logistic regression on 25" in texts(at).replace("**", "")
+    # 30 training + 2 test texts
+    assert "Plan: embed 32 texts once, then fit a logistic regression on 30" in texts(at).replace("**", "")
     by_key(at.button, "train_start").click()
     at.run()
     cfg = started[0]["config"]
@@ -242,7 +264,7 @@ def test_accuracy_axis_stays_within_0_to_100_percent(make_app, demo_store):
 
     job = demo_store.create_job("train", {"label_source": "a2"}, status="running")
     demo_store.update_job(job, pid=os.getpid(), progress={"phase": "training", "step": 4, "total_steps": 20})
-    run = demo_store.create_run({"label_source": "a2"}, name="live", job_id=job)
+    run = demo_store.create_run({"label_source": "a2", "val_path": "/data/val.csv"}, name="live", job_id=job)
     demo_store.update_run(run, status="running", device="cpu")
     demo_store.log_metrics(run, 2, {"train_loss": 1.5})
     demo_store.log_metrics(run, 2, {"val_accuracy": 0.5, "val_macro_f1": 0.5, "val_loss": 1.2})
@@ -258,3 +280,78 @@ def test_accuracy_axis_stays_within_0_to_100_percent(make_app, demo_store):
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     acc = [s for s in specs if s["layout"]["title"]["text"] == "Validation accuracy"][0]
     assert acc["data"][0]["y"] == [0.5, 1.0, 0.75] and acc["layout"]["yaxis"]["range"] == [0, 1]
+
+
+def test_validation_on_generated_examples_is_not_charted(make_app, demo_store):
+    """The live chart sat at 100 % because validation was one generated example: without real
+    validation rows the validation line is hidden and the page says why."""
+    job = demo_store.create_job("train", {"label_source": "a2"}, status="running")
+    demo_store.update_job(job, pid=os.getpid(), progress={"phase": "training", "step": 4, "total_steps": 20})
+    run = demo_store.create_run({"label_source": "a2", "student": "finetune", "val_fraction": 0.2}, name="live",
+                                job_id=job)
+    demo_store.update_run(run, status="running", device="cpu")
+    demo_store.log_metrics(run, 2, {"train_loss": 1.5})
+    demo_store.log_metrics(run, 2, {"val_accuracy": 1.0, "val_macro_f1": 1.0, "val_loss": 0.1})
+    at = make_app(TRAIN)
+    assert not at.exception, at.exception
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1  # the loss chart only
+    import json
+
+    names = [d["name"] for d in json.loads(charts[0].proto.spec)["data"]]
+    assert names == ["training loss"]
+    assert "No validation chart" in texts(at) and "not" in texts(at)
+
+
+def _finished(demo_store, final_metrics, config=None):
+    job = demo_store.create_job("train", {"label_source": "a2"}, status="running")
+    run = demo_store.create_run(config or {"label_source": "a2", "student": "auto"}, name="a2 · SetFit student",
+                                job_id=job)
+    demo_store.update_run(run, status="done", device="cpu", final_metrics=final_metrics)
+    demo_store.update_job(job, status="done", message="done")
+    return run
+
+
+def test_a_run_worse_than_its_control_says_so_and_offers_the_seeds_only_model(make_app, demo_store, tmp_path):
+    ctl_dir = tmp_path / "control-abc"
+    ctl_dir.mkdir()
+    (ctl_dir / "label_map.json").write_text("{}")
+    run = _finished(demo_store, {
+        "student": "setfit", "student_auto": True, "student_reason": "10 training examples per class is few-shot",
+        "test_accuracy": 0.55, "test_macro_f1": 0.5, "test_n": 40, "n_train": 30,
+        "control": {"student": "setfit", "model_dir": str(ctl_dir), "n_train": 10,
+                    "test": {"accuracy": 0.8, "macro_f1": 0.78, "n": 40},
+                    "delta": {"accuracy": -0.25, "ci95": [-0.4, -0.1], "n": 40, "verdict": "worse"}}})
+    at = make_app(TRAIN)
+    assert not at.exception, at.exception
+    err = " ".join(e.value for e in at.error).replace("\\", "")  # as rendered (markdown escapes removed)
+    assert "generated data: -25.0 points (95 % bootstrap interval -40.0..-10.0" in err
+    assert "made the model worse" in err
+    assert "picked: 10 training examples per class is few-shot" in texts(at)
+    history = at.dataframe[-1].value
+    assert history["vs seeds only"][0] == "-25.0 (-40.0..-10.0)"
+    by_key(at.button, f"train_keep_control_{run}").click()
+    at.run()
+    kept = [r for r in demo_store.list_runs() if r.method == "seeds-only"]
+    assert len(kept) == 1 and kept[0].model_dir == str(ctl_dir) and kept[0].status == "done"
+    assert kept[0].final_metrics["test_accuracy"] == 0.8 and "control of run" in kept[0].name
+
+
+def test_without_a_test_set_the_page_says_the_comparison_needs_one(make_app, demo_store):
+    from promptmix_core.training.control import NO_TEST_SET
+
+    _finished(demo_store, {"student": "setfit", "n_train": 30, "control": {"skipped": NO_TEST_SET}})
+    at = make_app(TRAIN)
+    warned = [w.value.replace("\\", "") for w in at.warning]  # as rendered (markdown escapes removed)
+    assert any("needs a test set" in w and "--test FILE" in w for w in warned)
+
+
+def test_a_seeds_only_run_is_not_named_after_a_label_source(make_app, started, demo_store):
+    at = make_app(TRAIN)
+    by_key(at.radio, K + "label_source").set_value("reviewed")  # nothing reviewed: the seeds alone
+    at.run()
+    by_key(at.radio, K + "student").set_value("embed-lr")
+    at.run()
+    by_key(at.button, "train_start").click()
+    at.run()
+    assert started[0]["config"]["name"] == "seeds only · quick student"

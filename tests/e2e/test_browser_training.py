@@ -133,14 +133,12 @@ def test_train_on_review_score_on_test_set_and_try_the_model(page: Page, app_ser
         wait_idle(page)
     expect(main).to_contain_text("8 steps = 2 epochs over")
     expect(main).to_contain_text("Minimum steps 8 raises the 1 epoch you asked for to 2")
-    ticks = _start_and_wait(page, 240)
-    acc_chart = main.locator("[data-testid='stPlotlyChart']").filter(has_text="Validation accuracy").first
-    expect(acc_chart).to_be_visible()
-    ticks.append(acc_chart.locator("g.ytick text").all_text_contents())
-    values = [v for t in ticks for v in _percent(t)]
-    assert values and min(values) >= 0 and max(values) <= 100, ticks
-    assert max(values) == 100  # the axis is the whole 0-100 % range, not a zoom on the points
+    _start_and_wait(page, 240)
+    # no real validation rows: a score on held-out generated examples is not a measure, so it is not charted
+    expect(main.locator("[data-testid='stPlotlyChart']").filter(has_text="Loss").first).to_be_visible()
+    expect(main).to_contain_text("No validation chart")
     assert _metric(page, "Tested on") == "10"
+    expect(main).to_contain_text("Seeds-only control")  # the run beside its seeds-only control
     expect(main.get_by_text(re.compile(r"reviewed · 8 steps = 2 epochs")).first).to_be_visible()  # named after its plan
     screenshot(page, shots / "22_train_finetune_done.png")
 

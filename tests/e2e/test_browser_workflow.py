@@ -210,6 +210,8 @@ def test_full_workflow(page: Page, app_server, make_fake_llm, shots, tmp_path):
     wait_idle(page)
     main.get_by_text("A2 · the LLM relabel").click()
     wait_idle(page)
+    main.get_by_text("Fine-tune a transformer").click()  # the default student (SetFit here) has no live curve
+    wait_idle(page)
     for label, value in (("Epochs", "1"), ("Minimum steps", "60")):
         _text_input(main, label).fill(value)
         _text_input(main, label).press("Enter")

@@ -41,7 +41,7 @@ def _with_examples(project):
 
 def test_training_worker_killed_mid_run_is_marked_failed_and_a_new_run_starts(project, tiny_model, workers):
     store = _with_examples(project)
-    base = {"label_source": "a1", "val_fraction": 0.25}
+    base = {"label_source": "a1", "val_fraction": 0.25, "student": "finetune"}
     train = {"model": str(tiny_model), "device": "cpu", "min_steps": 0, "batch_size": 2, "max_length": 16,
              "log_every": 1, "num_threads": 1}
     long_job = jobs.start_job(store.path, "train", {**base, "train": {**train, "epochs": 1000}})

@@ -80,6 +80,8 @@ def test_training_job_end_to_end(tmp_path, row_maker):
     job_id = store.create_job("train", {
         "label_source": "a2",
         "val_fraction": 0.25,
+        "student": "finetune",
+        "curation": False,
         "train": {"epochs": 3, "min_steps": 0, "batch_size": 8, "max_length": 16, "learning_rate": 1e-4,
                   "log_every": 1},
     })
@@ -100,7 +102,8 @@ def test_training_job_end_to_end(tmp_path, row_maker):
 
 def test_training_job_cancel_and_failure(tmp_path, row_maker):
     store = _project(tmp_path, row_maker)
-    job_id = store.create_job("train", {"train": {"max_steps": 50, "min_steps": 0, "epochs": 50, "max_length": 16}})
+    job_id = store.create_job("train", {"student": "finetune",
+                                         "train": {"max_steps": 50, "min_steps": 0, "epochs": 50, "max_length": 16}})
     store.request_cancel(job_id)
     from promptmix_core.generate import Cancelled
 
@@ -108,7 +111,7 @@ def test_training_job_cancel_and_failure(tmp_path, row_maker):
         run_training_job(store, store.get_job(job_id))
     assert store.list_runs()[0].status == "cancelled"
 
-    bad = store.create_job("train", {"train": {"epochs": 0}})
+    bad = store.create_job("train", {"student": "finetune", "train": {"epochs": 0}})
     with pytest.raises(ValueError, match="epochs"):
         run_training_job(store, store.get_job(bad))
     run = store.list_runs()[0]
@@ -116,7 +119,8 @@ def test_training_job_cancel_and_failure(tmp_path, row_maker):
 
     bad2 = store.create_job("train", {"label_source": "reviewed"})  # nothing reviewed: seeds only, fine
     msg = run_training_job(store, store.get_job(store.create_job("train", {
-        "label_source": "reviewed", "train": {"max_steps": 2, "min_steps": 0, "max_length": 16}})))
+        "label_source": "reviewed", "student": "finetune",
+        "train": {"max_steps": 2, "min_steps": 0, "max_length": 16}})))
     assert msg.startswith("run #") and "done" in msg
     assert store.list_runs()[0].final_metrics["data"]["val_source"] == "none"
     assert store.get_job(bad2).status == "queued"
@@ -129,7 +133,8 @@ def test_training_job_through_the_worker(tmp_path, row_maker):
     from promptmix_core import jobs
 
     store = _project(tmp_path, row_maker)
-    cfg = {"train": {"epochs": 2, "min_steps": 0, "batch_size": 8, "max_length": 16, "log_every": 1}}
+    cfg = {"student": "finetune", "train": {"epochs": 2, "min_steps": 0, "batch_size": 8, "max_length": 16,
+                                            "log_every": 1}}
     job_id = jobs.start_job(store.path, "train", cfg)
     deadline = time.time() + 180
     while store.get_job(job_id).active and time.time() < deadline:
@@ -139,7 +144,8 @@ def test_training_job_through_the_worker(tmp_path, row_maker):
     run = store.list_runs()[0]
     assert run.job_id == job_id and run.status == "done" and f"run #{run.id} done" in job.message
 
-    long = {"train": {"epochs": 200, "min_steps": 0, "batch_size": 2, "max_length": 16, "log_every": 1}}
+    long = {"student": "finetune", "train": {"epochs": 200, "min_steps": 0, "batch_size": 2, "max_length": 16,
+                                             "log_every": 1}}
     job2 = jobs.start_job(store.path, "train", long)
     deadline = time.time() + 180
     while time.time() < deadline:

@@ -54,7 +54,7 @@ def test_cli_train_and_predict(tmp_path, tiny_rows, tiny_val, capsys):
             w.writeheader()
             w.writerows(rows)
     model = tmp_path / "model"
-    rc = main(["train", "--data", str(data), "--val", str(val), "--out", str(model), "--epochs", "3",
+    rc = main(["train", "--data", str(data), "--val", str(val), "--out", str(model), "--student", "finetune", "--epochs", "3",
                "--min-steps", "0", "--max-length", "16", "--lr", "1e-4"])
     assert rc == 0
     out = capsys.readouterr().out

@@ -68,7 +68,8 @@ def test_reviewed_labels_reach_the_run_exactly(tmp_path, row_maker):
 def test_runs_are_scored_on_the_test_set_and_never_train_on_it(tmp_path, row_maker):
     store = _project(tmp_path, row_maker)
     store.set_test_set([{"text": t, "label": lab} for t, lab in TEST_ROWS], name="real.csv")
-    job = store.create_job("train", {"label_source": "a2", "val_fraction": 0.25, "student": "embed-lr"},
+    job = store.create_job("train", {"label_source": "a2", "val_fraction": 0.25, "student": "embed-lr",
+                                     "curation": False},
                            status="running")
     out = train_job(store, store.get_job(job))
     run = store.get_run(out["run_id"])
@@ -84,7 +85,8 @@ def test_runs_are_scored_on_the_test_set_and_never_train_on_it(tmp_path, row_mak
     assert [r["text"] for r in store.get_run_examples(run.id, "test")] == [t for t, _ in TEST_ROWS]
     assert store.get_run_examples(run.id, "val")  # validation rows are recorded too
     # opting out of the test set: scored on held-out generated examples only
-    job2 = store.create_job("train", {"student": "embed-lr", "use_test_set": False}, status="running")
+    job2 = store.create_job("train", {"student": "embed-lr", "use_test_set": False, "val_fraction": 0.25},
+                            status="running")
     fm2 = store.get_run(train_job(store, store.get_job(job2))["run_id"]).final_metrics
     assert "test_accuracy" not in fm2 and "val_accuracy" in fm2
 
