@@ -236,7 +236,7 @@ def test_generate_where_the_model_is_confused(make_app, demo_store, tmp_path, mo
     assert launched, [e.value for e in at.error]
     spec = GenerationSpec.from_stored(demo_store.get_job(launched[0]).config)
     assert spec.generation.per_class == 4 and spec.generation.mixup
-    assert sorted(map(tuple, spec.pairs)) == sorted([
+    assert sorted(map(tuple, spec.generation.pairs)) == sorted([
         ("card_lost_or_stolen", "declined_card_payment"), ("declined_card_payment", "card_lost_or_stolen"),
         ("exchange_rate", "refund_not_showing"), ("refund_not_showing", "exchange_rate")])
     assert f"Started job #{launched[0]}" in texts(at)
