@@ -10,6 +10,7 @@ import streamlit as st
 from pages._ui import (
     current_project,
     ensure_app_shell,
+    owner_page,
     flash,
     header,
     md_escape,
@@ -33,6 +34,7 @@ header(
     "Name the classes your classifier should tell apart, describe each in a sentence and give a few "
     "seed examples. PromptMix needs only a handful per class.",
 )
+owner_page("task", "Defining the task")
 store = store_or_stop()
 project = current_project()
 DRAFT = f"draft::{project}"

@@ -15,6 +15,7 @@ from pages._ui import (
     current_project,
     device_info,
     ensure_app_shell,
+    owner_page,
     flash,
     fmt_duration,
     fmt_time,
@@ -43,6 +44,7 @@ header(
     "Fine-tune a small, fast classifier (the student) on your seeds plus the generated examples. Training "
     "runs in the background; the charts update while it runs and you can leave the page.",
 )
+owner_page("train", "Training")
 store = store_or_stop()
 task = task_or_stop(store)
 project = current_project()

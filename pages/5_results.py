@@ -13,6 +13,7 @@ import streamlit as st
 
 from pages._ui import (
     NO_TEST_SET_NOTE,
+    can,
     configured_key,
     current_project,
     empty_state,
@@ -20,6 +21,7 @@ from pages._ui import (
     header,
     md_escape,
     quote,
+    require,
     run_scores,
     store_or_stop,
     task_or_stop,
@@ -377,13 +379,15 @@ else:
                                                     "queued for review like any other job")
         busy = any(j.active for j in store.list_jobs("generate"))
         go_ = c2.button(f"Generate {int(n_more) * len({a for a, _ in pairs})} examples for these pairs",
-                        icon=":material/target:", type="primary", disabled=busy or bool(base_problem), key="conf_go",
+                        icon=":material/target:", type="primary",
+                        disabled=busy or bool(base_problem) or not can("generate"), key="conf_go",
                         help="Uses the endpoint of the last generation job" if jobs else "Uses the default endpoint")
         if busy:
             c2.caption("A generation job is running; start this when it is done.")
         if base_problem:
             c2.warning(base_problem)
         if go_ and not base_problem:
+            require("generate")
             spec = dataclasses.replace(base, demo=False, generation=dataclasses.replace(
                 base.generation, per_class=int(n_more), pairs=tuple(tuple(p) for p in pairs), mixup=True))
             try:
