@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from pages._team import decisions_section
 from pages._ui import (
     NO_TEST_SET_NOTE,
     can,
@@ -521,3 +522,7 @@ with exp_r:
         st.download_button("Model (zip)", icon=":material/download:", data=lambda: zip_folder_bytes(folder, root_name=f"run-{rid}"),
                            file_name=safe_filename(f"{project}-run-{rid}-model", "zip"), mime="application/zip",
                            width="stretch", key="res_dl_model")
+
+# --------------------------------------------------------------------------- who decided what
+st.divider()
+decisions_section(store, project)
