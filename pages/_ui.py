@@ -97,7 +97,8 @@ def sign_in_gate() -> None:
         st.session_state.pop("_pmx_role", None)
         st.markdown("## :material/science: PromptMix Studio")
         st.markdown("Sign in to see the projects.")
-        st.button("Sign in", type="primary", on_click=st.login, key="pmx_sign_in", icon=":material/login:")
+        if st.button("Sign in", type="primary", key="pmx_sign_in", icon=":material/login:"):
+            st.login()
         st.stop()
     role = access.role_for(claims, cfg)
     who = access.identity(claims) or "?"
@@ -105,7 +106,8 @@ def sign_in_gate() -> None:
         st.session_state.pop("_pmx_role", None)
         st.error(f"{md_escape(who)} is not on this app's list of people allowed in. Ask an owner to add you.",
                  icon=":material/block:")
-        st.button("Sign out", on_click=st.logout, key="pmx_sign_out_refused")
+        if st.button("Sign out", key="pmx_sign_out_refused"):
+            st.logout()
         st.stop()
     st.session_state["_pmx_role"] = role
     st.session_state["_pmx_who"] = who
@@ -151,9 +153,10 @@ def sign_out_panel() -> None:
     if not access_config().auth or not _claims():
         return
     role = current_role() or ""
-    c1, c2 = st.columns([3, 1.3], vertical_alignment="center")
-    c1.caption(f":material/person: {md_escape(reviewer_name())} · {role}")
-    c2.button("Sign out", on_click=st.logout, key="pmx_sign_out")
+    who = reviewer_name().replace("`", "'")
+    st.caption(f":material/person: Signed in as `{who}` · {role}")
+    if st.button("Sign out", key="pmx_sign_out", icon=":material/logout:", width="stretch"):
+        st.logout()
 
 
 # --------------------------------------------------------------------------- text safety
