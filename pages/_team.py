@@ -88,11 +88,18 @@ def _adjudication(store: ProjectStore, classes: Sequence[str]) -> None:
 
 
 def _agreement(store: ProjectStore) -> None:
-    a = project_agreement(store)
     st.markdown("**Agreement**")
-    if not a.votes:
-        st.caption("No decisions yet.")
+    people, mark = store.reviewers_and_mark()
+    if people < 2:
+        st.caption("The agreement figures appear once two people have made decisions on this project.")
         return
+    # computed again only when a decision was logged since (the log's last id), at most once per run
+    cached = st.session_state.get("rv_agreement")
+    if cached and cached[0] == (str(store.path), mark):
+        a = cached[1]
+    else:
+        a = project_agreement(store)
+        st.session_state["rv_agreement"] = ((str(store.path), mark), a)
     st.markdown(
         f"Krippendorff's alpha (nominal): **{_fmt(a.alpha)}** over {a.alpha_n} example"
         f"{'s' if a.alpha_n != 1 else ''} with two or more decisions · {a.votes} decisions on {a.examples} examples")

@@ -118,6 +118,15 @@ class TeamMixin(StoreBase):
                 chunk)]
         return out
 
+    def reviewers_and_mark(self) -> tuple[int, int]:
+        """(how many people have a decision in force, the id of the last review-log entry): enough to
+        know whether agreement means anything yet, and whether figures computed before are stale."""
+        row = self._query(
+            "SELECT COUNT(DISTINCT COALESCE(reviewer, '')) FILTER (WHERE undo_of IS NULL AND undone = 0 "
+            "AND action IN ('accepted', 'overridden', 'rejected') AND unit NOT LIKE 'adj:%'), "
+            "COALESCE(MAX(id), 0) FROM review_log")[0]
+        return int(row[0] or 0), int(row[1] or 0)
+
     def decided_by(self, reviewer: str) -> set[int]:
         """The examples ``reviewer`` has a current vote on."""
         return {int(v["example_id"]) for v in self.votes() if v["reviewer"] == str(reviewer or "")}

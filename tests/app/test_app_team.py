@@ -133,3 +133,21 @@ def test_a_typed_api_key_stays_in_its_session(make_app, demo_store):
     b.run()
     assert by_key(b.text_input, f"gen::{DEMO_NAME}::api_key").value == ""
     assert key not in texts(b) and key not in str(demo_store.get_settings())
+
+
+def test_agreement_on_the_review_page(make_app, demo_store):
+    ids = demo_store.matching_ids(review_status="pending")[:4]
+    demo_store.review(ids[0], "accepted", reviewer="ann")
+    at = make_app(REVIEW)
+    assert "once two people have made decisions" in texts(at)  # one person: no figures, nothing computed
+    demo_store.set_reviews_per_example(2)
+    for who, acts in (("ann", ["accepted", "accepted", "rejected", "accepted"]),
+                      ("ben", ["accepted", "rejected", "rejected", "accepted"])):
+        for i, act in zip(ids, acts):
+            demo_store.review(i, act, reviewer=who)
+    at = make_app(REVIEW)
+    said = texts(at)
+    assert "Krippendorff's alpha (nominal)" in said and "over 4 examples with two or more decisions" in said
+    assert "Conflicts waiting for an owner: 1" in said
+    pairs = next(df.value for df in at.dataframe if "Cohen's kappa" in df.value.columns)
+    assert list(pairs["examples"]) == [4] and list(pairs["reviewers"]) == ["ann / ben"]
