@@ -76,6 +76,14 @@ def _claims() -> dict[str, Any]:
         return {}
 
 
+def _stop_without_pages() -> None:
+    """End this run showing only what was drawn: the pages are registered hidden, so Streamlit's own
+    list of the page files never shows in the sidebar."""
+    st.navigation([st.Page(path, url_path=name, default=name == "task") for name, path in PAGE_FILES.items()],
+                  position="hidden")
+    st.stop()
+
+
 def sign_in_gate() -> None:
     """Run first on every page: without ``[auth]`` refuse a network address (unless opted out); with
     it, nothing but a sign-in button until the person has signed in and is allowed in. Decides this
@@ -88,7 +96,7 @@ def sign_in_gate() -> None:
             else None
         if reason:
             st.error(reason, icon=":material/lock:")
-            st.stop()
+            _stop_without_pages()
         st.session_state["_pmx_role"] = access.OWNER
         st.session_state["_pmx_who"] = access.local_reviewer()
         return
@@ -99,7 +107,7 @@ def sign_in_gate() -> None:
         st.markdown("Sign in to see the projects.")
         if st.button("Sign in", type="primary", key="pmx_sign_in", icon=":material/login:"):
             st.login()
-        st.stop()
+        _stop_without_pages()
     role = access.role_for(claims, cfg)
     who = access.identity(claims) or "?"
     if role is None:
@@ -108,14 +116,18 @@ def sign_in_gate() -> None:
                  icon=":material/block:")
         if st.button("Sign out", key="pmx_sign_out_refused"):
             st.logout()
-        st.stop()
+        _stop_without_pages()
     st.session_state["_pmx_role"] = role
     st.session_state["_pmx_who"] = who
 
 
 def current_role() -> str | None:
-    """This run's role (owner or reviewer), set by :func:`sign_in_gate`."""
-    return st.session_state.get("_pmx_role")
+    """This run's role (owner or reviewer), set by :func:`sign_in_gate`; before the gate has run, the
+    one local person is an owner without ``[auth]`` and nobody is anything with it."""
+    role = st.session_state.get("_pmx_role")
+    if role is None and not access_config().auth:
+        return access.OWNER
+    return role
 
 
 def reviewer_name() -> str:
