@@ -79,8 +79,11 @@ def _claims() -> dict[str, Any]:
 def _stop_without_pages() -> None:
     """End this run showing only what was drawn: the pages are registered hidden, so Streamlit's own
     list of the page files never shows in the sidebar."""
-    st.navigation([st.Page(path, url_path=name, default=name == "task") for name, path in PAGE_FILES.items()],
-                  position="hidden")
+    def sign_in_screen() -> None:  # what "/" is before sign-in: the screen drawn above
+        return None
+
+    st.navigation([st.Page(sign_in_screen, title="Sign in", url_path="sign-in", default=True)]
+                  + [st.Page(path, url_path=name) for name, path in PAGE_FILES.items()], position="hidden")
     st.stop()
 
 

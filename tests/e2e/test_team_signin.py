@@ -162,6 +162,8 @@ def test_nothing_shows_before_sign_in_nor_with_a_forged_cookie(browser: Browser,
         wait_idle(page)
         expect(page.get_by_role("button", name="Sign in")).to_be_visible()
         _assert_nothing_shown(page, team_app)
+        assert "Page not found" not in page.locator("body").inner_text()
+        assert not page.locator("[data-testid='stSidebarNav']").count()  # no list of the page files
     screenshot(page, shots / "team-sign-in.png")
     # a cookie made up by hand (not signed with the app's cookie secret) gets no access
     forged = json.dumps({"email": "alice@example.com", "sub": "alice", "is_logged_in": True})
