@@ -127,6 +127,19 @@ class TeamMixin(StoreBase):
             "COALESCE(MAX(id), 0) FROM review_log")[0]
         return int(row[0] or 0), int(row[1] or 0)
 
+    def reviewer_agreement(self) -> dict[str, Any] | None:
+        """Krippendorff's alpha between reviewers and the examples it rests on (for the project report),
+        or None until two people have decided the same examples."""
+        if self.reviewers_and_mark()[0] < 2:
+            return None
+        from ..agreement import project_agreement
+
+        a = project_agreement(self)
+        if not a.alpha_n:
+            return None
+        return {"Krippendorff's alpha (nominal)": a.alpha if a.alpha is not None else "n/a",
+                "over examples": a.alpha_n}
+
     def decided_by(self, reviewer: str) -> set[int]:
         """The examples ``reviewer`` has a current vote on."""
         return {int(v["example_id"]) for v in self.votes() if v["reviewer"] == str(reviewer or "")}

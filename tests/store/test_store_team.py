@@ -41,6 +41,7 @@ def test_one_review_per_example_is_the_old_behaviour_with_the_reviewer_recorded(
     # the queue is the same for everyone
     assert review.queue_page(demo, "pending", reviewer="ann")["items"][0]["id"] == ids[1]
     assert demo.queue_exclusions("ann") == set() and demo.adjudication_queue() == []
+    assert demo.reviewer_agreement() is None  # no two people on the same example yet
     [row] = [r for r in demo.decision_rows() if r["example_id"] == ids[0]]
     assert (row["reviewer"], row["decision"], row["adjudication"]) == ("ann", "accepted", False)
 
@@ -67,6 +68,7 @@ def test_an_example_waits_for_n_reviews_and_leaves_only_its_reviewers_queue(demo
     assert _state(demo, ids[0]) == ("accepted", None)
     assert _state(demo, ids[1]) == ("accepted", None)
     assert _state(demo, ids[2]) == ("pending", None)  # a conflict
+    assert demo.reviewer_agreement()["over examples"] == 3  # what the project report shows
     assert [c["id"] for c in demo.adjudication_queue()] == [ids[2]]
     assert ids[2] not in [c["id"] for c in review.queue_page(demo, "pending", reviewer="cy")["items"]]
 
