@@ -33,11 +33,11 @@ def test_one_review_per_example_is_the_old_behaviour_with_the_reviewer_recorded(
     assert demo.reviews_per_example() == 1
     ids = demo.matching_ids(review_status="pending")[:2]
     assert _vote(demo, "ann", ids[0], "accepted")["ok"]
-    assert _state(demo, ids[0]) == ("accepted", None)
+    assert _state(demo, ids[0])[0] == "accepted"
     assert demo.get_example(ids[0]).reviewed_by == "ann"
     # another reviewer who loaded it before is told it changed (as before), nothing is overwritten
     res = _vote(demo, "ben", ids[0], "rejected", base=0)
-    assert res.get("conflict") and _state(demo, ids[0]) == ("accepted", None)
+    assert res.get("conflict") and _state(demo, ids[0])[0] == "accepted"
     # the queue is the same for everyone
     assert review.queue_page(demo, "pending", reviewer="ann")["items"][0]["id"] == ids[1]
     assert demo.queue_exclusions("ann") == set() and demo.adjudication_queue() == []
@@ -65,8 +65,8 @@ def test_an_example_waits_for_n_reviews_and_leaves_only_its_reviewers_queue(demo
     assert _vote(demo, "ben", ids[0], "accepted")["ok"]
     assert _vote(demo, "ben", ids[1], "overridden", label=label)["ok"]  # says the same class as Accept
     assert _vote(demo, "ben", ids[2], "overridden", label=other)["ok"]
-    assert _state(demo, ids[0]) == ("accepted", None)
-    assert _state(demo, ids[1]) == ("accepted", None)
+    assert _state(demo, ids[0]) == ("accepted", demo.get_example(ids[0]).label)  # keeps the class accepted
+    assert _state(demo, ids[1]) == ("accepted", label)
     assert _state(demo, ids[2]) == ("pending", None)  # a conflict
     assert demo.reviewer_agreement()["over examples"] == 3  # what the project report shows
     assert [c["id"] for c in demo.adjudication_queue()] == [ids[2]]
