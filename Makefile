@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml scripts/setup_env.py
 	@touch $(STAMP)
 
 run: setup
+	@$(BIN)/python scripts/check_network.py --address $(ADDRESS)
 	$(BIN)/streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT)
 
 test: setup

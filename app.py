@@ -14,12 +14,16 @@ import streamlit as st
 from app_pages._ui import (
     PAGE_FILES,
     active_job,
+    can,
     current_project,
     forget_store,
     get_store,
     md_escape,
     projects_folder,
+    require,
     set_current_project,
+    sign_in_gate,
+    sign_out_panel,
 )
 from promptmix_core import projects
 from promptmix_core.demo import DEMO_NAME, create_demo
@@ -31,6 +35,9 @@ st.set_page_config(
     layout="wide",
     initial_sidebar_state="expanded",
 )
+
+# before anything of any project: sign-in when [auth] is configured, else 127.0.0.1 only
+sign_in_gate()
 
 folder = projects_folder()
 try:
@@ -88,6 +95,7 @@ def _switch() -> None:
 
 
 def _create() -> None:
+    require("create")
     raw = st.session_state.get("sb_new_name", "")
     template = st.session_state.get("sb_new_template", "Empty")
     try:
@@ -107,6 +115,7 @@ def _create() -> None:
 
 
 def _delete() -> None:
+    require("delete")
     name = current_project()
     if not name:
         return
@@ -142,6 +151,7 @@ def _job_status() -> None:
 
 
 def _restore_demo() -> None:
+    require("create")
     try:
         name = projects.unique_name(DEMO_NAME, folder)
         projects.check_writable(folder)
@@ -156,6 +166,7 @@ def _restore_demo() -> None:
 with st.sidebar:
     st.markdown("## :material/science: PromptMix Studio")
     st.caption("A few labelled examples in, a small trained classifier out.")
+    sign_out_panel()
     names = [p.name for p in projects.list_projects(folder)]
     msg = st.session_state.pop("sb_flash", None)
     if msg:
@@ -170,8 +181,10 @@ with st.sidebar:
         st.selectbox("Project", names, key="sb_project", on_change=_switch,
                      help=f"Projects are files in {folder}")
     else:
-        st.info("No projects yet. Create one below, or restore the demo.")
-        st.button("Restore the banking demo", on_click=_restore_demo, width="stretch")
+        st.info("No projects yet. Create one below, or restore the demo." if can("create") else
+                "No projects yet. An owner creates them.")
+        if can("create"):
+            st.button("Restore the banking demo", on_click=_restore_demo, width="stretch")
 
     store = get_store()
     if store is not None:
@@ -221,13 +234,14 @@ with st.sidebar:
             nxt, page = "results and export", "results"
         st.page_link(PAGE_FILES[page], label=f"Next: {nxt}", icon=":material/arrow_forward:")
 
-    with st.expander("New project", icon=":material/add:"):
-        st.text_input("Name", key="sb_new_name", placeholder="e.g. support-tickets",
-                      help="Letters, digits, spaces, - _ and . (up to 64 characters)")
-        st.radio("Start from", ["Empty", "Copy of the banking demo task"], key="sb_new_template")
-        st.button("Create project", on_click=_create, type="primary", width="stretch")
+    if can("create"):
+        with st.expander("New project", icon=":material/add:"):
+            st.text_input("Name", key="sb_new_name", placeholder="e.g. support-tickets",
+                          help="Letters, digits, spaces, - _ and . (up to 64 characters)")
+            st.radio("Start from", ["Empty", "Copy of the banking demo task"], key="sb_new_template")
+            st.button("Create project", on_click=_create, type="primary", width="stretch")
 
-    if project:
+    if project and can("delete"):
         with st.expander("Delete this project", icon=":material/delete:"):
             st.caption("Deletes the project file with its examples, reviews and runs. This cannot be undone.")
             st.checkbox(f"Yes, delete “{md_escape(project)}”", key="sb_delete_confirm")

@@ -9,6 +9,7 @@ import streamlit as st
 
 from app_pages._ui import (
     current_project,
+    owner_page,
     flash,
     header,
     md_escape,
@@ -31,6 +32,7 @@ header(
     "Name the classes your classifier should tell apart, describe each in a sentence and give a few "
     "seed examples. PromptMix needs only a handful per class.",
 )
+owner_page("task", "Defining the task")
 store = store_or_stop()
 project = current_project()
 DRAFT = f"draft::{project}"

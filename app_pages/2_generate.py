@@ -10,6 +10,7 @@ import streamlit as st
 from app_pages._ui import (
     configured_key,
     current_project,
+    owner_page,
     flash,
     fmt_cost,
     fmt_duration,
@@ -38,6 +39,7 @@ header(
     "Let an LLM write more examples for your classes, the hard ones near the boundary between two classes, "
     "and check each one's class. It runs in the background: you can leave this page or close the tab.",
 )
+owner_page("generate", "Generating and relabelling")
 store = store_or_stop()
 task = task_or_stop(store)
 project = current_project()

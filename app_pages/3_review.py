@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages._review_card import review_card
+from app_pages._team import team_panel
 from app_pages._ui import (
     current_project,
     empty_state,
@@ -19,6 +20,7 @@ from app_pages._ui import (
     fmt_time,
     header,
     md_escape,
+    reviewer_name,
     store_or_stop,
     task_or_stop,
 )
@@ -53,6 +55,7 @@ if counts["total"] == 0:
     st.stop()
 
 flash("rv_flash")
+team_panel(store, classes, project)
 
 
 def _sync() -> dict:
@@ -114,7 +117,7 @@ flt = QueueFilter(
     search=search_f.strip() or None,
 )
 qid = hashlib.sha1(
-    f"{project}|{PROJECT_UID}|{order}|{flt.key()}|{st.session_state.get(GEN, 0)}".encode("utf-8")
+    f"{project}|{PROJECT_UID}|{order}|{flt.key()}|{st.session_state.get(GEN, 0)}|{store.reviews_per_example()}".encode("utf-8")
 ).hexdigest()[:16]
 
 
@@ -189,7 +192,8 @@ def _confirm_bulk() -> None:
         return
     decision, what = BULK[ask["kind"]]
     try:
-        unit, n = review.bulk(store, list(ask.get("ids") or []), decision, tab=_tab(), unit=ask["unit"])
+        unit, n = review.bulk(store, list(ask.get("ids") or []), decision, tab=_tab(), unit=ask["unit"],
+                              reviewer=reviewer_name())
     except StoreError as exc:  # a full disk or a read-only folder: said, nothing changed
         st.session_state["rv_flash"] = ("error", f"Nothing was changed: {md_escape(exc)}.")
         return
@@ -210,7 +214,7 @@ def _undo_bulk() -> None:
         return
     try:
         res = review.apply_ops(store, [{"cid": f"u{uuid.uuid4().hex[:20]}", "undo": last["unit"], "tab": _tab()}],
-                               classes, tab=_tab())
+                               classes, tab=_tab(), reviewer=reviewer_name())
     except StoreError as exc:
         st.session_state["rv_last_bulk"] = last
         st.session_state["rv_flash"] = ("error", f"Nothing was undone: {md_escape(exc)}.")
@@ -292,7 +296,7 @@ def review_area() -> None:
     elif sync.get("ops") and sync.get("project") == project:
         try:
             made_on = sync.get("project_uid")  # the project identity the tab's outbox was made on (not its name)
-            acks = review.apply_ops(store, sync["ops"], classes, tab=tab,
+            acks = review.apply_ops(store, sync["ops"], classes, tab=tab, reviewer=reviewer_name(),
                                     project_uid=made_on if isinstance(made_on, str) and made_on else None)
         except StoreError as exc:  # a full disk or a read-only folder: not acknowledged, so the tab keeps them
             st.error(f"Your latest decisions could not be saved: {md_escape(exc)}. They stay in this tab and are "
@@ -311,11 +315,11 @@ def review_area() -> None:
     lap("counts")
     page = None
     if sync.get("qid") != qid:
-        page = {"qid": qid, "from": None, **review.queue_page(store, order, flt)}
+        page = {"qid": qid, "from": None, **review.queue_page(store, order, flt, reviewer=reviewer_name())}
     elif sync.get("want") is not None:
         frm = sync["want"]
         after = None if frm == "start" else frm
-        page = {"qid": qid, "from": frm, **review.queue_page(store, order, flt, after=after)}
+        page = {"qid": qid, "from": frm, **review.queue_page(store, order, flt, after=after, reviewer=reviewer_name())}
     lap("page")
     focus = st.session_state.get("rv_focus")
     if focus and int(sync.get("focus_seen") or 0) >= focus["seq"]:

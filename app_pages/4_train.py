@@ -14,6 +14,7 @@ from app_pages._ui import (
     NO_TEST_SET_NOTE,
     current_project,
     device_info,
+    owner_page,
     flash,
     fmt_duration,
     fmt_time,
@@ -42,6 +43,7 @@ header(
     "Fine-tune a small, fast classifier (the student) on your seeds plus the generated examples. Training "
     "runs in the background; the charts update while it runs and you can leave the page.",
 )
+owner_page("train", "Training")
 store = store_or_stop()
 task = task_or_stop(store)
 project = current_project()

@@ -11,14 +11,17 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from app_pages._team import decisions_section
 from app_pages._ui import (
     NO_TEST_SET_NOTE,
+    can,
     configured_key,
     current_project,
     empty_state,
     header,
     md_escape,
     quote,
+    require,
     run_scores,
     store_or_stop,
     task_or_stop,
@@ -392,13 +395,15 @@ else:
                                                     "queued for review like any other job")
         busy = any(j.active for j in store.list_jobs("generate"))
         go_ = c2.button(f"Generate {int(n_more) * len({a for a, _ in pairs})} examples for these pairs",
-                        icon=":material/target:", type="primary", disabled=busy or bool(base_problem), key="conf_go",
+                        icon=":material/target:", type="primary",
+                        disabled=busy or bool(base_problem) or not can("generate"), key="conf_go",
                         help="Uses the endpoint of the last generation job" if jobs else "Uses the default endpoint")
         if busy:
             c2.caption("A generation job is running; start this when it is done.")
         if base_problem:
             c2.warning(base_problem)
         if go_ and not base_problem:
+            require("generate")
             spec = dataclasses.replace(base, demo=False, generation=dataclasses.replace(
                 base.generation, per_class=int(n_more), pairs=tuple(tuple(p) for p in pairs), mixup=True))
             try:
@@ -532,3 +537,7 @@ with exp_r:
         st.download_button("Model (zip)", icon=":material/download:", data=lambda: zip_folder_bytes(folder, root_name=f"run-{rid}"),
                            file_name=safe_filename(f"{project}-run-{rid}-model", "zip"), mime="application/zip",
                            width="stretch", key="res_dl_model")
+
+# --------------------------------------------------------------------------- who decided what
+st.divider()
+decisions_section(store, project)

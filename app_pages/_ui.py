@@ -12,7 +12,8 @@ from typing import Any
 
 import streamlit as st
 
-from promptmix_core import projects
+from promptmix_core import access, projects
+from promptmix_core.settings import get_settings
 from promptmix_core.store import ProjectStore, StoreError
 from promptmix_core.scores import run_scores  # noqa: F401 - the pages read run scores from here
 from promptmix_core.task import Task
@@ -33,6 +34,121 @@ STATUS_ICONS = {
 }
 STATUS_COLORS = {"queued": "gray", "running": "blue", "done": "green", "failed": "red", "cancelled": "orange"}
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$=:])")
+
+
+# --------------------------------------------------------------------------- sign-in and roles
+def access_config() -> access.AccessConfig:
+    """The sign-in rules of this app, from ``st.secrets`` (``[auth]``, ``[promptmix]``)."""
+    try:
+        secrets = st.secrets.to_dict()
+    except Exception:  # noqa: BLE001 - no secrets file at all: no sign-in
+        secrets = {}
+    return access.access_config(secrets)
+
+
+def _claims() -> dict[str, Any]:
+    try:
+        return dict(st.user.to_dict()) if st.user.is_logged_in else {}
+    except Exception:  # noqa: BLE001 - no [auth]: st.user has no sign-in
+        return {}
+
+
+def _stop_without_pages() -> None:
+    """End this run showing only what was drawn: the pages are registered hidden, so Streamlit's own
+    list of the page files never shows in the sidebar."""
+    def sign_in_screen() -> None:  # what "/" is before sign-in: the screen drawn above
+        return None
+
+    st.navigation([st.Page(sign_in_screen, title="Sign in", url_path="sign-in", default=True)]
+                  + [st.Page(path, url_path=name) for name, path in PAGE_FILES.items()], position="hidden")
+    st.stop()
+
+
+def sign_in_gate() -> None:
+    """Run first on every page: without ``[auth]`` refuse a network address (unless opted out); with
+    it, nothing but a sign-in button until the person has signed in and is allowed in. Decides this
+    run's role and reviewer name (:func:`current_role`, :func:`reviewer_name`) from ``st.user`` on
+    the server, so nothing the browser sends can change them."""
+    cfg = access_config()
+    if not cfg.auth:
+        address = st.get_option("server.address")
+        reason = access.network_refusal(address, auth=False, open_network=get_settings().open_network) if address \
+            else None
+        if reason:
+            st.error(reason, icon=":material/lock:")
+            _stop_without_pages()
+        st.session_state["_pmx_role"] = access.OWNER
+        st.session_state["_pmx_who"] = access.local_reviewer()
+        return
+    claims = _claims()
+    if not claims:
+        st.session_state.pop("_pmx_role", None)
+        st.markdown("## :material/science: PromptMix Studio")
+        st.markdown("Sign in to see the projects.")
+        if st.button("Sign in", type="primary", key="pmx_sign_in", icon=":material/login:"):
+            st.login()
+        _stop_without_pages()
+    role = access.role_for(claims, cfg)
+    who = access.identity(claims) or "?"
+    if role is None:
+        st.session_state.pop("_pmx_role", None)
+        st.error(f"{md_escape(who)} is not on this app's list of people allowed in. Ask an owner to add you.",
+                 icon=":material/block:")
+        if st.button("Sign out", key="pmx_sign_out_refused"):
+            st.logout()
+        _stop_without_pages()
+    st.session_state["_pmx_role"] = role
+    st.session_state["_pmx_who"] = who
+
+
+def current_role() -> str | None:
+    """This run's role (owner or reviewer), set by :func:`sign_in_gate`; before the gate has run, the
+    one local person is an owner without ``[auth]`` and nobody is anything with it."""
+    role = st.session_state.get("_pmx_role")
+    if role is None and not access_config().auth:
+        return access.OWNER
+    return role
+
+
+def reviewer_name() -> str:
+    """Who this run's decisions are recorded under: the signed-in person, else the OS user."""
+    return str(st.session_state.get("_pmx_who") or access.local_reviewer())
+
+
+def can(action: str) -> bool:
+    return access.can(current_role(), action)
+
+
+def require(action: str) -> None:
+    """Stop with a message unless this run's person may take ``action`` (the check that holds even
+    when a rerun is crafted by hand)."""
+    try:
+        access.require(current_role(), action)
+    except access.AccessDenied as exc:
+        st.error(f"{exc}.", icon=":material/lock:")
+        st.stop()
+
+
+def owner_page(action: str, what: str) -> None:
+    """For a page only owners use: a reviewer sees why and is sent to the pages they use."""
+    if can(action):
+        return
+    st.info(f"{what} is for the project's owners. As a reviewer you review examples and see the results.",
+            icon=":material/lock:")
+    st.page_link(PAGE_FILES["review"], label="Go to 3 · Review", icon=":material/arrow_forward:")
+    st.page_link(PAGE_FILES["results"], label="Go to 5 · Results", icon=":material/arrow_forward:")
+    st.stop()
+
+
+def sign_out_panel() -> None:
+    """The signed-in person and a sign-out, in the sidebar (nothing without ``[auth]``)."""
+    if not access_config().auth or not _claims():
+        return
+    role = current_role() or ""
+    who = reviewer_name().replace("`", "'")
+    st.caption(f":material/person: Signed in as `{who}` · {role}")
+    if st.button("Sign out", key="pmx_sign_out", icon=":material/logout:", width="stretch"):
+        st.logout()
 
 
 # --------------------------------------------------------------------------- text safety
@@ -219,9 +335,11 @@ def fmt_duration(start: float | None, end: float | None) -> str:
 # --------------------------------------------------------------------------- job engine access
 def start_job(store: ProjectStore, kind: str, config: dict[str, Any], api_key: str | None = None,
               key_endpoint: str | None = None) -> int:
-    """Launch a background worker (``promptmix_core.jobs.start_job``); returns the job id.
+    """Launch a background worker (``promptmix_core.jobs.start_job``); returns the job id. Owners only.
     ``key_endpoint``: the endpoint ``api_key`` is for (the worker sends it nowhere else)."""
     from promptmix_core import jobs
+
+    access.require(current_role(), "train" if kind == "train" else "generate")
 
     return int(jobs.start_job(str(store.path), kind, config, api_key=api_key or None,
                               key_endpoint=key_endpoint if api_key else None))
@@ -229,9 +347,11 @@ def start_job(store: ProjectStore, kind: str, config: dict[str, Any], api_key: s
 
 def resume_job(store: ProjectStore, job_id: int, api_key: str | None = None, base_url: str | None = None,
                key_endpoint: str | None = None) -> None:
-    """Start a stopped or failed job again; it continues from what the store holds."""
+    """Start a stopped or failed job again; it continues from what the store holds. Owners only."""
     from promptmix_core import jobs
     from promptmix_core.store import scrub_secrets
+
+    access.require(current_role(), "generate")
 
     key_endpoint = key_endpoint if api_key else None
     if base_url and scrub_secrets(base_url) != base_url:  # an endpoint with user:password in its URL

@@ -260,6 +260,52 @@ def export_project(
     return {"rows": len(records), "seeds": len(records) - n_gen, "generated": n_gen, "format": fmt, "path": str(out)}
 
 
+DECISION_COLUMNS = ("example_id", "text", "reviewer", "decision", "label", "time", "adjudication")
+
+
+def decision_records(store: Any) -> list[dict[str, Any]]:
+    """One row per decision in force: example id, text, reviewer, decision, label (the class it says,
+    empty for a reject), time (ISO 8601, UTC), whether it was an owner's adjudication."""
+    return [{c: r[c] for c in DECISION_COLUMNS} for r in store.decision_rows()]
+
+
+def export_decisions(project: str | os.PathLike, out: str | os.PathLike, *, fmt: str | None = None) -> dict[str, Any]:
+    """Write every review decision of a project with its reviewer and time to ``out`` (CSV, JSONL or
+    Parquet, by ``fmt`` or the extension), whole or not at all."""
+    from .store import open_project
+
+    out = Path(out)
+    if fmt is None:
+        ext = out.suffix.lower().lstrip(".")
+        fmt = ext if ext in FORMATS else "csv"
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; use csv, jsonl or parquet")
+    store = open_project(project)
+    try:
+        records = decision_records(store)
+    finally:
+        store.close()
+    if records:
+        data = dataset_bytes(records, fmt)
+    elif fmt == "csv":  # nobody has decided yet: the header alone
+        data = (",".join(DECISION_COLUMNS) + "\n").encode("utf-8")
+    elif fmt == "jsonl":
+        data = b""
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        buf = io.BytesIO()
+        pq.write_table(pa.table({c: pa.array([], type=pa.string()) for c in DECISION_COLUMNS}), buf)
+        data = buf.getvalue()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, out)
+    return {"rows": len(records), "reviewers": len({r["reviewer"] for r in records}), "format": fmt,
+            "path": str(out)}
+
+
 __all__ = [
     "COLUMNS",
     "FORMATS",
@@ -267,6 +313,8 @@ __all__ = [
     "LABEL_SOURCES",
     "curated_records",
     "dataset_bytes",
+    "decision_records",
+    "export_decisions",
     "label_for",
     "neutralize_formula",
     "safe_filename",

@@ -132,12 +132,29 @@ def queue_page(
     *,
     after: Sequence[Any] | None = None,
     limit: int = PAGE_SIZE,
+    reviewer: str | None = None,
 ) -> dict[str, Any]:
-    """The next ``limit`` cards of the queue after the sort key ``after``: ``{"items", "done"}``."""
+    """The next ``limit`` cards of the queue after the sort key ``after``: ``{"items", "done"}``.
+
+    With several reviews per example (:meth:`ProjectStore.reviews_per_example` > 1) the pending
+    examples ``reviewer`` already decided, and those with enough decisions, leave their queue."""
     flt = flt or QueueFilter()
-    rows = store.review_queue(order=order, after=after, limit=limit + 1, **flt.kwargs())
-    done = len(rows) <= limit
-    return {"items": [card(r) for r in rows[:limit]], "done": done}
+    skip = store.queue_exclusions(reviewer) if flt.review_status == "pending" else set()
+    if not skip:
+        rows = store.review_queue(order=order, after=after, limit=limit + 1, **flt.kwargs())
+        done = len(rows) <= limit
+        return {"items": [card(r) for r in rows[:limit]], "done": done}
+    kept: list[dict[str, Any]] = []
+    done = False
+    while len(kept) <= limit:
+        rows = store.review_queue(order=order, after=after, limit=limit + 1, **flt.kwargs())
+        kept += [r for r in rows if int(r["id"]) not in skip]
+        if len(rows) <= limit:
+            done = True
+            break
+        after = rows[-1]["key"]
+    done = done and len(kept) <= limit
+    return {"items": [card(r) for r in kept[:limit]], "done": done}
 
 
 def reason_counts(store: ProjectStore) -> dict[str, int]:

@@ -31,6 +31,7 @@ VARIABLES: dict[str, str] = {
     "PROMPTMIX_LOCAL_THREADS": "CPU threads of the bundled local model server (default OMP_NUM_THREADS, else min(4, cores))",
     "PROMPTMIX_LOCAL_IDLE_MINUTES": "the shared bundled-model server exits once the process that started it is gone and no request came for this many minutes (default 10)",
     "PROMPTMIX_LOCAL_BACKEND": "server of the bundled model: promptmix (the project's batching server, default) or transformers (`transformers serve`)",
+    "PROMPTMIX_OPEN_NETWORK": "1 lets `make run ADDRESS=...` serve beyond 127.0.0.1 without sign-in ([auth] in secrets.toml); off by default",
     "PROMPTMIX_JOB_API_KEY": "internal: hands the API key from the app to its background worker (never stored)",
     "PROMPTMIX_JOB_KEY_ENDPOINT": "internal: the endpoint the handed-over key is for; the worker sends it nowhere else",
     "PROMPTMIX_CHROMIUM": "tests/scripts only: the Chromium binary for browser tests (default /usr/bin/chromium)",
@@ -62,6 +63,7 @@ class Settings:
     local_dtype: str | None = None  # weights of the local server: auto, float32 or bfloat16
     local_idle_minutes: float | None = None  # the shared local server's idle time once its launcher is gone
     job_api_key: str | None = field(default=None, repr=False)
+    open_network: bool = False  # serve beyond 127.0.0.1 without sign-in, on purpose
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -100,6 +102,7 @@ class Settings:
             local_dtype=(_clean(env.get("PROMPTMIX_LOCAL_DTYPE")) or "").lower() or None,
             local_idle_minutes=idle if idle >= 0 else None,  # nan (unset, unreadable) and negatives: default
             job_api_key=_clean(env.get("PROMPTMIX_JOB_API_KEY")),
+            open_network=(_clean(env.get("PROMPTMIX_OPEN_NETWORK")) or "").lower() in ("1", "true", "yes"),
         )
 
 

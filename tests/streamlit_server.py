@@ -29,14 +29,16 @@ class StreamlitServer:
 
     ``start_timeout`` bounds the wait for ``/_stcore/health``; a server that exits first raises with the
     end of its log. ``on_start(pid)`` runs once the process exists (the live-chart benchmark raises its
-    CPU share there)."""
+    CPU share there). ``extra_args`` go to ``streamlit run`` (``--secrets.files F``), ``env`` adds variables."""
 
     def __init__(self, projects_dir: Path, log: Path, root: Path = ROOT, start_timeout: float = 60,
-                 on_start=None):
+                 on_start=None, extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                 port: int | None = None):
         self.projects_dir = Path(projects_dir)
         self.root = Path(root)
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        extra_env = env
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PROMPTMIX_"))}
         env.update({
             "PROMPTMIX_PROJECTS_DIR": str(self.projects_dir),
@@ -46,12 +48,13 @@ class StreamlitServer:
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": str(self.root),
         })
+        env.update(extra_env or {})
         self.log = Path(log)
         self._log_fh = open(self.log, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(self.root / "app.py"),
              "--server.headless", "true", "--server.port", str(self.port), "--server.address", "127.0.0.1",
-             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", *extra_args],
             cwd=self.root, env=env, stdout=self._log_fh, stderr=subprocess.STDOUT, start_new_session=True,
         )
         if on_start is not None:

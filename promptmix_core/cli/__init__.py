@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import check, experiment, export, generate, local_model, relabel, report, train
+from . import check, experiment, export, generate, local_model, relabel, report, team, train
 from ._common import EXIT_FAIL, EXIT_OK, EXIT_USAGE
 
-COMMANDS = (generate, relabel, check, train, export, report, experiment, local_model)
+COMMANDS = (generate, relabel, check, train, export, report, team, experiment, local_model)
 
 
 def build_parser() -> argparse.ArgumentParser:

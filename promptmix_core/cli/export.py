@@ -29,12 +29,19 @@ def register(sub: Any) -> None:
                    help="with --labels reviewed, examples not reviewed yet: a2 (the LLM relabel, as on the Results "
                         f"page), a1 (the written-for class) or drop (default {defaults['pending']})")
     p.add_argument("--no-seeds", action="store_true", help="leave the seed examples out")
+    p.add_argument("--decisions", action="store_true",
+                   help="write the review decisions instead: one row per decision (example id, text, reviewer, "
+                        "decision, label, time, adjudication)")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..export import export_project
+    from ..export import export_decisions, export_project
 
+    if args.decisions:
+        info = export_decisions(args.project, args.out, fmt=args.format)
+        print(f"wrote {info['rows']} decisions by {info['reviewers']} reviewer(s) to {info['path']} as {info['format']}")
+        return EXIT_OK
     info = export_project(args.project, args.out, fmt=args.format, label_source=args.labels,
                           pending=args.pending, include_seeds=not args.no_seeds)
     print(f"wrote {info['rows']} rows ({info['seeds']} seeds, {info['generated']} generated examples) "

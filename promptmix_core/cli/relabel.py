@@ -37,6 +37,7 @@ def register(sub: Any) -> None:
     f.add_argument("--project", help="flag the examples in this project file instead (saved there)")
     f.add_argument("--job", type=int, help="with --project: only this generation job's examples")
     f.add_argument("--reject", action="store_true", help="with --project: also reject the flagged ones still pending")
+    f.add_argument("--reviewer", help="with --reject: who the rejections are recorded under (default: the OS user)")
     f.set_defaults(func=cmd_flag)
 
 
@@ -87,7 +88,9 @@ def cmd_flag(args: argparse.Namespace) -> int:
         print(f"flagged {s['flagged']} of {s['texts']} examples as probable junk: "
               + ", ".join(f"{k} {v}" for k, v in s["by_reason"].items()))
         if args.reject:
-            n = store.reject_flagged(job_id=args.job, reviewer="cli")
+            from ..access import local_reviewer
+
+            n = store.reject_flagged(job_id=args.job, reviewer=args.reviewer or local_reviewer())
             print(f"rejected {n} flagged examples that were pending review")
         return EXIT_OK
     if not args.input or not args.task or not args.out:

@@ -17,6 +17,7 @@ Rooms (each a mixin of :class:`ProjectStore`, the one facade):
 - :mod:`.jobs`: jobs, one live job per kind, dead workers, reserved space
 - :mod:`.runs`: training runs, metrics, the rows each run used; :mod:`.testset`: the test set
 - :mod:`.vectors`: example vectors and nearest classes
+- :mod:`.team`: reviews per example, each reviewer's vote, the final-label rule, adjudication
 """
 
 from __future__ import annotations
@@ -44,12 +45,13 @@ from .records import JOB_ACTIVE, JOB_FINAL, RELABEL_STATUSES, REVIEW_STATUSES, E
 from .reviews import ConflictError, ReviewsMixin, _applied_result
 from .runs import RunsMixin
 from .schema import _ADDED_COLUMNS, _ADDED_TABLES, _SCHEMA, APP_ID, SCHEMA_VERSION
+from .team import TeamMixin
 from .testset import HeldOutSetMixin
 from .vectors import VectorsMixin
 
 
 class ProjectStore(
-    ExamplesMixin, QueueMixin, ReviewsMixin, VectorsMixin, JobsMixin, RunsMixin, HeldOutSetMixin, StoreBase
+    ExamplesMixin, QueueMixin, ReviewsMixin, TeamMixin, VectorsMixin, JobsMixin, RunsMixin, HeldOutSetMixin, StoreBase
 ):
     """A PromptMix project in one SQLite file. Safe to use from several threads and processes."""
 

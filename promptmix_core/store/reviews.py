@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from .base import StoreBase
 from .records import REVIEW_STATUSES
+from .team import ADJ_PREFIX, reviews_needed, team_final
 
 
 class ConflictError(RuntimeError):
@@ -82,17 +83,21 @@ class ReviewsMixin(StoreBase):
                 # the label the person accepted is kept with the decision: a later relabel of the example
                 # is a suggestion and never changes what was accepted
                 label = row["label"]
+        ex_status, ex_label = status, label
+        if not restore and not cid.startswith(ADJ_PREFIX) and (needed := reviews_needed(c)) > 1:
+            # several reviews per example: the log keeps this reviewer's vote, the example its final state
+            ex_status, ex_label = team_final(c, ex_id, reviewer, status, label, needed)
         c.execute(
             "UPDATE examples SET review_status = ?, review_label = ?, reviewed_at = ?, reviewed_by = ?, "
             "version = ? WHERE id = ?",
-            (status, label, reviewed_at, reviewed_by, version, ex_id),
+            (ex_status, ex_label, reviewed_at, reviewed_by, version, ex_id),
         )
         c.execute(
             "INSERT INTO review_log(client_id, unit, tab, reviewer, example_id, action, label, prev_status, "
             "prev_label, prev_reviewed_at, prev_reviewed_by, status, version, undo_of, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (cid, unit, tab, reviewer, ex_id, action or status, label, row["review_status"], row["review_label"],
-             row["reviewed_at"], row["reviewed_by"], status, version, undo_of, now),
+             row["reviewed_at"], row["reviewed_by"], ex_status, version, undo_of, now),
         )
         return version
 
@@ -290,7 +295,9 @@ class ReviewsMixin(StoreBase):
             base = int(op["base"])
         except (KeyError, TypeError, ValueError):
             base = None  # a decision that does not say which version it was made on cannot be checked
-        if base is None or not self._changed_only_by(c, ex_id, base, int(row["version"]), tab):
+        # with several reviews per example each reviewer's vote is their own: nobody else's change conflicts
+        if reviews_needed(c) <= 1 and (base is None or not self._changed_only_by(c, ex_id, base, int(row["version"]),
+                                                                                  tab)):
             return {
                 "ok": False, "id": ex_id, "conflict": True,
                 "current": {"status": row["review_status"], "label": row["review_label"],

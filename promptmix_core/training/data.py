@@ -8,7 +8,9 @@ Label sources (the PromptMix paper's A1/A2, plus human review):
   intended label).
 - ``"reviewed"``: human review: accepted -> the example's current label, overridden -> the
   reviewer's label, rejected -> dropped, pending -> ``pending`` (``"drop"`` by default, or ``"a2"``
-  / ``"a1"`` to label pending ones by that rule).
+  / ``"a1"`` to label pending ones by that rule). The review status is the *final* decision: with
+  several reviews per example it stays pending until the reviewers agree or an owner adjudicates
+  (:mod:`promptmix_core.store.team`), so a single reviewer's vote is never trained on.
 
 Examples may be plain dicts, the store's ``Example`` rows or generated examples: one shape, read through
 :func:`promptmix_core.example.example_view`.
