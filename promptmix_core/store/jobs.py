@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from ..errors import JobBusyError, StoreFullError
 from ..redact import _env_secrets, scrub_secrets
 from .base import StoreBase
-from .records import JOB_FINAL, Job, _row_to
+from .records import JOB_FINAL, Job, _row_to, status_columns
 
 
 class JobsMixin(StoreBase):
@@ -50,17 +50,8 @@ class JobsMixin(StoreBase):
         pid: int | None = None,
         heartbeat: bool = True,
     ) -> None:
-        sets, params = [], []
         now = time.time()
-        if status is not None:
-            sets.append("status = ?")
-            params.append(status)
-            if status == "running":
-                sets.append("started_at = COALESCE(started_at, ?)")
-                params.append(now)
-            if status in JOB_FINAL:
-                sets.append("finished_at = ?")
-                params.append(now)
+        sets, params = status_columns(status, now)
         if progress is not None:
             sets.append("progress = ?")
             params.append(json.dumps(dict(progress)))

@@ -128,6 +128,23 @@ class MetricPoint:
     created_at: float = field(default_factory=time.time)
 
 
+def status_columns(status: str | None, now: float) -> tuple[list[str], list[Any]]:
+    """The SET clauses (and their values) a status change writes, the same for jobs and runs: the status,
+    ``started_at`` the first time it runs, ``finished_at`` when it ends."""
+    sets: list[str] = []
+    params: list[Any] = []
+    if status is not None:
+        sets.append("status = ?")
+        params.append(status)
+        if status == "running":
+            sets.append("started_at = COALESCE(started_at, ?)")
+            params.append(now)
+        if status in JOB_FINAL:
+            sets.append("finished_at = ?")
+            params.append(now)
+    return sets, params
+
+
 def _row_to(cls, row: sqlite3.Row, json_fields: Iterable[str] = (), bool_fields: Iterable[str] = ()):
     d = dict(row)
     for f in json_fields:

@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 from ..redact import _env_secrets, scrub_secrets
 from .base import StoreBase
-from .records import JOB_FINAL, Run, _row_to
+from .records import Run, _row_to, status_columns
 
 
 class RunsMixin(StoreBase):
@@ -35,17 +35,8 @@ class RunsMixin(StoreBase):
         final_metrics: Mapping[str, Any] | None = None,
         error: str | None = None,
     ) -> None:
-        sets, params = [], []
         now = time.time()
-        if status is not None:
-            sets.append("status = ?")
-            params.append(status)
-            if status == "running":
-                sets.append("started_at = COALESCE(started_at, ?)")
-                params.append(now)
-            if status in JOB_FINAL:
-                sets.append("finished_at = ?")
-                params.append(now)
+        sets, params = status_columns(status, now)
         for col, val in (("device", device), ("model_dir", model_dir)):
             if val is not None:
                 sets.append(f"{col} = ?")
