@@ -97,6 +97,7 @@ def main() -> int:
     ap.add_argument("--baseline", default="main", help="commit to compare with (default main)")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--rounds", type=int, default=2, help="warm passes over the five pages (default 2)")
+    ap.add_argument("--ours-first", action="store_true", help="measure this checkout before the baseline")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pmx-pageload-") as tmp:
@@ -104,13 +105,14 @@ def main() -> int:
         results = {}
         trees = [("ours", ROOT)]
         if not args.no_baseline:
-            trees.insert(0, (f"baseline {args.baseline}", baseline_tree(args.baseline, work / "base")))
+            base = (f"baseline {args.baseline}", baseline_tree(args.baseline, work / "base"))
+            trees.insert(len(trees) if args.ours_first else 0, base)
         for name, root in trees:
             results[name] = measure(root, work / name.replace(" ", "_"), args.rounds)
             print(name, json.dumps(results[name]), flush=True)
     load = os.getloadavg()[0]
     print(f"\nload average {load:.1f} on {os.cpu_count()} cores")
-    names = list(results)
+    names = sorted(results, key=lambda n: n != f"baseline {args.baseline}")  # the baseline first
     print(f"{'':22}" + "".join(f"{n:>22}" for n in names) + ("   ratio (base/ours)" if len(names) == 2 else ""))
 
     def row(label, vals):
