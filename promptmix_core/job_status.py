@@ -28,7 +28,7 @@ PHASE_WORDS = {
     "generate": "Generating",
     "flag": "Flagging probable junk",
     "relabel": "Relabelling",
-    "judge": "Asking the second judge",
+    "judge": "Checking with the student judge",
     "preparing": "Preparing the data",
     "embedding": "Embedding the texts",
     "contrastive": "Training the sentence encoder",
