@@ -38,8 +38,10 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 
 def baseline_tree(rev: str, dest: Path) -> Path:
     """The app and library of commit ``rev`` (``git archive``), for a server of its own."""
-    archive = subprocess.run(["git", "archive", rev, "app.py", "pages", "promptmix_core", ".streamlit"],
-                             cwd=ROOT, capture_output=True, check=True).stdout
+    listed = subprocess.run(["git", "ls-tree", "--name-only", rev], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.split()
+    paths = [p for p in ("app.py", "pages", "app_pages", "promptmix_core", ".streamlit") if p in listed]
+    archive = subprocess.run(["git", "archive", rev, *paths], cwd=ROOT, capture_output=True, check=True).stdout
     dest.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     return dest
