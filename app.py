@@ -27,6 +27,7 @@ from app_pages._ui import (
 )
 from promptmix_core import projects
 from promptmix_core.demo import DEMO_NAME, create_demo
+from promptmix_core.job_status import job_view, sidebar_poll_seconds
 from promptmix_core.store import StoreError
 
 st.set_page_config(
@@ -134,8 +135,10 @@ def _delete() -> None:
     st.session_state["sb_flash"] = ("success", f"Deleted project “{md_escape(name)}”.")
 
 
-def _job_status() -> None:
-    """The running job, live on every page; the whole page refreshes when it ends."""
+def _job_status(own_panel: bool = False) -> None:
+    """The running job, live on every page (one status model: ``promptmix_core.job_status``); the
+    whole page refreshes when it ends. On the page that follows the job in its own panel the line
+    names only what cannot go stale there (the sidebar does not poll once the job runs)."""
     store = get_store()
     job = active_job(store) if store is not None else None
     if job is None:
@@ -143,11 +146,10 @@ def _job_status() -> None:
             st.rerun()
         return
     st.session_state["_sb_watch_job"] = job.id
-    p = job.progress or {}
-    done = p.get("done", p.get("step"))
-    total = p.get("total", p.get("total_steps"))
-    frac = f" · {done}/{total}" if done is not None and total else ""
-    st.info(f"{job.kind.capitalize()} job #{job.id} is {job.status}{frac}", icon=":material/autorenew:")
+    view = job_view(job)
+    text = (f"{view.title} is running: its progress is on this page" if own_panel and view.status == "running"
+            else view.line())
+    st.info(text, icon=":material/autorenew:")
 
 
 def _restore_demo() -> None:
@@ -220,7 +222,8 @@ with st.sidebar:
         # as well there (a second fragment rerunning every 2 s costs the server and the browser CPU
         # that a training run on the same machine would otherwise get; see docs/BENCHMARKS.md)
         own_panel = running is not None and running.kind in PAGE_JOB_KINDS.get(nav.url_path, ())
-        st.fragment(_job_status, run_every=2.0 if running is not None and not own_panel else None)()
+        poll = sidebar_poll_seconds(job_view(running) if running is not None else None, own_panel)
+        st.fragment(_job_status, run_every=poll)(own_panel)
         # where the project stands: the next useful step
         if s["classes"] < 2 or s["seeds"] == 0:
             nxt, page = "define the task", "task"

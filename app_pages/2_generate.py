@@ -29,6 +29,7 @@ from app_pages._ui import (
 from promptmix_core.alpha import ALPHA_BINS, alpha_preview
 from promptmix_core.errors import SpecError
 from promptmix_core.generate import GenerationConfig
+from promptmix_core.job_status import job_view
 from promptmix_core.llm.config import DEFAULT_OPENAI_MODEL, OPENAI_BASE_URL, bound_key
 from promptmix_core.specs import GenerationSpec, LLMSpec
 from promptmix_core.store import StoreError
@@ -125,28 +126,23 @@ def render_progress(job_id: int) -> None:
     job = store.get_job(job_id)
     if job is None:
         return
-    p = job.progress or {}
     with st.container(border=True):
         top = st.columns([3, 1], vertical_alignment="center")
         with top[0]:
             st.markdown(f"#### Job #{job.id}")
         with top[1]:
             status_badge(job.status)
-        phase = p.get("phase") or ("queued" if job.status == "queued" else "")
-        done, total = int(p.get("done") or 0), int(p.get("total") or 0)
-        label = {"generate": "Generating", "relabel": "Relabelling", "done": "Finished", "starting": "Starting",
-                 "stopped": "Stopped"}.get(phase, phase.capitalize() or "Waiting")
-        st.progress(min(done / total, 1.0) if total else 0.0,
-                    text=f"{label}: {done} / {total}" if total else f"{label}…")
+        view = job_view(job)  # one status model with the sidebar and the CLI (promptmix_core.job_status)
+        st.progress(view.fraction, text=view.progress_text)
+        u = view.usage  # the job's LLM use, counted as its summary counts it
         c = [st.container(horizontal=True, wrap=True, gap="large")] * 6  # wraps rather than cut a number short
-        c[0].metric("LLM calls", fmt_int(p.get("calls", 0)), width="content")
-        c[1].metric("Cache hits", fmt_int(p.get("cache_hits", 0)), width="content")
-        c[2].metric("Retries", fmt_int(p.get("retries", 0)), width="content")
-        c[3].metric("Failures", fmt_int(p.get("failures", 0)), width="content")
-        tokens = int(p.get("prompt_tokens") or 0) + int(p.get("completion_tokens") or 0)
-        c[4].metric("Tokens", fmt_int(tokens), width="content",
-                    help=f"prompt {fmt_int(p.get('prompt_tokens', 0))} · completion {fmt_int(p.get('completion_tokens', 0))}")
-        c[5].metric("Cost", fmt_cost(p.get("cost")), help="n/a when the endpoint has no known prices")
+        c[0].metric("LLM calls", fmt_int(u.calls), width="content")
+        c[1].metric("Cache hits", fmt_int(u.cache_hits), width="content")
+        c[2].metric("Retries", fmt_int(u.retries), width="content")
+        c[3].metric("Failures", fmt_int(u.failures), width="content")
+        c[4].metric("Tokens", fmt_int(u.tokens), width="content",
+                    help=f"prompt {fmt_int(u.prompt_tokens)} · completion {fmt_int(u.completion_tokens)}")
+        c[5].metric("Cost", fmt_cost(u.cost), help="n/a when the endpoint has no known prices")
         cfg = job_spec(job)
         st.caption(
             f"Started {fmt_time(job.started_at or job.created_at)} · "
@@ -155,8 +151,8 @@ def render_progress(job_id: int) -> None:
                f"mixup {'on' if cfg.generation.mixup else 'off'} · "
                f"model {md_escape(cfg.llm.model or 'default')}" if cfg else "settings of an unknown version")
         )
-        if job.active and p.get("notice"):  # "rate limited: waiting 120 s, retry 2 of 4"
-            st.warning(md_escape(p["notice"]), icon=":material/hourglass_top:")
+        if view.notice:  # "rate limited: waiting 120 s, retry 2 of 4"
+            st.warning(md_escape(view.notice), icon=":material/hourglass_top:")
         if job.message and job.status != "running":
             (st.error if job.status == "failed" else st.caption)(md_escape(job.message))
         if job.active:

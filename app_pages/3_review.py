@@ -381,41 +381,51 @@ def _open(example_id: int) -> None:
     st.session_state["rv_focus"] = {"seq": seq, "id": int(example_id)}
 
 
-total_shown = store.count_matching(**flt.kwargs())
-st.subheader(f"Examples shown ({total_shown})")
-if total_shown:
-    pages = max(1, -(-total_shown // PAGE_SIZE))
-    pc1, pc2 = st.columns([3, 1], vertical_alignment="bottom")
-    pc1.caption(f"{PAGE_SIZE} per page, in id order. Select a row to open it in the card above.")
-    page_no = pc2.number_input(f"Page (of {pages})", 1, pages, 1, key=f"rv_page::{project}::{flt.key()}")
-    rows = store.example_page(limit=PAGE_SIZE, offset=(int(page_no) - 1) * PAGE_SIZE, **flt.kwargs())
+# The card saves decisions without rerunning the page, so the list rereads the store on its own every
+# LIST_EVERY_S seconds: with Status = Pending it never lists rows the card has decided since.
+LIST_EVERY_S = 3.0
 
-    def _final(r: dict) -> str:
-        if r["review_status"] == "rejected":
-            return ""
-        if r["review_status"] == "overridden":
-            return r["review_label"] or ""
-        return r["label"] or ""
 
-    df = pd.DataFrame([{
-        "id": r["id"], "text": r["text"], "written for": r["intended_label"], "mixed with": r["mixed_with"] or "",
-        "alpha": r["alpha"],
-        "LLM relabel": r["llm_label"] or ("(failed)" if r["relabel_status"] == "unparseable" else ""),
-        "relabel": r["relabel_status"] or "", "decision": r["review_status"], "final label": _final(r),
-    } for r in rows])
-    event = st.dataframe(
-        df, hide_index=True, width="stretch", height=min(38 + 35 * len(df), 420), on_select="rerun",
-        selection_mode="single-row", key=f"rv_table::{flt.key()}::{page_no}",
-        column_config={
-            "id": st.column_config.NumberColumn("id", width="small"),
-            "text": st.column_config.TextColumn("text", width="large"),
-            "alpha": st.column_config.NumberColumn("alpha", format="%.2f", width="small"),
-        },
-    )
-    sel = list(getattr(getattr(event, "selection", None), "rows", []) or [])
-    if sel:
-        picked = int(df.iloc[sel[0]]["id"])
-        if st.session_state.get("rv_last_pick") != (flt.key(), page_no, picked):
-            st.session_state["rv_last_pick"] = (flt.key(), page_no, picked)
-            _open(picked)
-            st.rerun()
+@st.fragment(run_every=LIST_EVERY_S)
+def examples_list() -> None:
+    total_shown = store.count_matching(**flt.kwargs())
+    st.subheader(f"Examples shown ({total_shown})")
+    if total_shown:
+        pages = max(1, -(-total_shown // PAGE_SIZE))
+        pc1, pc2 = st.columns([3, 1], vertical_alignment="bottom")
+        pc1.caption(f"{PAGE_SIZE} per page, in id order. Select a row to open it in the card above.")
+        page_no = pc2.number_input(f"Page (of {pages})", 1, pages, 1, key=f"rv_page::{project}::{flt.key()}")
+        rows = store.example_page(limit=PAGE_SIZE, offset=(int(page_no) - 1) * PAGE_SIZE, **flt.kwargs())
+
+        def _final(r: dict) -> str:
+            if r["review_status"] == "rejected":
+                return ""
+            if r["review_status"] == "overridden":
+                return r["review_label"] or ""
+            return r["label"] or ""
+
+        df = pd.DataFrame([{
+            "id": r["id"], "text": r["text"], "written for": r["intended_label"], "mixed with": r["mixed_with"] or "",
+            "alpha": r["alpha"],
+            "LLM relabel": r["llm_label"] or ("(failed)" if r["relabel_status"] == "unparseable" else ""),
+            "relabel": r["relabel_status"] or "", "decision": r["review_status"], "final label": _final(r),
+        } for r in rows])
+        event = st.dataframe(
+            df, hide_index=True, width="stretch", height=min(38 + 35 * len(df), 420), on_select="rerun",
+            selection_mode="single-row", key=f"rv_table::{flt.key()}::{page_no}",
+            column_config={
+                "id": st.column_config.NumberColumn("id", width="small"),
+                "text": st.column_config.TextColumn("text", width="large"),
+                "alpha": st.column_config.NumberColumn("alpha", format="%.2f", width="small"),
+            },
+        )
+        sel = list(getattr(getattr(event, "selection", None), "rows", []) or [])
+        if sel:
+            picked = int(df.iloc[sel[0]]["id"])
+            if st.session_state.get("rv_last_pick") != (flt.key(), page_no, picked):
+                st.session_state["rv_last_pick"] = (flt.key(), page_no, picked)
+                _open(picked)
+                st.rerun()
+
+
+examples_list()

@@ -30,6 +30,7 @@ from app_pages._ui import (
     task_or_stop,
 )
 from promptmix_core.errors import SpecError
+from promptmix_core.job_status import job_view
 from promptmix_core.specs import TrainingSpec
 from promptmix_core.training.config import TrainConfig, default_learning_rate
 from promptmix_core.store import StoreError
@@ -181,27 +182,19 @@ def _job_head(job, run) -> None:
                     + (f" · {md_escape(run.name)}" if run and run.name else ""))
     with top[1]:
         status_badge(job.status)
-    step, total = int(p.get("step") or 0), int(p.get("total_steps") or 0)
-    phase = p.get("phase") or job.status
-    if phase == "control" and job.active:
+    view = job_view(job)  # one status model with the sidebar and the CLI (promptmix_core.job_status)
+    if view.phase == "control" and job.active:
         st.progress(1.0, text="Training the seeds-only control (once per seed set; cached)…")
     elif not job.active and _quick(run):
         st.progress(1.0 if job.status == "done" else 0.0,
-                    text=f"{job.status.capitalize()}: {STUDENT_CHOICES.get(_student_of(run), 'student')}")
-    elif phase == "contrastive":
-        done, todo = int(p.get("step") or 0), int(p.get("steps") or 0)
-        st.progress(min(done / todo, 1.0) if todo else 0.0, text=f"SetFit contrastive step {done} / {todo}")
-    elif total and not job.active:
-        st.progress(min(step / total, 1.0), text=f"{job.status.capitalize()} after {step} of {total} steps")
-    elif phase == "embedding":
-        done, todo = int(p.get("embedded") or 0), int(p.get("to_embed") or 0)
-        st.progress(done / todo if todo else 0.0, text=f"Embedding the texts: {done} / {todo}")
-    elif total:
-        st.progress(min(step / total, 1.0),
-                    text=f"Step {step} / {total} · epoch {float(p.get('epoch') or 0):.1f} of {p.get('epochs', '?')}")
+                    text=f"{view.phase_words}: {STUDENT_CHOICES.get(_student_of(run), 'student')}")
+    elif view.phase == "contrastive" and view.total:
+        st.progress(view.fraction, text=f"SetFit contrastive step {view.done or 0} / {view.total}")
+    elif view.phase == "training" and view.total:
+        st.progress(view.fraction, text=f"{view.progress_text} · epoch {float(p.get('epoch') or 0):.1f} of "
+                                        f"{p.get('epochs', '?')}")
     else:
-        st.progress(0.0, text={"preparing": "Preparing the data…", "queued": "Waiting for the worker…"}.get(
-            phase, "Loading the model…"))
+        st.progress(view.fraction, text=view.progress_text)
     st.caption(f"Started {fmt_time(job.started_at or job.created_at)} · "
                f"{'running for ' if job.active else 'took '}{fmt_duration(job.started_at, job.finished_at)}"
                + (f" · device {md_escape(run.device)}" if run and run.device else ""))

@@ -74,6 +74,40 @@ def describe_control(fm):
     return describe(fm)
 
 
+ZIP_AT_ONCE_BYTES = 50_000_000  # models up to this size (before compression) are zipped with the page
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _dataset_bytes(digest: str, fmt: str, _records: list[dict]) -> bytes:
+    """One export format of a data set, built once per content (``digest``) and format."""
+    return dataset_bytes(_records, fmt)
+
+
+def _dataset_files(records: list[dict]) -> dict[str, bytes]:
+    """CSV, JSONL and Parquet of ``records``: the JSONL (cheap) names the content for the cache."""
+    import hashlib
+
+    jsonl = dataset_bytes(records, "jsonl")
+    digest = hashlib.sha1(jsonl).hexdigest()
+    return {"csv": _dataset_bytes(digest, "csv", records), "jsonl": jsonl,
+            "parquet": _dataset_bytes(digest, "parquet", records)}
+
+
+def _folder_signature(folder: Path) -> str:
+    """Names, sizes and times of a model folder's files: a retrained model gets a new zip."""
+    import hashlib
+
+    parts = sorted(f"{p.relative_to(folder)}:{st_.st_size}:{st_.st_mtime_ns}"
+                   for p in folder.rglob("*") if p.is_file() for st_ in [p.stat()])
+    return hashlib.sha1("\n".join(parts).encode("utf-8")).hexdigest()
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _model_zip(folder: str, signature: str, root_name: str) -> bytes:
+    """A model folder zipped once per content (shared by the sessions; the bytes are never changed)."""
+    return zip_folder_bytes(folder, root_name=root_name)
+
+
 def _student(run, short: bool = False) -> str:
     kind = (run.final_metrics or {}).get("student") or (run.config or {}).get("student") or "finetune"
     from promptmix_core.training.plan import STUDENT_WORDS, STUDENTS
@@ -511,15 +545,19 @@ with exp_l:
         st.dataframe(pd.DataFrame(records)[["text", "label", "source"]].head(6), hide_index=True, width="stretch")
     d1 = d2 = d3 = st.container(horizontal=True, wrap=True)
     stem = f"{project}-dataset"
-    d1.download_button("CSV", icon=":material/download:", data=lambda: dataset_bytes(records, "csv"), file_name=safe_filename(stem, "csv"),
-                       mime="text/csv", disabled=not records, key="res_dl_csv",
+    # the files themselves, not deferred callables: a deferred download's id changes on every rerun and
+    # the old one is dropped when the rerun ends, so a click just before or during a rerun gave no file
+    # and no message. Bytes get an id from their content, the same on every rerun (built once, cached).
+    files = _dataset_files(records) if records else {"csv": b"", "jsonl": b"", "parquet": b""}
+    d1.download_button("CSV", icon=":material/download:", data=files["csv"], file_name=safe_filename(stem, "csv"),
+                       mime="text/csv", disabled=not records, key="res_dl_csv", on_click="ignore",
                        help="Cells starting with = + - @ get a leading ' so spreadsheets do not run them")
-    d2.download_button("JSONL", icon=":material/download:", data=lambda: dataset_bytes(records, "jsonl"),
+    d2.download_button("JSONL", icon=":material/download:", data=files["jsonl"],
                        file_name=safe_filename(stem, "jsonl"), mime="application/jsonl", disabled=not records,
-                       key="res_dl_jsonl")
-    d3.download_button("Parquet", icon=":material/download:", data=lambda: dataset_bytes(records, "parquet"),
+                       key="res_dl_jsonl", on_click="ignore")
+    d3.download_button("Parquet", icon=":material/download:", data=files["parquet"],
                        file_name=safe_filename(stem, "parquet"), mime="application/vnd.apache.parquet",
-                       disabled=not records, key="res_dl_parquet")
+                       disabled=not records, key="res_dl_parquet", on_click="ignore")
 
 with exp_r:
     st.markdown("**Trained model**")
@@ -534,9 +572,19 @@ with exp_r:
         st.caption(f"{len(list(folder.rglob('*')))} files, {size / 1e6:.1f} MB before compression. Load it with "
                    "`promptmix predict`" + (" (logistic-regression weights over all-MiniLM-L6-v2 embeddings)."
                                             if quick else " or transformers' `AutoModelForSequenceClassification`."))
-        st.download_button("Model (zip)", icon=":material/download:", data=lambda: zip_folder_bytes(folder, root_name=f"run-{rid}"),
-                           file_name=safe_filename(f"{project}-run-{rid}-model", "zip"), mime="application/zip",
-                           width="stretch", key="res_dl_model")
+        sig = _folder_signature(folder)
+        if size > ZIP_AT_ONCE_BYTES and not st.session_state.get(f"res_zip_ready::{folder}::{sig}"):
+            # a large model is zipped on request (seconds), once; then its file is offered
+            if st.button(f"Prepare the zip ({size / 1e6:.0f} MB)", icon=":material/folder_zip:", width="stretch",
+                         key="res_zip_prepare"):
+                with st.spinner("Zipping the model…"):
+                    _model_zip(str(folder), sig, f"run-{rid}")
+                st.session_state[f"res_zip_ready::{folder}::{sig}"] = True
+                st.rerun()
+        else:
+            st.download_button("Model (zip)", icon=":material/download:", data=_model_zip(str(folder), sig, f"run-{rid}"),
+                               file_name=safe_filename(f"{project}-run-{rid}-model", "zip"), mime="application/zip",
+                               width="stretch", key="res_dl_model", on_click="ignore")
 
 # --------------------------------------------------------------------------- who decided what
 st.divider()

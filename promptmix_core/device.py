@@ -32,8 +32,23 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
+# device nodes an accelerator torch could use leaves behind (NVIDIA, ROCm, WSL's GPU bridge)
+ACCELERATOR_NODES = ("/dev/nvidia0", "/dev/nvidiactl", "/proc/driver/nvidia", "/dev/kfd", "/dev/dxg")
+
+
+def no_accelerator() -> bool:
+    """True when this machine surely has no device torch could train on (not macOS, no NVIDIA, ROCm
+    or WSL GPU device node): then "auto" is the CPU, known without importing torch (seconds)."""
+    import sys
+
+    return sys.platform != "darwin" and not any(os.path.exists(p) for p in ACCELERATOR_NODES)
+
+
 def device_info(device: str = "auto") -> dict[str, Any]:
-    """What :func:`pick_device` picks, described: ``{"device", "name", "count", "bf16"}``."""
+    """What :func:`pick_device` picks, described: ``{"device", "name", "count", "bf16"}``. On a
+    machine without an accelerator (:func:`no_accelerator`) "auto" and "cpu" need no torch import."""
+    if (device or "auto").lower() in ("auto", "cpu") and no_accelerator():
+        return {"device": "cpu", "name": f"CPU ({os.cpu_count()} cores)", "count": 0, "bf16": False}
     import torch
 
     picked = pick_device(device)
@@ -45,4 +60,4 @@ def device_info(device: str = "auto") -> dict[str, Any]:
     return {"device": "cpu", "name": f"CPU ({os.cpu_count()} cores)", "count": 0, "bf16": False}
 
 
-__all__ = ["DEVICES", "device_info", "pick_device"]
+__all__ = ["DEVICES", "device_info", "no_accelerator", "pick_device"]

@@ -83,7 +83,7 @@ def run_generation(store: ProjectStore, job_id: int, spec: GenerationSpec, ctx: 
         result = await agenerate(task, spec.generation, llm, store=store, job_id=job_id,
                                  progress=ctx.progress, should_stop=ctx.should_stop)
         summary = (
-            f"kept {result.kept}/{result.requested} examples; {llm.stats.summary()}; "
+            f"kept {result.kept}/{result.requested} examples; generation "
             f"{result.calls_per_kept:.2f} calls and {result.tokens_per_kept:.0f} tokens per kept example"
         )
         if spec.flag_junk:
@@ -92,6 +92,9 @@ def run_generation(store: ProjectStore, job_id: int, spec: GenerationSpec, ctx: 
             summary += "; " + await relabel_pending(store, job_id, task, llm, spec.relabel_config(), ctx)
             summary += "; " + await judge_job(store, job_id, task, llm, spec.relabel_config(), ctx,
                                               policy=label_policy)
+        # the job's LLM use counted once, at the end (generation, relabel, judge): the same numbers as the
+        # job's last progress row, so the summary and the job card agree (promptmix_core.job_status)
+        summary += "; " + llm.stats.summary()
         ctx.progress({"phase": "done", "done": result.kept, "total": result.requested, "kept": result.kept,
                       **llm.stats.as_dict()}, force=True)
         return GenerationOutcome(result, summary)

@@ -42,9 +42,14 @@ class Bar:
                     print(notice, file=sys.stderr, flush=True)
         if self.bar is None:
             return
+        from ..job_status import PHASE_WORDS, Usage  # the words and counts every face uses
+
         self.bar.total = p.get("total", 0)
         self.bar.n = p.get("done", 0)
-        self.bar.set_postfix(calls=p.get("calls", 0), hits=p.get("cache_hits", 0), retries=p.get("retries", 0))
+        if p.get("phase"):
+            self.bar.set_description(PHASE_WORDS.get(str(p["phase"]), "Working"), refresh=False)
+        u = Usage.from_progress(p)
+        self.bar.set_postfix(calls=u.calls, hits=u.cache_hits, retries=u.retries)
         self.bar.refresh()
 
     def close(self) -> None:

@@ -163,12 +163,9 @@ class UsageStats:
         }
 
     def summary(self) -> str:
-        cost = f", cost ${self.cost:.4f}" if self.cost is not None else ""
-        return (
-            f"calls {self.calls}, cache hits {self.cache_hits}, retries {self.retries}, "
-            f"failures {self.failures}, tokens {self.tokens:,} "
-            f"({self.prompt_tokens:,} prompt + {self.completion_tokens:,} completion){cost}"
-        )
+        from ..job_status import usage_line  # the one wording of LLM usage (a leaf module)
+
+        return usage_line(self.as_dict())
 
 
 def _retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:

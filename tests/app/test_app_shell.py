@@ -133,7 +133,7 @@ def test_running_job_is_shown_in_the_sidebar(make_app, demo_store):
     job = demo_store.create_job("generate", {"per_class": 3}, status="running")
     demo_store.update_job(job, pid=os.getpid(), progress={"done": 4, "total": 15})
     at = make_app()
-    assert any(f"job #{job} is running · 4/15" in i.value for i in at.sidebar.info)
+    assert any(f"Generation job #{job} is running · Generating 4 / 15 examples" in i.value for i in at.sidebar.info)
 
 
 def test_a_link_and_delete_go_by_the_exact_project_never_a_look_alike(make_app, projects_dir):
@@ -162,3 +162,21 @@ def test_a_link_and_delete_go_by_the_exact_project_never_a_look_alike(make_app, 
     at.run()
     assert any("already exists" in e.value for e in at.sidebar.error), [e.value for e in at.sidebar.error]
     assert sorted(p.name for p in projects.list_projects(projects_dir)) == sorted(["beta", DEMO_NAME])
+
+
+def test_sidebar_job_line_in_words_and_not_stale_on_its_own_page(make_app, demo_store):
+    """The sidebar said "is queued" on the Generate page while the job ran (it did not poll there) and
+    the card said "Loading-model...": one status model, in words, on both."""
+    import os
+
+    job = demo_store.create_job("generate", {"per_class": 3}, status="running")
+    demo_store.update_job(job, pid=os.getpid(), progress={"phase": "loading-model", "done": 0, "total": 0})
+    at = make_app()
+    assert any(i.value == f"Generation job #{job} is running · Loading the local model" for i in at.sidebar.info)
+    at.switch_page("app_pages/2_generate.py").run()
+    assert not at.exception
+    side = [i.value for i in at.sidebar.info]
+    assert f"Generation job #{job} is running: its progress is on this page" in side
+    assert "queued" not in " ".join(side)
+    bar = at.get("progress")[0].proto.text
+    assert bar == "Loading the local model…" and "Loading-model" not in bar

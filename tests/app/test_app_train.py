@@ -137,7 +137,7 @@ def test_live_charts_and_cancel(make_app, demo_store):
     demo_store.log_metrics(run, 3, {"val_accuracy": 0.6, "val_macro_f1": 0.55, "val_loss": 1.1})
     at.run()
     assert len(at.get("plotly_chart")) == 2
-    assert at.get("progress")[0].proto.text.startswith("Step 6 / 20")
+    assert at.get("progress")[0].proto.text.startswith("Training: 6 / 20 steps · epoch")
     by_key(at.button, f"train_cancel_{job}").click()
     at.run()
     assert demo_store.get_job(job).cancel_requested
