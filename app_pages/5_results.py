@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import html
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+
 import streamlit as st
 
 from app_pages._team import decisions_section
@@ -39,17 +41,31 @@ task = task_or_stop(store)
 project = current_project() or "project"
 
 
-def _report() -> bytes:
+REPORT_HELP = ("One HTML file for people who were not there: the task, what was generated, what people decided, the "
+               "models beside their seeds-only control, examples and what to do next. It opens in any browser, also "
+               "offline, and prints to PDF.")
+
+
+def _prepare_report() -> None:
+    """Build the report once, on the person's click, and keep its bytes for this session: a download of
+    bytes keeps its file across reruns (a deferred one loses it when the page reruns before the click)."""
     from promptmix_core.report import build_report
 
-    return build_report(store).encode("utf-8")
+    st.session_state["res_report_file"] = (str(store.path), time.time(), build_report(store).encode("utf-8"))
 
 
-st.download_button("Download report", data=_report, file_name=safe_filename(f"{project}-report", "html"),
-                   mime="text/html", icon=":material/summarize:", key="res_report", on_click="ignore",
-                   help="One HTML file for people who were not there: the task, what was generated, what people "
-                        "decided, the models beside their seeds-only control, examples and what to do next. It "
-                        "opens in any browser, also offline, and prints to PDF.")
+prepared = st.session_state.get("res_report_file")
+if prepared and prepared[0] == str(store.path):
+    r1, r2 = st.columns([1, 2], vertical_alignment="center")
+    r1.download_button("Download report", data=prepared[2], file_name=safe_filename(f"{project}-report", "html"),
+                       mime="text/html", icon=":material/summarize:", key="res_report", on_click="ignore",
+                       help=REPORT_HELP)
+    r2.button(f"Prepared at {time.strftime('%H:%M:%S', time.localtime(prepared[1]))}: prepare again with the "
+              "latest data", key="res_report_again", on_click=_prepare_report, type="tertiary",
+              icon=":material/refresh:")
+else:
+    st.button("Prepare the report", key="res_report_prepare", on_click=_prepare_report,
+              icon=":material/summarize:", help=REPORT_HELP)
 PALETTE = ["#3b5bdb", "#f08c00", "#2f9e44", "#e03131", "#7048e8", "#0c8599", "#d6336c", "#5c940d", "#868e96",
            "#1098ad", "#f59f00", "#ae3ec9"]
 

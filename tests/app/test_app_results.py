@@ -36,18 +36,22 @@ def test_empty_state_without_runs(make_app, demo_store):
     assert "No saved model yet" in texts(at)
     # the export works before any training
     assert "30 rows: 10 seeds, 20 generated" in texts(at)
-    assert len(at.get("download_button")) == 4  # the report and the data set's three formats
+    assert len(at.get("download_button")) == 3  # the data set's three formats (the report is prepared on a click)
 
 
 def test_the_report_is_offered_as_a_download(make_app, demo_store):
     _add_run(demo_store, "a2 relabel", 0.8, 0.78)
     at = make_app(RESULTS)
     assert not at.exception
+    assert not [b for b in at.get("download_button") if getattr(b, "key", None) == "res_report"]
+    at.button(key="res_report_prepare").click().run()  # built once, on the click, kept as bytes
+    assert not at.exception
     button = by_key(at.get("download_button"), "res_report")
     assert button.proto.label == "Download report"
-    from promptmix_core.report import build_report
-
-    page = build_report(demo_store)  # what the button hands over (built on click)
+    at.run()  # a rerun keeps the same file: the download does not depend on the rerun
+    assert by_key(at.get("download_button"), "res_report").proto.label == "Download report"
+    _, _, page = at.session_state["res_report_file"]
+    page = page.decode("utf-8")
     assert "Banking support" in page and "80.0%" in page
 
 
@@ -130,7 +134,7 @@ def test_model_download_offered_for_a_saved_model(make_app, demo_store, tmp_path
     (folder / "model.safetensors").write_bytes(b"0" * 1000)
     _add_run(demo_store, "saved", 0.7, 0.7, model_dir=str(folder))
     at = make_app(RESULTS)
-    assert len(at.get("download_button")) == 5
+    assert len(at.get("download_button")) == 4  # the model zip and the data set's three formats (the report is prepared on a click)
     assert "2 files" in texts(at)
 
 
