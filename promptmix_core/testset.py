@@ -23,6 +23,9 @@ from .task import MAX_TEXT_CHARS, Task, _is_blank, normalize_name, normalize_tex
 
 TEST_SET_TYPES = ("csv", "jsonl")
 MAX_LISTED_PROBLEMS = 20
+#: the most rows a test set file may have: memory stays bounded (every usable row is kept to score on),
+#: and a few thousand rows already measure accuracy to about a point
+MAX_TEST_ROWS = 100_000
 
 
 @dataclass
@@ -181,7 +184,18 @@ def read_test_set_file(path: str, task: Task, *, generated_texts: Iterable[str] 
     if suffix not in TEST_SET_TYPES:
         raise TaskError(f"{p.name}: a test set is a .csv or .jsonl file with text and label columns")
     with open(p, "rb") as fh:
-        return _check_stream(utf8_lines(fh, p.name), suffix, p.name, task, generated_texts)
+        return _check_stream(_at_most(utf8_lines(fh, p.name), MAX_TEST_ROWS + 1, p.name), suffix, p.name, task,
+                             generated_texts)
+
+
+def _at_most(lines: Iterable[str], limit: int, name: str) -> Iterator[str]:
+    """The lines of a test set file, refusing one of more than ``limit`` lines (header included) as
+    soon as that line is read, so memory stays bounded whatever the file's size."""
+    for n, line in enumerate(lines, 1):
+        if n > limit:
+            raise TaskError(f"{name} has more than {MAX_TEST_ROWS:,} rows (lines); a test set of a few thousand rows "
+                            "measures accuracy to about a point: score on a random sample of it")
+        yield line
 
 
 def split_off_test_set(

@@ -140,3 +140,31 @@ def test_a_duplicated_header_is_refused_not_picked_silently(body, says):
 def test_a_jsonl_row_with_two_label_fields_is_refused():
     with pytest.raises(TaskError, match="line 1 has the field 'label' twice"):
         read_test_set(b'{"text": "x", "label": "refund", "Label": "card_lost"}\n', "t.jsonl", TASK)
+
+
+def test_a_test_set_file_over_the_row_limit_is_refused_while_reading(tmp_path, monkeypatch):
+    """``train --test`` keeps every usable row to score on: a file over MAX_TEST_ROWS is refused in one
+    line as soon as the limit is passed, so memory stays bounded whatever the file's size."""
+    import promptmix_core.testset as ts
+    from promptmix_core.errors import TaskError
+    from promptmix_core.task import ClassSpec, Task
+
+    task = Task("t", [ClassSpec("a", examples=["seed a"]), ClassSpec("b", examples=["seed b"])])
+    f = tmp_path / "big.csv"
+    f.write_text("text,label\n" + "".join(f"row {i},{'ab'[i % 2]}\n" for i in range(30)), encoding="utf-8")
+    monkeypatch.setattr(ts, "MAX_TEST_ROWS", 10)
+    seen = []
+    real = ts.utf8_lines
+
+    def counting(fh, name):
+        for line in real(fh, name):
+            seen.append(line)
+            yield line
+
+    monkeypatch.setattr(ts, "utf8_lines", counting)
+    with pytest.raises(TaskError, match=r"more than 10 rows") as info:
+        ts.read_test_set_file(str(f), task)
+    assert "\n" not in str(info.value)
+    assert len(seen) == 12  # it stopped reading at the first line past the limit
+    monkeypatch.setattr(ts, "MAX_TEST_ROWS", 100)
+    assert len(ts.read_test_set_file(str(f), task).rows) == 30
