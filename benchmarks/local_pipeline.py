@@ -83,6 +83,7 @@ def run_local(backend: str, task, per_class: int, concurrency: int, cache: Path,
         own1 = resource.getrusage(resource.RUSAGE_SELF)
         load1 = os.getloadavg()[0]
         calls, tokens = llm.stats.calls - calls0, llm.stats.completion_tokens - tok0
+        engine = _server_stats(srv.base_url)
     s = relabel_summary(rel)
     fl, t_flag = {"share_flagged": float("nan"), "by_reason": {}}, 0.0
     if flags:
@@ -101,7 +102,19 @@ def run_local(backend: str, task, per_class: int, concurrency: int, cache: Path,
             "tokens_per_example": round(tokens / n, 1), "unparseable": s["share_unparseable"],
             "agree": round(agree, 3), "label_shares": {k: round(v, 3) for k, v in s["label_shares"].items()},
             "first_listed": s["share_first_listed"], "mean_confidence": s["mean_confidence"],
-            "flagged": round(fl["share_flagged"], 3), "flags": fl["by_reason"]}
+            "flagged": round(fl["share_flagged"], 3), "flags": fl["by_reason"], "engine": engine}
+
+
+def _server_stats(base_url: str) -> dict:
+    """The server's own counters (``GET /v1/stats``: decoding steps, tokens, prompt tokens run and
+    reused, rows scored), or {} where the server has none."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(base_url.rstrip("/") + "/stats", timeout=10) as r:
+            return json.loads(r.read())
+    except Exception:  # noqa: BLE001 - an older server or another backend
+        return {}
 
 
 def _print_table(out: list[dict], label: str = "backend") -> None:
