@@ -394,7 +394,7 @@ def main() -> int:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import local_pipeline
 
-        return local_pipeline.main(["--per-class", str(args.per_class if "--per-class" in sys.argv else 15),
+        return local_pipeline.main(["--task", "trec6", "--per-class", str(args.per_class if "--per-class" in sys.argv else 15),
                                     "--local-baseline", args.local_baseline])
     if not args.skip_pipeline:
         section_pipeline(args)

@@ -204,3 +204,70 @@ def test_a_request_done_on_its_first_token_leaves_the_others_decoding():
             engine._step()
     assert long.done.is_set() and long.error is None
     assert long.result["choices"][0]["finish_reason"] in ("length", "stop")
+
+
+@pytest.mark.slow
+def test_a_scoring_pass_runs_a_shared_prompt_prefix_once():
+    """Relabel requests that arrive together and share their class block (nothing cached yet): the block
+    runs once before the pass (``shared_prefixes``), each row runs only its own rest, and the answers
+    are those of scoring each request alone."""
+    from promptmix_core.llm.local import prepare_model
+    from promptmix_core.llm.serve import Engine
+    from promptmix_core.llm.serve.cache import PrefixCache
+
+    engine = Engine(prepare_model(), threads=2)
+    block = "\n".join(f"Category: {c}\nDescription: texts about {c}, its news, its people and its words." for c in
+                      ("sports", "politics", "cooking", "weather"))
+    texts = ["The striker scored twice.", "Parliament passed the budget.", "Whisk the eggs.", "Rain tomorrow."]
+    choices = ["sports", "politics", "cooking", "weather"]
+
+    def submit(t):
+        return engine.submit(parse_request(
+            {"model": MODEL, "response_format": label_schema(choices), "logprobs": True, "temperature": 0,
+             "messages": [{"role": "user", "content": f"{block}\n\nText: {t}\nAnswer with the category."}]}, MODEL))
+
+    pendings = [submit(t) for t in texts]
+    full = sum(len(p.prompt_ids) for p in pendings)
+    engine.scorer.score_batch(engine._take_new())
+    assert engine.stats["shared_prefixes"] == 1
+    assert engine.stats["prompt_tokens_run"] < full * 0.6  # the block once, not four times
+    engine.prefixes = PrefixCache()  # the reference: each alone, from nothing cached
+    for p in pendings:
+        assert p.done.is_set() and p.error is None
+        want = _score_alone(engine, p.prompt_ids, p.req.choices)
+        engine.prefixes = PrefixCache()
+        body = p.result["choices"][0]
+        best, second = sorted(want, reverse=True)[:2]
+        label = json.loads(body["message"]["content"])["label"]
+        if engine.dtype == "float32" or best - second > 0.5:  # bfloat16 rounds near-ties either way
+            assert label == choices[want.index(best)]
+        conf = math.exp(sum(t["logprob"] for t in body["logprobs"]["content"]))
+        z = sum(math.exp(x - max(want)) for x in want)
+        assert conf == pytest.approx(1 / z, abs=1e-3 if engine.dtype == "float32" else 0.08)
+
+
+def test_grouped_query_attention_equals_transformers_eager():
+    """The server's attention on grouped key/values gives transformers' eager attention's output and
+    weights (which first copies the key/values once per query head), with and without a mask."""
+    import torch
+    from transformers.models.llama.modeling_llama import eager_attention_forward
+
+    from promptmix_core.llm.serve.attention import gqa_eager_attention
+
+    class Module:
+        num_key_value_groups = 3
+        training = False
+
+    torch.manual_seed(0)
+    for dtype in (torch.float32, torch.bfloat16):
+        for q in (1, 5):
+            query = torch.randn(2, 9, q, 16, dtype=dtype)
+            key, value = torch.randn(2, 3, 12, 16, dtype=dtype), torch.randn(2, 3, 12, 16, dtype=dtype)
+            mask = torch.zeros(2, 1, q, 12, dtype=dtype)
+            mask[0, :, :, :4] = torch.finfo(dtype).min  # row 0: left padding
+            for m in (mask, None):
+                want, want_w = eager_attention_forward(Module(), query, key, value, m, 0.25)
+                got, got_w = gqa_eager_attention(Module(), query, key, value, m, 0.25)
+                assert got.shape == want.shape and got_w.shape == want_w.shape
+                assert torch.allclose(got.float(), want.float(), atol=1e-5)
+                assert torch.allclose(got_w.float(), want_w.float(), atol=1e-5)

@@ -154,6 +154,10 @@ class PrefixCache:
         self.reused += use
         return use, [(k[:, :, :use], v[:, :, :use]) for k, v in layers]
 
+    def cached_len(self, ids: Sequence[int]) -> int:
+        """How many leading tokens of ``ids`` the cache holds (no counting, no reordering)."""
+        return max((common_prefix(key, ids) for key in self._entries), default=0)
+
     def remember(self, ids: Sequence[int], layers) -> None:
         key = tuple(ids)
         self._entries[key] = layers

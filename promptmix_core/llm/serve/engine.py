@@ -22,7 +22,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import sampling
+from . import attention, sampling
 from .cache import PREFIX_CACHE_TOKENS, PrefixCache, batch_cache, plain_cache
 from .protocol import CHARS_PER_TOKEN_LIMIT, ChatRequest, RequestError
 from .scoring import Scorer
@@ -87,10 +87,11 @@ class Engine:
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
         self.dtype = model_dtype(dtype)
         # bfloat16: matrix products about 2.5x faster on CPUs with AMX/AVX-512-BF16; its attention is
-        # faster in the eager implementation there
+        # faster in the eager implementation there, here without copying the key/values per query head
+        # (attention.py)
         self.model = AutoModelForCausalLM.from_pretrained(
             str(self.model_dir), dtype=getattr(torch, self.dtype),
-            **({"attn_implementation": "eager"} if self.dtype == "bfloat16" else {}))
+            **({"attn_implementation": attention.register()} if self.dtype == "bfloat16" else {}))
         self.model.eval()
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"

@@ -54,7 +54,35 @@ class Scorer:
 
     def score_batch(self, pendings: list["Pending"]) -> None:
         with self.engine.torch.inference_mode():
+            self.share_prefixes([p for p in pendings if not p.cancelled])
             self._score_batch(pendings)
+
+    def share_prefixes(self, pendings: list["Pending"]) -> int:
+        """Run once, before the pass, each prompt prefix that several requests of the pass share beyond
+        what the prefix cache holds (the relabeler's prompts repeat one of a few class blocks: requests
+        arriving together would each run theirs in full). The prefix goes into the cache, so every row
+        runs only its own rest. Returns the prefixes run."""
+        from .cache import MIN_PREFIX_TOKENS, common_prefix
+
+        engine = self.engine
+        prompts = sorted((list(p.prompt_ids) for p in pendings), key=tuple)
+        shared: set[tuple[int, ...]] = set()
+        for i, ids in enumerate(prompts):  # the longest prefix shared with another prompt is a neighbour's
+            best = max(common_prefix(ids, prompts[j]) for j in (i - 1, i + 1) if 0 <= j < len(prompts)) \
+                if len(prompts) > 1 else 0
+            best = min(best, len(ids) - 1)
+            if best >= MIN_PREFIX_TOKENS:
+                shared.add(tuple(ids[:best]))
+        run = 0
+        for prefix in sorted(shared, key=len):
+            if len(prefix) - engine.prefixes.cached_len(prefix) >= MIN_PREFIX_TOKENS:
+                try:
+                    engine.prefill(list(prefix))
+                    run += 1
+                except Exception:  # noqa: BLE001 - only a saving: the pass runs the prompts in full
+                    traceback.print_exc()
+        engine.stats["shared_prefixes"] = engine.stats.get("shared_prefixes", 0) + run
+        return run
 
     def _items(self, pendings: list["Pending"]) -> list[tuple]:
         """Per request: (pending, ids, use, prefix layers, seqs, input tokens, positions)."""
