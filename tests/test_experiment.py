@@ -102,11 +102,11 @@ def test_tables_are_written_after_every_cell(tmp_path, datasets_dir, monkeypatch
     calls = []
     real = exp._fit
 
-    def fit_then_die(run, ts, *, student):
+    def fit_then_die(run, ts, *, student, default=False):
         calls.append(student)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(run, ts, student=student)
+        return real(run, ts, student=student, default=default)
 
     monkeypatch.setattr(exp, "_fit", fit_then_die)
     config = ExperimentConfig(data_dir=datasets_dir / "trec6", k=2, methods=["baseline", "eda"], runs=1,

@@ -56,9 +56,17 @@ def test_a_relabel_never_changes_what_a_person_accepted(make_fake_llm, project, 
         assert e.relabel_status in ("agree", "changed") and e.llm_label  # the suggestion is kept and shown
         assert e.version == versions[e.id] + 1  # a change: the version moved on
     assert {t: lab for t, lab in _exported(project).items() if t in accepted} == accepted
-    # pending examples still follow the relabel, as before
+    # pending examples still follow the chosen judge's suggestion (the LLM relabel or the embedding judge,
+    # whichever the relabel step picked for this endpoint and recorded in the project)
+    import json
+
+    from promptmix_core.judge import LABEL_SOURCE_META, LabelSource, chosen_label
+
+    choice = LabelSource.from_dict(json.loads(project.get_meta(LABEL_SOURCE_META) or "{}"))
+    assert choice is not None
     pending = [e for e in after.values() if e.review_status == "pending"]
-    assert pending and all(e.label == e.llm_label for e in pending)
+    assert pending and all(
+        e.label == chosen_label(choice.source, e.judge_label, e.llm_label, e.intended_label)[0] for e in pending)
 
 
 def test_a_decision_made_before_a_relabel_is_refused_as_a_conflict(project, task):
