@@ -91,8 +91,11 @@ def test_steps_never_write_job_rows():
 
 
 def test_trainer_recognises_cancelled_by_type():
-    src = (ROOT / "promptmix_core" / "training" / "trainer.py").read_text("utf-8")
-    assert '__name__ == "Cancelled"' not in src and "isinstance(exc, (Cancelled, KeyboardInterrupt))" in src
+    # the one run lifecycle (training/runs.py) decides cancelled or failed for every student, by type
+    src = (ROOT / "promptmix_core" / "training" / "runs.py").read_text("utf-8")
+    assert "isinstance(exc, (Cancelled, KeyboardInterrupt))" in src
+    for name in ("trainer.py", "runs.py", "jobs.py"):
+        assert '__name__ == "Cancelled"' not in (ROOT / "promptmix_core" / "training" / name).read_text("utf-8")
     from promptmix_core import generate
     from promptmix_core import errors
 
