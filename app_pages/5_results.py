@@ -165,7 +165,9 @@ else:
                 # the delta is always against the run's own seeds-only control (same student, same test rows)
                 delta_a = ctl.get("delta") if ctl["state"] == "compared" else None
                 a.metric("Accuracy", f"{s['accuracy']:.1%}",
-                         delta=f"{delta_a * 100:+.1f} pts vs seeds only" if delta_a is not None else None)
+                         delta=f"{delta_a * 100:+.1f} pts" if delta_a is not None else None,
+                         help="The change is against this run's own seeds-only control: the same student on the "
+                              "seeds alone, scored on the same test rows (see below)." if delta_a is not None else None)
                 f1 = s["macro_f1"]
                 b.metric("Macro-F1", f"{f1:.1%}" if f1 is not None else "–")
                 if s["eval"] == "test set":

@@ -307,7 +307,9 @@ def test_deltas_are_against_each_runs_seeds_only_control(make_app, demo_store):
     _add_run(demo_store, "a1 baseline", 0.6, 0.55)
     at = make_app(RESULTS)
     assert not at.exception, at.exception
-    deltas = [m.proto.delta for m in at.metric if m.label == "Accuracy"]
-    assert "-5.0 pts vs seeds only" in deltas and "+10.0 pts" not in " ".join(deltas)
+    acc = [m for m in at.metric if m.label == "Accuracy"]
+    deltas = [m.proto.delta for m in acc]
+    assert "-5.0 pts" in deltas and "+10.0 pts" not in " ".join(deltas)  # never against the other run
+    assert any("seeds-only control" in m.proto.help for m in acc if m.proto.delta == "-5.0 pts")
     assert "Seeds-only control 75.0%; 95 % interval of the difference -12.0..+2.0 pts: no clear difference." in texts(at)
     assert "never with another run" in texts(at)
