@@ -140,12 +140,17 @@ def _eval_caption(s: dict) -> str:
 st.subheader("Compare runs")
 if not scored:
     running = [r for r in runs if r.status in ("queued", "running")]
-    empty_state(
-        "No finished runs yet" if not running else f"Run #{running[0].id} is still training",
-        "Train a classifier first; finished runs with their scores appear here side by side.",
-        page="train",
-        link_label="Go to 4 · Train",
-    )
+    unscored = [r for r in runs if r.status == "done"]
+    if running:
+        title, body = f"Run #{running[0].id} is still training", "Its scores appear here side by side once it ends."
+    elif unscored:
+        title = f"Run #{unscored[0].id} finished without scores"
+        body = ("It had no test set and no held-out rows, so nothing measured it. Add real labelled texts on "
+                "1 · Task (Test set tab) and train again: the run and its seeds-only control are then scored "
+                "side by side here.")
+    else:
+        title, body = "No finished runs yet", "Train a classifier first; finished runs with their scores appear here side by side."
+    empty_state(title, body, page="train", link_label="Go to 4 · Train")
 else:
     labels_for = {r.id: f"#{r.id} · {r.name or r.method}" for r, _ in scored}
     chosen = st.multiselect("Runs to compare", [r.id for r, _ in scored], default=[r.id for r, _ in scored[:3]],
