@@ -188,8 +188,10 @@ else:
                 elif ctl["state"] == "is_control":
                     st.caption("Trained on the seeds alone: the control itself.")
                 else:
-                    st.caption("No seeds-only control for this run" + (" (it needs a test set)."
-                               if ctl["state"] == "no_test_set" else " (trained before controls)."))
+                    why = (" (it needs a test set)." if ctl["state"] == "no_test_set"
+                           else " (the control was turned off for this run)." if (r.config or {}).get("control") is False
+                           else " (trained before controls).")
+                    st.caption("No seeds-only control for this run" + why)
         if len(picked) > 1:
             st.caption("Deltas compare each run with its own seeds-only control (the same student on the seeds "
                        "alone, scored on the same test rows), never with another run.")
