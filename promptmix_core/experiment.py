@@ -415,7 +415,8 @@ class _Experiment:
 
         run = _Run(task=task, seed=seed, labels=task.class_names, gen=gen, methods=self.methods,
                    eda_alpha=c.eda_alpha, num_aug=c.num_aug, tcfg=c.train, log=self.log,
-                   val=_validation_split(self.data["train"], task, seed, c.val_per_class), per_class=c.per_class)
+                   val=_validation_split(self.data["train"], task, seed, c.val_per_class), per_class=c.per_class,
+                   cache_dir=self.out / "cache" / "setfit-bodies")
         for method in self.methods:
             self._cell(run, method, r)
         run.a2_classifier = None
@@ -440,8 +441,10 @@ class _Experiment:
             from .training.curate import CurationConfig
             from .training.plan import FEW_SHOT_PER_CLASS, SETFIT_MAX_STEPS
 
+            from .training.students import student_settings
+
             key["default"] = {"curation": CurationConfig().to_dict(), "few_shot": FEW_SHOT_PER_CLASS,
-                              "setfit_max_steps": SETFIT_MAX_STEPS}
+                              "setfit_max_steps": SETFIT_MAX_STEPS, "setfit": student_settings("setfit", {})}
         return key
 
     def _cell(self, run: "_Run", method: str, r: int) -> None:
@@ -549,6 +552,7 @@ class _Run:
     val: list[dict[str, str]]
     per_class: int
     a2_classifier: Any = None
+    cache_dir: Path | None = None  # where the default's SetFit bodies are kept (OUT/cache/setfit-bodies)
 
 
 def _gen_info(g: Mapping[str, Any], *keys: str) -> dict[str, Any]:
@@ -673,14 +677,18 @@ def _fit(run: _Run, ts: Any, *, student: str, default: bool = False) -> tuple[An
         from .training.setfit_student import SetFitConfig, plan_steps, train_setfit
 
         if default:
-            from .training.students import student_settings
+            from .training.students import is_trusted, student_settings
 
             cfg = SetFitConfig(**student_settings("setfit", {"seed": run.seed}))
+            trusted, body_cache = [is_trusted(r) for r in ts.rows], run.cache_dir
         else:
             cfg = SetFitConfig(seed=run.seed)
-        res = train_setfit(ts.texts, ts.targets, run.labels, cfg)
-        return res.classifier, {"student": "setfit", "steps": plan_steps(len(ts), cfg)[1],
-                                "train_time_s": round(res.train_time_s, 2), "setfit": cfg.to_dict()}
+            trusted, body_cache = None, None
+        res = train_setfit(ts.texts, ts.targets, run.labels, cfg, trusted=trusted, body_cache=body_cache)
+        body = (res.classifier.meta or {}).get("setfit_body") or {}
+        return res.classifier, {"student": "setfit", "steps": plan_steps(body.get("rows") or len(ts), cfg)[1],
+                                "train_time_s": round(res.train_time_s, 2), "setfit": cfg.to_dict(),
+                                "setfit_body": body}
     from .training.config import TrainConfig
     from .training.trainer import train
 

@@ -43,7 +43,7 @@ from .llm.config import LLMConfig, llm_problems
 from .relabel import RelabelConfig
 from .training.config import EmbedLRConfig, TrainConfig
 from .training.data import LABEL_SOURCES, PENDING_RULES, UNPARSEABLE_RULES
-from .training.plan import STUDENT_OPTIONS
+from .training.plan import SETFIT_BODY_ROWS, STUDENT_OPTIONS
 
 
 def _names(cls: type) -> set[str]:
@@ -314,6 +314,9 @@ class TrainingSpec(_Spec):
     ``curation``: the default selection of generated examples (:mod:`promptmix_core.training.curate`;
     reviewed decisions override it). ``control``: also train the same student on the seeds alone and
     compare on the test set (:mod:`promptmix_core.training.control`; cached, so it costs once).
+    ``setfit_body``: which rows make SetFit's contrastive pairs, ``trusted`` (the default: the seeds
+    and reviewed examples, so a run and its control share one body) or ``all``
+    (:data:`promptmix_core.training.setfit_student.BODY_ROWS`).
     Scoring: with ``test_path`` (a labelled CSV/JSONL, every row checked against the task) the run
     is scored on that file; otherwise, with ``use_test_set``, on the project's test set when it has
     one. Generated examples that repeat a test row are never trained on."""
@@ -336,6 +339,7 @@ class TrainingSpec(_Spec):
     embed_lr: EmbedLRConfig = field(default_factory=EmbedLRConfig)
     curation: bool = True
     control: bool = True
+    setfit_body: str = "trusted"
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> list[str]:
@@ -343,6 +347,8 @@ class TrainingSpec(_Spec):
         if self.student not in STUDENT_OPTIONS:
             p.append(f"student must be one of {', '.join(STUDENT_OPTIONS)} (got {self.student!r})")
         p += _bools(self, "use_test_set", "curation", "control")
+        if self.setfit_body not in SETFIT_BODY_ROWS:
+            p.append(f"setfit_body must be one of {', '.join(SETFIT_BODY_ROWS)} (got {self.setfit_body!r})")
         p += self.embed_lr.problems() if isinstance(self.embed_lr, EmbedLRConfig) else [
             "embed_lr must be quick-student settings"]
         p += self.train.problems() if isinstance(self.train, TrainConfig) else ["train must be training settings"]

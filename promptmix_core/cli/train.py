@@ -135,17 +135,18 @@ def _train_file(args: argparse.Namespace, cfg) -> int:
     from ..training.callbacks import PrintCallback
     from ..training.jobs import run_control, run_summary
     from ..training.plan import choose_student
-    from ..training.students import fit, student_settings
+    from ..training.students import fit, is_trusted, student_settings
 
     data = _file_data(args)
     print(f"training data: {json.dumps({k: data['summary'][k] for k in ('total', 'seeds', 'generated', 'per_class', 'dropped')})}")
     choice = choose_student(args.student, len(data["train_rows"]), len(data["labels"]),
                             gpu=str(cfg.device).startswith("cuda"))
     print(f"student: {choice.title} ({'picked: ' if choice.auto else ''}{choice.reason})")
-    settings = student_settings(choice.student, cfg.to_dict())
+    settings = student_settings(choice.student, cfg.to_dict(), setfit_body=args.setfit_body)
     rows, val, test = data["train_rows"], data["val_rows"], data["test_rows"]
     res = fit(choice.student, settings, [r["text"] for r in rows], [r["label"] for r in rows],
               label_names=data["labels"], out_dir=args.out,
+              trusted=[is_trusted(r) for r in rows], body_cache=cache_root() / "controls",
               callbacks=[PrintCallback()] if choice.student == "finetune" else [],
               val_texts=[r["text"] for r in val] or None, val_labels=[r["label"] for r in val] or None,
               test_texts=[r["text"] for r in test] or None, test_labels=[r["label"] for r in test] or None)
@@ -218,6 +219,7 @@ def _train_project(args: argparse.Namespace, cfg) -> int:
         "out_dir": str(Path(args.out).resolve()) if args.out else None,
         "student": args.student, "test_path": str(Path(args.test).resolve()) if args.test else None,
         "use_test_set": not args.no_test_set, "curation": not args.no_curation, "control": not args.no_control,
+        "setfit_body": args.setfit_body,
     })
     # one training job per project (CLI or app); this process is its worker, found by its pid
     life = JobLifecycle.claim(store, "train", spec.to_dict(), status="running", pid=os.getpid(), origin="cli")
@@ -294,7 +296,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     from ..specs import TrainingSpec as S
     from ..training.data import LABEL_SOURCES, PENDING_RULES
-    from ..training.plan import FEW_SHOT_PER_CLASS, STUDENT_OPTIONS
+    from ..training.plan import FEW_SHOT_PER_CLASS, SETFIT_BODY_ROWS, STUDENT_OPTIONS
 
     t = subparsers.add_parser("train", help="step 3: fine-tune a small classifier (seeds + generated examples)")
     src = t.add_argument_group("data")
@@ -314,6 +316,10 @@ def register(subparsers: Any) -> None:
                    help=f"auto (default {S.student!r}): the student the measurements pick (SetFit at few-shot sizes, up "
                         f"to {FEW_SHOT_PER_CLASS} examples per class; fine-tuning above); setfit; embed-lr (frozen MiniLM "
                         "embeddings + logistic regression, in seconds); finetune")
+    t.add_argument("--setfit-body", default=S.setfit_body, choices=list(SETFIT_BODY_ROWS),
+                   help=f"which rows make SetFit's contrastive pairs (default {S.setfit_body!r}: the seeds and reviewed "
+                        "examples, so a run and its seeds-only control share one body and machine-labelled examples "
+                        "train the head only; 'all': every row, setfit's own way)")
     t.add_argument("--no-curation", action="store_true",
                    help="train on every generated example the label rules keep (default: leave out flagged ones "
                         "and those the judges disagree on; reviewed decisions always count)")

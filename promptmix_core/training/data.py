@@ -107,6 +107,13 @@ def example_label(
     raise ValueError(f"unknown label source {label_source!r}; use one of {', '.join(LABEL_SOURCES)}")
 
 
+def _reviewed_as(ex: Any, label: str) -> bool:
+    """Whether a person accepted or set ``label`` for this example."""
+    if (example_view(ex).review_status or "pending") not in ("accepted", "overridden"):
+        return False
+    return example_label(ex, "reviewed")[0] == label
+
+
 def _seed_rows(seeds: Task | Iterable[Mapping[str, Any]] | None) -> list[dict[str, str]]:
     if seeds is None:
         return []
@@ -172,7 +179,8 @@ def build_training_data(
     seen_text: set[str] = set()
     excluded = {normalize_text(t) for t in exclude_texts}
 
-    def add(text: Any, label: str | None, source: str, reason: str = "", example_id: Any = None) -> None:
+    def add(text: Any, label: str | None, source: str, reason: str = "", example_id: Any = None,
+            reviewed: bool = False) -> None:
         if label is None:
             dropped[reason or "no_label"] += 1
             return
@@ -194,6 +202,8 @@ def build_training_data(
         row: dict[str, Any] = {"text": text, "label": label, "source": source}
         if isinstance(example_id, int) and not isinstance(example_id, bool):
             row["example_id"] = example_id
+        if reviewed:  # the label is a person's decision (SetFit's "trusted" body rows)
+            row["reviewed"] = True
         rows.append(row)
 
     if include_seeds:
@@ -213,7 +223,7 @@ def build_training_data(
                    for i, ((lab, why), keep) in enumerate(zip(decided, sel.keep))]
     for ex, (lab, reason) in zip(examples, decided):
         eid = ex.get("id") if isinstance(ex, Mapping) else getattr(ex, "id", None)
-        add(example_view(ex).text, lab, "generated", reason, eid)
+        add(example_view(ex).text, lab, "generated", reason, eid, reviewed=lab is not None and _reviewed_as(ex, lab))
     return TrainingSet(rows=rows, labels=list(labels), dropped=dict(dropped))
 
 

@@ -19,6 +19,8 @@ Job config (``store.Job.config``): a :class:`~promptmix_core.specs.TrainingSpec`
 ``curation``              the default selection of generated examples (:mod:`.curate`; default true)
 ``control``               the seeds-only control beside the run (:func:`run_control`; default true)
 ``embed_lr``              the quick student's settings (``C``, ``class_weight``...)
+``setfit_body``           which rows make SetFit's contrastive pairs: ``"trusted"`` (default: seeds and reviewed
+                          examples; the rest train the head) or ``"all"`` (:data:`.setfit_student.BODY_ROWS`)
 ``test_path``             a labelled CSV/JSONL to score the run on (instead of the project's test set)
 ``use_test_set``          score on the project's test set when it has one (default true)
 ========================  =====================================================================
@@ -224,16 +226,18 @@ def _fit_run(store: Any, spec: Any, data: Mapping[str, Any], run_id: int, ctx: A
     :class:`StoreCallback` that leaves finishing to the job)."""
     from .callbacks import StoreCallback
     from .plan import choose_student
-    from .students import fit, student_settings
+    from ..paths import models_dir
+    from .students import fit, is_trusted, student_settings
 
     choice = choose_student(spec.student, len(data["train_rows"]), len(data["labels"]),
                             gpu=str(spec.train.device).startswith("cuda"))
-    settings = student_settings(choice.student, spec.train.to_dict(), spec.embed_lr)
+    settings = student_settings(choice.student, spec.train.to_dict(), spec.embed_lr, setfit_body=spec.setfit_body)
     progress = lambda p: ctx.progress(p, force=True)  # noqa: E731
     rows = data["train_rows"]
     result = fit(
         choice.student, settings, [r["text"] for r in rows], [r["label"] for r in rows],
         label_names=data["labels"], progress=progress,
+        trusted=[is_trusted(r) for r in rows], body_cache=models_dir(store.path),
         val_texts=[r["text"] for r in data["val_rows"]] or None,
         val_labels=[r["label"] for r in data["val_rows"]] or None,
         test_texts=[r["text"] for r in data["test_rows"]] or None,
@@ -268,6 +272,7 @@ def run_control(project_path: Any, data: Mapping[str, Any], student: str, settin
 
     def fit_control(texts: list[str], labels: list[str], out_dir: str):
         return fit(student, settings, texts, labels, label_names=data["labels"], out_dir=out_dir,
+                   trusted=[True] * len(texts), body_cache=folder,
                    test_texts=[r["text"] for r in test_rows], test_labels=[r["label"] for r in test_rows],
                    should_stop=stop)
 

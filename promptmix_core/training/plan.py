@@ -24,6 +24,9 @@ FEW_SHOT_PER_CLASS = 32
 #: steps for 100 examples). 100 steps keeps a run plus its seeds-only control within a minute on 2 cores
 #: (docs/BENCHMARKS.md); with k = 2 seeds per class (the measured setting) the seeds never reach the cap
 SETFIT_MAX_STEPS = 100
+#: which training rows make SetFit's contrastive pairs (:mod:`.setfit_student`, ``body_rows``)
+SETFIT_BODY_ROWS = {"trusted": "the seeds and reviewed examples; machine-labelled examples train the head only",
+                    "all": "every training row (setfit's own way)"}
 EVIDENCE = ("docs/RESULTS.md, k = 2 seeds per class, 3 runs: SetFit on the seeds beat fine-tuning on every "
             "data set (SUBJ 70.7 vs 68.6 %, Twitter complaints 67.5 vs 58.7 %, TREC6 43.9 vs 31.6 %, "
             "Banking77-10 88.9 vs 81.7 %, all 77 classes 67.7 vs 36.1 %)")

@@ -13,8 +13,14 @@ from typing import Any, Callable, Mapping, Sequence
 from .plan import STUDENTS
 
 
-def student_settings(student: str, train: Mapping[str, Any], embed_lr: Any = None) -> dict[str, Any]:
-    """The settings of ``student`` from a training spec's ``train`` (TrainConfig fields) and ``embed_lr``."""
+#: the training job's default for which rows shape a SetFit body (:data:`.setfit_student.BODY_ROWS`)
+DEFAULT_SETFIT_BODY = "trusted"
+
+
+def student_settings(student: str, train: Mapping[str, Any], embed_lr: Any = None, *,
+                     setfit_body: str = DEFAULT_SETFIT_BODY) -> dict[str, Any]:
+    """The settings of ``student`` from a training spec's ``train`` (TrainConfig fields), ``embed_lr``
+    and ``setfit_body`` (SetFit's ``body_rows``)."""
     from .config import EmbedLRConfig, TrainConfig
 
     train = dict(train or {})
@@ -25,18 +31,26 @@ def student_settings(student: str, train: Mapping[str, Any], embed_lr: Any = Non
 
         from .plan import SETFIT_MAX_STEPS
 
-        return SetFitConfig(seed=int(train.get("seed", 0) or 0), max_steps=SETFIT_MAX_STEPS).to_dict()
+        return SetFitConfig(seed=int(train.get("seed", 0) or 0), max_steps=SETFIT_MAX_STEPS,
+                            body_rows=setfit_body, head_balanced=True).to_dict()
     if student == "embed-lr":
         cfg = embed_lr if isinstance(embed_lr, EmbedLRConfig) else EmbedLRConfig.from_dict(embed_lr)
         return cfg.to_dict()
     raise ValueError(f"unknown student {student!r}; use one of {', '.join(STUDENTS)}")
 
 
+def is_trusted(row: Mapping[str, Any]) -> bool:
+    """Whether a training row's label comes from a person: a seed, or a reviewed example."""
+    return row.get("source") == "seed" or bool(row.get("reviewed"))
+
+
 def fit(student: str, settings: Mapping[str, Any], texts: Sequence[str], labels: Sequence[str], *,
         label_names: Sequence[str], progress: Callable[[dict[str, Any]], None] | None = None,
-        keep_model: bool = False, **common: Any):
+        keep_model: bool = False, trusted: Sequence[bool] | None = None, body_cache: Any = None, **common: Any):
     """Train ``student`` on ``texts``/``labels``. ``common``: ``val_texts``/``val_labels``,
-    ``test_texts``/``test_labels``, ``out_dir``, ``callbacks``, ``should_stop``, ``store``/``run_id``."""
+    ``test_texts``/``test_labels``, ``out_dir``, ``callbacks``, ``should_stop``, ``store``/``run_id``.
+    SetFit only: ``trusted`` (per row: labelled by a person) and ``body_cache`` (a folder), for its
+    ``body_rows="trusted"`` rule (:func:`.setfit_student.train_setfit`)."""
     if student == "finetune":
         from .trainer import train
 
@@ -44,7 +58,8 @@ def fit(student: str, settings: Mapping[str, Any], texts: Sequence[str], labels:
     if student == "setfit":
         from .setfit_student import SetFitConfig, train_setfit
 
-        return train_setfit(texts, labels, label_names, SetFitConfig(**dict(settings)), progress=progress, **common)
+        return train_setfit(texts, labels, label_names, SetFitConfig(**dict(settings)), progress=progress,
+                            trusted=trusted, body_cache=body_cache, **common)
     if student == "embed-lr":
         from .embed_lr import train_embed_lr
 
@@ -52,4 +67,4 @@ def fit(student: str, settings: Mapping[str, Any], texts: Sequence[str], labels:
     raise ValueError(f"unknown student {student!r}; use one of {', '.join(STUDENTS)}")
 
 
-__all__ = ["fit", "student_settings"]
+__all__ = ["DEFAULT_SETFIT_BODY", "fit", "is_trusted", "student_settings"]

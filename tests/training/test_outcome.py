@@ -5,6 +5,7 @@ with its paired bootstrap interval, the default curation of generated examples, 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -247,6 +248,49 @@ def test_training_job_runs_the_control_and_the_cli_writes_the_report(tmp_path, r
     # a second run with the same seeds and settings reuses the control
     rc = main(["train", "--project", str(tmp_path / "proj.pmx"), "--student", "embed-lr", "--report", str(report)])
     assert rc == 0 and json.loads(report.read_text())["control"]["cached"] is True
+
+
+def test_a_setfit_run_and_its_control_share_the_body_of_the_seeds_and_reviewed_examples(tmp_path, row_maker):
+    from promptmix_core.cli import main
+    from promptmix_core.training.data import build_training_data
+
+    store = ProjectStore(tmp_path / "proj.pmx")
+    seeds = row_maker(2, seed=5)
+    task = Task("tiny", [ClassSpec(lab, f"about {lab}", [r["text"] for r in seeds if r["label"] == lab])
+                         for lab in ("sport", "food")])
+    store.save_task(task)
+    gen_job = store.create_job("generate", {})
+    gen = row_maker(3, seed=6)
+    store.add_examples([{"job_id": gen_job, "slot": f"s{i}", "text": r["text"], "norm_text": r["text"],
+                         "intended_label": r["label"]} for i, r in enumerate(gen)])
+    for e in store.list_examples():
+        store.set_relabel(e.id, llm_label=e.intended_label, status="agree")
+    store.set_test_set(row_maker(4, seed=7), name="real")
+    # a reviewed example's label is a person's: it is "trusted"; the others are machine labels
+    first = store.list_examples()[0]
+    store.review(first.id, "accepted", reviewer="ann")
+    ts = build_training_data(task, store.list_examples(), label_source="a2")
+    assert [r.get("reviewed", False) for r in ts.rows if r["source"] == "generated"] == [True] + [False] * 5
+    rc = main(["train", "--project", str(tmp_path / "proj.pmx"), "--student", "setfit", "--no-curation",
+               "--report", str(tmp_path / "r.json")])
+    assert rc == 0
+    run = ProjectStore(tmp_path / "proj.pmx").list_runs()[0]
+    meta = json.loads((Path(run.model_dir) / "label_map.json").read_text())
+    assert meta["setfit"]["body_rows"] == "trusted" and meta["setfit_body"]["rows"] == 5  # 4 seeds + 1 reviewed
+    ctl = json.loads((Path(run.final_metrics["control"]["model_dir"]) / "label_map.json").read_text())
+    assert ctl["setfit_body"] == {"rule": "trusted", "rows": 4, "cached": False}  # the seeds alone: another body
+    store = ProjectStore(tmp_path / "proj.pmx")
+    store.review(first.id, "pending", reviewer="ann")  # no reviews: the run's body is the control's
+    rc = main(["train", "--project", str(tmp_path / "proj.pmx"), "--student", "setfit", "--no-curation"])
+    assert rc == 0
+    second = ProjectStore(tmp_path / "proj.pmx").list_runs()[0]
+    assert json.loads((Path(second.model_dir) / "label_map.json").read_text())["setfit_body"]["cached"] is True
+    from promptmix_core.errors import SpecError
+    from promptmix_core.specs import TrainingSpec
+
+    assert TrainingSpec.from_dict({}).setfit_body == "trusted"
+    with pytest.raises(SpecError, match="setfit_body must be one of"):
+        TrainingSpec.from_dict({"setfit_body": "half"})
 
 
 def test_without_a_test_set_the_report_says_the_comparison_needs_one(tmp_path, row_maker, capsys):

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from promptmix_core.training.model_io import load_classifier
-from promptmix_core.training.setfit_student import SetFitClassifier, SetFitConfig, plan_steps, train_setfit
+from promptmix_core.training.setfit_student import (SetFitClassifier, SetFitConfig, body_key, body_rows, plan_steps,
+                                                    train_setfit)
 
 pytest.importorskip("setfit")
 
@@ -53,3 +54,48 @@ def test_setfit_refuses_labels_outside_the_task():
         train_setfit(["a b", "c d"], ["sport", "ghost"], ["sport", "food"])
     with pytest.raises(ValueError, match="at least two classes"):
         train_setfit(["a b", "c d"], ["sport", "sport"], ["sport", "food"])
+
+
+def test_trusted_body_rows_are_the_person_labelled_ones_in_a_fixed_order():
+    texts, labels = ["b seed", "gen 1", "a seed", "c seed", "gen 2"], ["x", "x", "y", "x", "y"]
+    trusted = [True, False, True, True, False]
+    assert body_rows(texts, labels, SetFitConfig(), trusted) == (texts, labels, "all")  # setfit's own way
+    cfg = SetFitConfig(body_rows="trusted")
+    t, lab, rule = body_rows(texts, labels, cfg, trusted)
+    assert rule == "trusted" and t == ["a seed", "b seed", "c seed"] and lab == ["y", "x", "x"]
+    assert body_rows(list(reversed(texts)), list(reversed(labels)), cfg, list(reversed(trusted)))[:2] == (t, lab)
+    only_x = [True, True, False, True, False]  # one class among the trusted rows: every row makes pairs
+    assert body_rows(texts, labels, cfg, only_x)[2].startswith("all (fewer than two classes")
+    with pytest.raises(ValueError, match="trusted flags"):
+        body_rows(texts, labels, cfg, [True])
+    with pytest.raises(ValueError, match="body_rows must be one of"):
+        SetFitConfig(body_rows="some")
+    # the head's settings do not change the body
+    assert body_key(t, lab, cfg) == body_key(t, lab, SetFitConfig(body_rows="trusted", head_c=5, head_balanced=True))
+    assert body_key(t, lab, cfg) != body_key(t, lab, SetFitConfig(body_rows="trusted", seed=1))
+
+
+def test_a_run_and_its_seeds_only_control_share_one_trusted_body(tmp_path, row_maker):
+    import numpy as np
+
+    seeds = row_maker(2, seed=3, classes=("sport", "food"))
+    gen = row_maker(3, seed=4, classes=("sport", "food"))
+    names = ["sport", "food"]
+    cfg = SetFitConfig(num_iterations=2, batch_size=8, body_rows="trusted", head_balanced=True)
+    rows = gen + seeds  # the order does not matter: the trusted rows are sorted
+    run = train_setfit([r["text"] for r in rows], [r["label"] for r in rows], names, cfg,
+                       trusted=[False] * len(gen) + [True] * len(seeds), body_cache=tmp_path / "bodies",
+                       out_dir=tmp_path / "run")
+    seen = []
+    control = train_setfit([r["text"] for r in seeds], [r["label"] for r in seeds], names, cfg,
+                           trusted=[True] * len(seeds), body_cache=tmp_path / "bodies", out_dir=tmp_path / "control",
+                           progress=seen.append)
+    assert run.classifier.meta["setfit_body"] == {"rule": "trusted", "rows": 4, "cached": False}
+    assert control.classifier.meta["setfit_body"] == {"rule": "trusted", "rows": 4, "cached": True}
+    assert [p for p in seen if p.get("cached")]  # the control said it reused the body
+    assert len(list((tmp_path / "bodies").glob("setfit-body-*"))) == 1
+    probe = ["a football match", "a bowl of soup"]
+    a = run.classifier.body.encode(probe)
+    b = control.classifier.body.encode(probe)
+    assert np.allclose(a, b, atol=1e-6)  # the same body: only the heads differ
+    assert json.loads((tmp_path / "run" / "label_map.json").read_text())["train_config"]["class_weight"] == "balanced"
