@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from functools import lru_cache
-from typing import Sequence
+from typing import Any, Sequence
 
 _lock = threading.Lock()
 CACHE_TEXTS = 50_000
@@ -99,8 +99,19 @@ def embed_texts(texts: Sequence[str], *, batch_size: int = 64, max_length: int =
         if progress is not None:
             progress(len(texts), len(texts))
         return out
-    order = sorted(todo_idx, key=lambda i: len(texts[i]))
     with _lock:
+        order: list[int] = []
+        for i in todo_idx:  # again under the lock: a :class:`Warmer` may have just embedded some of them
+            hit = _cache.get((path, max_length, texts[i]))
+            if hit is None:
+                order.append(i)
+            else:
+                out[i] = hit
+        order.sort(key=lambda i: len(texts[i]))
+        if not order:
+            if progress is not None:
+                progress(len(texts), len(texts))
+            return out
         encoder = _load(path)
         if not isinstance(encoder, tuple):
             _embed_numpy(encoder, texts, order, out, batch_size, max_length, progress)
@@ -120,6 +131,63 @@ def embed_texts(texts: Sequence[str], *, batch_size: int = 64, max_length: int =
         for j in order:
             _cache[(path, max_length, texts[j])] = out[j].copy()
     return out
+
+
+class Warmer:
+    """Embeds texts in a daemon thread as they are handed over (:meth:`add`), so that a later
+    :func:`embed_texts` of the same texts (the junk flags, the judge) finds them in the cache. The
+    generation hands over each example as it is kept, while its other calls are still in flight.
+    Loads the embedder first. Errors are swallowed: the later real call embeds and reports them."""
+
+    def __init__(self, *, max_length: int = 128) -> None:
+        import queue
+
+        self.max_length = max_length
+        self._q: "queue.SimpleQueue[list[str] | None]" = queue.SimpleQueue()
+        self.embedded = 0
+        self._thread = threading.Thread(target=self._run, name="promptmix-embedder-warm", daemon=True)
+        self._thread.start()
+
+    def add(self, texts: Sequence[str]) -> None:
+        texts = [str(t) for t in texts if str(t).strip()]
+        if texts:
+            self._q.put(texts)
+
+    def add_examples(self, examples: Sequence[Any]) -> None:
+        """:meth:`add` the ``text`` of each (generated examples, as ``agenerate``'s ``on_kept`` gives them)."""
+        self.add([getattr(e, "text", "") for e in examples])
+
+    def close(self, timeout: float | None = 0) -> None:
+        """Stop after what was handed over (``timeout``: seconds to wait for that; 0: do not wait)."""
+        self._q.put(None)
+        if timeout != 0:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        import queue
+
+        try:
+            preload()
+        except Exception:  # noqa: BLE001 - the first real use reports it
+            return
+        while True:
+            batch = self._q.get()
+            if batch is None:
+                return
+            try:  # take everything handed over since: fewer, fuller batches
+                while True:
+                    more = self._q.get_nowait()
+                    if more is None:
+                        self._q.put(None)
+                        break
+                    batch += more
+            except queue.Empty:
+                pass
+            try:
+                embed_texts(batch, max_length=self.max_length)
+                self.embedded += len(batch)
+            except Exception:  # noqa: BLE001 - the first real use reports it
+                return
 
 
 def _busy() -> bool:

@@ -31,6 +31,7 @@ import asyncio
 import hashlib
 import heapq
 import json
+import logging
 import math
 import random
 import re
@@ -43,6 +44,7 @@ from .llm.client import CallSkipped, Completion, LLMClient, LLMError
 from .store import StoreError
 from .task import Task, normalize_name, normalize_text
 
+log = logging.getLogger(__name__)
 
 from .errors import Cancelled  # noqa: E402,F401 - moved to errors.py; re-exported for old imports
 
@@ -545,13 +547,16 @@ async def agenerate(
     progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
     existing: Iterable[Any] = (),
+    on_kept: Callable[[list[GeneratedExample]], None] | None = None,
 ) -> GenerationResult:
     """Generate ``config.per_class`` examples for each target class (see the module's docstring);
     with ``store``/``job_id`` every kept example is saved as it becomes final, and what the store
-    holds for the job is kept (resume). Raises :class:`GenerationFailed` (errors, or too few usable
-    answers) or :class:`GenerationCancelled` (``should_stop``), each with what was kept."""
+    holds for the job is kept (resume). ``on_kept(examples)`` hears of each example as it becomes
+    final, while other calls are still in flight (the CLI embeds them then, for the junk flags and
+    the judge; an error in it is logged, never raised). Raises :class:`GenerationFailed` (errors,
+    or too few usable answers) or :class:`GenerationCancelled` (``should_stop``), each with what was kept."""
     run = _Generation(task, config, llm, store=store, job_id=job_id, progress=progress, should_stop=should_stop,
-                      existing=existing)
+                      existing=existing, on_kept=on_kept)
     await run.loop()
     return run.outcome()
 
@@ -583,8 +588,9 @@ class _Generation:
     """One :func:`agenerate` call: the classes' runs, the request queue, and what went wrong."""
 
     def __init__(self, task: Task, config: GenerationConfig, llm: LLMClient, *, store, job_id: int | None,
-                 progress: ProgressFn | None, should_stop: Callable[[], bool] | None, existing: Iterable[Any]):
-        self.task, self.config, self.llm = task, config, llm
+                 progress: ProgressFn | None, should_stop: Callable[[], bool] | None, existing: Iterable[Any],
+                 on_kept: Callable[[list[GeneratedExample]], None] | None = None):
+        self.task, self.config, self.llm, self.on_kept = task, config, llm, on_kept
         self.store, self.job_id, self.progress, self.should_stop = store, job_id, progress, should_stop
         self.groups = make_groups(task.class_names, config.group_size, config.seed)
         classes = target_classes(task, config)
@@ -683,17 +689,26 @@ class _Generation:
             if earlier_final and not run.writable:
                 run.make_writable(set(excl))
             if run.writable:
+                new = run.grow(self.example)
                 try:
-                    self.save(run, run.grow(self.example))
+                    self.save(run, new)
                 except Exception as exc:  # noqa: BLE001 - a full disk: stop; what is kept stays in memory
                     self.store_failed.append(exc)
                     self.errors.append(exc)
+                self.tell_kept(new)
                 run.settle()
             while run.queued < run.planned:
                 heapq.heappush(self.queue, (run.index, run.queued))
                 run.queued += 1
             earlier_final = earlier_final and run.final
             excl.update(normalize_text(x.text) for x in run.kept)
+
+    def tell_kept(self, new: list[GeneratedExample]) -> None:
+        if new and self.on_kept is not None:
+            try:
+                self.on_kept(new)
+            except Exception as exc:  # noqa: BLE001 - a listener never stops the generation
+                log.warning("on_kept failed: %s", exc)
 
     # ------------------------------------------------------------------ calling
     async def call(self, spec: RequestSpec) -> Completion:

@@ -65,6 +65,19 @@ class GenerationOutcome:
     summary: str
 
 
+def embedding_warmer(task: Task):
+    """A :class:`.embed.Warmer` already given the texts the junk flags and the judge embed for the
+    classes (names, descriptions, seeds); hand it each example as it is kept (``add_examples``)."""
+    from .embed import Warmer
+
+    warmer = Warmer()
+    texts: list[str] = []
+    for c in task.classes:
+        texts += [c.name.replace("_", " "), *([c.description] if c.description else []), *c.examples]
+    warmer.add(texts)
+    return warmer
+
+
 def run_generation(store: ProjectStore, job_id: int, spec: GenerationSpec, ctx: StepContext,
                    llm: LLMClient, *, label_policy: str = "auto") -> GenerationOutcome:
     """Generate (and, with ``spec.relabel``, relabel and judge: :func:`judge_job`) for job ``job_id``;
@@ -73,15 +86,16 @@ def run_generation(store: ProjectStore, job_id: int, spec: GenerationSpec, ctx: 
     ctx.progress({"phase": "starting", "done": 0, "total": 0}, force=True)
     ctx.note(f"generating with {llm.config.model} at {llm.config.base_url}")
 
-    # the junk flags (and the judge after a relabel) need the embedder: torch and MiniLM load in a
-    # thread while the LLM calls are in flight, not after them
-    from .embed import preload_in_background
-
-    preload_in_background()
+    # the junk flags (and the judge after a relabel) need the embeddings of the classes and of every
+    # example: they are made in a thread as the examples come, while the LLM calls are in flight
+    warmer = embedding_warmer(task) if spec.flag_junk or spec.relabel else None
 
     async def run() -> GenerationOutcome:
         result = await agenerate(task, spec.generation, llm, store=store, job_id=job_id,
-                                 progress=ctx.progress, should_stop=ctx.should_stop)
+                                 progress=ctx.progress, should_stop=ctx.should_stop,
+                                 on_kept=warmer.add_examples if warmer else None)
+        if warmer is not None:
+            warmer.close()
         summary = (
             f"kept {result.kept}/{result.requested} examples; generation "
             f"{result.calls_per_kept:.2f} calls and {result.tokens_per_kept:.0f} tokens per kept example"
@@ -225,5 +239,5 @@ def _job_context(store: ProjectStore, job_id: int) -> StepContext:
     return JobLifecycle(store, job_id).context()
 
 
-__all__ = ["GenerationOutcome", "flag_job", "judge_job", "llm_for", "model_loading_reporter", "relabel_pending", "run_generation", "run_generation_job",
+__all__ = ["GenerationOutcome", "embedding_warmer", "flag_job", "judge_job", "llm_for", "model_loading_reporter", "relabel_pending", "run_generation", "run_generation_job",
            "run_relabel", "run_relabel_job", "stop_checker"]

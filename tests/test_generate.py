@@ -149,6 +149,28 @@ def test_progress_reports_reach_total(fake_llm, tmp_path, small_task):
     assert {"calls", "cache_hits", "retries", "failures", "prompt_tokens"} <= set(seen[-1])
 
 
+def test_every_kept_example_is_told_as_it_becomes_final(fake_llm, tmp_path, small_task):
+    told, progress_at_tell = [], []
+    seen = []
+
+    def on_kept(exs):
+        told.extend(exs)
+        progress_at_tell.append(len(seen))
+
+    res = generate(small_task, GenerationConfig(per_class=4, seed=2), llm_for(fake_llm, tmp_path),
+                   progress=seen.append, on_kept=on_kept)
+    assert [e.text for e in told] == [e.text for e in res.examples]  # each once, in the result's order
+    assert len(progress_at_tell) > 1  # in steps, as answers came, not once at the end
+
+
+def test_a_failing_listener_never_stops_the_generation(fake_llm, tmp_path, small_task):
+    def broken(_):
+        raise RuntimeError("boom")
+
+    res = generate(small_task, GenerationConfig(per_class=2), llm_for(fake_llm, tmp_path), on_kept=broken)
+    assert len(res.examples) == 12
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="group size"):
         GenerationConfig(group_size=1)

@@ -256,3 +256,23 @@ def test_embedding_and_judging_never_import_torch(small_task):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=240)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["card_lost", "['']", "False"]
+
+
+def test_the_warmer_embeds_in_the_background_and_embed_texts_then_hits_the_cache(monkeypatch):
+    import numpy as np
+
+    from promptmix_core import embed
+
+    texts = [f"warm text number {i} about a lost card" for i in range(5)]
+    w = embed.Warmer()
+    w.add(texts[:3])
+    w.add_examples([type("E", (), {"text": t})() for t in texts[3:]] + [type("E", (), {"text": "  "})()])
+    w.close(timeout=120)
+    assert w.embedded == 5  # the blank text is not embedded
+    calls = []
+    real = embed._embed_numpy
+    monkeypatch.setattr(embed, "_embed_numpy", lambda enc, t, order, *a: (calls.append(list(order)), real(enc, t, order, *a)))
+    got = embed.embed_texts(texts + ["a text nobody warmed"])
+    assert calls == [[5]]  # only the one text the warmer was not given
+    direct = embed.embed_texts(texts)
+    assert np.allclose(got[:5], direct) and np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)

@@ -207,9 +207,3 @@ def judge_rows(args: argparse.Namespace, task, rows: list[dict[str, Any]], llm, 
     label_rows(rows, judge.judge([str(r["text"]) for r in rows]), choice)
     print(f"label source: {choice.source} ({choice.reason}); {agreement_summary(rows)}", file=sys.stderr)
 
-
-def preload_embedder() -> None:
-    """The junk flags and the judge need the embedder: it loads in a thread while the LLM answers."""
-    from ..embed import preload_in_background
-
-    preload_in_background()

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..task import load_task
 from ._common import (EXIT_OK, Bar, add_label_source_arg, add_llm_args, check_out, default_of, judge_rows, llm_client,
-                      preload_embedder, write_jsonl, write_partial)
+                      write_jsonl, write_partial)
 
 #: the flags that change a job's plan, and the spec setting each one sets (``llm.model``: the LLM's)
 PLAN_FLAGS = {
@@ -70,8 +70,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out = check_out(Path(args.out))  # a folder or a read-only place fails now, not after every call
     if args.pairs or args.pairs_from:  # a targeted round: only the named (or most confused) class pairs
         spec = _with_pairs(args, task, spec)
-    if spec.flag_junk or spec.relabel:
-        preload_embedder()
     if args.project:
         return _generate_into_project(args, task, spec, out)
     return _generate_to_file(args, task, spec, out)
@@ -95,14 +93,21 @@ def _with_pairs(args: argparse.Namespace, task, spec):
 def _generate_to_file(args: argparse.Namespace, task, spec, out: Path) -> int:
     from ..generate import GenerationCancelled, GenerationFailed, generate
 
+    from ..pipeline import embedding_warmer
+
+    # the flags and the judge embed the examples: done as they come, while the calls are in flight
+    warmer = embedding_warmer(task) if spec.flag_junk or spec.relabel else None
     llm = llm_client(args, spec.llm)
     bar = Bar("generate")
     t0 = time.perf_counter()
     try:
-        result = generate(task, spec.generation, llm, progress=bar)
+        result = generate(task, spec.generation, llm, progress=bar, on_kept=warmer.add_examples if warmer else None)
     except (GenerationFailed, GenerationCancelled) as exc:
         bar.close()
         return write_partial(args, exc, llm)
+    finally:
+        if warmer is not None:
+            warmer.close()
     bar.close()
     rows = [e.to_row() for e in result.examples]
     if spec.relabel:

@@ -12,7 +12,7 @@ from ..errors import TaskError
 from ..labelled import read_labelled_file
 from ..task import load_task
 from ._common import (EXIT_OK, Bar, add_label_source_arg, add_llm_args, check_out, judge_rows, llm_client,
-                      preload_embedder, write_jsonl)
+                      write_jsonl)
 
 
 def register(sub: Any) -> None:
@@ -56,7 +56,10 @@ def cmd_relabel(args: argparse.Namespace) -> int:
     llm = llm_client(args, spec.llm)
     bar = Bar("relabel")
     t0 = time.perf_counter()
-    preload_embedder()  # the judge's embedder loads while the LLM answers
+    from ..pipeline import embedding_warmer
+
+    # the judge embeds the classes and every row: done in a thread while the LLM answers
+    embedding_warmer(task).add([str(r["text"]) for r in rows])
     results = relabel(task, rows, llm, spec.relabel_config(), progress=bar)
     bar.close()
     for row, r in zip(rows, results):
