@@ -10,6 +10,8 @@ training examples, and ``--test-rows`` real test texts as the project's test set
   cached (``warm``, what every later run on the same seeds costs);
 - ``finetune``: the previous default, ``student="finetune"`` with TrainConfig's defaults (5 epochs,
   at least 100 steps), no control;
+- ``setfit-all``: SetFit with pairs from every training row (``setfit_body="all"``, the default
+  until 2026-12-07), with its control (cold);
 - ``embed-lr``: the quick student with its control.
 
 Curation is off here (``--curation`` turns it on) so that every variant trains on the same ``--n``
@@ -92,7 +94,7 @@ def main() -> int:
     ap.add_argument("--test-rows", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--curation", action="store_true", help="keep the default curation on")
-    ap.add_argument("--variants", default="default,finetune,embed-lr")
+    ap.add_argument("--variants", default="default,setfit-all,finetune,embed-lr")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="pmx-train-default-"))
     try:
@@ -104,6 +106,10 @@ def main() -> int:
                 shutil.rmtree(tmp / "cards.models", ignore_errors=True)
                 results["default (cold control)"] = run_variant(store, dict(base))
                 results["default (cached control)"] = run_variant(store, dict(base))
+            elif v == "setfit-all":
+                shutil.rmtree(tmp / "cards.models", ignore_errors=True)
+                results["setfit, pairs from every row (previous default)"] = run_variant(
+                    store, {**base, "student": "setfit", "setfit_body": "all"})
             elif v == "finetune":
                 results["finetune (previous default, no control)"] = run_variant(
                     store, {**base, "student": "finetune", "control": False})

@@ -115,7 +115,7 @@ def _file_data(args: argparse.Namespace) -> dict[str, Any]:
         ts = build_training_data(task, [], labels=None if task else labels)
         extra = build_training_data(None, [{"text": r["text"], "intended_label": r["label"]} for r in rows],
                                     label_source="a1", labels=ts.labels or None, exclude_texts=exclude)
-        ts.rows += [r for r in extra.rows]
+        ts.rows += [{**r, "reviewed": True} for r in extra.rows]  # a labelled file: people's labels
         ts.labels = ts.labels or extra.labels
         ts.dropped.update({k: ts.dropped.get(k, 0) + v for k, v in extra.dropped.items()})
         if task is None:  # labelled rows only: no seeds to compare with

@@ -40,8 +40,9 @@ def student_settings(student: str, train: Mapping[str, Any], embed_lr: Any = Non
 
 
 def is_trusted(row: Mapping[str, Any]) -> bool:
-    """Whether a training row's label comes from a person: a seed, or a reviewed example."""
-    return row.get("source") == "seed" or bool(row.get("reviewed"))
+    """Whether a training row's label comes from a person: a seed, a row of a labelled file, or a
+    reviewed example (not a machine label: the LLM's, the judge's or the class it was written for)."""
+    return row.get("source") in ("seed", "labelled") or bool(row.get("reviewed"))
 
 
 def fit(student: str, settings: Mapping[str, Any], texts: Sequence[str], labels: Sequence[str], *,

@@ -215,20 +215,27 @@ def test_a_failing_student_marks_the_run_failed(tmp_path, row_maker, monkeypatch
 
 
 # ------------------------------------------------------------------ the job, the control and the report
+def _project_with_agreed_examples(path, row_maker, *, generated: int, test: int):
+    """A two-class project (2 seeds per class), ``generated`` examples per class whose relabel agrees,
+    and ``test`` real rows per class as its test set."""
+    store = ProjectStore(path)
+    seeds = row_maker(2, seed=5)
+    task = Task("tiny", [ClassSpec(lab, f"about {lab}", [r["text"] for r in seeds if r["label"] == lab])
+                         for lab in ("sport", "food")])
+    store.save_task(task)
+    gen_job = store.create_job("generate", {})
+    store.add_examples([{"job_id": gen_job, "slot": f"s{i}", "text": r["text"], "norm_text": r["text"],
+                         "intended_label": r["label"]} for i, r in enumerate(row_maker(generated, seed=6))])
+    for e in store.list_examples():
+        store.set_relabel(e.id, llm_label=e.intended_label, status="agree")
+    store.set_test_set(row_maker(test, seed=7), name="real")
+    return store, task
+
+
 def test_training_job_runs_the_control_and_the_cli_writes_the_report(tmp_path, row_maker, capsys):
     from promptmix_core.cli import main
 
-    store = ProjectStore(tmp_path / "proj.pmx")
-    seeds = row_maker(2, seed=5)
-    store.save_task(Task("tiny", [ClassSpec(lab, f"about {lab}", [r["text"] for r in seeds if r["label"] == lab])
-                                  for lab in ("sport", "food")]))
-    gen_job = store.create_job("generate", {})
-    gen = row_maker(6, seed=6)
-    store.add_examples([{"job_id": gen_job, "slot": f"s{i}", "text": r["text"], "norm_text": r["text"],
-                         "intended_label": r["label"]} for i, r in enumerate(gen)])
-    for e in store.list_examples():
-        store.set_relabel(e.id, llm_label=e.intended_label, status="agree")
-    store.set_test_set(row_maker(8, seed=7), name="real")
+    store, _ = _project_with_agreed_examples(tmp_path / "proj.pmx", row_maker, generated=6, test=8)
     report = tmp_path / "out" / "report.json"
     store.close() if hasattr(store, "close") else None
     rc = main(["train", "--project", str(tmp_path / "proj.pmx"), "--student", "embed-lr", "--report", str(report)])
@@ -254,18 +261,7 @@ def test_a_setfit_run_and_its_control_share_the_body_of_the_seeds_and_reviewed_e
     from promptmix_core.cli import main
     from promptmix_core.training.data import build_training_data
 
-    store = ProjectStore(tmp_path / "proj.pmx")
-    seeds = row_maker(2, seed=5)
-    task = Task("tiny", [ClassSpec(lab, f"about {lab}", [r["text"] for r in seeds if r["label"] == lab])
-                         for lab in ("sport", "food")])
-    store.save_task(task)
-    gen_job = store.create_job("generate", {})
-    gen = row_maker(3, seed=6)
-    store.add_examples([{"job_id": gen_job, "slot": f"s{i}", "text": r["text"], "norm_text": r["text"],
-                         "intended_label": r["label"]} for i, r in enumerate(gen)])
-    for e in store.list_examples():
-        store.set_relabel(e.id, llm_label=e.intended_label, status="agree")
-    store.set_test_set(row_maker(4, seed=7), name="real")
+    store, task = _project_with_agreed_examples(tmp_path / "proj.pmx", row_maker, generated=3, test=4)
     # a reviewed example's label is a person's: it is "trusted"; the others are machine labels
     first = store.list_examples()[0]
     store.review(first.id, "accepted", reviewer="ann")
@@ -288,6 +284,10 @@ def test_a_setfit_run_and_its_control_share_the_body_of_the_seeds_and_reviewed_e
     from promptmix_core.errors import SpecError
     from promptmix_core.specs import TrainingSpec
 
+    from promptmix_core.training.students import is_trusted
+
+    assert is_trusted({"source": "seed"}) and is_trusted({"source": "labelled"})
+    assert is_trusted({"source": "generated", "reviewed": True}) and not is_trusted({"source": "generated"})
     assert TrainingSpec.from_dict({}).setfit_body == "trusted"
     with pytest.raises(SpecError, match="setfit_body must be one of"):
         TrainingSpec.from_dict({"setfit_body": "half"})
