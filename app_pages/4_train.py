@@ -455,9 +455,9 @@ with right:
                     "a logistic regression on the embeddings: seconds on the CPU, so you can see at once what your "
                     "review decisions change.")
     else:
-        st.markdown("SetFit fine-tunes MiniLM on pairs of your examples (same class: close; different: apart), then "
-                    "fits a logistic regression on its embeddings. With **Picked for your data** the plan below "
-                    "says which student runs and why.")
+        st.markdown("SetFit fine-tunes MiniLM on pairs of your seeds and reviewed examples (same class: close; "
+                    "different: apart), then fits a logistic regression on its embeddings of every example. With "
+                    "**Picked for your data** the plan below says which student runs and why.")
     with st.expander("More settings"):
         e1, e2, e3 = st.columns(3)
         val_fraction = e1.slider("Generated examples held out", 0.0, 0.5, min(0.5, float(last.val_fraction)), 0.05,
