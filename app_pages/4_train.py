@@ -477,7 +477,9 @@ with right:
         curation = st.checkbox("Leave out generated examples the judges disagree on, or flagged as junk (recommended)",
                                value=bool(last.curation), key=K + "curation",
                                help="Kept only when the class it was written for, the LLM relabel and the embedding "
-                                    "judge all agree, and no junk flag. Your review decisions always override this.")
+                                    "judge all agree, and no junk flag; when the LLM was measured weak (the embedding "
+                                    "judge gave the labels), only reviewed examples are kept. Your review decisions "
+                                    "always override this.")
         control = st.checkbox("Compare with the seeds alone (a seeds-only control, trained once and cached)",
                               value=bool(last.control), key=K + "control")
         setfit_all = st.checkbox("SetFit: make contrastive pairs of machine-labelled examples too (setfit's own way)",
@@ -550,8 +552,14 @@ if data is not None:
                      "not_relabelled": "not relabelled", "duplicate": "duplicates", "unknown_label": "unknown class",
                      "in_test_set": "repeat a test example", "empty_text": "empty",
                      "curated_flagged": "flagged as junk", "curated_disagree": "judges disagree",
-                     "curated_low_confidence": "low confidence"}
+                     "curated_low_confidence": "low confidence",
+                     "curated_judge_labelled": "labelled by the embedding judge only"}
             st.caption("Left out: " + " · ".join(f"{v} {words.get(k, k)}" for k, v in dropped.items()))
+            if dropped.get("curated_judge_labelled"):
+                st.caption("The LLM was measured weak, so the embedding judge (the seeds' own nearest class) gave "
+                           "the labels; unreviewed, those examples only move the model, measured -0.8 points on "
+                           "average and down to -20 against the seeds alone (docs/RESULTS.md). Accept or correct "
+                           "them on **3 · Review** and they train the model.")
         if spec is not None and spec.curation:
             unjudged = sum(1 for e in examples if getattr(e, "judge_label", None) is None
                            and (e.review_status or "pending") == "pending")

@@ -61,8 +61,12 @@ def main() -> int:
                           "--report", str(tmp / "report.json")], check=True, env=env)
     train_s = time.perf_counter() - t1
     rep = json.loads((tmp / "report.json").read_text())
-    out = {"test_accuracy": rep["test"]["accuracy"], "control_accuracy": (rep["control"].get("test") or {}).get("accuracy"),
-           "delta": (rep.get("delta") or {}).get("accuracy"), "ci95": (rep.get("delta") or {}).get("ci95"),
+    own = bool(rep["control"].get("seeds_only_run"))  # nothing generated was kept: the run is its own control
+    out = {"test_accuracy": rep["test"]["accuracy"],
+           "control_accuracy": rep["test"]["accuracy"] if own else (rep["control"].get("test") or {}).get("accuracy"),
+           "run_is_its_own_control": own,
+           "delta": 0.0 if own else (rep.get("delta") or {}).get("accuracy"),
+           "ci95": [0.0, 0.0] if own else (rep.get("delta") or {}).get("ci95"),
            "student": rep["student"], "examples": rep["examples"], "generate_relabel_s": round(gen_s, 1),
            "train_plus_control_s": round(train_s, 1), "test_rows": len(test),
            "load_avg_1m": round(os.getloadavg()[0], 2), "folder": str(tmp)}

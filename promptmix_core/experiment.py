@@ -416,7 +416,8 @@ class _Experiment:
         run = _Run(task=task, seed=seed, labels=task.class_names, gen=gen, methods=self.methods,
                    eda_alpha=c.eda_alpha, num_aug=c.num_aug, tcfg=c.train, log=self.log,
                    val=_validation_split(self.data["train"], task, seed, c.val_per_class), per_class=c.per_class,
-                   cache_dir=self.out / "cache" / "setfit-bodies")
+                   cache_dir=self.out / "cache" / "setfit-bodies",
+                   label_source=self._label_source(task) if "default" in self.methods else None)
         for method in self.methods:
             self._cell(run, method, r)
         run.a2_classifier = None
@@ -426,6 +427,18 @@ class _Experiment:
                                    "relabel": g.get("relabel_summary"), "pairs": g.get("pairs") or None,
                                    "generation_llm": g.get("generation_llm"), "relabel_llm": g.get("relabel_llm"),
                                    "flagged": sum(1 for e in g["examples"] if e.get("flag"))})
+
+    def _label_source(self, task: Any) -> str:
+        """Which judge labels the default's examples, as ``generate --relabel`` picks it: the embedding
+        judge for the bundled model (no LLM call), else the one more accurate on the held-out seeds."""
+        from types import SimpleNamespace
+
+        from .judge import choose_label_source, is_bundled_model
+
+        ident = self.holder.identity()
+        if is_bundled_model(SimpleNamespace(**{k: v for k, v in ident.items() if k in ("model",)})):
+            return "judge"
+        return choose_label_source(task, self.holder.get()).source
 
     def _method_key(self, run: "_Run", method: str) -> dict[str, Any]:
         # runs=3 reuses runs=1's run 0; the validation split matters to the targeted round only
@@ -444,7 +457,9 @@ class _Experiment:
             from .training.students import student_settings
 
             key["default"] = {"curation": CurationConfig().to_dict(), "few_shot": FEW_SHOT_PER_CLASS,
-                              "setfit_max_steps": SETFIT_MAX_STEPS, "setfit": student_settings("setfit", {})}
+                              "setfit_max_steps": SETFIT_MAX_STEPS, "setfit": student_settings("setfit", {}),
+                              "control": 1,  # the cell holds its own seeds-only control
+                              "label_source": run.label_source}
         return key
 
     def _cell(self, run: "_Run", method: str, r: int) -> None:
@@ -510,7 +525,32 @@ class _Experiment:
             run.a2_classifier = clf  # the targeted round reads its confusions on the validation split
         preds, _ = clf.predict([r["text"] for r in self.test])
         record.update(n_train=len(ts), data=ts.summary(), **fit)
-        return compute_metrics([r["label"] for r in self.test], preds, run.labels)
+        metrics = compute_metrics([r["label"] for r in self.test], preds, run.labels)
+        if method == "default":
+            record["control"] = self._default_control(run, ts, fit.get("student") or "finetune", preds, metrics)
+        return metrics
+
+    def _default_control(self, run: "_Run", ts: Any, student: str, preds: Sequence[str],
+                         metrics: Mapping[str, Any]) -> dict[str, Any]:
+        """The default run's own seeds-only control, as ``promptmix train`` makes it: the same student
+        and settings on the seeds alone (for SetFit the same cached body, so only the head differs),
+        scored on the same test rows, with the paired bootstrap of the difference."""
+        from .training.control import compare
+        from .training.data import TrainingSet
+        from .training.metrics import compute_metrics
+
+        seeds = TrainingSet([r for r in ts.rows if r.get("source") == "seed"], list(ts.labels))
+        if len(seeds) == len(ts):  # nothing generated was kept: the run is its own control
+            return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "delta": 0.0,
+                    "ci95": [0.0, 0.0], "same_as_run": True}
+        clf, _ = _fit(run, seeds, student=student, default=True)
+        ctl_preds, _ = clf.predict([r["text"] for r in self.test])
+        gold = [r["label"] for r in self.test]
+        ctl = compute_metrics(gold, ctl_preds, run.labels)
+        cmp_ = compare(list(preds), list(ctl_preds), gold, run_macro_f1=metrics["macro_f1"],
+                       control_macro_f1=ctl["macro_f1"]).to_dict()
+        return {"accuracy": ctl["accuracy"], "macro_f1": ctl["macro_f1"], "delta": cmp_["accuracy"],
+                "ci95": cmp_["ci95"], "same_as_run": False}
 
 
 def _summarise(settings: Mapping[str, Any], methods: Sequence[str], per_run: Mapping[str, list[dict[str, Any]]],
@@ -532,6 +572,8 @@ def _summarise(settings: Mapping[str, Any], methods: Sequence[str], per_run: Map
     return {"settings": settings, "llm": holder.identity() if any(m in LLM_METHODS for m in methods) else None,
             "methods": summary_rows, "generation": gen_stats, "llm_stats_this_invocation": llm_stats,
             "seconds": round(time.perf_counter() - t_all, 1), "command": command,
+            "default_control": [{**x["control"], "run": x["run"], "run_accuracy": x["accuracy"]}
+                                for x in per_run.get("default") or [] if x.get("control")],
             "complete": all(len(per_run[m]) == settings["runs"] for m in methods)}
 
 
@@ -553,6 +595,7 @@ class _Run:
     per_class: int
     a2_classifier: Any = None
     cache_dir: Path | None = None  # where the default's SetFit bodies are kept (OUT/cache/setfit-bodies)
+    label_source: str | None = None  # which judge labels the default's examples (judge.choose_label_source)
 
 
 def _gen_info(g: Mapping[str, Any], *keys: str) -> dict[str, Any]:
@@ -602,7 +645,8 @@ def _data_default(run: _Run):
     from .training.data import build_training_data
 
     g = run.gen(True, True)
-    ts = build_training_data(run.task, g["examples"], label_source="a2", curation=CurationConfig())
+    ts = build_training_data(run.task, g["examples"], label_source="a2", curation=CurationConfig(),
+                             chosen_by=run.label_source)
     return ts, {**_gen_info(g, "relabel_summary"), "curated_out": {k: v for k, v in ts.dropped.items()
                                                                    if k.startswith("curated_")}}
 
@@ -772,6 +816,18 @@ def format_markdown(summary: Mapping[str, Any]) -> str:
         st = summary["llm_stats_this_invocation"]
         lines += [f"LLM use in this invocation: {st['calls']} calls, {st['cache_hits']} cache hits, "
                   f"{st['tokens']:,} tokens.", ""]
+    ctl_rows = [x for x in (summary.get("default_control") or []) if x]
+    if ctl_rows:
+        lines += ["## The default pipeline against its own seeds-only control", "",
+                  "The control `promptmix train` puts beside every run: the same student and settings on the seeds "
+                  "alone (for SetFit the same body, so only the head differs), on the same test rows.", "",
+                  "| run | control accuracy % | default accuracy % | generated data, points (95 % bootstrap) |",
+                  "|---|---|---|---|"]
+        for x in ctl_rows:
+            same = " (nothing generated kept: the run is its control)" if x.get("same_as_run") else ""
+            lines.append(f"| {x['run']} | {100 * x['accuracy']:.1f} | {100 * x['run_accuracy']:.1f} | "
+                         f"{100 * x['delta']:+.1f} ({100 * x['ci95'][0]:+.1f}..{100 * x['ci95'][1]:+.1f}){same} |")
+        lines.append("")
     lines += ["## Per-class F1 (mean over runs, %)", ""]
     labs = list(summary["methods"][0]["per_class_f1"]) if summary["methods"] else []
     lines.append("| class | " + " | ".join(r["method"] for r in summary["methods"]) + " |")

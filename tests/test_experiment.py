@@ -173,3 +173,14 @@ def test_default_method_curates_and_trains_the_picked_student(tmp_path, datasets
     curated_out = sum(raw["curated_out"].values())
     assert kept + curated_out + sum(v for k, v in raw["data"]["dropped"].items() if not k.startswith("curated_")) == 9
     assert raw["data"]["seeds"] == 6 and raw["n_train"] == 6 + kept
+    # its own seeds-only control, as `promptmix train` makes it, on the same test rows
+    ctl = raw["control"]
+    assert 0.0 <= ctl["accuracy"] <= 1.0 and len(ctl["ci95"]) == 2 and ctl["ci95"][0] <= ctl["ci95"][1]
+    assert ctl["same_as_run"] == (kept == 0)
+    if kept == 0:
+        assert ctl["delta"] == 0.0 and ctl["accuracy"] == raw["accuracy"]
+    else:
+        assert abs(ctl["delta"] - (raw["accuracy"] - ctl["accuracy"])) < 1e-9
+    assert summary["default_control"][0]["run"] == 0
+    md = (tmp_path / "res" / "results.md").read_text()
+    assert "## The default pipeline against its own seeds-only control" in md

@@ -179,6 +179,17 @@ def _train_ddp(args: argparse.Namespace, cfg) -> int:
     return EXIT_OK
 
 
+def _print_data(summary: dict[str, Any]) -> None:
+    """What the run trained on and what the label rules and the curation left out, in words."""
+    from ..training.curate import REASONS
+
+    dropped = {k: v for k, v in (summary.get("dropped") or {}).items() if v}
+    line = f"training data: {summary.get('seeds', 0)} seeds + {summary.get('generated', 0)} generated examples"
+    if dropped:
+        line += "; left out: " + ", ".join(f"{v} {REASONS.get(k, k.replace('_', ' '))}" for k, v in dropped.items())
+    print(line)
+
+
 def _print_control(m: dict[str, Any]) -> None:
     """The run against its seeds-only control, in words (or why there is no comparison)."""
     from ..training.control import describe
@@ -239,6 +250,7 @@ def _train_project(args: argparse.Namespace, cfg) -> int:
     print(f"student: {STUDENTS.get(m.get('student'), m.get('student'))} "
           f"({'picked: ' if m.get('student_auto') else ''}{m.get('student_reason') or 'chosen'})")
     print(f"run #{out['run_id']} {out['status']}: {what}; model in {out['model_dir']}")
+    _print_data(out["data"])
     if m.get("val_accuracy") is not None:
         note = "" if m.get("val_is_measure") else " (held-out generated examples: agreement with their generated labels, not a measure)"
         print(f"validation ({out['data']['val_source']}, n={m.get('val_n')}): accuracy {m['val_accuracy']:.4f}, "

@@ -134,6 +134,7 @@ def build_training_data(
     dedupe: bool = True,
     exclude_texts: Iterable[str] = (),
     curation: Any = None,
+    chosen_by: str | None = None,
     judge: Any = None,
     embed_judge: bool = True,
 ) -> TrainingSet:
@@ -148,7 +149,9 @@ def build_training_data(
     generated examples (:mod:`.curate`): junk flags, judges that disagree, low confidence; reviewed
     decisions override it. ``judge`` labels examples without a ``judge_label`` (default: the
     embedding judge on the seeds, when curation is on; ``embed_judge=False`` computes none, for a
-    quick preview that needs no model). Left-out examples count as ``curated_*``.
+    quick preview that needs no model). ``chosen_by``: which judge gave the examples' labels (the
+    project's :data:`promptmix_core.judge.LABEL_SOURCE_META` choice, ``"judge"`` or ``"llm"``), for
+    the curation's judge-labelled rule. Left-out examples count as ``curated_*``.
 
     Rows are ``{"text", "label", "source"}``; generated ones also carry ``example_id`` (the store's
     example id, when the examples have one), so a run can record exactly what it trained on.
@@ -218,7 +221,7 @@ def build_training_data(
             for r in seed_rows:
                 by.setdefault(r["label"], []).append(r["text"])
             judge = embedding_judge([(lab, by.get(lab, [])) for lab in labels])
-        sel = select(examples, [lab for lab, _ in decided], curation, judge=judge)
+        sel = select(examples, [lab for lab, _ in decided], curation, judge=judge, label_source=chosen_by)
         decided = [(lab, why) if keep or why else (None, sel.reasons[i] or "curated")
                    for i, ((lab, why), keep) in enumerate(zip(decided, sel.keep))]
     for ex, (lab, reason) in zip(examples, decided):

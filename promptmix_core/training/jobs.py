@@ -100,6 +100,7 @@ def prepare_job_data(store: Any, cfg: Any, *, embed_judge: bool = True) -> dict[
         include_seeds=spec.include_seeds,
         exclude_texts=[r["text"] for r in test_rows],
         curation=CurationConfig(enabled=bool(spec.curation)),
+        chosen_by=chosen_label_source(store),
         embed_judge=embed_judge,
     )
     if not ts.rows:
@@ -249,6 +250,21 @@ def _fit_run(store: Any, spec: Any, data: Mapping[str, Any], run_id: int, ctx: A
     return result, choice, settings
 
 
+def chosen_label_source(store: Any) -> str | None:
+    """Which judge gave the project's generated examples their labels (``"judge"`` or ``"llm"``, the
+    relabel's saved choice, :data:`promptmix_core.judge.LABEL_SOURCE_META`); None when no relabel chose."""
+    import json
+
+    from ..judge import LABEL_SOURCE_META
+
+    try:
+        raw = json.loads(store.get_meta(LABEL_SOURCE_META) or "{}")
+    except (TypeError, ValueError):
+        return None
+    src = raw.get("source") if isinstance(raw, dict) else None
+    return str(src) if src in ("judge", "llm") else None
+
+
 def run_control(project_path: Any, data: Mapping[str, Any], student: str, settings: Mapping[str, Any], result: Any,
                 *, ctx: Any = None, models_dir: Any = None) -> dict[str, Any]:
     """The seeds-only control of a finished run (:mod:`.control`): the same student and settings
@@ -295,4 +311,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["JOB_KEYS", "prepare_job_data", "run_control", "run_summary", "run_training_job", "train_job"]
+__all__ = ["JOB_KEYS", "chosen_label_source", "prepare_job_data", "run_control", "run_summary", "run_training_job", "train_job"]

@@ -138,6 +138,46 @@ def test_curation_keeps_what_every_judge_agrees_on_and_reviews_override():
     assert off.keep == [True] * 7
 
 
+def test_curation_leaves_out_unreviewed_examples_the_embedding_judge_labelled():
+    exs = [
+        _ex("judge labelled, all agree", "x", "x", judge="x"),
+        _ex("accepted", "x", "x", judge="x", review="accepted"),
+        {**_ex("this row says the llm labelled it", "x", "x", judge="x"), "label_source": "llm"},
+        _ex("judges disagree", "x", "x", judge="y"),
+    ]
+    labels = [e["llm_label"] for e in exs]
+    sel = select(exs, labels, CurationConfig(), label_source="judge")
+    assert sel.keep == [False, True, True, False]
+    assert sel.reasons[0] == "curated_judge_labelled" and sel.reasons[3] == "curated_disagree"
+    assert sel.counts["curated_judge_labelled"] == 1
+    # the LLM labelled (a capable endpoint), not known, or the rule turned off: kept as before
+    assert select(exs, labels, CurationConfig(), label_source="llm").keep == [True, True, True, False]
+    assert select(exs, labels, CurationConfig()).keep == [True, True, True, False]
+    assert select(exs, labels, CurationConfig(judge_labelled=True), label_source="judge").keep == [True, True, True, False]
+    with pytest.raises(ValueError, match="judge_labelled must be true or false"):
+        CurationConfig(judge_labelled="yes")
+
+
+def test_a_project_whose_labels_came_from_the_judge_trains_on_seeds_and_reviewed_examples(tmp_path, row_maker):
+    from promptmix_core.judge import LABEL_SOURCE_META
+    from promptmix_core.specs import TrainingSpec
+    from promptmix_core.training.jobs import chosen_label_source, prepare_job_data
+
+    store, _ = _project_with_agreed_examples(tmp_path / "proj.pmx", row_maker, generated=3, test=4)
+    store.set_judge({e.id: (e.intended_label, 0.9) for e in store.list_examples()})  # the judge agrees
+    assert chosen_label_source(store) is None
+    before = prepare_job_data(store, TrainingSpec(), embed_judge=False)["summary"]
+    store.set_meta(LABEL_SOURCE_META, json.dumps({"source": "judge", "reason": "the bundled model"}))
+    assert chosen_label_source(store) == "judge"
+    first = store.list_examples()[0]
+    store.review(first.id, "accepted", reviewer="ann")
+    after = prepare_job_data(store, TrainingSpec(), embed_judge=False)["summary"]
+    assert after["generated"] == 1  # only the reviewed one
+    assert after["dropped"]["curated_judge_labelled"] == before["generated"] - 1
+    store.set_meta(LABEL_SOURCE_META, "not json")
+    assert chosen_label_source(store) is None
+
+
 def test_curation_judges_examples_without_a_judge_label(row_maker):
     task = Task("t", [ClassSpec("sport", "", ["the football match and the goal", "the tennis player and the coach"]),
                       ClassSpec("food", "", ["the pizza with cheese", "a soup recipe for dinner"])])
