@@ -535,6 +535,8 @@ if spec is not None:
     except (ValueError, OSError) as exc:
         data_problem = str(exc)
 st.subheader("What the run will use")
+if data is not None:  # what the run will train on, after the curation (not the label source's raw counts)
+    summary = {**summary, **{k: data["summary"][k] for k in ("total", "seeds", "generated", "per_class") if k in data["summary"]}}
 per_class = summary["per_class"]
 st.caption(f"Training data: {summary['seeds']} seeds + {summary['generated']} generated examples. Per class: "
            + " · ".join(f"{quote(k)} {v}" for k, v in per_class.items()))

@@ -133,11 +133,14 @@ def data_report(class_names: Sequence[str], seeds_per_class: Mapping[str, int], 
         warnings.append("No training examples for " + ", ".join(repr(n) for n in empty)
                         + ": the model can never predict " + ("it." if len(empty) == 1 else "them."))
     few = [c for c in classes if c.train and c.generated < max(1, seeds_per_class.get(c.name, 0))]
-    if few:
+    if few and not any(c.generated for c in classes):
+        warnings.append("No generated examples are in the training data: this run trains on the seeds alone. "
+                        "Review generated examples (3 · Review) to add them, or generate more.")
+    elif few:
         warnings.append("Fewer generated examples than seeds for "
                         + ", ".join(f"{c.name!r} ({c.generated} generated, {seeds_per_class.get(c.name, 0)} seeds)"
                                     for c in few)
-                        + ": review fewer rejections there, or generate more for these classes.")
+                        + ": review the examples of these classes (3 · Review), or generate more for them.")
     sizes = [c.train for c in classes if c.train]
     if len(sizes) >= 2 and max(sizes) >= UNBALANCED_RATIO * min(sizes):
         big = max(classes, key=lambda c: c.train)

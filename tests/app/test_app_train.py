@@ -54,7 +54,8 @@ def test_train_page_renders(make_app):
     assert not by_key(at.button, "train_start").disabled
     # counts per label source are shown in the choices
     assert "20 generated" in by_key(at.radio, K + "label_source").options[0]
-    assert "Training data: 10 seeds + 20 generated examples" in texts(at)
+    # what the run will train on: the 20 generated, less the 5 whose relabel names another class (curation)
+    assert "Training data: 10 seeds + 15 generated examples" in texts(at)
 
 
 @pytest.mark.parametrize("lr, words", [("abc", "as a number"), ("0", "above 0"), ("2", "at most 1"), ("-1e-5", "above 0")])
@@ -94,7 +95,8 @@ def test_start_training(make_app, started, demo_store):
     assert "0 generated" in by_key(at.radio, K + "label_source").options[2]
     by_key(at.radio, K + "pending").set_value("a2")
     at.run()
-    assert "Training data: 10 seeds + 20 generated examples" in texts(at)
+    # what the run will train on: the 20 generated, less the 5 whose relabel names another class (curation)
+    assert "Training data: 10 seeds + 15 generated examples" in texts(at)
     by_key(at.number_input, K + "epochs").set_value(2)
     by_key(at.text_input, K + "lr").input("5e-5")
     by_key(at.number_input, K + "min_steps").set_value(0)

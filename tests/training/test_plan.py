@@ -37,6 +37,9 @@ def test_data_report_counts_and_warnings():
     ok = data_report(["a", "b"], {"a": 2, "b": 2}, seeds[:4] + [{"text": f"{c}{i}", "label": c, "source": "generated"}
                                                                 for c in "ab" for i in range(3)])
     assert ok.warnings == []
+    none = data_report(["a", "b"], {"a": 2, "b": 2}, seeds[:4])  # the curation left every generated one out
+    assert none.warnings == ["No generated examples are in the training data: this run trains on the seeds alone. "
+                             "Review generated examples (3 · Review) to add them, or generate more."]
 
 
 def test_default_label_source_follows_the_review():
