@@ -357,3 +357,25 @@ def test_a_seeds_only_run_is_not_named_after_a_label_source(make_app, started, d
     by_key(at.button, "train_start").click()
     at.run()
     assert started[0]["config"]["name"] == "seeds only · quick student"
+
+
+def test_with_a_weak_llm_only_reviewed_examples_train_and_the_page_says_why(make_app, demo_store):
+    """The relabel found the LLM weak (the embedding judge gave the labels): unreviewed examples are
+    left out by the curation, the page counts what the run will really use, says why and where to go."""
+    import json
+
+    from promptmix_core.judge import LABEL_SOURCE_META
+
+    demo_store.set_meta(LABEL_SOURCE_META, json.dumps({"source": "judge", "reason": "the bundled model"}))
+    at = make_app(TRAIN)
+    assert not at.exception, at.exception
+    page = texts(at)
+    assert "Training data: 10 seeds + 0 generated examples" in page
+    assert "15 labelled by the embedding judge only" in page and "3 · Review" in page
+    assert any("this run trains on the seeds alone" in w.value for w in at.warning)
+    # a reviewed example is a person's label: it trains the model again
+    ex = next(e for e in demo_store.list_examples() if e.relabel_status == "agree")
+    demo_store.review(ex.id, "accepted")
+    at = make_app(TRAIN)  # once anything is reviewed the page trains on the reviewed labels (pending left out)
+    assert "Training data: 10 seeds + 1 generated examples" in texts(at)
+    assert "labelled by the embedding judge only" not in texts(at)
