@@ -435,8 +435,7 @@ class _Experiment:
 
         from .judge import choose_label_source, is_bundled_model
 
-        ident = self.holder.identity()
-        if is_bundled_model(SimpleNamespace(**{k: v for k, v in ident.items() if k in ("model",)})):
+        if is_bundled_model(SimpleNamespace(model=self.holder.identity()["model"])):  # no server started
             return "judge"
         return choose_label_source(task, self.holder.get()).source
 

@@ -223,6 +223,16 @@ class LabelSource:
         return cls(**{k: v for k, v in raw.items() if k in known})
 
 
+def saved_label_source(store: Any) -> LabelSource | None:
+    """The project's saved choice (:data:`LABEL_SOURCE_META`, written by the relabel job), or None when
+    no relabel has chosen or the setting does not read."""
+    try:
+        raw = json.loads(store.get_meta(LABEL_SOURCE_META) or "{}")
+    except (TypeError, ValueError):
+        return None
+    return LabelSource.from_dict(raw) if isinstance(raw, Mapping) else None
+
+
 def is_bundled_model(config: Any) -> bool:
     """The LLM is the bundled SmolLM2-135M (served locally), which relabels at chance."""
     model = str(getattr(config, "model", "") or "").lower()
@@ -342,5 +352,5 @@ def agreement_summary(rows: Sequence[Mapping[str, Any]]) -> str:
 
 __all__ = ["DEFAULT_METHOD", "EmbeddingJudge", "Judgement", "LABEL_SOURCE_META", "LabelSource", "METHODS",
            "POLICIES", "achoose_label_source", "agreement_summary", "allm_seed_accuracy", "choose_label_source",
-           "chosen_label", "class_texts", "class_vectors", "centroids", "is_bundled_model", "judge_texts",
+           "chosen_label", "class_texts", "class_vectors", "centroids", "is_bundled_model", "judge_texts", "saved_label_source",
            "label_rows", "loo_seed_items"]

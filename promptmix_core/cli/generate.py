@@ -8,7 +8,6 @@ one to one onto a :class:`~promptmix_core.specs.GenerationSpec` (:meth:`Generati
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -226,10 +225,10 @@ def _generate_into_project(args, task, spec, out: Path) -> int:
 
 def _project_rows(store, job_id: int, spec, result) -> list[dict[str, Any]]:
     """The job's examples as output rows, with the relabels, the judges' choice and the flags the project holds."""
-    from ..judge import LABEL_SOURCE_META, LabelSource, chosen_label
+    from ..judge import chosen_label, saved_label_source
 
     stored_rows = {e.slot: e for e in store.list_examples(job_id=job_id)}
-    choice = LabelSource.from_dict(json.loads(store.get_meta(LABEL_SOURCE_META) or "{}"))
+    choice = saved_label_source(store)
     if choice is not None:
         print(f"label source: {choice.source} ({choice.reason})", file=sys.stderr)
     rows = []

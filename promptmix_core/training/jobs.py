@@ -252,17 +252,11 @@ def _fit_run(store: Any, spec: Any, data: Mapping[str, Any], run_id: int, ctx: A
 
 def chosen_label_source(store: Any) -> str | None:
     """Which judge gave the project's generated examples their labels (``"judge"`` or ``"llm"``, the
-    relabel's saved choice, :data:`promptmix_core.judge.LABEL_SOURCE_META`); None when no relabel chose."""
-    import json
+    relabel's saved choice, :func:`promptmix_core.judge.saved_label_source`); None when no relabel chose."""
+    from ..judge import saved_label_source
 
-    from ..judge import LABEL_SOURCE_META
-
-    try:
-        raw = json.loads(store.get_meta(LABEL_SOURCE_META) or "{}")
-    except (TypeError, ValueError):
-        return None
-    src = raw.get("source") if isinstance(raw, dict) else None
-    return str(src) if src in ("judge", "llm") else None
+    choice = saved_label_source(store)
+    return choice.source if choice is not None else None
 
 
 def run_control(project_path: Any, data: Mapping[str, Any], student: str, settings: Mapping[str, Any], result: Any,
