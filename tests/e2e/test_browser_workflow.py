@@ -79,7 +79,8 @@ def _select(page: Page, scope, label: str, option: str) -> None:
 
 def test_full_workflow(page: Page, app_server, make_fake_llm, shots, tmp_path):
     # the scripted LLM server (tests/conftest.py), answering each call after 0.7 s so that the live
-    # progress can be watched
+    # progress can be watched; the walk sets one call at a time below (with parallel calls a phase
+    # lasts about one call, and a clean-clone CI run saw one state of the 1 s poll before the end)
     fake_llm = make_fake_llm(latency=0.7)
     t0 = time.time()
     base = app_server.url
@@ -141,6 +142,11 @@ def test_full_workflow(page: Page, app_server, make_fake_llm, shots, tmp_path):
     group.press("Enter")
     wait_idle(page)
     expect(main.locator("[data-testid='stPlotlyChart']").first).to_be_visible()
+    main.get_by_text("More settings").click()
+    parallel = _text_input(main, "Parallel calls")
+    parallel.fill("1")
+    parallel.press("Enter")
+    wait_idle(page)
     _button(main, "Start generating").click()
     # the live panel shows the job and its progress; examples appear while it runs
     expect(main).to_contain_text("Job #", timeout=30_000)
