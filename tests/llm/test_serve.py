@@ -246,6 +246,54 @@ def test_a_scoring_pass_runs_a_shared_prompt_prefix_once():
         assert conf == pytest.approx(1 / z, abs=1e-3 if engine.dtype == "float32" else 0.08)
 
 
+@pytest.mark.slow
+def test_a_prompt_nobody_shares_runs_alone_instead_of_widening_the_pass():
+    """Five relabel requests share a class block, a sixth has a block of its own: without levelling the
+    pass would left-pad all six to the sixth's whole prompt. Its rest runs alone first (``levelled``),
+    the pass runs about one text per row, and every answer is still that of scoring the request alone."""
+    from promptmix_core.llm.local import prepare_model
+    from promptmix_core.llm.serve import Engine
+    from promptmix_core.llm.serve.cache import PrefixCache
+
+    engine = Engine(prepare_model(), threads=2)
+    choices = ["sports", "politics", "cooking", "weather"]
+
+    def block(kind):
+        return "\n".join(f"Category: {c}\nDescription: {kind} about {c}, its news, its people and its words."
+                         for c in choices)
+
+    def submit(b, t):
+        return engine.submit(parse_request(
+            {"model": MODEL, "response_format": label_schema(choices), "logprobs": True, "temperature": 0,
+             "messages": [{"role": "user", "content": f"{b}\n\nText: {t}\nAnswer with the category."}]}, MODEL))
+
+    texts = ["The striker scored twice.", "Parliament passed the budget.", "Whisk the eggs.", "Rain tomorrow.",
+             "The keeper saved a penalty."]
+    pendings = [submit(block("texts"), t) for t in texts] + [submit(block("long letters and short notes"),
+                                                                    "Snow is coming.")]
+    widths = []
+    original = engine.scorer._inputs
+
+    def spy(items, width):
+        out = original(items, width)
+        widths.append(out[4])  # the pass's query length
+        return out
+
+    engine.scorer._inputs = spy
+    engine.scorer.score_batch(engine._take_new())
+    assert engine.stats["levelled"] == 1 and engine.stats["shared_prefixes"] >= 1
+    assert widths and widths[0] < 60  # each row runs its text and the answers, not a whole prompt
+    engine.prefixes = PrefixCache()
+    for p in pendings:
+        assert p.done.is_set() and p.error is None
+        want = _score_alone(engine, p.prompt_ids, p.req.choices)
+        engine.prefixes = PrefixCache()
+        body = p.result["choices"][0]
+        best, second = sorted(want, reverse=True)[:2]
+        if engine.dtype == "float32" or best - second > 0.5:
+            assert json.loads(body["message"]["content"])["label"] == choices[want.index(best)]
+
+
 def test_grouped_query_attention_equals_transformers_eager():
     """The server's attention on grouped key/values gives transformers' eager attention's output and
     weights (which first copies the key/values once per query head), with and without a mask."""
