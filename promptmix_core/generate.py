@@ -195,32 +195,45 @@ def examples_per_call(config: GenerationConfig) -> int:
 LOCAL_TOP_P = 0.9
 
 
+def bundled_model(llm: LLMClient) -> bool:
+    """Whether ``llm`` is the bundled SmolLM2-135M on the project's own server."""
+    from .llm.local import MODEL_DIR_NAME  # the bundled model's name at its server
+
+    return bool(getattr(llm.config, "local", False) and llm.config.model == MODEL_DIR_NAME)
+
+
 def sampling_top_p(config: GenerationConfig, llm: LLMClient) -> float | None:
     """``top_p`` sent with generation calls: the config's, else :data:`LOCAL_TOP_P` for the bundled model,
     else none (the endpoint's default)."""
     if config.top_p is not None:
         return float(config.top_p)
-    from .llm.local import MODEL_DIR_NAME  # the bundled model's name at its server
-
-    bundled = getattr(llm.config, "local", False) and llm.config.model == MODEL_DIR_NAME
-    return LOCAL_TOP_P if bundled else None
+    return LOCAL_TOP_P if bundled_model(llm) else None
 
 
-def tokens_per_example(task: Task | None) -> int:
-    """Room for one example line in a generation answer: twice the seeds' mean length (at about 4
-    characters a token) plus the numbering, between 20 and 100 tokens (48 without seeds)."""
+# Room for one line, in seed lengths: twice the seeds' mean for an endpoint (a good model's lines can be
+# long); one for the bundled model, whose usable lines are short and whose rambles ran to max_tokens in
+# 8 of 20 calls: capping those calls near 16 + one seed length a line kept 60 of 60 with the same calls
+# (78 against 79) in 239 decoding steps instead of 431 (docs/BENCHMARKS.md, offline walk).
+LINE_ROOM_SEEDS = 2.0
+LOCAL_LINE_ROOM_SEEDS = 1.0
+
+
+def tokens_per_example(task: Task | None, room: float = LINE_ROOM_SEEDS) -> int:
+    """Room for one example line in a generation answer: ``room`` times the seeds' mean length (at
+    about 4 characters a token) plus the numbering, between 20 and 100 tokens (48 without seeds)."""
     lengths = [len(ex) for c in (task.classes if task is not None else ()) for ex in c.examples]
     if not lengths:
         return 48
-    return max(20, min(100, math.ceil(sum(lengths) / len(lengths) / 4 * 2) + 4))
+    return max(20, min(100, math.ceil(sum(lengths) / len(lengths) / 4 * room) + 4))
 
 
-def call_max_tokens(config: GenerationConfig, n: int, task: Task | None = None) -> int:
-    """``max_tokens`` of a call asking for ``n`` examples: room for ``n`` lines of twice the seeds' mean
-    length (:func:`tokens_per_example`), at most ``config.max_tokens``. A model that rambles (the
-    bundled 135M one wrote 400 tokens of noise in most calls) is cut off early; the cut last line is
-    dropped and the class topped up as usual."""
-    return max(16, min(int(config.max_tokens), 16 + tokens_per_example(task) * int(n)))
+def call_max_tokens(config: GenerationConfig, n: int, task: Task | None = None, bundled: bool = False) -> int:
+    """``max_tokens`` of a call asking for ``n`` examples: room for ``n`` lines (:func:`tokens_per_example`:
+    twice the seeds' mean length, once for the bundled model), at most ``config.max_tokens``. A model that
+    rambles (the bundled 135M one wrote 400 tokens of noise in most calls) is cut off early; the cut last
+    line is dropped and the class topped up as usual."""
+    room = LOCAL_LINE_ROOM_SEEDS if bundled else LINE_ROOM_SEEDS
+    return max(16, min(int(config.max_tokens), 16 + tokens_per_example(task, room) * int(n)))
 
 
 def stop_sequences(n: int) -> list[str]:
@@ -616,6 +629,7 @@ class _Generation:
         self.cancelled = False
         self.queue: list[tuple[int, int]] = []  # (class index, request): one queue for all classes, in that order
         self.top_p = sampling_top_p(config, llm)  # the same for every call of the job
+        self.bundled = bundled_model(llm)  # shorter lines allowed (call_max_tokens)
 
     # ------------------------------------------------------------------ stopping and progress
     def user_stop(self) -> bool:
@@ -715,7 +729,8 @@ class _Generation:
         # abort: not sent once anything failed or Stop was pressed; stop: abandoned in flight on Stop
         return await self.llm.achat(
             spec.messages, temperature=self.config.temperature, top_p=self.top_p,
-            max_tokens=call_max_tokens(self.config, spec.n, self.task), stop_sequences=stop_sequences(spec.n),
+            max_tokens=call_max_tokens(self.config, spec.n, self.task, self.bundled),
+            stop_sequences=stop_sequences(spec.n),
             sample_index=spec.r, abort=self.stop_now, stop=self.user_stop if self.should_stop is not None else None,
         )
 

@@ -179,7 +179,8 @@ def test_config_validation():
 
 
 def test_calls_ask_for_room_for_n_lines_and_stop_at_the_next_number(fake_llm, make_fake_llm, tmp_path, small_task):
-    from promptmix_core.generate import LOCAL_TOP_P, call_max_tokens, examples_per_call, tokens_per_example
+    from promptmix_core.generate import (LOCAL_LINE_ROOM_SEEDS, LOCAL_TOP_P, call_max_tokens, examples_per_call,
+                                         tokens_per_example)
 
     config = GenerationConfig(per_class=6, seed=1)
     generate(small_task, config, llm_for(fake_llm, tmp_path))
@@ -198,6 +199,16 @@ def test_calls_ask_for_room_for_n_lines_and_stop_at_the_next_number(fake_llm, ma
                         cache_path=tmp_path / "local.sqlite")
     generate(small_task, GenerationConfig(per_class=2, seed=2), bundled)
     assert smol.requests and {b["top_p"] for b in smol.requests} == {LOCAL_TOP_P}
+    # ... and gets room for lines of one seed length, not two: its rambles stop sooner
+    local_per = tokens_per_example(small_task, LOCAL_LINE_ROOM_SEEDS)
+    assert local_per == max(20, min(100, -(-sum(lengths) // (4 * len(lengths))) + 4)) <= per
+    from promptmix_core.demo import demo_task  # longer seeds: 126 tokens for 5 lines instead of 216
+
+    assert call_max_tokens(config, 5, demo_task(), True) < call_max_tokens(config, 5, demo_task())
+    for b in smol.requests:
+        n_local = examples_per_call(GenerationConfig(per_class=2))
+        assert b["max_tokens"] == call_max_tokens(GenerationConfig(per_class=2), n_local, small_task, True) \
+            == min(400, 16 + local_per * n_local)
     before = len(fake_llm.requests)  # another model on 127.0.0.1 (Ollama, vLLM) keeps its own default
     other = LLMClient(LLMConfig(base_url=fake_llm.base_url, model="fake-model", local=True, timeout=2),
                       cache_path=tmp_path / "other.sqlite")
