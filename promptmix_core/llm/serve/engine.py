@@ -193,19 +193,32 @@ class Engine:
                     new = self._take_new()
                     scoring = [p for p in new if p.req.choices]
                     generating = [p for p in new if not p.req.choices]
+                    t0 = time.perf_counter()
                     for chunk in self.scorer.chunks(scoring):
                         self.scorer.score_batch(chunk)
+                    t1 = time.perf_counter()
                     if generating:
                         self._admit(generating)
+                    t2 = time.perf_counter()
                     self._drop_cancelled()
                     if self._rows:
                         self._step()
+                    t3 = time.perf_counter()
+                    self._busy(t1 - t0, t2 - t1, t3 - t2)
                     self.stats["rows"], self.stats["open"] = len(self._rows), self._open
                 except Exception as exc:  # noqa: BLE001 - fail the rows in flight, keep serving
                     traceback.print_exc()
                     for row in self._rows:
                         self.fail(row.pending, exc)
                     self._rows, self._cache, self._mask = [], None, None
+
+    def _busy(self, score_s: float, admit_s: float, step_s: float) -> None:
+        """Seconds the engine spent scoring, admitting (prefill + merge) and decoding: with the wall
+        time of a run they tell how long the engine waited for requests."""
+        st = self.stats
+        st["score_s"] = round(st.get("score_s", 0.0) + score_s, 3)
+        st["admit_s"] = round(st.get("admit_s", 0.0) + admit_s, 3)
+        st["step_s"] = round(st.get("step_s", 0.0) + step_s, 3)
 
     def _take_new(self) -> list[Pending]:
         got: list[Pending] = []
@@ -327,6 +340,13 @@ class Engine:
         self._sample(rows, torch.stack(logits))
 
     def _merge(self, rows: list[Row], per_row_layers) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._merge_rows(rows, per_row_layers)
+        finally:
+            self.stats["merge_s"] = round(self.stats.get("merge_s", 0.0) + time.perf_counter() - t0, 3)
+
+    def _merge_rows(self, rows: list[Row], per_row_layers) -> None:
         """Add rows (each with its own prompt key/values, batch 1) to the running batch: every sequence
         is left-padded to the longest, and the attention mask hides the padding."""
         torch = self.torch
@@ -406,6 +426,14 @@ class Engine:
             return
         if len(keep) == len(self._rows):
             return
+        t0 = time.perf_counter()
+        try:
+            self._prune_rows(keep)
+        finally:
+            self.stats["prune_s"] = round(self.stats.get("prune_s", 0.0) + time.perf_counter() - t0, 3)
+
+    def _prune_rows(self, keep: list[int]) -> None:
+        torch = self.torch
         idx = torch.tensor(keep, dtype=torch.long)
         self._rows = [self._rows[i] for i in keep]
         self._mask = self._mask.index_select(0, idx)
