@@ -412,12 +412,15 @@ class Engine:
                     r.finish, r.text = "stop", cut
             if r.finish is None and len(r.out_ids) >= r.req.max_tokens:
                 r.finish = "length"
-        finished = [i for i, r in enumerate(rows) if r.finish is not None]
+        finished = [rows[i] for i, r in enumerate(rows) if r.finish is not None]
         if finished:
-            for i in finished:
-                self._complete_row(rows[i])
-            # indexes into the whole batch: ``rows`` is only the newly admitted ones after a prefill
+            # the rows leave the batch (and the stats) before their answers go out, so a client that
+            # reads /v1/stats after its answer never sees its own rows still in the batch. Indexes into
+            # the whole batch: ``rows`` is only the newly admitted ones after a prefill
             self._prune([i for i, r in enumerate(self._rows) if r.finish is None])
+            self.stats["rows"] = len(self._rows)
+            for r in finished:
+                self._complete_row(r)
 
     def _prune(self, keep: list[int]) -> None:
         torch = self.torch
