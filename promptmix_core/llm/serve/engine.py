@@ -13,6 +13,7 @@ with huge ``max_tokens`` cannot starve the others.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import queue
@@ -193,18 +194,16 @@ class Engine:
                     new = self._take_new()
                     scoring = [p for p in new if p.req.choices]
                     generating = [p for p in new if not p.req.choices]
-                    t0 = time.perf_counter()
-                    for chunk in self.scorer.chunks(scoring):
-                        self.scorer.score_batch(chunk)
-                    t1 = time.perf_counter()
+                    with self._timed("score_s"):
+                        for chunk in self.scorer.chunks(scoring):
+                            self.scorer.score_batch(chunk)
                     if generating:
-                        self._admit(generating)
-                    t2 = time.perf_counter()
+                        with self._timed("admit_s"):
+                            self._admit(generating)
                     self._drop_cancelled()
                     if self._rows:
-                        self._step()
-                    t3 = time.perf_counter()
-                    self._busy(t1 - t0, t2 - t1, t3 - t2)
+                        with self._timed("step_s"):
+                            self._step()
                     self.stats["rows"], self.stats["open"] = len(self._rows), self._open
                 except Exception as exc:  # noqa: BLE001 - fail the rows in flight, keep serving
                     traceback.print_exc()
@@ -212,13 +211,15 @@ class Engine:
                         self.fail(row.pending, exc)
                     self._rows, self._cache, self._mask = [], None, None
 
-    def _busy(self, score_s: float, admit_s: float, step_s: float) -> None:
-        """Seconds the engine spent scoring, admitting (prefill + merge) and decoding: with the wall
-        time of a run they tell how long the engine waited for requests."""
-        st = self.stats
-        st["score_s"] = round(st.get("score_s", 0.0) + score_s, 3)
-        st["admit_s"] = round(st.get("admit_s", 0.0) + admit_s, 3)
-        st["step_s"] = round(st.get("step_s", 0.0) + step_s, 3)
+    @contextlib.contextmanager
+    def _timed(self, name: str):
+        """Adds the seconds of the block to ``stats[name]`` (``score_s``, ``admit_s``: prefill + merge,
+        ``step_s``, ``merge_s``, ``prune_s``): with the wall time of a run they tell compute from waiting."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stats[name] = round(self.stats.get(name, 0.0) + time.perf_counter() - t0, 3)
 
     def _take_new(self) -> list[Pending]:
         got: list[Pending] = []
@@ -336,17 +337,11 @@ class Engine:
                 rows.append(Row(p, i, gen))
                 per_row_layers.append(layers)
                 logits.append(last)
-        self._merge(rows, per_row_layers)
+        with self._timed("merge_s"):
+            self._merge(rows, per_row_layers)
         self._sample(rows, torch.stack(logits))
 
     def _merge(self, rows: list[Row], per_row_layers) -> None:
-        t0 = time.perf_counter()
-        try:
-            self._merge_rows(rows, per_row_layers)
-        finally:
-            self.stats["merge_s"] = round(self.stats.get("merge_s", 0.0) + time.perf_counter() - t0, 3)
-
-    def _merge_rows(self, rows: list[Row], per_row_layers) -> None:
         """Add rows (each with its own prompt key/values, batch 1) to the running batch: every sequence
         is left-padded to the longest, and the attention mask hides the padding."""
         torch = self.torch
@@ -412,7 +407,7 @@ class Engine:
                     r.finish, r.text = "stop", cut
             if r.finish is None and len(r.out_ids) >= r.req.max_tokens:
                 r.finish = "length"
-        finished = [rows[i] for i, r in enumerate(rows) if r.finish is not None]
+        finished = [r for r in rows if r.finish is not None]
         if finished:
             # the rows leave the batch (and the stats) before their answers go out, so a client that
             # reads /v1/stats after its answer never sees its own rows still in the batch. Indexes into
@@ -429,23 +424,16 @@ class Engine:
             return
         if len(keep) == len(self._rows):
             return
-        t0 = time.perf_counter()
-        try:
-            self._prune_rows(keep)
-        finally:
-            self.stats["prune_s"] = round(self.stats.get("prune_s", 0.0) + time.perf_counter() - t0, 3)
-
-    def _prune_rows(self, keep: list[int]) -> None:
-        torch = self.torch
-        idx = torch.tensor(keep, dtype=torch.long)
-        self._rows = [self._rows[i] for i in keep]
-        self._mask = self._mask.index_select(0, idx)
-        used = self._mask.any(dim=0).nonzero()
-        start = int(used[0]) if len(used) else 0
-        for layer in self._cache.layers:
-            layer.keys = layer.keys.index_select(0, idx)[:, :, start:, :]
-            layer.values = layer.values.index_select(0, idx)[:, :, start:, :]
-        self._mask = self._mask[:, start:]
+        with self._timed("prune_s"):
+            idx = torch.tensor(keep, dtype=torch.long)
+            self._rows = [self._rows[i] for i in keep]
+            self._mask = self._mask.index_select(0, idx)
+            used = self._mask.any(dim=0).nonzero()
+            start = int(used[0]) if len(used) else 0
+            for layer in self._cache.layers:
+                layer.keys = layer.keys.index_select(0, idx)[:, :, start:, :]
+                layer.values = layer.values.index_select(0, idx)[:, :, start:, :]
+            self._mask = self._mask[:, start:]
 
     def _complete_row(self, r: Row) -> None:
         if not r.text:
